@@ -1,0 +1,97 @@
+"""Runs the benchmarks under ``benchmarks/`` and prints one table of ratios measured side by side.
+
+Each ``benchmarks/bench_*.py`` defines ``run(repeats: int) -> list[BenchResult]``. A result compares two
+timings (or sizes) taken in the same run, so the ratio holds on any machine; the budget says which way it
+must point. Medians of ``repeats`` runs are reported.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hyperfusion.errors import HyperFusionError
+
+
+@dataclass
+class BenchResult:
+    name: str
+    measured: float  # seconds (or the unit named in ``unit``)
+    reference: float  # the side-by-side reference, same unit
+    budget: str  # e.g. ">= 20x faster" or "<= 1.2x"
+    passed: bool
+    unit: str = "s"
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.reference / self.measured if self.measured else float("inf")
+
+
+def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn`` over ``repeats`` calls, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def benchmarks_dir() -> Path:
+    here = Path(__file__).resolve().parent.parent / "benchmarks"
+    if not here.is_dir():
+        raise HyperFusionError(f"benchmarks folder not found at {here}: run from a source checkout")
+    return here
+
+
+def discover() -> dict[str, Path]:
+    return {p.stem.removeprefix("bench_"): p for p in sorted(benchmarks_dir().glob("bench_*.py"))}
+
+
+def _load(path: Path):
+    spec = importlib.util.spec_from_file_location(f"hyperfusion_bench_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def format_table(results: list[BenchResult]) -> str:
+    rows = [("benchmark", "measured", "reference", "ratio", "budget", "ok")]
+    for r in results:
+        rows.append(
+            (
+                r.name,
+                f"{r.measured:.4g} {r.unit}",
+                f"{r.reference:.4g} {r.unit}",
+                f"{r.ratio:.2f}x",
+                r.budget,
+                "yes" if r.passed else "NO",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    notes = [f"  {r.name}: {r.note}" for r in results if r.note]
+    return "\n".join(lines + (["notes:"] + notes if notes else []))
+
+
+def run_benchmarks(names: list[str] | None = None, repeats: int = 5) -> int:
+    available = discover()
+    unknown = sorted(set(names or []) - set(available))
+    if unknown:
+        raise HyperFusionError(f"unknown benchmark(s) {unknown}; available: {sorted(available)}")
+    results: list[BenchResult] = []
+    for name in names or list(available):
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        results.extend(_load(available[name]).run(repeats))
+    print(format_table(results))
+    return 0 if all(r.passed for r in results) else 1

@@ -1,0 +1,1 @@
+"""Captum attributions, what-if sweeps, counterfactuals and attribution faithfulness."""

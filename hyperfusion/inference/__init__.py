@@ -1,0 +1,1 @@
+"""Model files and the Predictor (image-feature cache, hemisphere averaging, ensembles)."""

@@ -1,0 +1,1 @@
+"""Hyper layers, blocks, task networks and the model registry."""

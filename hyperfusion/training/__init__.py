@@ -1,0 +1,1 @@
+"""Training and evaluation with the paper's protocol (Lightning module, folds x seeds, ensembles, metrics)."""
