@@ -1,0 +1,397 @@
+"""ADNI-format cohorts: a cohort directory or a raw ADNIMERGE table -> one row per subject.
+
+Two inputs are accepted (DESIGN.md, "Cohort on disk"):
+
+* a cohort directory: ``cohort.csv`` (one row per subject, ADNIMERGE column names), ``images/PTID.nii.gz``,
+  ``cohort.json`` (provenance), and for synthetic cohorts ``truth/``;
+* a raw ADNIMERGE.csv with several visits per subject: the baseline visit is taken (VISCODE ``bl``, else the
+  earliest EXAMDATE).
+
+The result is a :class:`Cohort` whose ``table`` has one row per subject: ``PTID``, ``DX`` (CN / MCI / AD), the
+nine attributes of the schema as numbers (PTGENDER: 0 = Female, 1 = Male), a censoring flag per CSF value
+(``ABETA_censored`` etc.: -1 below the assay range, +1 above, 0 not censored) and ``image_path`` (missing, i.e.
+NaN, where there is no scan). Malformed values raise :class:`~hyperfusion.errors.DataError` naming the file, the line, the
+column and the value; rows without a usable label are dropped and counted, never guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hyperfusion.data.schema import (
+    CLASS_NAMES,
+    DIAGNOSIS_MAP,
+    FEATURE_NAMES,
+    FEATURES,
+    LABEL_COLUMNS,
+    Feature,
+    feature,
+)
+from hyperfusion.errors import DataError
+
+MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "none", "null", "-"})
+COGNITIVE_COLUMNS = ("MMSE", "ADAS13", "CDRSB")
+_PTID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_CENSORED_RE = re.compile(r"^\s*([<>])\s*=?\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$")
+_SEX_MAP = {"female": 0.0, "f": 0.0, "male": 1.0, "m": 1.0}
+IMAGE_SUFFIXES = (".nii.gz", ".nii")
+
+
+@dataclass
+class Cohort:
+    """One row per subject, and where it came from.
+
+    Attributes:
+        table: the subjects (see the module docstring for its columns).
+        path: the cohort directory or table it was read from.
+        label_column: the diagnosis column the labels were taken from.
+        source: "synthetic", "ADNI" or "table" (an ADNI-format table of unstated provenance).
+        provenance: the contents of ``cohort.json`` (empty for a bare table).
+        n_rows_read: rows in the file, all visits included.
+        dropped_without_label: subjects whose baseline row had no usable label.
+        baseline_rule: how many subjects were taken from VISCODE ``bl`` / the earliest EXAMDATE / their only row.
+    """
+
+    table: pd.DataFrame
+    path: Path
+    label_column: str
+    source: str
+    provenance: dict = field(default_factory=dict)
+    n_rows_read: int = 0
+    dropped_without_label: int = 0
+    baseline_rule: dict = field(default_factory=dict)
+
+    @property
+    def is_synthetic(self) -> bool:
+        return self.source == "synthetic"
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def labels(self) -> np.ndarray:
+        """Class indices (CN 0, MCI 1, AD 2), shape (N,)."""
+        return self.table["DX"].map({c: i for i, c in enumerate(CLASS_NAMES)}).to_numpy(dtype=np.int64)
+
+    def features(self) -> pd.DataFrame:
+        """The nine schema attributes as floats (NaN where missing), in schema order."""
+        return self.table.loc[:, list(FEATURE_NAMES)].astype(float)
+
+    def summary(self) -> dict:
+        """A JSON-able summary: subjects, classes, label column, missing rates, censoring, scans."""
+        t = self.table
+        feats = self.features()
+        censored = {}
+        for f in FEATURES:
+            if f.censorable:
+                flags = t[f"{f.name}_censored"]
+                censored[f.name] = {"below": int((flags < 0).sum()), "above": int((flags > 0).sum())}
+        return {
+            "path": str(self.path),
+            "source": self.source,
+            "synthetic": self.is_synthetic,
+            "label_column": self.label_column,
+            "rows_read": self.n_rows_read,
+            "subjects": len(t),
+            "dropped_without_label": self.dropped_without_label,
+            "baseline_rule": self.baseline_rule,
+            "class_counts": {c: int((t["DX"] == c).sum()) for c in CLASS_NAMES},
+            "missing_rate": {n: round(float(feats[n].isna().mean()), 4) if len(t) else 0.0 for n in feats},
+            "censored": censored,
+            "subjects_with_scan": int(t["image_path"].notna().sum()),
+        }
+
+
+# --- values ------------------------------------------------------------------------------------------------
+def _where(file: Path | str, line: int | None, column: str) -> str:
+    return f"{file}, line {line}, column {column}" if line is not None else f"{file}, field {column}"
+
+
+def parse_value(raw: object, feat: Feature, *, file: Path | str, line: int | None) -> tuple[float, int]:
+    """Parse one cell of attribute ``feat``: returns (value or NaN, censoring flag -1 / 0 / +1).
+
+    Raises DataError naming the file, line, column and value when it is malformed or implausible.
+    """
+    if raw is None or (isinstance(raw, float) and math.isnan(raw)):
+        return math.nan, 0
+    text = str(raw).strip()
+    if text.lower() in MISSING_TOKENS:
+        return math.nan, 0
+    where = _where(file, line, feat.name)
+    if feat.categories:
+        value = _SEX_MAP.get(text.lower())
+        if value is None:
+            raise DataError(f"{where}: value {text!r} is not one of {'/'.join(feat.categories)}")
+        return value, 0
+    flag = 0
+    match = _CENSORED_RE.match(text)
+    if match:
+        if not feat.censorable:
+            raise DataError(f"{where}: censored value {text!r} is only allowed for CSF measures")
+        flag = -1 if match.group(1) == "<" else 1
+        text = match.group(2)
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(f"{where}: value {text!r} is not a number; fix or empty the cell") from None
+    if not math.isfinite(value):
+        raise DataError(f"{where}: value {text!r} is not a finite number")
+    lo, hi = feat.plausible_range
+    if not lo <= value <= hi:
+        unit = f" {feat.unit}" if feat.unit else ""
+        raise DataError(
+            f"{where}: value {text}{unit} is outside the plausible range [{lo:g}, {hi:g}] for {feat.meaning}"
+        )
+    if feat.type == "count" and value != round(value):
+        raise DataError(f"{where}: value {text!r} must be a whole number ({feat.meaning})")
+    return value, flag
+
+
+def parse_record(record: Mapping[str, object], *, source: str = "record") -> dict[str, float]:
+    """Parse one subject's record (ADNIMERGE names -> raw values, e.g. from JSON or a form).
+
+    Returns every schema attribute as a float (NaN where missing or absent) plus ``NAME_censored`` flags.
+    Unknown keys are refused so that a typo (``APOE_4``) is not silently treated as a missing value.
+    """
+    if not isinstance(record, Mapping):
+        raise DataError(
+            f"{source}: a record must be an object of column -> value, got {type(record).__name__}"
+        )
+    allowed = set(FEATURE_NAMES) | {"PTID", "VISCODE", "DX", "DX_bl", "Group", *COGNITIVE_COLUMNS}
+    unknown = sorted(str(k) for k in record if k not in allowed)
+    if unknown:
+        raise DataError(
+            f"{source}: unknown field(s) {unknown}; expected ADNIMERGE names {list(FEATURE_NAMES)}"
+        )
+    out: dict[str, float] = {}
+    for f in FEATURES:
+        value, flag = parse_value(record.get(f.name), f, file=source, line=None)
+        out[f.name] = value
+        if f.censorable:
+            out[f"{f.name}_censored"] = flag
+    return out
+
+
+def map_diagnosis(raw: object, *, file: Path | str, line: int, column: str) -> str | None:
+    """ADNIMERGE diagnosis string -> CN / MCI / AD; None when empty; DataError when unknown."""
+    if raw is None or (isinstance(raw, float) and math.isnan(raw)):
+        return None
+    text = str(raw).strip()
+    if text.lower() in MISSING_TOKENS:
+        return None
+    label = DIAGNOSIS_MAP.get(text.upper())
+    if label is None:
+        raise DataError(
+            f"{_where(file, line, column)}: diagnosis {text!r} is not one of "
+            f"{sorted(DIAGNOSIS_MAP)}; fix it or empty the cell to drop the subject"
+        )
+    return label
+
+
+# --- tables ------------------------------------------------------------------------------------------------
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; give a cohort directory or an ADNIMERGE-format .csv")
+    raw = path.read_bytes()
+    for encoding in ("utf-8-sig", "cp1252", "latin-1"):
+        try:
+            text = raw.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    if "\x00" in text:
+        raise DataError(f"{path}: not a text CSV file (it holds NUL bytes)")
+    import io
+
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"{path}: cannot be read as CSV ({str(exc).strip().splitlines()[0]})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    if "PTID" not in df.columns:
+        raise DataError(f"{path}: no PTID column; an ADNIMERGE-format table names subjects in PTID")
+    if df.empty:
+        raise DataError(f"{path}: the table has a header but no rows")
+    return df
+
+
+def _pick_label_column(df: pd.DataFrame, requested: str | None, path: Path) -> str:
+    if requested is not None:
+        if requested not in df.columns:
+            raise DataError(f"{path}: label column {requested!r} not found; the table has {list(df.columns)}")
+        return requested
+    for col in LABEL_COLUMNS:
+        if col in df.columns:
+            return col
+    raise DataError(f"{path}: no diagnosis column; expected one of {list(LABEL_COLUMNS)}")
+
+
+def _baseline_rows(df: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, dict]:
+    """One row per PTID: VISCODE 'bl' if present, else the earliest EXAMDATE."""
+    df = df.assign(_line=np.arange(len(df)) + 2)  # +2: the header is line 1
+    counts = df["PTID"].value_counts()
+    if (counts == 1).all():
+        return df, {"only_row": len(df)}
+    if "VISCODE" not in df.columns and "EXAMDATE" not in df.columns:
+        dup = counts[counts > 1].index[0]
+        raise DataError(
+            f"{path}: PTID {dup!r} appears {counts[dup]} times and the table has no VISCODE or EXAMDATE "
+            "to choose the baseline visit; keep one row per subject"
+        )
+    rule = {"viscode_bl": 0, "earliest_examdate": 0, "only_row": 0}
+    viscode = df["VISCODE"].str.strip().str.lower() if "VISCODE" in df.columns else None
+    dates = None
+    if "EXAMDATE" in df.columns:
+        dates = pd.to_datetime(df["EXAMDATE"].str.strip(), errors="coerce", format="mixed")
+    keep = []
+    for _ptid, idx in df.groupby("PTID", sort=False).indices.items():
+        if len(idx) == 1:
+            keep.append(idx[0])
+            rule["only_row"] += 1
+            continue
+        if viscode is not None:
+            bl = [i for i in idx if viscode.iat[i] == "bl"]
+            if len(bl) > 1:
+                lines = ", ".join(str(df["_line"].iat[i]) for i in bl)
+                raise DataError(f"{path}: PTID {_ptid!r} has several baseline (bl) rows, lines {lines}")
+            if bl:
+                keep.append(bl[0])
+                rule["viscode_bl"] += 1
+                continue
+        if dates is None or dates.iloc[idx].isna().all():
+            raise DataError(
+                f"{path}: PTID {_ptid!r} has {len(idx)} visits, none with VISCODE 'bl' or a readable "
+                "EXAMDATE; cannot tell which is the baseline"
+            )
+        keep.append(idx[int(np.nanargmin(dates.iloc[idx].to_numpy(dtype="datetime64[ns]").astype(float)))])
+        rule["earliest_examdate"] += 1
+    return df.iloc[sorted(keep)], rule
+
+
+def _parse_table(df: pd.DataFrame, path: Path, label_column: str, images_dir: Path | None) -> tuple:
+    rows = []
+    dropped = 0
+    for rec in df.to_dict("records"):
+        line = int(rec["_line"])
+        ptid = str(rec["PTID"]).strip()
+        if not _PTID_RE.match(ptid):
+            raise DataError(
+                f"{_where(path, line, 'PTID')}: {ptid!r} is not a usable subject ID "
+                "(letters, digits, '_', '.', '-'; at most 64 characters)"
+            )
+        label = map_diagnosis(rec.get(label_column), file=path, line=line, column=label_column)
+        if label is None:
+            dropped += 1
+            continue
+        row: dict[str, object] = {"PTID": ptid, "DX": label, "DX_source": str(rec[label_column]).strip()}
+        for f in FEATURES:
+            value, flag = parse_value(rec.get(f.name), f, file=path, line=line)
+            row[f.name] = value
+            if f.censorable:
+                row[f"{f.name}_censored"] = flag
+        for col in COGNITIVE_COLUMNS:
+            text = str(rec.get(col, "")).strip()
+            try:
+                row[col] = float(text) if text.lower() not in MISSING_TOKENS else math.nan
+            except ValueError:
+                raise DataError(f"{_where(path, line, col)}: value {text!r} is not a number") from None
+        for col in ("VISCODE", "EXAMDATE"):
+            if col in rec:
+                row[col] = str(rec[col]).strip()
+        row["image_path"] = _find_image(images_dir, ptid)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        raise DataError(f"{path}: no subject has a usable label in column {label_column!r}")
+    dup = table["PTID"][table["PTID"].duplicated()]
+    if len(dup):
+        raise DataError(f"{path}: duplicate PTID {dup.iloc[0]!r}; keep one row per subject")
+    for f in FEATURES:
+        if f.censorable:
+            table[f"{f.name}_censored"] = table[f"{f.name}_censored"].astype(np.int8)
+    return table.reset_index(drop=True), dropped
+
+
+def _find_image(images_dir: Path | None, ptid: str) -> str | None:
+    if images_dir is None:
+        return None
+    for suffix in IMAGE_SUFFIXES:
+        candidate = images_dir / f"{ptid}{suffix}"
+        if candidate.is_file():
+            return str(candidate)
+    return None
+
+
+def load_cohort(
+    path: str | Path, *, label_column: str | None = None, images_dir: str | Path | None = None
+) -> Cohort:
+    """Read a cohort directory or an ADNIMERGE-format table; one row per subject.
+
+    Args:
+        path: a cohort directory (``cohort.csv`` inside) or a CSV table (e.g. ADNIMERGE.csv).
+        label_column: ``DX_bl``, ``DX`` or ``Group``; default: ``cohort.json``'s choice, else the first of
+            those the table has.
+        images_dir: where ``PTID.nii.gz`` scans are; default: ``images/`` beside ``cohort.csv``.
+    """
+    path = Path(path)
+    provenance: dict = {}
+    if path.is_dir():
+        table_path = path / "cohort.csv"
+        if not table_path.is_file():
+            raise DataError(f"{path}: a cohort directory must hold cohort.csv (and images/, cohort.json)")
+        meta_path = path / "cohort.json"
+        if meta_path.is_file():
+            try:
+                provenance = json.loads(meta_path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise DataError(f"{meta_path}: not valid JSON ({exc})") from None
+            if not isinstance(provenance, dict):
+                raise DataError(f"{meta_path}: must hold a JSON object")
+        default_images = path / "images"
+    else:
+        table_path = path
+        default_images = path.parent / "images"
+    images = Path(images_dir) if images_dir is not None else default_images
+    df = _read_csv(table_path)
+    label_column = _pick_label_column(df, label_column or provenance.get("label_column"), table_path)
+    baseline, rule = _baseline_rows(df, table_path)
+    table, dropped = _parse_table(baseline, table_path, label_column, images if images.is_dir() else None)
+    source = str(provenance.get("source", "table"))
+    return Cohort(
+        table=table,
+        path=path,
+        label_column=label_column,
+        source=source,
+        provenance=provenance,
+        n_rows_read=len(df),
+        dropped_without_label=dropped,
+        baseline_rule=rule,
+    )
+
+
+def feature_frame(rows: pd.DataFrame | Mapping[str, object] | list[Mapping[str, object]]) -> pd.DataFrame:
+    """The nine attributes as a float frame from a cohort table, one parsed record or a list of them."""
+    if isinstance(rows, Mapping):
+        rows = [rows]
+    frame = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows
+    missing = [n for n in FEATURE_NAMES if n not in frame.columns]
+    frame = frame.assign(**{n: math.nan for n in missing})
+    return frame.loc[:, list(FEATURE_NAMES)].astype(float)
+
+
+__all__ = [
+    "Cohort",
+    "load_cohort",
+    "parse_record",
+    "parse_value",
+    "map_diagnosis",
+    "feature_frame",
+    "feature",
+]
