@@ -387,15 +387,39 @@ def to_subject_space(
         over the subject's scan in FSLeyes / ITK-SNAP.
     """
     box = _as_box(arr, geometry)
-    shape, ref_affine = _reference_grid(reference)
+    label = _label(reference, "reference scan")
+    # Only the grid of an image object is needed: its voxels are not decoded.
+    ref = (
+        reference
+        if isinstance(reference, nib.spatialimages.SpatialImage)
+        else load_nifti(reference, name=label)
+    )
+    shape, ref_affine = scan_grid(ref, name=label)
     out = np.zeros(shape, dtype=np.float32)
     if geometry.mode == "voxel_crop":
-        _check_crop_fits(shape, geometry, "reference scan")
+        _check_crop_fits(shape, geometry, label)
         out[_crop_slices(geometry)] = box
     else:
         _fill_from_box(out, box, geometry, ref_affine, order)
-    img = nib.Nifti1Image(out, ref_affine)
-    img.header.set_xyzt_units("mm")
+    return _image_like(out, ref_affine, ref.header)
+
+
+def _image_like(data: np.ndarray, affine: np.ndarray, ref_header: Any) -> nib.Nifti1Image:
+    """A float32 NIfTI on the reference grid that viewers place exactly where the reference is.
+
+    The sform and qform codes of the reference (scanner, aligned, MNI, ...) are kept, so FSLeyes / ITK-SNAP
+    treat both as the same space; the qform is left out when the affine has shear it cannot represent.
+    """
+    img = nib.Nifti1Image(data, affine)
+    hdr = img.header
+    codes = {"sform_code": 2, "qform_code": 2}  # "aligned" when the reference says nothing
+    if isinstance(ref_header, nib.Nifti1Header):
+        codes = {k: int(ref_header[k]) or v for k, v in codes.items()}
+    hdr.set_sform(affine, code=codes["sform_code"])
+    hdr.set_qform(affine, code=codes["qform_code"])
+    if not np.allclose(hdr.get_qform(), affine, atol=1e-4):
+        hdr.set_qform(affine, code=0)
+    hdr.set_xyzt_units("mm")
     return img
 
 

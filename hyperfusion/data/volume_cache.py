@@ -29,6 +29,7 @@ import numpy as np
 
 from hyperfusion.data.geometry import PREPROCESSING_VERSION, Geometry, model_input
 from hyperfusion.data.nifti import image_sha256
+from hyperfusion.errors import DataError
 
 _INDEX_NAME = "content_hashes.json"
 _INDEX_FORMAT = 1
@@ -103,6 +104,10 @@ class VolumeCache:
     # --- content hashes -----------------------------------------------------------------------------------
     def _content_sha256(self, source_path: str | os.PathLike) -> str:
         path = Path(source_path).resolve()
+        if not path.is_file():
+            raise DataError(
+                f"{source_path}: file not found. Check the path (cohort scans: COHORT_DIR/images/)"
+            )
         st = path.stat()
         key = str(path)
         known = self._lookup(key, st)

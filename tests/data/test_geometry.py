@@ -294,9 +294,30 @@ def test_round_trip_onto_an_oblique_flipped_scan(oblique_scan, tmp_path):
     np.testing.assert_allclose(values[deep_inside], oblique_scan.get_fdata()[deep_inside], atol=0.15)
     assert np.all(values[~outside] != 0)  # the whole box, faces included, is filled
 
+    # Saved, it carries the reference's grid in both sform and qform (the affine is rigid + scaling), so
+    # viewers that prefer either place it over the scan.
     path = tmp_path / "map.nii.gz"
     nib.save(back, path)
-    np.testing.assert_allclose(nib.load(path).affine, oblique_scan.affine, atol=1e-4)
+    saved = nib.load(path)
+    np.testing.assert_allclose(saved.header.get_sform(), oblique_scan.affine, atol=1e-4)
+    np.testing.assert_allclose(saved.header.get_qform(), oblique_scan.affine, atol=1e-4)
+
+
+def test_exported_maps_keep_the_references_space_codes(oblique_scan):
+    ref = nib.Nifti1Image(np.ones(oblique_scan.shape, np.float32), oblique_scan.affine)
+    ref.header.set_sform(oblique_scan.affine, code="mni")
+    ref.header.set_qform(oblique_scan.affine, code="scanner")
+    g = ad_box(2.0)
+    back = to_subject_space(np.zeros(g.box_shape), g, ref)
+    assert (int(back.header["sform_code"]), int(back.header["qform_code"])) == (4, 1)
+
+    sheared = oblique_scan.affine.copy()
+    sheared[0, 1] += 0.4
+    back = to_subject_space(
+        np.zeros(g.box_shape), g, nib.Nifti1Image(np.ones((4, 4, 4), np.float32), sheared)
+    )
+    assert int(back.header["qform_code"]) == 0  # a qform cannot hold shear: only the sform speaks
+    np.testing.assert_allclose(back.header.get_sform(), sheared, atol=1e-5)
 
 
 def test_attribution_blobs_land_at_their_mm_coordinates(oblique_scan):

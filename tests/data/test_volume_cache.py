@@ -10,6 +10,7 @@ import pytest
 import hyperfusion.data.volume_cache as volume_cache
 from hyperfusion.data.geometry import Geometry, ad_box, model_input
 from hyperfusion.data.volume_cache import VolumeCache, default_cache_root
+from hyperfusion.errors import DataError
 
 
 @pytest.fixture
@@ -186,6 +187,11 @@ def test_clear_removes_entries_and_index_only(tmp_path, small_scan, model_input_
     assert (small_scan, g) not in cache
     cache.get(small_scan, g)
     assert len(model_input_calls) == 2
+
+
+def test_a_missing_scan_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match="gone.nii.gz: file not found"):
+        VolumeCache(tmp_path).get(tmp_path / "gone.nii.gz", ad_box(2.0))
 
 
 def test_default_root_follows_the_environment(tmp_path, monkeypatch):
