@@ -282,8 +282,6 @@ def _validated(img: nib.spatialimages.SpatialImage, label: str) -> nib.Nifti1Ima
             # float64 values beyond float32's range become inf here and are refused below.
             warnings.simplefilter("ignore", RuntimeWarning)
             data = np.asarray(img.get_fdata(dtype=np.float32, caching="unchanged"), dtype=np.float32)
-    except DataError:
-        raise
     except Exception as exc:  # truncated files behind a proxy, bad scaling, ...
         raise _fail(label, f"voxel data cannot be read ({exc})", "Re-export the scan") from None
     data = data.reshape(data.shape[:3])
