@@ -20,17 +20,18 @@ index 0 and look like the same hemisphere. In ``mni_box`` the split is at x = 0 
 hemisphere (x ≥ 0) and view 1 the left one, mirrored exactly about the mid-sagittal plane (voxel centres
 sit at ±v/2, ±3v/2, ...).
 
-What the authors' code does (github.com/daniel4725/HyperFusion, ``data_utils/transformation.py`` and
-``pl_wrap.py``): their scans were resampled to AFNI orientation ``RPI`` and saved transposed, so a stored
-170×186×170 array is indexed (z, y, x) with x running right->left; the crop is
-``img[25:89, 55:151, 21:149]`` (64×96×128). Training (transform ``hippo_crop_lNr_l2r``) flips the whole crop
-along its last axis with probability ½ (MONAI ``RandFlip(spatial_axis=2)`` on a channel-first array) and then
-keeps ``[..., 64:]``, z-scoring that half alone. Evaluation splits at ``mid = W // 2`` and runs the model on
-``x[..., mid:]`` and on ``x[..., :mid].flip(-1)``, averaging the softmax outputs; their in-RAM evaluation
-data were z-scored over the whole 128-wide crop before the split. So the half they keep as is is the upper
-last-axis half (the left hemisphere, given their right->left x axis) and the lower half is mirrored along
-the last axis; both views have the midline at index 0. :func:`split_views` reproduces exactly these two
-index operations in both modes, so view 0 / view 1 of ``voxel_crop`` are their as-is / flipped halves.
+What the authors' code does (github.com/daniel4725/HyperFusion: ``preprocess_code``,
+``data_utils/transformation.py``, ``data_utils/ADNI_data_handler.py``, ``pl_wrap.py``): their scans were
+resampled to AFNI orientation ``RPI`` and stored transposed, so a stored 170×186×170 array is indexed
+(z, y, x) with x running right->left. Their experiments load the data into RAM (``load2ram=True``), cutting
+``img[25:89, 55:151, 21:149]`` (64×96×128) once. Training (transform ``hippo_crop_lNr_l2r``) flips that
+crop along its last axis with probability ½ (MONAI ``RandFlip(spatial_axis=2)`` on a channel-first array),
+keeps ``[..., 64:]`` and z-scores that half alone. Evaluation z-scores the whole 128-wide crop
+(``hippo_crop_2sides``), splits it at ``mid = W // 2`` and runs the model on ``x[..., mid:]`` and on
+``x[..., :mid].flip(-1)``, averaging the softmax outputs. So the half kept as is is the upper last-axis half
+(the left hemisphere, given their right->left x axis) and the lower half is mirrored along the last axis;
+both views have the midline at index 0. :func:`split_views` performs exactly these two index operations in
+both modes, so views 0 / 1 of ``voxel_crop`` are their as-is / flipped halves.
 
 Intensity: :func:`zscore_nonzero` is applied to the whole box before splitting, so both hemispheres of a
 subject share one intensity scale (as in the authors' evaluation path) and a view is the same array whether
