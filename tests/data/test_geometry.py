@@ -119,6 +119,8 @@ def test_box_affine_puts_voxel_centres_half_a_voxel_inside_the_box():
     np.testing.assert_allclose(a[:3, :3] @ [0, 0, 1], [2, 0, 0])
     with pytest.raises(DataError, match="no fixed world position"):
         box_affine(authors_crop())
+    ref = nib.Nifti1Image(np.zeros((170, 186, 170), np.float32), np.diag([-1.0, 1.0, 1.2, 1.0]))
+    np.testing.assert_allclose(box_affine(authors_crop(), ref) @ [0, 0, 0, 1], ref.affine @ [25, 55, 21, 1])
 
 
 # --- resampling through the affine ----------------------------------------------------------------------
