@@ -68,7 +68,7 @@ def run(repeats: int) -> list[BenchResult]:
             ),
         ),
         BenchResult(
-            name="volume_cache: cached read in a new process vs decode",
+            name="volume_cache: cached read, fresh cache object vs decode",
             measured=new_process,
             reference=decode,
             budget=f">= {BUDGET:g}x faster",
