@@ -15,7 +15,7 @@ never disagree. Features are a tuple of batch-first tensors: concatenate cached 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -24,7 +24,14 @@ from torch import Tensor, nn
 from hyperfusion.errors import DataError
 from hyperfusion.models.hyper import HyperLayer
 
-__all__ = ["FusionNetwork", "ImageFeatures", "StagedNetwork", "concat_features", "select_features"]
+__all__ = [
+    "FusionNetwork",
+    "ImageFeatures",
+    "StagedNetwork",
+    "concat_features",
+    "select_features",
+    "state_dict_mismatches",
+]
 
 ImageFeatures = tuple[Tensor, ...]
 
@@ -41,6 +48,21 @@ def select_features(features: ImageFeatures, index: Tensor | slice | int) -> Ima
     if isinstance(index, int):
         index = slice(index, index + 1)
     return tuple(t[index] for t in features)
+
+
+def state_dict_mismatches(model: nn.Module, tensors: Mapping[str, Tensor], limit: int = 8) -> str:
+    """How ``tensors`` fail to fit ``model.state_dict()`` (missing, unexpected, wrong shape); "" if they fit."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in tensors.items()}
+    problems = [f"missing {k}" for k in sorted(expected.keys() - found.keys())]
+    problems += [f"unexpected {k}" for k in sorted(found.keys() - expected.keys())]
+    problems += [
+        f"{k} has shape {found[k]}, the network {expected[k]}"
+        for k in sorted(expected.keys() & found.keys())
+        if found[k] != expected[k]
+    ]
+    more = f"; and {len(problems) - limit} more" if len(problems) > limit else ""
+    return "; ".join(problems[:limit]) + more
 
 
 class FusionNetwork(nn.Module):

@@ -68,6 +68,15 @@ def tiny_model(request):
     return _build_tiny(*request.param)
 
 
+@pytest.fixture
+def reference_keys():
+    """{authors' class name: {parameter name: shape}} of every checkpoint in the key list."""
+    return {
+        authors: REFERENCE_KEYS["architectures"][listed]
+        for listed, (authors, _, _) in REFERENCE_ARCHS.items()
+    }
+
+
 @pytest.fixture(params=list(REFERENCE_ARCHS))
 def reference_arch(request):
     """(authors' class name, task, our name, {parameter name: shape}) of one checkpoint in the key list."""
