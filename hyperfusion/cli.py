@@ -108,6 +108,39 @@ def _import_reference_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="model directory to write")
 
 
+# The authors' crop, as hyperfusion.data.geometry.authors_crop().to_dict() describes it, for a checkout that
+# does not have that module yet
+_AUTHORS_CROP = {
+    "mode": "voxel_crop",
+    "crop_start": [25, 55, 21],
+    "crop_stop": [89, 151, 149],
+    "voxel_size_mm": 1.0,
+    "hemispheres": True,
+}
+
+
+def _import_reference_run(a: argparse.Namespace) -> int:
+    from hyperfusion.inference.model_files import file_sha256, save_model
+    from hyperfusion.models.reference import (
+        convert_reference_state_dict,
+        read_reference_checkpoint,
+        reference_card,
+    )
+
+    try:
+        from hyperfusion.data.geometry import authors_crop
+
+        geometry = authors_crop().to_dict()
+    except ImportError:
+        geometry = dict(_AUTHORS_CROP)
+    weights, facts = read_reference_checkpoint(a.checkpoint)
+    model = convert_reference_state_dict(weights, a.arch)
+    card = reference_card(a.arch, {**facts, "sha256": file_sha256(a.checkpoint)}, geometry)
+    out = save_model(model, card, a.out)
+    _print_json({"model_dir": str(out), "architecture": model.architecture, **model.parameter_counts()})
+    return 0
+
+
 # --- bench / app -------------------------------------------------------------------------------------------
 def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
@@ -152,7 +185,10 @@ COMMANDS: list[Command] = [
     Command("predict", "predict for one scan and record (JSON)", _predict_args, None, "#6"),
     Command("explain", "write an attribution map as NIfTI", _explain_args, None, "#6"),
     Command(
-        "import-reference", "convert a checkpoint of the authors' code", _import_reference_args, None, "#4"
+        "import-reference",
+        "convert a checkpoint of the authors' code",
+        _import_reference_args,
+        _import_reference_run,
     ),
     Command("bench", "run the benchmarks and print their ratios", _bench_args, _bench_run),
     Command("app", "start the dashboard on 127.0.0.1", _app_args, _app_run),
