@@ -66,3 +66,34 @@ def random_cohort_table(n: int, seed: int = 0, missing: float = 0.3) -> pd.DataF
 @pytest.fixture
 def cohort_table() -> pd.DataFrame:
     return random_cohort_table(300, seed=1)
+
+
+def write_image_cohort(root: Path, n: int, seed: int = 0, voxel_mm: float = 4.0) -> Path:
+    """A cohort directory of ``n`` random subjects with small box scans (brighter left hemisphere, and a
+    hippocampus-like blob that dims with the diagnosis so image models have something to learn)."""
+    import json
+
+    import nibabel as nib
+
+    from hyperfusion.data.geometry import ad_box, box_affine
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "images").mkdir(exist_ok=True)
+    table = random_cohort_table(n, seed=seed)
+    severity = table["DX"].map({"CN": 0.0, "MCI": 0.5, "AD": 1.0}).to_numpy()
+    table["PTGENDER"] = table["PTGENDER"].map({0.0: "Female", 1.0: "Male"})
+    table.rename(columns={"DX": "DX_bl"}).to_csv(root / "cohort.csv", index=False)
+    (root / "cohort.json").write_text(json.dumps({"source": "synthetic", "generator": "tests"}))
+    g = ad_box(voxel_mm)
+    affine = box_affine(g)
+    rng = np.random.default_rng(seed)
+    d, h, w = g.box_shape
+    zz, yy, xx = np.meshgrid(np.arange(d), np.arange(h), np.arange(w), indexing="ij")
+    for i, ptid in enumerate(table["PTID"]):
+        box = rng.uniform(50, 60, g.box_shape).astype(np.float32)
+        box[..., : w // 2] += 100 + i
+        for cx in (w // 4, 3 * w // 4):
+            blob = ((zz - d / 2) ** 2 + (yy - h / 2) ** 2 + (xx - cx) ** 2) < (min(d, h, w) / 5) ** 2
+            box[blob] += 80 * (1 - severity[i])
+        nib.save(nib.Nifti1Image(box, affine), root / "images" / f"{ptid}.nii.gz")
+    return root

@@ -1,6 +1,3 @@
-import json
-
-import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -8,29 +5,13 @@ from torch.utils.data import DataLoader
 
 from hyperfusion.data import TabularPreprocessor, VolumeCache, ad_box, load_cohort, model_input
 from hyperfusion.data.datasets import CohortDataset
-from hyperfusion.data.geometry import box_affine
 from hyperfusion.errors import DataError
-from tests.conftest import random_cohort_table
+from tests.conftest import write_image_cohort
 
 
 @pytest.fixture(scope="module")
 def cohort_dir(tmp_path_factory):
-    """A 12-subject cohort directory whose scans are 4 mm boxes; the left half of each scan is brighter."""
-    root = tmp_path_factory.mktemp("cohort")
-    (root / "images").mkdir()
-    table = random_cohort_table(12, seed=4)
-    table["PTGENDER"] = table["PTGENDER"].map({0.0: "Female", 1.0: "Male"})
-    table.rename(columns={"DX": "DX_bl"}).to_csv(root / "cohort.csv", index=False)
-    (root / "cohort.json").write_text(json.dumps({"source": "synthetic"}))
-    g = ad_box(4.0)
-    affine = box_affine(g)
-    rng = np.random.default_rng(0)
-    for i, ptid in enumerate(table["PTID"]):
-        box = rng.uniform(50, 60, g.box_shape).astype(np.float32)
-        box[..., : g.box_shape[2] // 2] += 100 + i  # x < 0: the left hemisphere
-        # box arrays are (z, y, x); a NIfTI on the box grid stores them with box_affine
-        nib.save(nib.Nifti1Image(box, affine), root / "images" / f"{ptid}.nii.gz")
-    return root
+    return write_image_cohort(tmp_path_factory.mktemp("cohort"), 12, seed=4)
 
 
 def test_ad_dataset_yields_image_tabular_target(cohort_dir, tmp_path):
