@@ -72,13 +72,73 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         "--fold", type=int, default=0, help="validation partition 0-3 (partition 4 is the test set)"
     )
     p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="model directory to write")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--accelerator", default="cpu")
-    p.add_argument("--devices", default="1")
-    p.add_argument("--strategy", default="auto")
+    p.add_argument("--seed", type=int, default=0, help="initialisation / shuffling seed")
+    p.add_argument("--out", required=True, help="model directory to write (training logs go in OUT/training)")
+    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=None, help="default: 32 (ad), 64 (brain_age)")
+    p.add_argument("--lr", type=float, default=None, help="default: the paper's per task")
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--class-weights", choices=["paper", "balanced"], default="paper")
+    p.add_argument("--imputation", choices=["median", "iterative"], default="median")
+    p.add_argument(
+        "--pretrain-epochs", type=int, default=100, help="tabular pre-training of HyperFusion's embedding"
+    )
+    p.add_argument(
+        "--voxel-size", type=float, default=2.0, help="model grid, mm (1 = the paper's resolution)"
+    )
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="model override, VALUE as JSON (e.g. --set init_features=8 --set 'hyper_layers=[\"fc1\"]')",
+    )  # fmt: skip
+    p.add_argument("--num-workers", type=int, default=0, help="data-loading processes")
+    p.add_argument("--accelerator", default="cpu", help="cpu, gpu, auto (passed to Lightning)")
+    p.add_argument("--devices", default="1", help="number of devices, or 'auto'")
+    p.add_argument("--strategy", default="auto", help="e.g. ddp (several GPUs or nodes)")
     p.add_argument("--num-nodes", type=int, default=1)
-    p.add_argument("--precision", default="32-true")
+    p.add_argument("--precision", default="32-true", help="e.g. bf16-mixed, 16-mixed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _parse_overrides(items: list[str]) -> dict:
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise HyperFusionError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def _train_run(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hyperfusion.data import load_cohort
+    from hyperfusion.data.geometry import ad_box, brain_box
+    from hyperfusion.inference.model_files import save_model
+    from hyperfusion.training.fold import TrainConfig, train_fold
+
+    cohort = load_cohort(a.data)
+    geometry = ad_box(a.voxel_size) if a.task == "ad" else brain_box(a.voxel_size)
+    devices = int(a.devices) if str(a.devices).isdigit() else a.devices
+    config = TrainConfig(
+        task=a.task, model=a.model, fold=a.fold, split_seed=a.split_seed, seed=a.seed, epochs=a.epochs,
+        batch_size=a.batch_size or (32 if a.task == "ad" else 64), lr=a.lr, weight_decay=a.weight_decay,
+        class_weights=a.class_weights, imputation=a.imputation, geometry=geometry.to_dict(),
+        model_overrides=_parse_overrides(a.set), pretrain_epochs=a.pretrain_epochs, num_workers=a.num_workers,
+        accelerator=a.accelerator, devices=devices, strategy=a.strategy, num_nodes=a.num_nodes,
+        precision=a.precision,
+    )  # fmt: skip
+    out = Path(a.out)
+    result = train_fold(cohort, config, out / "training", quiet=a.quiet)
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # under DDP only one process writes the model
+        save_model(result.network, result.card, out)
+        _print_json({"model_dir": str(out), "validation": result.card["metrics"]["validation"]})
+    return 0
 
 
 # --- evaluate ----------------------------------------------------------------------------------------------
@@ -180,7 +240,7 @@ COMMANDS: list[Command] = [
     Command(
         "synth", "generate a synthetic ADNI-like cohort from the MNI152 template", _synth_args, None, "#3"
     ),
-    Command("train", "train one model on one fold with the paper's protocol", _train_args, None, "#5"),
+    Command("train", "train one model on one fold with the paper's protocol", _train_args, _train_run),
     Command("evaluate", "evaluate models and ensembles on the test partition", _evaluate_args, None, "#5"),
     Command("predict", "predict for one scan and record (JSON)", _predict_args, None, "#6"),
     Command("explain", "write an attribution map as NIfTI", _explain_args, None, "#6"),

@@ -232,6 +232,21 @@ def ad_box(voxel_size_mm: float = 2.0) -> Geometry:
     )
 
 
+def brain_box(voxel_size_mm: float = 2.0) -> Geometry:
+    """The whole brain in MNI mm, one view (no hemisphere split): the brain-age task's input.
+
+    x ∈ [−90, 90), y ∈ [−126, 90), z ∈ [−72, 108) mm, the MNI152 template's field of view trimmed to whole
+    voxels: box (D, H, W) = 90×108×90 at 2 mm (the paper's input is about 90×120×99 voxels).
+    """
+    return Geometry(
+        mode="mni_box",
+        voxel_size_mm=voxel_size_mm,
+        box_min_mm=(-90.0, -126.0, -72.0),
+        box_max_mm=(90.0, 90.0, 108.0),
+        hemispheres=False,
+    )
+
+
 def authors_crop() -> Geometry:
     """The authors' fixed crop ``[25:89, 55:151, 21:149]`` of their 170×186×170 bounding-box-centred arrays.
 
