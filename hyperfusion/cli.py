@@ -143,9 +143,47 @@ def _train_run(a: argparse.Namespace) -> int:
 
 # --- evaluate ----------------------------------------------------------------------------------------------
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True)
-    p.add_argument("--models", nargs="+", required=True, help="model or ensemble directories")
+    p.add_argument("--data", required=True, help="cohort directory or ADNIMERGE-format CSV table")
+    p.add_argument(
+        "--models", nargs="+", required=True,
+        help="model directories, or ensemble directories (a directory of fold-model directories)",
+    )  # fmt: skip
     p.add_argument("--out", required=True, help="report directory to write")
+    p.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples for the 95%% intervals")
+
+
+def _load_run(path: str):
+    from pathlib import Path
+
+    from hyperfusion.inference.model_files import CARD_FILE, load_model
+    from hyperfusion.training.evaluate import Member, Run
+
+    root = Path(path)
+    if (root / CARD_FILE).is_file():
+        dirs = [root]
+    else:
+        dirs = sorted(d for d in root.iterdir() if (d / CARD_FILE).is_file()) if root.is_dir() else []
+        if not dirs:
+            raise HyperFusionError(f"{root}: neither a model directory (card.json) nor a directory of them")
+    return Run(label=root.name, members=[Member(*load_model(d)) for d in dirs])
+
+
+def _evaluate_run(a: argparse.Namespace) -> int:
+    from hyperfusion.data import load_cohort
+    from hyperfusion.training.evaluate import write_report
+
+    cohort = load_cohort(a.data)
+    runs = [_load_run(p) for p in a.models]
+    labels = [r.label for r in runs]
+    for i, run in enumerate(
+        runs
+    ):  # two folders of one name (seed0/hyperfusion, seed1/hyperfusion) stay apart
+        if labels.count(run.label) > 1:
+            run.label = f"{run.label}#{i}"
+    result = write_report(cohort, runs, a.out, n_boot=a.bootstrap)
+    _print_json({"report": a.out, "test_subjects": result["test_subjects"],
+                 "metrics": {k: v["metrics"] for k, v in result["runs"].items()}})  # fmt: skip
+    return 0
 
 
 # --- predict / explain -------------------------------------------------------------------------------------
@@ -241,7 +279,7 @@ COMMANDS: list[Command] = [
         "synth", "generate a synthetic ADNI-like cohort from the MNI152 template", _synth_args, None, "#3"
     ),
     Command("train", "train one model on one fold with the paper's protocol", _train_args, _train_run),
-    Command("evaluate", "evaluate models and ensembles on the test partition", _evaluate_args, None, "#5"),
+    Command("evaluate", "evaluate models and ensembles on the test partition", _evaluate_args, _evaluate_run),
     Command("predict", "predict for one scan and record (JSON)", _predict_args, None, "#6"),
     Command("explain", "write an attribution map as NIfTI", _explain_args, None, "#6"),
     Command(

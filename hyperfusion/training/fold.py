@@ -220,6 +220,15 @@ def train_fold(
         "metrics": {"validation": {module.monitor[0]: best}},
         "code_version": __version__,
     }
+    if config.task == "brain_age":
+        from hyperfusion.training.evaluate import Member, predict_subjects
+        from hyperfusion.training.metrics import fit_age_bias
+
+        # the usual linear age-bias correction, fitted on this fold's validation subjects
+        predicted = predict_subjects(Member(network, {**card, "architecture": network.architecture}), cohort,
+                                     val_idx, cache=cache)  # fmt: skip
+        slope, intercept = fit_age_bias(cohort.table["AGE"].to_numpy(float)[val_idx], predicted)
+        card["metrics"]["age_bias"] = {"slope": slope, "intercept": intercept, "fitted_on": "validation"}
     json.dumps(card)  # fail here, not when saving, if something is not JSON-able
     return TrainResult(network=network, card=card, best_score=best)
 

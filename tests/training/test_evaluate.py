@@ -1,0 +1,98 @@
+import json
+
+import numpy as np
+import pytest
+
+from hyperfusion.cli import main
+from hyperfusion.data import load_cohort
+from hyperfusion.training import metrics as M
+from hyperfusion.training.evaluate import Member, Run, summarise, held_out_rows
+from tests.conftest import random_cohort_table
+
+
+@pytest.fixture(scope="module")
+def table_cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    table = random_cohort_table(150, seed=11)
+    table["PTGENDER"] = table["PTGENDER"].map({0.0: "Female", 1.0: "Male"})
+    path = root / "table.csv"
+    table.rename(columns={"DX": "DX_bl"}).to_csv(path, index=False)
+    models = root / "models"
+    for fold in range(4):  # a tabular-only fold ensemble
+        assert main(["train", "--model", "tabular_only", "--data", str(path), "--out",
+                     str(models / "tab_ensemble" / f"fold{fold}"), "--fold", str(fold), "--epochs", "5",
+                     "--batch-size", "16", "--lr", "0.01", "--quiet"]) == 0  # fmt: skip
+    assert main(["train", "--model", "tabular_only", "--data", str(path), "--out", str(models / "tab_single"),
+                 "--epochs", "2", "--batch-size", "16", "--quiet", "--seed", "1"]) == 0  # fmt: skip
+    return path, models
+
+
+def test_evaluate_writes_reproducible_report(table_cohort, tmp_path, capsys):
+    path, models = table_cohort
+    argv = ["evaluate", "--data", str(path), "--models", str(models / "tab_ensemble"), str(models / "tab_single"),
+            "--bootstrap", "50"]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "r1")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "r2")]) == 0
+    capsys.readouterr()
+    md1, md2 = (tmp_path / "r1" / "results.md").read_text(), (tmp_path / "r2" / "results.md").read_text()
+    assert md1 == md2 and "| tab_ensemble | 4 |" in md1 and "| tab_single | 1 |" in md1
+    assert md1.startswith("**Synthetic data.**") is False  # a bare table is not labelled synthetic
+    result = json.loads((tmp_path / "r1" / "results.json").read_text())
+    cohort = load_cohort(path)
+    assert result["test_subjects"] == 30  # partition 4 of 150
+    ens = result["runs"]["tab_ensemble"]
+    lo, hi = ens["ci95"]["balanced_accuracy"]["ci95"]
+    assert lo <= ens["metrics"]["balanced_accuracy"] <= hi
+    assert len(ens["member_metrics"]) == 4
+    # the ensemble is the inverse-entropy combination of its members' test predictions
+    y = cohort.labels()[[cohort.table["PTID"].tolist().index(p) for p in result["test_ptids"]]]
+    assert np.array(ens["confusion"]).sum() == 30
+    assert ens["metrics"]["balanced_accuracy"] == pytest.approx(
+        M.classification_metrics(y, np.array(result["predictions"]["tab_ensemble"]))["balanced_accuracy"]
+    )
+    for name in ("confusion.png", "roc.png", "calibration.png"):
+        assert (tmp_path / "r1" / name).stat().st_size > 1000
+
+
+def test_ensemble_combines_members(table_cohort):
+    from hyperfusion.cli import _load_run
+    from hyperfusion.training.evaluate import score_runs
+
+    path, models = table_cohort
+    cohort = load_cohort(path)
+    run = _load_run(str(models / "tab_ensemble"))
+    score_runs(cohort, [run])
+    expected = M.inverse_entropy_ensemble(np.stack(run.member_predictions))
+    np.testing.assert_allclose(run.predictions, expected)
+    assert not np.allclose(run.predictions, np.mean(run.member_predictions, axis=0))
+
+
+def test_runs_on_different_splits_are_refused(table_cohort):
+    path, _ = table_cohort
+    cohort = load_cohort(path)
+    runs = [Run("a", [Member(None, {"training": {"split_seed": 0}, "architecture": {"task": "ad"}})]),
+            Run("b", [Member(None, {"training": {"split_seed": 1}, "architecture": {"task": "ad"}})])]  # fmt: skip
+    with pytest.raises(Exception, match="different split seeds"):
+        held_out_rows(cohort, runs)
+
+
+def test_mann_whitney_between_repeated_runs(table_cohort):
+    path, _ = table_cohort
+    cohort = load_cohort(path)
+    test, _ = held_out_rows(cohort, [Run("x", [Member(None, {"training": {"split_seed": 0},
+                                                            "architecture": {"task": "ad"}})])])  # fmt: skip
+    y = cohort.labels()[test]
+    rng = np.random.default_rng(0)
+
+    def run(label, arch, accuracy):
+        pred = np.where(rng.random(len(y)) < accuracy, y, rng.integers(0, 3, len(y)))
+        r = Run(label, [Member(None, {"architecture": {"name": arch, "task": "ad"}})])
+        r.predictions = np.eye(3)[pred] * 0.9 + 0.1 / 3
+        r.member_predictions = [r.predictions]
+        return r
+
+    runs = [run(f"hf{i}", "hyperfusion", 0.95) for i in range(4)] + [run(f"io{i}", "image_only", 0.3) for i in range(4)]
+    result = summarise(cohort, runs, test, n_boot=20)
+    p = result["significance"]["hyperfusion > image_only"]["balanced_accuracy"]
+    assert p < 0.05
+    assert result["groups"]["hyperfusion"]["mean"]["balanced_accuracy"] > 0.8
