@@ -6,7 +6,7 @@ import pytest
 from hyperfusion.cli import main
 from hyperfusion.data import load_cohort
 from hyperfusion.training import metrics as M
-from hyperfusion.training.evaluate import Member, Run, summarise, held_out_rows
+from hyperfusion.training.evaluate import Member, Run, held_out_rows, summarise
 from tests.conftest import random_cohort_table
 
 
@@ -91,7 +91,9 @@ def test_mann_whitney_between_repeated_runs(table_cohort):
         r.member_predictions = [r.predictions]
         return r
 
-    runs = [run(f"hf{i}", "hyperfusion", 0.95) for i in range(4)] + [run(f"io{i}", "image_only", 0.3) for i in range(4)]
+    runs = [run(f"hf{i}", "hyperfusion", 0.95) for i in range(4)] + [
+        run(f"io{i}", "image_only", 0.3) for i in range(4)
+    ]
     result = summarise(cohort, runs, test, n_boot=20)
     p = result["significance"]["hyperfusion > image_only"]["balanced_accuracy"]
     assert p < 0.05
