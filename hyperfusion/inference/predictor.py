@@ -1,0 +1,244 @@
+"""The Predictor: every loaded model's prediction for one scan and one or many versions of a record.
+
+It loads model directories and ensembles (directories of model directories), keyed and shared by the sha256 of
+their weights, preprocesses a subject with each model's own card (geometry, intensity normalisation, fitted
+tabular preprocessing), and computes each model's image features (``encode_image``) once per (model, scan).
+A tabular edit then runs only ``decode``, and a batch of edited records runs as one batch: that is what makes
+the dashboard's what-if live on a CPU. Both hemispheres are averaged, as in training's evaluation; an
+ensemble combines its members per sample by inverse-entropy weighting and reports their spread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hyperfusion.data.cohort import parse_record
+from hyperfusion.data.geometry import Geometry, model_input
+from hyperfusion.data.nifti import image_sha256, load_nifti
+from hyperfusion.data.schema import CLASS_NAMES
+from hyperfusion.data.tabular import TabularPreprocessor
+from hyperfusion.data.volume_cache import VolumeCache
+from hyperfusion.errors import ModelFileError
+from hyperfusion.inference.model_files import CARD_FILE, load_model
+from hyperfusion.models.network import ImageFeatures, select_features
+from hyperfusion.training.metrics import inverse_entropy_ensemble
+
+_LOADED: dict[str, LoadedModel] = {}  # weights sha256 -> model, shared by every Predictor in the process
+_LOAD_LOCK = threading.Lock()
+
+
+@dataclass
+class LoadedModel:
+    """One network with what its card says about its inputs."""
+
+    network: torch.nn.Module
+    card: dict
+    path: Path
+    preprocessor: TabularPreprocessor | None
+    geometry: Geometry | None
+
+    @property
+    def key(self) -> str:
+        return self.card["weights_sha256"]
+
+    @property
+    def task(self) -> str:
+        return self.card["architecture"]["task"]
+
+    @property
+    def uses_image(self) -> bool:
+        return bool(getattr(self.network, "uses_image", True))
+
+    def tabular(self, records: Sequence[Mapping[str, float]]) -> torch.Tensor:
+        """(R, F) float32 model inputs for parsed records."""
+        if self.task == "brain_age":
+            sex = np.array([r.get("PTGENDER", np.nan) for r in records], dtype=float)
+            if np.isnan(sex).any():
+                from hyperfusion.errors import DataError
+
+                raise DataError("brain-age models are conditioned on sex: PTGENDER must be given")
+            return torch.from_numpy(np.stack([sex == 0, sex == 1], axis=1).astype(np.float32))
+        return torch.from_numpy(np.asarray(self.preprocessor.transform(list(records)), dtype=np.float32))
+
+
+def load_shared(model_dir: str | Path) -> LoadedModel:
+    """Load a model directory once per process (keyed by its weights' sha256)."""
+    network, card = load_model(model_dir)
+    key = card["weights_sha256"]
+    with _LOAD_LOCK:
+        if key not in _LOADED:
+            state = card.get("tabular", {}).get("preprocessing")
+            geometry = card.get("geometry")
+            _LOADED[key] = LoadedModel(
+                network=network,
+                card=card,
+                path=Path(model_dir),
+                preprocessor=TabularPreprocessor.from_dict(state) if state else None,
+                geometry=Geometry.from_dict(geometry) if geometry and network.uses_image else None,
+            )
+        return _LOADED[key]
+
+
+@dataclass
+class ModelEntry:
+    """A model or an ensemble, as the user loaded it."""
+
+    name: str
+    members: list[LoadedModel]
+
+    @property
+    def task(self) -> str:
+        return self.members[0].task
+
+    @property
+    def architecture(self) -> str:
+        return self.members[0].card["architecture"]["name"]
+
+    @property
+    def synthetic(self) -> bool:
+        return any(m.card.get("data", {}).get("synthetic", False) for m in self.members)
+
+
+@dataclass
+class Prediction:
+    """One model's answer for R records of one subject."""
+
+    model: str
+    task: str
+    value: np.ndarray  # (R, C) probabilities or (R,) predicted ages, years
+    member_values: np.ndarray  # (M, R, C) or (M, R)
+    class_names: list[str] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spread(self) -> np.ndarray:
+        """Standard deviation across ensemble members (zeros for a single model)."""
+        return self.member_values.std(axis=0)
+
+
+class Predictor:
+    """Predictions of every loaded model for a subject's scan and (edited) records.
+
+    Args:
+        model_dirs: model directories or ensemble directories; names default to the folder names.
+        cache: the on-disk volume cache for scans given as paths (default location if None).
+        max_feature_entries: (model, scan) feature sets kept in memory (least recently used dropped).
+    """
+
+    def __init__(
+        self,
+        model_dirs: Sequence[str | Path] | Mapping[str, str | Path] = (),
+        cache: VolumeCache | None = None,
+        max_feature_entries: int = 64,
+    ) -> None:
+        self.models: dict[str, ModelEntry] = {}
+        self.cache = cache
+        self._features: OrderedDict[tuple[str, str], ImageFeatures] = OrderedDict()
+        self._max_features = max_feature_entries
+        self._lock = threading.Lock()
+        items = (
+            model_dirs.items() if isinstance(model_dirs, Mapping) else [(Path(p).name, p) for p in model_dirs]
+        )
+        for name, path in items:
+            self.add(path, name=name)
+
+    def add(self, path: str | Path, name: str | None = None) -> ModelEntry:
+        """Load a model or an ensemble directory under ``name``."""
+        path = Path(path)
+        if (path / CARD_FILE).is_file():
+            members = [load_shared(path)]
+        elif path.is_dir() and (dirs := sorted(d for d in path.iterdir() if (d / CARD_FILE).is_file())):
+            members = [load_shared(d) for d in dirs]
+        else:
+            raise ModelFileError(f"{path}: neither a model directory (card.json) nor an ensemble of them")
+        tasks = {m.task for m in members}
+        if len(tasks) > 1:
+            raise ModelFileError(f"{path}: an ensemble's members must share a task, found {sorted(tasks)}")
+        entry = ModelEntry(name or path.name, members)
+        self.models[entry.name] = entry
+        return entry
+
+    # --- images --------------------------------------------------------------------------------------------
+    def _scan_key(self, scan: str | Path | bytes) -> str:
+        return image_sha256(scan)
+
+    def _views(self, member: LoadedModel, scan: str | Path | bytes) -> torch.Tensor:
+        if isinstance(scan, str | Path) and self.cache is not None:
+            array = self.cache.get(scan, member.geometry)
+        else:
+            array = model_input(scan if not isinstance(scan, bytes) else load_nifti(scan), member.geometry)
+        return torch.from_numpy(np.ascontiguousarray(array))
+
+    def features(self, member: LoadedModel, scan: str | Path | bytes | None, scan_key: str | None = None):
+        """Image features of every view of ``scan`` for ``member`` (cached per model and scan content)."""
+        if not member.uses_image:
+            return ()
+        if scan is None:
+            raise ModelFileError(f"model {member.path.name} needs a scan")
+        key = (member.key, scan_key or self._scan_key(scan))
+        with self._lock:
+            if key in self._features:
+                self._features.move_to_end(key)
+                return self._features[key]
+        with torch.no_grad():
+            feats = member.network.encode_image(self._views(member, scan))
+        with self._lock:
+            self._features[key] = feats
+            while len(self._features) > self._max_features:
+                self._features.popitem(last=False)
+        return feats
+
+    # --- predictions ---------------------------------------------------------------------------------------
+    def _member_values(self, member: LoadedModel, feats: ImageFeatures, tabular: torch.Tensor) -> np.ndarray:
+        n_records = tabular.shape[0]
+        with torch.no_grad():
+            if not member.uses_image:
+                out = member.network.decode((), tabular)
+                views = 1
+            else:
+                views = feats[0].shape[0]
+                index = torch.arange(views).repeat(n_records)  # record r, view v -> row r * V + v
+                out = member.network.decode(
+                    select_features(feats, index), tabular.repeat_interleave(views, 0)
+                )
+        if member.task == "ad":
+            out = out.softmax(dim=-1)
+            return out.reshape(n_records, views, -1).mean(dim=1).numpy()
+        return out.reshape(n_records, views).mean(dim=1).numpy()
+
+    def predict(
+        self,
+        scan: str | Path | bytes | None,
+        records: Mapping[str, object] | Sequence[Mapping[str, object]],
+        models: Sequence[str] | None = None,
+    ) -> dict[str, Prediction]:
+        """Each model's prediction for ``scan`` under each record (raw ADNIMERGE values, parsed here)."""
+        if isinstance(records, Mapping):
+            records = [records]
+        parsed = [parse_record(r) for r in records]
+        scan_key = self._scan_key(scan) if scan is not None else None
+        out = {}
+        for name in models or list(self.models):
+            entry = self.models[name]
+            values = []
+            for member in entry.members:
+                feats = self.features(member, scan, scan_key)
+                values.append(self._member_values(member, feats, member.tabular(parsed)))
+            stack = np.stack(values)
+            if entry.task == "ad":
+                value = inverse_entropy_ensemble(stack) if len(stack) > 1 else stack[0]
+                pred = Prediction(name, entry.task, value, stack, class_names=list(CLASS_NAMES))
+            else:
+                value = stack.mean(axis=0)
+                ages = np.array([r["AGE"] for r in parsed], dtype=float)
+                pred = Prediction(name, entry.task, value, stack, extras={"brain_age_gap": value - ages})
+            out[name] = pred
+        return out
