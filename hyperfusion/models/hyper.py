@@ -169,14 +169,15 @@ class HyperConv3d(HyperLayer):
         padding: int | Sequence[int] = 0,
         input_variance: float = 1.0,
     ) -> None:
-        self.kernel_size = _triple(kernel_size)
+        kernel = _triple(kernel_size)
         super().__init__(
             embedding,
             embedding_dim,
-            (out_channels, in_channels, *self.kernel_size),
-            fan_in=in_channels * math.prod(self.kernel_size),
+            (out_channels, in_channels, *kernel),
+            fan_in=in_channels * math.prod(kernel),
             input_variance=input_variance,
         )
+        self.kernel_size = kernel
         self.in_channels, self.out_channels = in_channels, out_channels
         self.stride, self.padding = _triple(stride), _triple(padding)
 
