@@ -11,7 +11,8 @@ their forward from their published modules and compares):
 - AD backbone: ``conv_bn_relu`` (Conv 3³ + BN + ReLU) and MaxPool 2 -> our ``stem``; pre-activation blocks with
   ``downsample`` = BN -> Conv 1³ -> our ``shortcut``; HyperFusion's block 4 wraps convs as ``conv1.layer`` and
   its shortcut is ``downsample.0`` (generated conv: ``hyper_net.embedding_model`` Linear -> BN1d -> PReLU,
-  ``weights_gen`` / ``bias_gen`` heads, weight rows in (out, in, 1, 1, 1) order) then ``downsample.1`` (BN).
+  ``weights_gen`` / ``bias_gen`` heads, weight rows in (out, in, 1, 1, 1) order; our heads store their
+  matrices transposed) then ``downsample.1`` (BN).
   Their generated-conv loop feeds sample k - 1's features to sample k's kernel for k ≥ 1; at batch size 1
   there is no k ≥ 1, so outputs agree, and ours is right at every batch size.
 - FiLM / DAFT: ``blockX`` with ``aux.aux_base`` / ``aux.aux_out`` (no biases), γ = first half, β = second half,
@@ -168,6 +169,8 @@ def convert_reference_state_dict(state_dict: dict[str, Tensor], arch: str) -> Fu
     for key, value in state_dict.items():
         for pattern, replacement in reference.renames:
             key = re.sub(pattern, replacement, key)
+        if key.endswith(("weight_head.weight", "bias_head.weight")):
+            value = value.t().contiguous()  # their nn.Linear (P, d_k); our GeneratorHead stores (d_k, P)
         renamed[key] = value
     model = build_model(reference.name, reference.task, **_config_from_shapes(reference, renamed, arch))
     problems = state_dict_mismatches(model, renamed)
@@ -278,8 +281,8 @@ def _config_from_shapes(
         return config
     channels = [shape(f"stage{i}.conv_a.weight")[0] for i in (1, 2, 3)]
     if reference.name == "hyperfusion":
-        hidden = [shape(f"linear{i}.bias_head.weight")[0] for i in (1, 2, 3)]
-        flat = shape("linear1.weight_head.weight")[0] // hidden[0]
+        hidden = [shape(f"linear{i}.bias_head.weight")[1] for i in (1, 2, 3)]
+        flat = shape("linear1.weight_head.weight")[1] // hidden[0]
         n_tabular = shape("linear1.embedding.weight")[1]
         config = {"embedding_dim": shape("linear1.embedding.weight")[0]}
     else:
