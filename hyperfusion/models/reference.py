@@ -70,7 +70,7 @@ _AD_BACKBONE = (
     (r"^conv_bn_relu\.", "stem."),
     (r"^(block\d)\.downsample\.", r"\1.shortcut."),
 )
-_AD_HEAD = (
+_MODULATION = (
     (r"^blockX\.aux\.aux_base\.", "block4.modulation.mlp.0."),
     (r"^blockX\.aux\.aux_out\.", "block4.modulation.mlp.2."),
 )
@@ -80,6 +80,7 @@ _BRAIN_AGE = (
     (r"^final_layer\.", "output."),
 )
 
+# Each (pattern, replacement) is applied in order to every key
 REFERENCE_ARCHITECTURES: dict[str, ReferenceArchitecture] = {
     "HyperFusion_AD": ReferenceArchitecture(
         "ad",
@@ -96,10 +97,10 @@ REFERENCE_ARCHITECTURES: dict[str, ReferenceArchitecture] = {
     "PreactivResNet": ReferenceArchitecture("ad", "image_only", _AD_BACKBONE),
     "RES_Tab_concat1": ReferenceArchitecture("ad", "concat", ((r"^fc1\.", "fc1.linear."), *_AD_BACKBONE)),
     "DAFT_preactive": ReferenceArchitecture(
-        "ad", "daft", (*_AD_HEAD, (r"^blockX\.", "block4."), *_AD_BACKBONE)
+        "ad", "daft", (*_MODULATION, (r"^blockX\.", "block4."), *_AD_BACKBONE)
     ),
     "Film_preactive": ReferenceArchitecture(
-        "ad", "film", ((r"^conv1\.", "stem."), *_AD_HEAD, (r"^blockX\.", "block4."), *_AD_BACKBONE)
+        "ad", "film", ((r"^conv1\.", "stem."), *_MODULATION, (r"^blockX\.", "block4."), *_AD_BACKBONE)
     ),
     "MLP_8_bn_prl": ReferenceArchitecture(
         "ad", "tabular_only", ((r"^mlp\.([012])\.", r"embedding.\1."), (r"^mlp\.3\.", "head."))
@@ -152,7 +153,11 @@ def read_reference_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict
         raise ModelFileError(
             f"{path} holds no state dict of tensors (expected a Lightning checkpoint with 'state_dict')"
         )
-    weights = {k.removeprefix("model."): v for k, v in state.items()}
+    # The network lives under the Lightning wrapper's ``model.``; anything else there is the wrapper's own state
+    if any(k.startswith("model.") for k in state):
+        weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    else:
+        weights = dict(state)
     facts = {
         "file": path.name,
         **{
