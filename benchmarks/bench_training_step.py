@@ -1,7 +1,7 @@
 """HyperFusion training step vs the same backbone's image-only step (DESIGN.md budget: <= 1.2x the time).
 
-One Adam step (forward, loss, backward, update) in train mode, measured in alternation with the image-only
-network of the same size. Sizes:
+One Adam step (forward, loss, backward, update) in train mode, on one thread, measured in alternation with the
+image-only network of the same size. Sizes:
 
 - AD demo: init_features 8 on a 2 mm hemisphere crop (32 × 48 × 32), batch 16.
 - AD paper: init_features 16 on the 64 × 96 × 64 crop, batch 4 (about 1.3 GB; the paper trains at batch 32).
@@ -72,9 +72,22 @@ def _print_parameter_counts() -> None:
 
 def run(repeats: int) -> list[BenchResult]:
     results = []
-    for label, (task, overrides, batch) in SIZES.items():
-        steps = {name: _training_step(name, task, overrides, batch) for name in ("image_only", "hyperfusion")}
-        t = _interleaved_medians(steps, repeats)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as bench_hyper_layers: OpenMP stalls on a shared CPU would swamp the ratio
+    try:
+        timings = {
+            label: _interleaved_medians(
+                {
+                    name: _training_step(name, task, overrides, batch)
+                    for name in ("image_only", "hyperfusion")
+                },
+                repeats,
+            )
+            for label, (task, overrides, batch) in SIZES.items()
+        }
+    finally:
+        torch.set_num_threads(threads)
+    for label, t in timings.items():
         slowdown = t["hyperfusion"] / t["image_only"]
         results.append(
             BenchResult(
