@@ -83,6 +83,11 @@ class ADResNet(StagedNetwork):
         modulation_bottleneck: hidden size of the FiLM / DAFT MLP (7).
 
     Shapes: image (B, 1, *input_shape), tabular (B, F) -> logits (B, n_classes).
+
+    Split: ``encode_image`` runs up to the first layer that reads the record. HyperFusion: through block 4's
+    main branch, features = (main branch (B, 16f, ...), the voxels the 1³ stride-2 shortcut reads (B, 8f, ...));
+    concatenation: features = (fc1's image half W_x · pooled, (B, 4f)); FiLM / DAFT: features = (block 3's
+    output, block 4's shortcut of it); image-only: features = (logits,), and ``decode`` returns them.
     """
 
     stage_names = ("stem", "block1", "block2", "block3", "block4", "pool", "fc1", "act1", "fc2")
@@ -187,6 +192,10 @@ class AttentionGMUNet(StagedNetwork):
         ehr_dim: size of the record's encoding fed to the GMU (32).
         gmu_heads: H (4); 16f and ehr_dim must be divisible by it.
         gmu_head_dim: d_h, each head's output size (16; 4 heads × 16 = 64 = fc1's width in :class:`ADResNet`).
+
+    Shapes: image (B, 1, *input_shape), tabular (B, F) -> logits (B, n_classes). Split: features = (block 3's
+    output (B, 8f, ...), the attention keys (B, attention_dim, ...)); ``decode`` runs attention, block 4 and the
+    GMU head.
     """
 
     stage_names = (
@@ -242,7 +251,7 @@ class TabularMLP(FusionNetwork):
     ``embedding`` (the first three layers) is what HyperFusion's hypernetwork starts from. It has no image:
     ``encode_image`` accepts None and returns an empty tuple.
 
-    Shapes: tabular (B, F) -> logits (B, n_classes).
+    Shapes: tabular (B, F) -> logits (B, n_classes); ``forward(None, tabular)``.
     """
 
     uses_image = False

@@ -234,6 +234,8 @@ class PreActResBlock(nn.Module):
 class FiLMBlock(PreActResBlock):
     """The paper's FiLM baseline block: a :class:`PreActResBlock` whose main branch sees γ ⊙ x + β."""
 
+    modulation_type: type[FiLM] = FiLM
+
     def __init__(
         self,
         in_channels: int,
@@ -246,8 +248,6 @@ class FiLMBlock(PreActResBlock):
     ) -> None:
         modulation = self.modulation_type(n_condition, in_channels, bottleneck)
         super().__init__(in_channels, out_channels, stride, dropout, bn_momentum, modulation=modulation)
-
-    modulation_type: type[FiLM] = FiLM
 
 
 class DAFTBlock(FiLMBlock):

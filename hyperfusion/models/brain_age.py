@@ -61,6 +61,10 @@ class BrainAgeNet(StagedNetwork):
         concat_tabular: concatenate the condition to linear1's output (concatenation baseline).
 
     Shapes: image (B, 1, *input_shape), tabular (B, 2) -> predicted age (B, 1).
+
+    Split: HyperFusion: features = linear1's basis responses (B, d_k + 1, h1), so ``decode`` is a few tiny
+    products; concatenation: features = (linear2's image half W_x · ReLU(linear1(x)), (B, h2)); image-only:
+    features = (prediction,), and ``decode`` returns it.
     """
 
     stage_names = (

@@ -1,9 +1,9 @@
 """Hyper layers: a 3-D convolution and a linear layer whose weights are generated per sample from the record.
 
 Duenias et al. 2025, §3 (HyperFusion) and REFERENCE.md §1 (Architecture, Hypernetwork). A hyper layer owns a
-small hypernetwork: an *embedding* of the tabular condition (B, F) -> e (B, d_k), and two linear *heads* that
-turn e into the layer's weight (B, *weight_shape) and bias (B, out). The heads are laid out as in the authors'
-code (weight head rows in ``(out, in, *kernel)`` C order), so their checkpoints load unchanged.
+small hypernetwork: an *embedding* of the tabular condition (B, F) -> e (B, d_k), and two affine *heads* that
+turn e into the layer's weight (B, *weight_shape) and bias (B, out). Generated values are in the authors' order
+(``(out, in, *kernel)``, C order), so their checkpoints load with only the heads' matrices transposed.
 
 Both layers are vectorised over the batch and apply sample b's generated weights to sample b's own features
 (the authors' conv loop gives sample k the features of sample k - 1; that bug is not repeated here):
@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from hyperfusion.errors import DataError
 
 __all__ = [
+    "GeneratorHead",
     "HyperConv3d",
     "HyperLayer",
     "HyperLinear",
@@ -67,8 +68,30 @@ def measure_input_variance(tabular_train: Tensor) -> float:
     return v if v > 0 else 1.0
 
 
+class GeneratorHead(nn.Module):
+    """The affine map e (B, d_k) -> A e + a (B, P) that turns an embedding into P generated values.
+
+    Like ``nn.Linear(d_k, P)``, but the matrix is stored as (d_k, P): P is large (32,768 for the block-4
+    shortcut, 630,784 for brain age's first layer) and d_k small, and in this layout the weight gradient is one
+    well-shaped product with no transposed copy, about a quarter of a hyper conv's training time saved.
+    """
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        bound = 1.0 / math.sqrt(in_features)  # nn.Linear's default; hyper layers apply the principled init
+        self.weight = nn.Parameter(torch.empty(in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
+
+    def forward(self, e: Tensor) -> Tensor:
+        return torch.addmm(self.bias, e, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
 def principled_init_(
-    weight_head: nn.Linear, bias_head: nn.Linear, fan_in: int, input_variance: float
+    weight_head: GeneratorHead, bias_head: GeneratorHead, fan_in: int, input_variance: float
 ) -> None:
     """Principled hypernetwork initialisation (Chang, Flokas, Lipson, ICLR 2020), REFERENCE.md §1.
 
@@ -133,8 +156,8 @@ class HyperLayer(nn.Module):
         self.embedding = embedding
         self.weight_shape = tuple(int(s) for s in weight_shape)
         self.fan_in = int(fan_in)
-        self.weight_head = nn.Linear(embedding_dim, math.prod(self.weight_shape))
-        self.bias_head = nn.Linear(embedding_dim, self.weight_shape[0])
+        self.weight_head = GeneratorHead(embedding_dim, math.prod(self.weight_shape))
+        self.bias_head = GeneratorHead(embedding_dim, self.weight_shape[0])
         self.init_heads(input_variance)
 
     def init_heads(self, input_variance: float) -> None:
@@ -169,14 +192,15 @@ class HyperConv3d(HyperLayer):
         padding: int | Sequence[int] = 0,
         input_variance: float = 1.0,
     ) -> None:
-        self.kernel_size = _triple(kernel_size)
+        kernel = _triple(kernel_size)
         super().__init__(
             embedding,
             embedding_dim,
-            (out_channels, in_channels, *self.kernel_size),
-            fan_in=in_channels * math.prod(self.kernel_size),
+            (out_channels, in_channels, *kernel),
+            fan_in=in_channels * math.prod(kernel),
             input_variance=input_variance,
         )
+        self.kernel_size = kernel
         self.in_channels, self.out_channels = in_channels, out_channels
         self.stride, self.padding = _triple(stride), _triple(padding)
 
@@ -191,8 +215,11 @@ class HyperConv3d(HyperLayer):
         if any(self.padding):
             pd, ph, pw = self.padding
             x = F.pad(x, (pw, pw, ph, ph, pd, pd))
-        sd, sh, sw = self.stride
-        return (x[:, :, ::sd, ::sh, ::sw].contiguous(),)
+        # One as_strided view rather than three strided slices: its backward writes one zero tensor, not three
+        size = [(n - 1) // s + 1 for n, s in zip(x.shape[2:], self.stride)]
+        stride = [st * s for st, s in zip(x.stride()[2:], self.stride)]
+        view = x.as_strided((*x.shape[:2], *size), (*x.stride()[:2], *stride), x.storage_offset())
+        return (view.contiguous(),)
 
     def decode(self, parts: tuple[Tensor], condition: Tensor) -> Tensor:
         """Apply sample b's generated kernel to sample b of ``encode(x)``."""
@@ -251,7 +278,7 @@ class HyperLinear(HyperLayer):
         """Basis responses A_k x for k = 1..d_k, and A_0 x (the weight head's bias), shape (B, d_k + 1, out)."""
         out_f, in_f = self.weight_shape
         d_k = self.weight_head.in_features
-        per_k = self.weight_head.weight.t().reshape(d_k * out_f, in_f)  # rows: A_1 ... A_dk stacked
+        per_k = self.weight_head.weight.view(d_k * out_f, in_f)  # rows: A_1 ... A_dk stacked
         basis = torch.cat([per_k, self.weight_head.bias.view(out_f, in_f)])
         return (F.linear(x, basis).view(x.shape[0], d_k + 1, out_f),)
 

@@ -11,6 +11,10 @@ that reads the record, and that stage's own ``encode`` (so HyperFusion-AD's bloc
 the image); ``decode`` runs the rest. ``forward`` *is* ``decode(encode_image(image), tabular)``, so the two can
 never disagree. Features are a tuple of batch-first tensors: concatenate cached ones along dim 0 with
 :func:`concat_features`.
+
+A split stage's ``encode`` / ``decode`` are methods, so forward hooks fire on the modules they call (convs,
+BatchNorms, activations, each block's ``add``), not on the split stage itself: hook ``gradcam_layer`` for
+LayerGradCam. Attribute only the inputs a network reads (``uses_image``, ``uses_tabular``).
 """
 
 from __future__ import annotations
@@ -168,12 +172,13 @@ class StagedNetwork(FusionNetwork):
 
     def encode_image(self, image: Tensor) -> ImageFeatures:
         self._check_image(image)
+        split = self._split()
         x = image
-        for name in self.stage_names[: self._split()]:
+        for name in self.stage_names[:split]:
             x = getattr(self, name)(x)
-        if self._split() == len(self.stage_names):
+        if split == len(self.stage_names):
             return (x,)
-        return tuple(getattr(self, self.stage_names[self._split()]).encode(x))
+        return tuple(getattr(self, self.stage_names[split]).encode(x))
 
     def decode(self, features: ImageFeatures, tabular: Tensor | None) -> Tensor:
         split = self._split()

@@ -11,7 +11,8 @@ their forward from their published modules and compares):
 - AD backbone: ``conv_bn_relu`` (Conv 3³ + BN + ReLU) and MaxPool 2 -> our ``stem``; pre-activation blocks with
   ``downsample`` = BN -> Conv 1³ -> our ``shortcut``; HyperFusion's block 4 wraps convs as ``conv1.layer`` and
   its shortcut is ``downsample.0`` (generated conv: ``hyper_net.embedding_model`` Linear -> BN1d -> PReLU,
-  ``weights_gen`` / ``bias_gen`` heads, weight rows in (out, in, 1, 1, 1) order) then ``downsample.1`` (BN).
+  ``weights_gen`` / ``bias_gen`` heads, weight rows in (out, in, 1, 1, 1) order; our heads store their
+  matrices transposed) then ``downsample.1`` (BN).
   Their generated-conv loop feeds sample k - 1's features to sample k's kernel for k ≥ 1; at batch size 1
   there is no k ≥ 1, so outputs agree, and ours is right at every batch size.
 - FiLM / DAFT: ``blockX`` with ``aux.aux_base`` / ``aux.aux_out`` (no biases), γ = first half, β = second half,
@@ -69,7 +70,7 @@ _AD_BACKBONE = (
     (r"^conv_bn_relu\.", "stem."),
     (r"^(block\d)\.downsample\.", r"\1.shortcut."),
 )
-_AD_HEAD = (
+_MODULATION = (
     (r"^blockX\.aux\.aux_base\.", "block4.modulation.mlp.0."),
     (r"^blockX\.aux\.aux_out\.", "block4.modulation.mlp.2."),
 )
@@ -79,6 +80,7 @@ _BRAIN_AGE = (
     (r"^final_layer\.", "output."),
 )
 
+# Each (pattern, replacement) is applied in order to every key
 REFERENCE_ARCHITECTURES: dict[str, ReferenceArchitecture] = {
     "HyperFusion_AD": ReferenceArchitecture(
         "ad",
@@ -95,10 +97,10 @@ REFERENCE_ARCHITECTURES: dict[str, ReferenceArchitecture] = {
     "PreactivResNet": ReferenceArchitecture("ad", "image_only", _AD_BACKBONE),
     "RES_Tab_concat1": ReferenceArchitecture("ad", "concat", ((r"^fc1\.", "fc1.linear."), *_AD_BACKBONE)),
     "DAFT_preactive": ReferenceArchitecture(
-        "ad", "daft", (*_AD_HEAD, (r"^blockX\.", "block4."), *_AD_BACKBONE)
+        "ad", "daft", (*_MODULATION, (r"^blockX\.", "block4."), *_AD_BACKBONE)
     ),
     "Film_preactive": ReferenceArchitecture(
-        "ad", "film", ((r"^conv1\.", "stem."), *_AD_HEAD, (r"^blockX\.", "block4."), *_AD_BACKBONE)
+        "ad", "film", ((r"^conv1\.", "stem."), *_MODULATION, (r"^blockX\.", "block4."), *_AD_BACKBONE)
     ),
     "MLP_8_bn_prl": ReferenceArchitecture(
         "ad", "tabular_only", ((r"^mlp\.([012])\.", r"embedding.\1."), (r"^mlp\.3\.", "head."))
@@ -151,7 +153,11 @@ def read_reference_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict
         raise ModelFileError(
             f"{path} holds no state dict of tensors (expected a Lightning checkpoint with 'state_dict')"
         )
-    weights = {k.removeprefix("model."): v for k, v in state.items()}
+    # The network lives under the Lightning wrapper's ``model.``; anything else there is the wrapper's own state
+    if any(k.startswith("model.") for k in state):
+        weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    else:
+        weights = dict(state)
     facts = {
         "file": path.name,
         **{
@@ -168,6 +174,8 @@ def convert_reference_state_dict(state_dict: dict[str, Tensor], arch: str) -> Fu
     for key, value in state_dict.items():
         for pattern, replacement in reference.renames:
             key = re.sub(pattern, replacement, key)
+        if key.endswith(("weight_head.weight", "bias_head.weight")):
+            value = value.t().contiguous()  # their nn.Linear (P, d_k); our GeneratorHead stores (d_k, P)
         renamed[key] = value
     model = build_model(reference.name, reference.task, **_config_from_shapes(reference, renamed, arch))
     problems = state_dict_mismatches(model, renamed)
@@ -278,8 +286,8 @@ def _config_from_shapes(
         return config
     channels = [shape(f"stage{i}.conv_a.weight")[0] for i in (1, 2, 3)]
     if reference.name == "hyperfusion":
-        hidden = [shape(f"linear{i}.bias_head.weight")[0] for i in (1, 2, 3)]
-        flat = shape("linear1.weight_head.weight")[0] // hidden[0]
+        hidden = [shape(f"linear{i}.bias_head.weight")[1] for i in (1, 2, 3)]
+        flat = shape("linear1.weight_head.weight")[1] // hidden[0]
         n_tabular = shape("linear1.embedding.weight")[1]
         config = {"embedding_dim": shape("linear1.embedding.weight")[0]}
     else:

@@ -162,6 +162,18 @@ def _inputs(task, batch, seed=0):
     return image, tabular
 
 
+def _authors_geometry() -> dict:
+    """The authors' crop as the data layer describes it, or the command's stand-in where that is not built."""
+    try:
+        from hyperfusion.data.geometry import authors_crop
+    except ImportError:
+        from hyperfusion.cli import _AUTHORS_CROP
+
+        assert _AUTHORS_CROP["crop_start"] == [25, 55, 21] and _AUTHORS_CROP["crop_stop"] == [89, 151, 149]
+        return _AUTHORS_CROP
+    return authors_crop().to_dict()
+
+
 # --- tests -------------------------------------------------------------------------------------------------
 def test_imported_model_matches_their_forward_at_batch_size_1(reference_arch, tmp_path):
     authors_name, task, name, keys = reference_arch
@@ -272,12 +284,7 @@ def test_import_reference_command_writes_a_loadable_model(
     assert card["provenance"]["checkpoint"]["file"] == "authors.ckpt"
     assert len(card["provenance"]["checkpoint"]["sha256"]) == 64
     if authors_name == "HyperFusion_AD":
-        assert card["geometry"]["mode"] == "voxel_crop" and card["class_names"] == ["CN", "MCI", "AD"]
-        assert card["geometry"]["crop_start"] == [25, 55, 21] and card["geometry"]["crop_stop"] == [
-            89,
-            151,
-            149,
-        ]
+        assert card["geometry"] == _authors_geometry() and card["class_names"] == ["CN", "MCI", "AD"]
     else:
         assert card["geometry"] is None
     image, tabular = _inputs(task, 1, seed=6)
