@@ -13,25 +13,15 @@ and in-place writes under autograd, not arithmetic.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-from hyperfusion.bench import BenchResult, median_time
+from hyperfusion.bench import BenchResult, interleaved_medians
 from hyperfusion.models.hyper import HyperConv3d, HyperLinear, linear_embedding, tabular_embedding
 
 BATCH = 32
-
-
-def _interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median time of each function, measured in alternation so load from other processes hits all alike."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            times[name].append(median_time(fn, repeats=1, warmup=1 if not times[name] else 0))
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _forward_backward(forward: Callable[[], torch.Tensor], params: list[torch.Tensor]) -> Callable[[], None]:
@@ -125,7 +115,7 @@ def run(repeats: int) -> list[BenchResult]:
     # comparison; on an idle machine the batched products parallelise at least as well as the loop's small ones
     torch.set_num_threads(1)
     try:
-        timings = {name: _interleaved_medians(make(), repeats) for name, make in cases.items()}
+        timings = {name: interleaved_medians(make(), repeats) for name, make in cases.items()}
     finally:
         torch.set_num_threads(threads)
     for name, t in timings.items():

@@ -13,14 +13,13 @@ generators) and prints every network's count.
 
 from __future__ import annotations
 
-import statistics
 import sys
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-from hyperfusion.bench import BenchResult, median_time
+from hyperfusion.bench import BenchResult, interleaved_medians
 from hyperfusion.models import available_models, build_model
 
 SIZES = {
@@ -29,15 +28,6 @@ SIZES = {
     "brain age paper (90x120x99, batch 2)": ("brain_age", {}, 2),
 }
 PAPER_COUNTS = {"total": 3.86e6, "generators": 0.30e6}  # REFERENCE.md §1, HyperFusion-AD at init_features 16
-
-
-def _interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median time of each function, measured in alternation so load from other processes hits all alike."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            times[name].append(median_time(fn, repeats=1, warmup=1 if not times[name] else 0))
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _training_step(name: str, task: str, overrides: dict, batch: int) -> Callable[[], None]:
@@ -76,7 +66,7 @@ def run(repeats: int) -> list[BenchResult]:
     torch.set_num_threads(1)  # as bench_hyper_layers: OpenMP stalls on a shared CPU would swamp the ratio
     try:
         timings = {
-            label: _interleaved_medians(
+            label: interleaved_medians(
                 {
                     name: _training_step(name, task, overrides, batch)
                     for name in ("image_only", "hyperfusion")

@@ -45,6 +45,15 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> floa
     return statistics.median(times)
 
 
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median time of each function, measured in alternation so load from other processes hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(median_time(fn, repeats=1, warmup=1 if not times[name] else 0))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def benchmarks_dir() -> Path:
     here = Path(__file__).resolve().parent.parent / "benchmarks"
     if not here.is_dir():

@@ -206,18 +206,8 @@ def _import_reference_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="model directory to write")
 
 
-# The authors' crop, as hyperfusion.data.geometry.authors_crop().to_dict() describes it, for a checkout that
-# does not have that module yet
-_AUTHORS_CROP = {
-    "mode": "voxel_crop",
-    "crop_start": [25, 55, 21],
-    "crop_stop": [89, 151, 149],
-    "voxel_size_mm": 1.0,
-    "hemispheres": True,
-}
-
-
 def _import_reference_run(a: argparse.Namespace) -> int:
+    from hyperfusion.data.geometry import authors_crop
     from hyperfusion.inference.model_files import file_sha256, save_model
     from hyperfusion.models.reference import (
         convert_reference_state_dict,
@@ -225,17 +215,29 @@ def _import_reference_run(a: argparse.Namespace) -> int:
         reference_card,
     )
 
-    try:
-        from hyperfusion.data.geometry import authors_crop
-
-        geometry = authors_crop().to_dict()
-    except ImportError:
-        geometry = dict(_AUTHORS_CROP)
+    geometry = authors_crop().to_dict()
     weights, facts = read_reference_checkpoint(a.checkpoint)
     model = convert_reference_state_dict(weights, a.arch)
     card = reference_card(a.arch, {**facts, "sha256": file_sha256(a.checkpoint)}, geometry)
     out = save_model(model, card, a.out)
     _print_json({"model_dir": str(out), "architecture": model.architecture, **model.parameter_counts()})
+    return 0
+
+
+# --- demo --------------------------------------------------------------------------------------------------
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "action", choices=["build", "status"], help="build: make what is missing; status: list steps"
+    )
+    p.add_argument("--workers", type=int, default=1, help="processes for generating the synthetic scans")
+    p.add_argument("--verbose", action="store_true", help="progress bars")
+
+
+def _demo_run(a: argparse.Namespace) -> int:
+    from hyperfusion.demo import build
+
+    for entry in build(quiet=not a.verbose, workers=a.workers, dry_run=a.action == "status"):
+        print(json.dumps(entry))
     return 0
 
 
@@ -287,6 +289,12 @@ COMMANDS: list[Command] = [
         "convert a checkpoint of the authors' code",
         _import_reference_args,
         _import_reference_run,
+    ),
+    Command(
+        "demo",
+        "build (resumably) or list the synthetic demo cohorts and models in assets/demo",
+        _demo_args,
+        _demo_run,
     ),
     Command("bench", "run the benchmarks and print their ratios", _bench_args, _bench_run),
     Command("app", "start the dashboard on 127.0.0.1", _app_args, _app_run),
