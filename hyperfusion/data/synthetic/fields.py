@@ -41,12 +41,11 @@ from hyperfusion.data.synthetic.anatomy import (
 from hyperfusion.data.synthetic.deform import exponentiate, identity_index
 from hyperfusion.data.synthetic.geometry import Grid, sample_at_index
 
-FIELDS_VERSION = "fields-1"
+FIELDS_VERSION = "fields-3"
 FIELD_SPACING_MM = 2.0
 _MARGIN_MM = 16.0
 _SOURCE_SMOOTHING_MM = 1.0
 # Log-volume changes at which each gain is calibrated: typical of an AD patient's region.
-_CALIBRATION_CHANGE = {"csf": -0.25, "tissue": 0.40}
 _CALIBRATION_ROUNDS = 3
 
 
@@ -64,12 +63,24 @@ class AtrophyFields:
     velocity: np.ndarray
     source: np.ndarray
     measure: np.ndarray
-    gains: np.ndarray  # (R,) dimensionless
+    curves: tuple  # per region: (delivered log-volume changes, strengths), the response curve
+    joint_factors: np.ndarray  # (R,)
     measured_names: tuple[str, ...]
     template_volumes_ml: dict[str, float]
     brain_centre_mm: tuple[float, float, float]
     atlas_source: str
     key: str
+
+    def strengths(self, change: np.ndarray) -> np.ndarray:
+        """Field strengths (R,) that deliver the log-volume changes ``change`` (R,): the subject's velocity is
+        ``-sum_r strength_r v_r``."""
+        return np.array(
+            [f * invert_response(float(a), *c) for a, c, f in zip(change, self.curves, self.joint_factors)]
+        )
+
+    def gains(self, change: float = -0.25) -> np.ndarray:
+        """Strength per unit change at ``change`` (for provenance: how much each field had to be amplified)."""
+        return self.strengths(np.full(len(self.curves), change)) / change
 
 
 def _pool2(a: np.ndarray) -> np.ndarray:
@@ -120,11 +131,28 @@ def _region_source(m: np.ndarray, tissue: dict[str, np.ndarray], compensation: s
     return (smooth - comp * (smooth.sum(dtype=np.float64) / comp.sum())).astype(np.float32)
 
 
-def _calibrate_gain(
-    velocity: np.ndarray, mask: np.ndarray, grid: Grid, change: float
-) -> float:
-    """The gain g with which the warp ``exp(-g * change * velocity)`` changes ``mask``'s log-volume by ``change``."""
-    # Work on the region's neighbourhood only: the fields are negligible far from it.
+# Field strengths (in units of v_r) at which a region's response is measured: wide enough for the most extreme
+# subjects (an old AD patient's ventricles more than double, a young adult's are half the template's).
+_SWEEP = {
+    "csf": (-2.4, -1.6, -1.0, -0.6, -0.3, -0.1, 0.1, 0.3, 0.6, 1.0),
+    "tissue": (-1.6, -1.0, -0.6, -0.3, -0.1, 0.1, 0.3, 0.6, 1.0, 1.6, 2.4, 3.4),
+}
+# Large cortical sheets change little per subject (a few percent): one point fixes their (linear) gain.
+_LINEAR_STRUCTURES = ("cortex", "parietal", "frontal", "temporal")
+_LINEAR_POINT = -0.1
+
+
+def _structure_of(region_name: str) -> str:
+    return region_name.split("_")[0]
+
+
+def _response_curve(velocity: np.ndarray, mask: np.ndarray, grid: Grid, strengths) -> tuple[list, list]:
+    """Log-volume change of ``mask`` delivered by ``exp(-e * velocity)`` for each strength e.
+
+    Returns (delivered, strengths), sorted, through (0, 0). Deformations are not linear in e for large changes
+    (an expanding ventricle's wall moves into tissue whose own field shrinks it), hence a curve, not a gain.
+    """
+    # The region's neighbourhood only: the fields are negligible far from it.
     nz = np.argwhere(mask > 0)
     pad = int(np.ceil(24.0 / grid.spacing))
     sl = tuple(slice(max(0, lo - pad), min(n, hi + pad + 1)) for lo, hi, n in zip(nz.min(0), nz.max(0), mask.shape))
@@ -132,13 +160,59 @@ def _calibrate_gain(
     m = np.ascontiguousarray(mask[sl])
     ident = identity_index(m.shape)
     v0 = m.sum(dtype=np.float64)
-    gain = 1.0
-    for _ in range(_CALIBRATION_ROUNDS):
-        u = exponentiate(np.float32(-gain * change) * v, ident)
+    points = [(0.0, 0.0)]
+    for e in strengths:
+        u = exponentiate(np.float32(-e) * v, ident)
         warped = sample_at_index(m[None], ident + np.moveaxis(u, 0, -1))[0]
-        delivered = np.log(warped.sum(dtype=np.float64) / v0)
-        gain *= change / delivered
-    return float(gain)
+        points.append((float(np.log(warped.sum(dtype=np.float64) / v0)), float(e)))
+    points.sort(key=lambda p: p[1])
+    delivered = np.maximum.accumulate([p[0] for p in points])  # monotone, for a well-defined inverse
+    return [round(float(d), 6) for d in delivered], [p[1] for p in points]
+
+
+def invert_response(change: float, delivered, strengths) -> float:
+    """The strength delivering ``change``: piecewise-linear inverse of the response curve, extended linearly."""
+    d, e = np.asarray(delivered), np.asarray(strengths)
+    if change <= d[0]:
+        i = 0
+    elif change >= d[-1]:
+        i = len(d) - 2
+    else:
+        i = int(np.searchsorted(d, change, side="right")) - 1
+        i = min(max(i, 0), len(d) - 2)
+    span = d[i + 1] - d[i]
+    t = (change - d[i]) / span if span > 0 else 0.0
+    return float(e[i] + t * (e[i + 1] - e[i]))
+
+
+# A typical AD patient's plan, at which the strengths of the measured structures are refined jointly: regions
+# that atrophy together share their CSF and push on each other, which single-region curves cannot see.
+_JOINT_PLAN = {"hippocampus": -0.25, "amygdala": -0.25, "entorhinal": -0.25, "parahippocampal": -0.25,
+               "ventricles": 0.40, "cortex": -0.04}  # fmt: skip
+
+
+def _refine_jointly(
+    curves: list, velocity: np.ndarray, measure: np.ndarray, names: tuple[str, ...], grid: Grid
+) -> np.ndarray:
+    """Per-region factors on the strengths that make the joint AD-like plan deliver every measured request."""
+    plan = [_JOINT_PLAN.get(_structure_of(r.name), 0.0) for r in REGIONS]
+    ident = identity_index(grid.shape)
+    before = measure.reshape(len(names), -1).sum(axis=1, dtype=np.float64)
+    factors = np.ones(len(REGIONS))
+    for _ in range(_CALIBRATION_ROUNDS):
+        v = np.zeros((3, *grid.shape), dtype=np.float32)
+        for i, a in enumerate(plan):
+            if a != 0.0:
+                v += np.float32(-factors[i] * invert_response(a, *curves[i]) / grid.spacing) * velocity[i]
+        u = exponentiate(v, ident)
+        warped = sample_at_index(measure, ident + np.moveaxis(u, 0, -1))
+        delivered = np.log(warped.reshape(len(names), -1).sum(axis=1, dtype=np.float64) / before)
+        for m, name in enumerate(names):
+            structure, side = name.rsplit("_", 1)
+            for i, region in enumerate(REGIONS):
+                if _structure_of(region.name) == structure and region.name.endswith("_" + side):
+                    factors[i] *= _JOINT_PLAN[structure] / delivered[m]
+    return factors
 
 
 def _build(directory: Path, key: str, atlas_source: str, labels: np.ndarray) -> None:
@@ -152,14 +226,17 @@ def _build(directory: Path, key: str, atlas_source: str, labels: np.ndarray) -> 
     tissue = {k: _pool2(t[k])[sl] for k in ("gm", "wm", "csf", "mask")}
     velocity = np.zeros((len(REGIONS), 3, *grid.shape), dtype=np.float32)
     source = np.zeros((len(REGIONS), *grid.shape), dtype=np.float32)
-    gains = np.ones(len(REGIONS))
+    curves = []
     for i, region in enumerate(REGIONS):
         m = _pool2(region_indicator(labels, region))[sl]
         source[i] = _region_source(m, tissue, region.compensation, region.reach_mm)
         velocity[i] = poisson_velocity(source[i], grid.spacing)
-        gains[i] = _calibrate_gain(velocity[i], m, grid, _CALIBRATION_CHANGE[region.compensation])
+        linear = _structure_of(region.name) in _LINEAR_STRUCTURES
+        sweep = (_LINEAR_POINT,) if linear else _SWEEP[region.compensation]
+        curves.append(_response_curve(velocity[i], m, grid, sweep))
     names = tuple(MEASURED)
     measure = np.stack([_pool2(np.isin(labels, MEASURED[n]).astype(np.float32))[sl] for n in names])
+    factors = _refine_jointly(curves, velocity, measure, names, grid)
     voxel_ml = grid.spacing**3 / 1000.0
     mask_idx = np.argwhere(t["mask"] > 0)
     centre = tuple(float(c) for c in TEMPLATE_GRID.origin + mask_idx.mean(axis=0) * TEMPLATE_GRID.spacing)
@@ -172,7 +249,8 @@ def _build(directory: Path, key: str, atlas_source: str, labels: np.ndarray) -> 
         "atlas_source": atlas_source,
         "grid": {"shape": list(grid.shape), "spacing": grid.spacing, "origin": list(grid.origin)},
         "regions": [r.name for r in REGIONS],
-        "gains": [round(float(g), 6) for g in gains],
+        "response_curves": {r.name: {"delivered": c[0], "strength": c[1]} for r, c in zip(REGIONS, curves)},
+        "joint_factors": [round(float(f), 6) for f in factors],
         "measured": list(names),
         "template_volumes_ml": {n: float(measure[i].sum(dtype=np.float64) * voxel_ml) for i, n in enumerate(names)},
         "brain_centre_mm": centre,
@@ -211,7 +289,11 @@ def load_fields(cache_dir: str | None = None) -> AtrophyFields:
         velocity=np.load(directory / "velocity.npy", mmap_mode="r"),
         source=np.load(directory / "source.npy", mmap_mode="r"),
         measure=np.load(directory / "measure.npy", mmap_mode="r"),
-        gains=np.asarray(meta["gains"], dtype=np.float64),
+        curves=tuple(
+            (tuple(meta["response_curves"][r]["delivered"]), tuple(meta["response_curves"][r]["strength"]))
+            for r in meta["regions"]
+        ),
+        joint_factors=np.asarray(meta["joint_factors"], dtype=np.float64),
         measured_names=tuple(meta["measured"]),
         template_volumes_ml=meta["template_volumes_ml"],
         brain_centre_mm=tuple(meta["brain_centre_mm"]),

@@ -126,7 +126,7 @@ def cohort_metadata(config: SynthConfig) -> dict:
         "atlas": fields.atlas_source,
         "fields": fields.key,
         "regions": [r.name for r in REGIONS],
-        "region_gains": [round(float(g), 4) for g in fields.gains],
+        "region_gains_at_-0.25": [round(float(g), 4) for g in fields.gains(-0.25)],
         "model": {
             "mtl_disease_per_severity": effects.MTL_DISEASE,
             "ventricle_disease_per_severity": effects.VENTRICLE_DISEASE,

@@ -3,8 +3,8 @@
 Three checks, printed as Markdown:
 
 1. Volumes. Per diagnosis, the mean hippocampal, entorhinal and ventricular volume relative to the CN mean,
-   measured on each generated subject by carrying the atlas labels through the subject's own warp (partial
-   volumes on the written grid; recorded by the generator in ``truth/subjects.csv``). Targets are the real
+   measured on each generated subject by carrying the atlas labels through the subject's own warp (2 mm
+   partial volumes of whole structures; recorded by the generator in ``truth/subjects.csv``). Targets are the real
    ADNIMERGE (FreeSurfer) group differences: hippocampus -8 % (MCI), -23 % (AD); ventricles +22 %, +51 %.
    The volume tolerance is +-5 percentage points.
 2. The record. Per diagnosis, means and missing rates against the real baseline summaries.
@@ -153,8 +153,9 @@ def _volume_section(latent: pd.DataFrame, dx: pd.Series) -> list[str]:
     lines = [
         "## Volumes, relative to the CN mean",
         "",
-        "Measured on every generated subject through its own warp of the Desikan-Killiany labels (partial",
-        "volumes on the written grid; ventricles = lateral + inferior lateral, the part inside the field of view).",
+        "Measured on every generated subject by carrying the Desikan-Killiany labels through the subject's own",
+        "map to the template (2 mm partial volumes, whole structures whatever the written field of view;",
+        "ventricles = lateral + inferior lateral, as ADNIMERGE's Ventricles). Real ADNI: FreeSurfer volumes.",
         "",
         "| structure | group | synthetic | real ADNI | target | within ±5 pp |",
         "|---|---|---|---|---|---|",

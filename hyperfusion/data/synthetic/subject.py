@@ -3,7 +3,7 @@
 The subject's map from scan to template, ``y = psi(x)``, is a head-size scaling about the brain's centre
 followed by the exponential of one velocity field:
 
-    v = -sum_r gain_r a_r v_r + smooth random field        (the atrophy plan a_r, the cached fields v_r)
+    v = -sum_r e_r(a_r) v_r + smooth random field      (atrophy plan a_r, calibrated strengths e_r, fields v_r)
 
 The scan, the tissue maps, the brain mask, the measured structures and the ground-truth maps are all sampled
 at ``psi(x)``, so they move together. Ground-truth maps hold the planted log-volume change per voxel
@@ -21,7 +21,7 @@ from scipy import ndimage
 
 from hyperfusion.data.synthetic.anatomy import REGIONS, TEMPLATE_GRID, load_template
 from hyperfusion.data.synthetic.deform import divergence, exponentiate, identity_index, smooth_random_field
-from hyperfusion.data.synthetic.effects import AtrophyPlan, atrophy_plan
+from hyperfusion.data.synthetic.effects import AtrophyPlan, atrophy_plan, stratified_normal
 from hyperfusion.data.synthetic.fields import AtrophyFields, load_fields
 from hyperfusion.data.synthetic.geometry import Grid, grid_covering, output_grid, sample
 from hyperfusion.data.synthetic.records import sample_subject, subject_rng
@@ -80,8 +80,14 @@ def render_context(voxel_size: float, whole_brain: bool) -> RenderContext:
     out = output_grid(voxel_size, whole_brain)
     lo = out.origin
     hi = tuple(o + out.spacing * (n - 1) for o, n in zip(out.origin, out.shape))
+    # The field grid covers the written grid and every measured structure (so that volumes are measured
+    # whole, e.g. the ventricles that reach above the hippocampal box), with a margin for the displacements.
+    measured = np.argwhere(np.asarray(fields.measure).max(axis=0) > 0)
+    m_lo = np.asarray(fields.grid.origin) + fields.grid.spacing * measured.min(axis=0)
+    m_hi = np.asarray(fields.grid.origin) + fields.grid.spacing * measured.max(axis=0)
     fgrid, fsl = fields.grid.crop(
-        tuple(v - _FIELD_MARGIN_MM for v in lo), tuple(v + _FIELD_MARGIN_MM for v in hi)
+        tuple(min(a, b) - _FIELD_MARGIN_MM for a, b in zip(lo, m_lo)),
+        tuple(max(a, b) + _FIELD_MARGIN_MM for a, b in zip(hi, m_hi)),
     )
     tgrid, tsl = TEMPLATE_GRID.crop(
         tuple(v - _TEMPLATE_MARGIN_MM for v in lo), tuple(v + _TEMPLATE_MARGIN_MM for v in hi)
@@ -100,9 +106,9 @@ def render_context(voxel_size: float, whole_brain: bool) -> RenderContext:
         out_points=out.world_points(),
         fields=fields,
         field_grid=fgrid,
-        velocity=np.ascontiguousarray(fields.velocity[(slice(None), slice(None), *fsl)]),
-        source=np.ascontiguousarray(fields.source[(slice(None), *fsl)]),
-        measure=np.ascontiguousarray(fields.measure[(slice(None), *fsl)]),
+        velocity=np.array(fields.velocity[(slice(None), slice(None), *fsl)], order="C"),
+        source=np.array(fields.source[(slice(None), *fsl)], order="C"),
+        measure=np.array(fields.measure[(slice(None), *fsl)], order="C"),
         field_points=fgrid.world_points(),
         identity=identity_index(fgrid.shape),
         lattices=tuple(_lattice(spacing, fields) for _, spacing in RANDOM_DISPLACEMENTS),
@@ -118,6 +124,18 @@ def _weighted_sum(weights: np.ndarray, stack: np.ndarray) -> np.ndarray:
         if w != 0.0:
             out += np.float32(w) * field
     return out
+
+
+def _measure_volumes(ctx: RenderContext, u_mm: np.ndarray, centre: np.ndarray, scale: np.float32) -> dict:
+    """Volumes (ml) of the measured structures in the subject: the atlas's partial-volume masks carried
+    through the subject's map, integrated over the field grid (whatever grid the scan is written on)."""
+    z = centre + (ctx.field_points - centre) / scale
+    y = z + np.moveaxis(sample(u_mm, ctx.field_grid, z, "border"), 0, -1)
+    warped = sample(ctx.measure, ctx.field_grid, y)
+    voxel_ml = ctx.field_grid.spacing**3 / 1000.0
+    return {
+        name: float(warped[i].sum(dtype=np.float64) * voxel_ml) for i, name in enumerate(ctx.fields.measured_names)
+    }
 
 
 def synthesize_subject(
@@ -138,14 +156,20 @@ def synthesize_subject(
     """
     ctx = render_context(float(voxel_size), bool(whole_brain))
     row, latent = sample_subject(seed, index, n, task, age_range)
-    plan = atrophy_plan(latent, interaction_strength, task, subject_rng(seed, index, STREAM_ANATOMY))
+    plan = atrophy_plan(
+        latent,
+        interaction_strength,
+        task,
+        subject_rng(seed, index, STREAM_ANATOMY),
+        ventricle_common=stratified_normal(seed, index),
+    )
 
     # The velocity field on the field grid (mm), atrophy plus smooth anatomical variability.
     rng_disp = subject_rng(seed, index, STREAM_DISPLACEMENT)
     v_rand = np.zeros((3, *ctx.field_grid.shape), dtype=np.float32)
     for (rms, _), lattice in zip(RANDOM_DISPLACEMENTS, ctx.lattices):
         v_rand += sample(smooth_random_field(rng_disp, lattice, rms), lattice, ctx.field_points, "border")
-    weights = -ctx.fields.gains * plan.total
+    weights = -ctx.fields.strengths(plan.total)
     velocity = v_rand + _weighted_sum(weights, ctx.velocity.reshape(len(REGIONS), -1)).reshape(v_rand.shape)
     spacing = np.float32(ctx.field_grid.spacing)
     u_mm = exponentiate(velocity / spacing, ctx.identity) * spacing
@@ -167,14 +191,10 @@ def synthesize_subject(
     ).reshape(3, *ctx.field_grid.shape)
     # The random velocity's own volume change: flowing along +v shrinks where div v > 0.
     truth_src[2] -= divergence(v_rand, float(spacing))
-    on_field = sample(np.concatenate([truth_src, ctx.measure]), ctx.field_grid, y)
+    on_field = sample(truth_src, ctx.field_grid, y)
     inside = (mask > 0.5).astype(np.float32)
     truth = {name: on_field[i] * inside for i, name in enumerate(TRUTH_MAPS)}
-    voxel_ml = ctx.out_grid.spacing**3 / 1000.0
-    volumes = {
-        name: float(on_field[3 + i].sum(dtype=np.float64) * voxel_ml)
-        for i, name in enumerate(ctx.fields.measured_names)
-    }
+    volumes = _measure_volumes(ctx, u_mm, centre, scale)
 
     settings = scanner_settings(latent["field_strength"], subject_rng(seed, index, STREAM_SCANNER))
     image = acquire(
