@@ -41,10 +41,11 @@ from hyperfusion.data.synthetic.anatomy import (
 from hyperfusion.data.synthetic.deform import exponentiate, identity_index
 from hyperfusion.data.synthetic.geometry import Grid, sample_at_index
 
-FIELDS_VERSION = "fields-3"
+FIELDS_VERSION = "fields-4"
 FIELD_SPACING_MM = 2.0
 _MARGIN_MM = 16.0
 _SOURCE_SMOOTHING_MM = 1.0
+_TISSUE_TAKE_UP = 0.02
 # Log-volume changes at which each gain is calibrated: typical of an AD patient's region.
 _CALIBRATION_ROUNDS = 3
 
@@ -124,7 +125,7 @@ def _region_source(m: np.ndarray, tissue: dict[str, np.ndarray], compensation: s
     if compensation == "csf":
         # A little tissue shares the load so that where CSF is scarce (the temporal horn is tiny in the
         # template) the neighbouring CSF does not have to grow without bound.
-        take_up = tissue["csf"] + 0.1 * (tissue["gm"] + tissue["wm"])
+        take_up = tissue["csf"] + _TISSUE_TAKE_UP * (tissue["gm"] + tissue["wm"])
     else:
         take_up = tissue["gm"] + tissue["wm"]
     comp = (take_up * falloff).astype(np.float64)
