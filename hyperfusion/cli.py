@@ -171,7 +171,9 @@ def _app_run(a: argparse.Namespace) -> int:
 
 COMMANDS: list[Command] = [
     Command("inspect", "summarise a cohort directory or ADNIMERGE table (JSON)", _inspect_args, _inspect_run),
-    Command("synth", "generate a synthetic ADNI-like cohort from the MNI152 template", _synth_args, _synth_run),
+    Command(
+        "synth", "generate a synthetic ADNI-like cohort from the MNI152 template", _synth_args, _synth_run
+    ),
     Command("train", "train one model on one fold with the paper's protocol", _train_args, None, "#5"),
     Command("evaluate", "evaluate models and ensembles on the test partition", _evaluate_args, None, "#5"),
     Command("predict", "predict for one scan and record (JSON)", _predict_args, None, "#6"),

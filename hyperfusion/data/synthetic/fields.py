@@ -113,9 +113,9 @@ def poisson_velocity(source: np.ndarray, spacing: float) -> np.ndarray:
     phi_hat = -f_hat / k2
     phi_hat[0, 0, 0] = 0.0
     crop = tuple(slice(0, n) for n in source.shape)
-    return np.stack(
-        [fft.irfftn(1j * k * phi_hat, s=shape, workers=1)[crop] for k in (kx, ky, kz)]
-    ).astype(np.float32)
+    return np.stack([fft.irfftn(1j * k * phi_hat, s=shape, workers=1)[crop] for k in (kx, ky, kz)]).astype(
+        np.float32
+    )
 
 
 def _region_source(m: np.ndarray, tissue: dict[str, np.ndarray], compensation: str, reach_mm: float):
@@ -156,7 +156,9 @@ def _response_curve(velocity: np.ndarray, mask: np.ndarray, grid: Grid, strength
     # The region's neighbourhood only: the fields are negligible far from it.
     nz = np.argwhere(mask > 0)
     pad = int(np.ceil(24.0 / grid.spacing))
-    sl = tuple(slice(max(0, lo - pad), min(n, hi + pad + 1)) for lo, hi, n in zip(nz.min(0), nz.max(0), mask.shape))
+    sl = tuple(
+        slice(max(0, lo - pad), min(n, hi + pad + 1)) for lo, hi, n in zip(nz.min(0), nz.max(0), mask.shape)
+    )
     v = velocity[(slice(None), *sl)] / np.float32(grid.spacing)
     m = np.ascontiguousarray(mask[sl])
     ident = identity_index(m.shape)
@@ -253,7 +255,9 @@ def _build(directory: Path, key: str, atlas_source: str, labels: np.ndarray) -> 
         "response_curves": {r.name: {"delivered": c[0], "strength": c[1]} for r, c in zip(REGIONS, curves)},
         "joint_factors": [round(float(f), 6) for f in factors],
         "measured": list(names),
-        "template_volumes_ml": {n: float(measure[i].sum(dtype=np.float64) * voxel_ml) for i, n in enumerate(names)},
+        "template_volumes_ml": {
+            n: float(measure[i].sum(dtype=np.float64) * voxel_ml) for i, n in enumerate(names)
+        },
         "brain_centre_mm": centre,
     }
     (directory / "meta.json").write_text(json.dumps(meta, indent=1))

@@ -139,7 +139,9 @@ def cohort_metadata(config: SynthConfig) -> dict:
             "icv_reference_l": subject.ICV_REFERENCE_L,
             "random_displacement_rms_mm_and_lattice_mm": subject.RANDOM_DISPLACEMENTS,
             "diagnosis_shares": dict(zip(records.DIAGNOSES, records.DX_SHARES)),
-            "study_phase_shares": {dx: dict(zip(records.PHASES, s)) for dx, s in records.PHASE_SHARES.items()},
+            "study_phase_shares": {
+                dx: dict(zip(records.PHASES, s)) for dx, s in records.PHASE_SHARES.items()
+            },
         },
     }
 
@@ -165,7 +167,9 @@ def _write_subject(index: int) -> tuple[dict, dict]:
     write_nifti(out / "images" / f"{pid}.nii.gz", s.image, affine, _DESCRIPTION)
     write_nifti(out / "truth" / f"{pid}.nii.gz", s.truth["disease"], affine, _DESCRIPTION + " (disease)")
     write_nifti(out / "truth" / f"{pid}_age.nii.gz", s.truth["age"], affine, _DESCRIPTION + " (age)")
-    write_nifti(out / "truth" / f"{pid}_anatomy.nii.gz", s.truth["anatomy"], affine, _DESCRIPTION + " (anatomy)")
+    write_nifti(
+        out / "truth" / f"{pid}_anatomy.nii.gz", s.truth["anatomy"], affine, _DESCRIPTION + " (anatomy)"
+    )
     latent = {**s.latent, **{f"{k}_ml": round(v, 4) for k, v in s.volumes_ml.items()}}
     return s.row, latent
 
@@ -191,7 +195,9 @@ def _prepare(out: Path) -> None:
     (out / "truth").mkdir(parents=True, exist_ok=True)
 
 
-def generate_cohort(out_dir: str | Path, config: SynthConfig, workers: int = 1, progress: bool = True) -> Path:
+def generate_cohort(
+    out_dir: str | Path, config: SynthConfig, workers: int = 1, progress: bool = True
+) -> Path:
     """Write the cohort of ``config`` to ``out_dir`` (replacing an earlier synthetic cohort there).
 
     ``workers`` processes share the subjects; the output is byte-identical for any number. Shows a tqdm

@@ -51,7 +51,9 @@ class Grid:
         """Fractional voxel indices of world points (mm), same shape as ``points_mm``."""
         return (points_mm - np.asarray(self.origin, dtype=np.float32)) / np.float32(self.spacing)
 
-    def crop(self, lo_mm: tuple[float, float, float], hi_mm: tuple[float, float, float]) -> tuple[Grid, tuple]:
+    def crop(
+        self, lo_mm: tuple[float, float, float], hi_mm: tuple[float, float, float]
+    ) -> tuple[Grid, tuple]:
         """The sub-grid whose voxel centres fall in [lo, hi] (clipped to this grid), and its index slices."""
         slices = []
         for o, n, lo, hi in zip(self.origin, self.shape, lo_mm, hi_mm):

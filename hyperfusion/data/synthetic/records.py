@@ -37,7 +37,11 @@ AMYLOID_LOAD_SEVERITY = {"ABETA_log": -0.25, "AV45": 0.18, "centre": 0.45}
 # PTAU (pg/mL): log-linear in age, amyloid and severity; CN / MCI / AD means about 22 / 28 / 37.
 PTAU_LOG = {"intercept": math.log(17.0), "age": 0.012, "amyloid": 0.45, "severity": 0.40, "sd": 0.33}
 TAU_PER_PTAU, TAU_LOG_SD = 10.6, 0.07  # rho(TAU, PTAU) about 0.98
-CENSOR = {"ABETA": (200.0, 1700.0), "TAU": (80.0, 1300.0), "PTAU": (8.0, 120.0)}  # the assays' reportable ranges
+CENSOR = {
+    "ABETA": (200.0, 1700.0),
+    "TAU": (80.0, 1300.0),
+    "PTAU": (8.0, 120.0),
+}  # the assays' reportable ranges
 FDG = {"intercept": 1.295, "severity": -0.25, "age": -0.0035, "sd": 0.115}
 AV45_MEAN_SD = {True: (1.40, 0.17), False: (1.01, 0.06)}  # SUVR
 
@@ -134,12 +138,19 @@ def sample_subject(
         pf = FEMALE_SHARE[dx]
         var_apoe = float(np.dot(APOE4_PROBS[dx], (np.arange(3) - apoe_mean) ** 2))
         sd_res = math.sqrt(sd**2 - AGE_BY_SEX**2 * pf * (1 - pf) - AGE_BY_APOE4**2 * var_apoe)
-        age = mu + AGE_BY_SEX * (pf - female) + AGE_BY_APOE4 * (apoe_mean - apoe4) + sd_res * rng.standard_normal()
+        age = (
+            mu
+            + AGE_BY_SEX * (pf - female)
+            + AGE_BY_APOE4 * (apoe_mean - apoe4)
+            + sd_res * rng.standard_normal()
+        )
         age = float(np.clip(age, *AGE_RANGE))
     age = round(age, 1)
     mu_e, sd_e = EDUCATION_MEAN_SD[dx]
     pf = FEMALE_SHARE.get(dx, 0.5) if task != "brain_age" else 0.5
-    education = int(np.clip(round(mu_e + EDUCATION_BY_SEX * (pf - female) + sd_e * rng.standard_normal()), 6, 20))
+    education = int(
+        np.clip(round(mu_e + EDUCATION_BY_SEX * (pf - female) + sd_e * rng.standard_normal()), 6, 20)
+    )
     p_amyloid = AMYLOID_PROB[dx][apoe4]
     if task == "brain_age":  # amyloid positivity is rare before 60
         p_amyloid *= float(np.clip((age - 45.0) / 27.0, 0.0, 1.0))
@@ -160,15 +171,30 @@ def sample_subject(
         + p["sd"] * rng.standard_normal()
     )  # fmt: skip
     tau = TAU_PER_PTAU * ptau * math.exp(TAU_LOG_SD * rng.standard_normal())
-    fdg = FDG["intercept"] + FDG["severity"] * severity + FDG["age"] * (age - 72) + FDG["sd"] * rng.standard_normal()
+    fdg = (
+        FDG["intercept"]
+        + FDG["severity"] * severity
+        + FDG["age"] * (age - 72)
+        + FDG["sd"] * rng.standard_normal()
+    )
     m_av, sd_av = AV45_MEAN_SD[amyloid]
     av45 = m_av + AMYLOID_LOAD_SEVERITY["AV45"] * load + sd_av * rng.standard_normal()
 
     ds = severity - MEAN_SEVERITY[dx]
     mu, sd, lo, hi = MMSE[dx]
-    mmse = int(np.clip(round(mu - 3.0 * ds - 0.05 * (age - 72) + 0.15 * (education - 16) + sd * rng.standard_normal()), lo, hi))
+    mmse = int(
+        np.clip(
+            round(mu - 3.0 * ds - 0.05 * (age - 72) + 0.15 * (education - 16) + sd * rng.standard_normal()),
+            lo,
+            hi,
+        )
+    )
     mu, sd = ADAS13[dx]
-    adas = float(np.clip(mu + 12.0 * ds + 0.15 * (age - 72) - 0.4 * (education - 16) + sd * rng.standard_normal(), 0, 85))
+    adas = float(
+        np.clip(
+            mu + 12.0 * ds + 0.15 * (age - 72) - 0.4 * (education - 16) + sd * rng.standard_normal(), 0, 85
+        )
+    )
     mu, sd = CDRSB[dx]
     if dx == "CN":
         cdrsb = 0.5 if rng.random() < 0.07 else 0.0

@@ -75,11 +75,15 @@ def volume_changes(latent: pd.DataFrame, dx: pd.Series) -> dict[str, dict[str, f
     for structure in ("hippocampus", "entorhinal", "ventricles"):
         vol = latent[f"{structure}_L_ml"] + latent[f"{structure}_R_ml"]
         means = vol.groupby(dx.values).mean()
-        out[structure] = {g: float(100.0 * (means[g] / means["CN"] - 1.0)) for g in ("MCI", "AD") if g in means}
+        out[structure] = {
+            g: float(100.0 * (means[g] / means["CN"] - 1.0)) for g in ("MCI", "AD") if g in means
+        }
     return out
 
 
-def balanced_accuracies(table: pd.DataFrame, dx: pd.Series, seed: int = 0, repeats: int = 5) -> dict[str, float]:
+def balanced_accuracies(
+    table: pd.DataFrame, dx: pd.Series, seed: int = 0, repeats: int = 5
+) -> dict[str, float]:
     """Cross-validated (5-fold x ``repeats``, stratified) balanced accuracy of a class-balanced logistic
     regression on the 9 attributes, under three treatments of missing values."""
     from sklearn.impute import SimpleImputer
@@ -98,7 +102,11 @@ def balanced_accuracies(table: pd.DataFrame, dx: pd.Series, seed: int = 0, repea
         if features.isna().any().any():
             steps.insert(0, SimpleImputer(strategy="median", add_indicator=indicators))
         cv = RepeatedStratifiedKFold(n_splits=5, n_repeats=repeats, random_state=seed)
-        return float(cross_val_score(make_pipeline(*steps), features, labels, cv=cv, scoring="balanced_accuracy").mean())
+        return float(
+            cross_val_score(
+                make_pipeline(*steps), features, labels, cv=cv, scoring="balanced_accuracy"
+            ).mean()
+        )
 
     complete = x.notna().all(axis=1).to_numpy()
     out = {
@@ -125,7 +133,9 @@ def calibration_report(cohort_dir: str | Path) -> str:
     except (OSError, ValueError) as exc:
         raise DataError(f"{cohort_dir} is not a finished synthetic cohort ({exc})") from exc
     if meta.get("source") != "synthetic":
-        raise DataError(f"{cohort_dir} is not a synthetic cohort: the calibration report needs its ground truth")
+        raise DataError(
+            f"{cohort_dir} is not a synthetic cohort: the calibration report needs its ground truth"
+        )
     dx = table["DX"].map(_DX_MAP)
     k = meta["knobs"]
     lines = [
@@ -181,7 +191,20 @@ def _tabular_section(table: pd.DataFrame, dx: pd.Series) -> list[str]:
         "| attribute | " + " | ".join(f"{g} mean | {g} missing" for g in ("CN", "MCI", "AD")) + " |",
         "|---|" + "---|---|" * 3,
     ]
-    for col in ("AGE", "female", "PTEDUCAT", "APOE4", "ABETA", "TAU", "PTAU", "FDG", "AV45", "MMSE", "ADAS13", "CDRSB"):
+    for col in (
+        "AGE",
+        "female",
+        "PTEDUCAT",
+        "APOE4",
+        "ABETA",
+        "TAU",
+        "PTAU",
+        "FDG",
+        "AV45",
+        "MMSE",
+        "ADAS13",
+        "CDRSB",
+    ):
         cells = []
         for g in ("CN", "MCI", "AD"):
             v = x.loc[dx == g, col]
@@ -197,7 +220,7 @@ def _tabular_section(table: pd.DataFrame, dx: pd.Series) -> list[str]:
         "",
         "Censored assay values (as in ADNIMERGE): "
         + ", ".join(f"{c} {int(n)}" for c, n in censored.items())
-        + f" (ABETA \">1700\": {int((table['ABETA'] == '>1700').sum())}).",
+        + f' (ABETA ">1700": {int((table["ABETA"] == ">1700").sum())}).',
         "",
     ]
     return lines
@@ -227,8 +250,12 @@ def _interaction_section(latent: pd.DataFrame, meta: dict) -> list[str]:
     hip_l, hip_r = ad["hippocampus_L_ml"], ad["hippocampus_R_ml"]
     asym = (hip_l - hip_r) / (hip_l + hip_r)
     by_sex = asym.groupby(ad["female"].map({True: "women", False: "men"})).mean()
-    corr_age = float(np.corrcoef(ad["limbic_share"], ad["age"])[0, 1]) if ad["limbic_share"].std() > 0 else 0.0
-    corr_apoe = float(np.corrcoef(ad["limbic_share"], ad["apoe4"])[0, 1]) if ad["limbic_share"].std() > 0 else 0.0
+    corr_age = (
+        float(np.corrcoef(ad["limbic_share"], ad["age"])[0, 1]) if ad["limbic_share"].std() > 0 else 0.0
+    )
+    corr_apoe = (
+        float(np.corrcoef(ad["limbic_share"], ad["apoe4"])[0, 1]) if ad["limbic_share"].std() > 0 else 0.0
+    )
     return [
         f"## Interactions (lambda = {lam:g}), MCI and AD subjects",
         "",

@@ -18,8 +18,20 @@ _WM, _GM, _CSF = 222.0, 166.0, 69.0
 # sd, noise sd as a fraction of white matter (range). 3 T MPRAGE: more GM/WM contrast, more signal, stronger
 # B1 inhomogeneity.
 FLAVOURS = {
-    1.5: {"wm": (600.0, 850.0), "gm": (0.78, 0.02), "csf": (0.34, 0.03), "bias": 0.035, "noise": (0.025, 0.045)},
-    3.0: {"wm": (900.0, 1200.0), "gm": (0.71, 0.02), "csf": (0.27, 0.03), "bias": 0.06, "noise": (0.015, 0.030)},
+    1.5: {
+        "wm": (600.0, 850.0),
+        "gm": (0.78, 0.02),
+        "csf": (0.34, 0.03),
+        "bias": 0.035,
+        "noise": (0.025, 0.045),
+    },
+    3.0: {
+        "wm": (900.0, 1200.0),
+        "gm": (0.71, 0.02),
+        "csf": (0.27, 0.03),
+        "bias": 0.06,
+        "noise": (0.015, 0.030),
+    },
 }
 BLUR_MM = (0.0, 0.6)  # extra Gaussian sigma on top of the voxel's own point-spread function
 STREAM_SCANNER = 3

@@ -134,7 +134,8 @@ def _measure_volumes(ctx: RenderContext, u_mm: np.ndarray, centre: np.ndarray, s
     warped = sample(ctx.measure, ctx.field_grid, y)
     voxel_ml = ctx.field_grid.spacing**3 / 1000.0
     return {
-        name: float(warped[i].sum(dtype=np.float64) * voxel_ml) for i, name in enumerate(ctx.fields.measured_names)
+        name: float(warped[i].sum(dtype=np.float64) * voxel_ml)
+        for i, name in enumerate(ctx.fields.measured_names)
     }
 
 

@@ -21,4 +21,6 @@ def small_config() -> SynthConfig:
 @pytest.fixture(scope="session")
 def small_cohort(tmp_path_factory, small_config):
     """A 12-subject AD cohort written with one worker."""
-    return generate_cohort(tmp_path_factory.mktemp("cohort") / "synth", small_config, workers=1, progress=False)
+    return generate_cohort(
+        tmp_path_factory.mktemp("cohort") / "synth", small_config, workers=1, progress=False
+    )

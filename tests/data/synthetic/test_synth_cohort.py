@@ -6,7 +6,13 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from hyperfusion.data.synthetic import SynthConfig, ensure_cohort, generate_cohort, read_config, synthesize_subject
+from hyperfusion.data.synthetic import (
+    SynthConfig,
+    ensure_cohort,
+    generate_cohort,
+    read_config,
+    synthesize_subject,
+)
 from hyperfusion.data.synthetic.anatomy import load_template, template_path
 from hyperfusion.data.synthetic.records import CSV_COLUMNS, diagnosis_of
 from hyperfusion.errors import DataError
@@ -26,7 +32,12 @@ def test_layout_and_provenance_say_synthetic(small_cohort, small_config):
     assert list(table.columns) == list(CSV_COLUMNS) and len(table) == small_config.n
     for pid in table["PTID"]:
         assert pid.startswith("SYN_")
-        for rel in (f"images/{pid}.nii.gz", f"truth/{pid}.nii.gz", f"truth/{pid}_age.nii.gz", f"truth/{pid}_anatomy.nii.gz"):
+        for rel in (
+            f"images/{pid}.nii.gz",
+            f"truth/{pid}.nii.gz",
+            f"truth/{pid}_age.nii.gz",
+            f"truth/{pid}_anatomy.nii.gz",
+        ):
             assert (small_cohort / rel).exists(), rel
     latent = pd.read_csv(small_cohort / "truth" / "subjects.csv")
     assert list(latent["PTID"]) == list(table["PTID"])

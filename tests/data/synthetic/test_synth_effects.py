@@ -31,7 +31,9 @@ def test_at_lambda_one_age_apoe4_and_sex_reshape_the_pattern():
     i = REGION_INDEX
     # I1: the old APOE4 carrier's atrophy is limbic (hippocampal head), the young non-carrier's spares it
     ratio_old = old_carrier_woman[i["hippocampus_head_L"]] / old_carrier_woman[i["hippocampus_body_L"]]
-    ratio_young = young_noncarrier_man[i["hippocampus_head_L"]] / young_noncarrier_man[i["hippocampus_body_L"]]
+    ratio_young = (
+        young_noncarrier_man[i["hippocampus_head_L"]] / young_noncarrier_man[i["hippocampus_body_L"]]
+    )
     assert ratio_old > 3 * ratio_young
     # I3: left-dominant in women, right-dominant in men
     assert old_carrier_woman[i["hippocampus_body_L"]] < old_carrier_woman[i["hippocampus_body_R"]]

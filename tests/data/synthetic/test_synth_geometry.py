@@ -27,4 +27,6 @@ def test_sampling_reads_world_coordinates():
     vol = (pts[..., 0] + 2 * pts[..., 1] + 3 * pts[..., 2])[None]
     probe = np.array([[[[-10.3, 5.2, -20.9], [30.0, -40.0, 0.5]]]], dtype=np.float32)
     out = sample(vol, g, probe)[0, 0, 0]
-    np.testing.assert_allclose(out, probe[0, 0, :, 0] + 2 * probe[0, 0, :, 1] + 3 * probe[0, 0, :, 2], atol=1e-3)
+    np.testing.assert_allclose(
+        out, probe[0, 0, :, 0] + 2 * probe[0, 0, :, 1] + 3 * probe[0, 0, :, 2], atol=1e-3
+    )

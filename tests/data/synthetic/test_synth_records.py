@@ -69,7 +69,9 @@ def test_subject_depends_on_seed_and_index_only():
     assert a == b
     # a bigger cohort holds the same subject (the PTID width aside)
     big_row, big_latent = sample_subject(5, 7, 1000)
-    assert {k: v for k, v in big_latent.items() if k != "PTID"} == {k: v for k, v in a[1].items() if k != "PTID"}
+    assert {k: v for k, v in big_latent.items() if k != "PTID"} == {
+        k: v for k, v in a[1].items() if k != "PTID"
+    }
     assert sample_subject(6, 7, 10) != a
 
 

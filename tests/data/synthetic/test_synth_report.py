@@ -2,8 +2,8 @@ import pandas as pd
 
 from hyperfusion.cli import main
 from hyperfusion.data.synthetic import calibration_report
-from hyperfusion.data.synthetic.report import attribute_matrix, balanced_accuracies, numeric, volume_changes
 from hyperfusion.data.synthetic.records import sample_subject
+from hyperfusion.data.synthetic.report import attribute_matrix, balanced_accuracies, numeric, volume_changes
 
 
 def test_report_has_every_section(small_cohort):
