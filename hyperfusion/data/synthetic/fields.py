@@ -33,6 +33,7 @@ from hyperfusion.data.synthetic.anatomy import (
     REGIONS,
     TEMPLATE_GRID,
     atlas_labels,
+    atlas_source,
     file_digest,
     load_template,
     region_indicator,
@@ -41,7 +42,7 @@ from hyperfusion.data.synthetic.anatomy import (
 from hyperfusion.data.synthetic.deform import exponentiate, identity_index
 from hyperfusion.data.synthetic.geometry import Grid, sample_at_index
 
-FIELDS_VERSION = "fields-4"
+FIELDS_VERSION = "fields-5"
 FIELD_SPACING_MM = 2.0
 _MARGIN_MM = 16.0
 _SOURCE_SMOOTHING_MM = 1.0
@@ -218,7 +219,7 @@ def _refine_jointly(
     return factors
 
 
-def _build(directory: Path, key: str, atlas_source: str, labels: np.ndarray) -> None:
+def _build(directory: Path, key: str, source: str, labels: np.ndarray) -> None:
     t = load_template()
     pooled = _pooled_grid()
     brain = np.argwhere(_pool2(t["mask"]) > 0)
@@ -249,7 +250,7 @@ def _build(directory: Path, key: str, atlas_source: str, labels: np.ndarray) -> 
     meta = {
         "key": key,
         "version": FIELDS_VERSION,
-        "atlas_source": atlas_source,
+        "atlas_source": source,
         "grid": {"shape": list(grid.shape), "spacing": grid.spacing, "origin": list(grid.origin)},
         "regions": [r.name for r in REGIONS],
         "response_curves": {r.name: {"delivered": c[0], "strength": c[1]} for r, c in zip(REGIONS, curves)},
@@ -265,22 +266,22 @@ def _build(directory: Path, key: str, atlas_source: str, labels: np.ndarray) -> 
 
 def fields_key() -> tuple[str, str]:
     """The cache key of the fields for the installed template and atlas, and the atlas source."""
-    _, atlas_source = atlas_labels()
+    source = atlas_source()
     digest = "-".join(file_digest(template_path(k))[:8] for k in ("t1", "gm", "wm"))
-    return f"{FIELDS_VERSION}-{atlas_source.replace(':', '-')}-{digest}", atlas_source
+    return f"{FIELDS_VERSION}-{source.replace(':', '-')}-{digest}", source
 
 
 @lru_cache(maxsize=2)
 def load_fields(cache_dir: str | None = None) -> AtrophyFields:
     """The atrophy fields, built on first use (about a minute on two cores) and memory-mapped afterwards."""
-    key, atlas_source = fields_key()
+    key, source = fields_key()
     root = Path(cache_dir) if cache_dir else cache_root()
     directory = root / "synthetic" / key
     if not (directory / "meta.json").exists():
         root.joinpath("synthetic").mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root / "synthetic"))
         try:
-            _build(tmp, key, atlas_source, atlas_labels()[0])
+            _build(tmp, key, source, atlas_labels()[0])
             try:
                 os.replace(tmp, directory)
             except OSError:  # another process finished first: keep its copy

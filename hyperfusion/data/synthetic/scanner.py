@@ -74,14 +74,13 @@ def bias_field(points_mm: np.ndarray, centre_mm, coefficients) -> np.ndarray:
 
 def acquire(
     tissue: dict[str, np.ndarray],
-    points_mm: np.ndarray,
+    bias: np.ndarray,
     voxel_size: float,
-    centre_mm,
     settings: ScannerSettings,
     rng: np.random.Generator,
 ) -> np.ndarray:
     """The T1 scan (int16) from the warped template: ``tissue`` holds ``t1`` (template units), ``gm``, ``wm``
-    and ``mask`` sampled on the output grid whose voxel centres are ``points_mm``."""
+    and ``mask`` sampled on the output grid of ``voxel_size`` mm; ``bias`` is :func:`bias_field` there."""
     t1, gm, wm, mask = tissue["t1"], tissue["gm"], tissue["wm"], tissue["mask"]
     csf = np.clip(mask - gm - wm, 0.0, 1.0)
     # Shift the grey-matter and CSF levels, keeping the template's own texture (deep nuclei, partial volumes).
@@ -90,7 +89,7 @@ def acquire(
         + np.float32(settings.gm_ratio * _WM - _GM) * gm
         + np.float32(settings.csf_ratio * _WM - _CSF) * csf
     )
-    img = np.clip(img, 0.0, None) * bias_field(points_mm, centre_mm, settings.bias)
+    img = np.clip(img, 0.0, None) * bias
     if settings.blur_mm > 0.05:
         img = ndimage.gaussian_filter(img, settings.blur_mm / voxel_size, mode="nearest")
     img *= np.float32(settings.wm_level / _WM)

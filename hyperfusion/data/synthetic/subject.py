@@ -25,14 +25,15 @@ from hyperfusion.data.synthetic.effects import AtrophyPlan, atrophy_plan, strati
 from hyperfusion.data.synthetic.fields import AtrophyFields, load_fields
 from hyperfusion.data.synthetic.geometry import Grid, grid_covering, output_grid, sample
 from hyperfusion.data.synthetic.records import sample_subject, subject_rng
-from hyperfusion.data.synthetic.scanner import STREAM_SCANNER, acquire, scanner_settings
+from hyperfusion.data.synthetic.scanner import STREAM_SCANNER, acquire, bias_field, scanner_settings
 
 STREAM_ANATOMY, STREAM_DISPLACEMENT = 1, 2
 ICV_REFERENCE_L = 1.50  # the template stands for a head of average size
 # Smooth random displacements (SYNTHETIC.md: about 2 mm at a 32 mm scale, 0.5 mm at 12 mm): RMS length (mm)
 # and lattice spacing (mm; the noise is smoothed over one lattice spacing).
 RANDOM_DISPLACEMENTS = ((2.0, 8.0), (0.5, 3.0))
-_FIELD_MARGIN_MM = 16.0
+_FIELD_MARGIN_MM = 10.0
+_MEASURE_MARGIN_MM = 12.0  # head size (up to +-10 %) and displacements move structures by a few mm
 _TEMPLATE_MARGIN_MM = 24.0
 TRUTH_MAPS = ("disease", "age", "anatomy")
 
@@ -55,12 +56,13 @@ class RenderContext:
     """Everything a process needs to render subjects on one output grid; built once per process."""
 
     out_grid: Grid
-    out_points: np.ndarray
     fields: AtrophyFields
     field_grid: Grid
     velocity: np.ndarray  # (R, 3, ...) mm per unit log-volume, on field_grid
     source: np.ndarray  # (R, ...)
-    measure: np.ndarray  # (M, ...)
+    measure_grid: Grid  # the part of the field grid around the measured structures
+    measure: np.ndarray  # (M, ...) on measure_grid
+    measure_points: np.ndarray
     field_points: np.ndarray
     identity: np.ndarray
     lattices: tuple[Grid, ...]
@@ -89,6 +91,7 @@ def render_context(voxel_size: float, whole_brain: bool) -> RenderContext:
         tuple(min(a, b) - _FIELD_MARGIN_MM for a, b in zip(lo, m_lo)),
         tuple(max(a, b) + _FIELD_MARGIN_MM for a, b in zip(hi, m_hi)),
     )
+    mgrid, msl = fields.grid.crop(tuple(m_lo - _MEASURE_MARGIN_MM), tuple(m_hi + _MEASURE_MARGIN_MM))
     tgrid, tsl = TEMPLATE_GRID.crop(
         tuple(v - _TEMPLATE_MARGIN_MM for v in lo), tuple(v + _TEMPLATE_MARGIN_MM for v in hi)
     )
@@ -103,12 +106,13 @@ def render_context(voxel_size: float, whole_brain: bool) -> RenderContext:
     ).astype(np.float32)
     return RenderContext(
         out_grid=out,
-        out_points=out.world_points(),
         fields=fields,
         field_grid=fgrid,
         velocity=np.array(fields.velocity[(slice(None), slice(None), *fsl)], order="C"),
         source=np.array(fields.source[(slice(None), *fsl)], order="C"),
-        measure=np.array(fields.measure[(slice(None), *fsl)], order="C"),
+        measure_grid=mgrid,
+        measure=np.array(fields.measure[(slice(None), *msl)], order="C"),
+        measure_points=mgrid.world_points(),
         field_points=fgrid.world_points(),
         identity=identity_index(fgrid.shape),
         lattices=tuple(_lattice(spacing, fields) for _, spacing in RANDOM_DISPLACEMENTS),
@@ -128,15 +132,44 @@ def _weighted_sum(weights: np.ndarray, stack: np.ndarray) -> np.ndarray:
 
 def _measure_volumes(ctx: RenderContext, u_mm: np.ndarray, centre: np.ndarray, scale: np.float32) -> dict:
     """Volumes (ml) of the measured structures in the subject: the atlas's partial-volume masks carried
-    through the subject's map, integrated over the field grid (whatever grid the scan is written on)."""
-    z = centre + (ctx.field_points - centre) / scale
+    through the subject's map, integrated on the 2 mm field grid around them (whatever grid the scan is
+    written on)."""
+    z = centre + (ctx.measure_points - centre) / scale
     y = z + np.moveaxis(sample(u_mm, ctx.field_grid, z, "border"), 0, -1)
-    warped = sample(ctx.measure, ctx.field_grid, y)
-    voxel_ml = ctx.field_grid.spacing**3 / 1000.0
+    warped = sample(ctx.measure, ctx.measure_grid, y)
+    voxel_ml = ctx.measure_grid.spacing**3 / 1000.0
     return {
         name: float(warped[i].sum(dtype=np.float64) * voxel_ml)
         for i, name in enumerate(ctx.fields.measured_names)
     }
+
+
+_SLAB_VOXELS = 1_000_000  # output voxels sampled at once: bounds memory for 1 mm whole brains
+
+
+def _pull_back(
+    ctx: RenderContext,
+    u_mm: np.ndarray,
+    centre: np.ndarray,
+    scale: np.float32,
+    truth_src: np.ndarray,
+    bias: tuple[float, ...],
+) -> np.ndarray:
+    """Everything sampled on the output grid: (8, X, Y, Z) = template t1, gm, wm, mask, the three truth maps
+    and the scanner's bias field, computed in slabs along x so that memory does not grow with the grid."""
+    g = ctx.out_grid
+    out = np.empty((8, *g.shape), dtype=np.float32)
+    step = max(1, _SLAB_VOXELS // (g.shape[1] * g.shape[2]))
+    for x0 in range(0, g.shape[0], step):
+        x1 = min(g.shape[0], x0 + step)
+        slab = Grid((x1 - x0, *g.shape[1:]), g.spacing, (g.origin[0] + g.spacing * x0, *g.origin[1:]))
+        points = slab.world_points()
+        z = centre + (points - centre) / scale
+        y = z + np.moveaxis(sample(u_mm, ctx.field_grid, z, "border"), 0, -1)
+        out[0:4, x0:x1] = sample(ctx.template, ctx.template_grid, y)
+        out[4:7, x0:x1] = sample(truth_src, ctx.field_grid, y)
+        out[7, x0:x1] = bias_field(points, centre, bias)
+    return out
 
 
 def synthesize_subject(
@@ -178,10 +211,6 @@ def synthesize_subject(
     # Scan -> template: undo head size about the brain's centre, then follow the displacement.
     scale = np.float32((latent["icv_l"] / ICV_REFERENCE_L) ** (1.0 / 3.0))
     centre = np.asarray(ctx.fields.brain_centre_mm, dtype=np.float32)
-    z = centre + (ctx.out_points - centre) / scale
-    y = z + np.moveaxis(sample(u_mm, ctx.field_grid, z, "border"), 0, -1)
-
-    t1, gm, wm, mask = sample(ctx.template, ctx.template_grid, y)
     r = len(REGIONS)
     truth_src = np.stack(
         [
@@ -192,20 +221,20 @@ def synthesize_subject(
     ).reshape(3, *ctx.field_grid.shape)
     # The random velocity's own volume change: flowing along +v shrinks where div v > 0.
     truth_src[2] -= divergence(v_rand, float(spacing))
-    on_field = sample(truth_src, ctx.field_grid, y)
-    inside = (mask > 0.5).astype(np.float32)
-    truth = {name: on_field[i] * inside for i, name in enumerate(TRUTH_MAPS)}
-    volumes = _measure_volumes(ctx, u_mm, centre, scale)
-
     settings = scanner_settings(latent["field_strength"], subject_rng(seed, index, STREAM_SCANNER))
+    pulled = _pull_back(ctx, u_mm, centre, scale, truth_src, settings.bias)
+    t1, gm, wm, mask = pulled[:4]
+    inside = (mask > 0.5).astype(np.float32)
+    truth = {name: pulled[4 + i] * inside for i, name in enumerate(TRUTH_MAPS)}
+    volumes = _measure_volumes(ctx, u_mm, centre, scale)
     image = acquire(
         {"t1": t1, "gm": gm, "wm": wm, "mask": mask},
-        ctx.out_points,
+        pulled[7],
         ctx.out_grid.spacing,
-        centre,
         settings,
         subject_rng(seed, index, STREAM_SCANNER + 10),
     )
+    del pulled
     latent = {
         **latent,
         "limbic_share": round(plan.limbic_share, 6),
