@@ -38,25 +38,38 @@ def _per_subject(whole_brain: bool, repeats: int, out: Path) -> float:
     return median_time(lambda: _write_subject(next(indices)), repeats=max(repeats, 3), warmup=1)
 
 
-def _tree_rss_bytes(root: int) -> int:
-    """Resident memory of a process and all its descendants (Linux /proc)."""
+def _memory_bytes(pid: int) -> int:
+    """Proportional set size (shared pages split between the processes sharing them), else resident size."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _tree_memory_bytes(root: int) -> int:
+    """Memory of a process and all its descendants (Linux /proc)."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:
                 ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/statm") as f:
-                rss[int(entry)] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         except (OSError, ValueError, IndexError):
             continue
         children.setdefault(ppid, []).append(int(entry))
     total, stack = 0, [root]
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
+        try:
+            total += _memory_bytes(pid)
+        except (OSError, ValueError, IndexError):
+            pass
         stack.extend(children.get(pid, []))
     return total
 
@@ -77,7 +90,7 @@ def _peak_memory_gb(n: int, out: Path) -> float:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = 0
     while proc.poll() is None:
-        peak = max(peak, _tree_rss_bytes(proc.pid))
+        peak = max(peak, _tree_memory_bytes(proc.pid))
         time.sleep(0.05)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed with status {proc.returncode}")
@@ -114,7 +127,7 @@ def run(repeats: int) -> list[BenchResult]:
                     "<= 4 GB",
                     large <= MEMORY_BUDGET_GB,
                     unit="GB",
-                    note=f"N = 8: {small:.2f} GB; all processes together (the main one and its workers)",
+                    note=f"N = 8: {small:.2f} GB; all processes together (proportional set size)",
                 )
             )
     return results

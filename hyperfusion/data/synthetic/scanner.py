@@ -81,21 +81,35 @@ def acquire(
 ) -> np.ndarray:
     """The T1 scan (int16) from the warped template: ``tissue`` holds ``t1`` (template units), ``gm``, ``wm``
     and ``mask`` sampled on the output grid of ``voxel_size`` mm; ``bias`` is :func:`bias_field` there."""
+    # In place where possible: a 1 mm whole brain is 35 MB per float32 copy.
     t1, gm, wm, mask = tissue["t1"], tissue["gm"], tissue["wm"], tissue["mask"]
-    csf = np.clip(mask - gm - wm, 0.0, 1.0)
+    csf = mask - gm
+    csf -= wm
+    np.clip(csf, 0.0, 1.0, out=csf)
     # Shift the grey-matter and CSF levels, keeping the template's own texture (deep nuclei, partial volumes).
-    img = (
-        t1
-        + np.float32(settings.gm_ratio * _WM - _GM) * gm
-        + np.float32(settings.csf_ratio * _WM - _CSF) * csf
-    )
-    img = np.clip(img, 0.0, None) * bias
+    img = gm * np.float32(settings.gm_ratio * _WM - _GM)
+    img += t1
+    csf *= np.float32(settings.csf_ratio * _WM - _CSF)
+    img += csf
+    del csf
+    np.maximum(img, 0.0, out=img)
+    img *= bias
     if settings.blur_mm > 0.05:
         img = ndimage.gaussian_filter(img, settings.blur_mm / voxel_size, mode="nearest")
     img *= np.float32(settings.wm_level / _WM)
+    # Rician noise: the magnitude of the signal plus complex Gaussian noise.
     sigma = np.float32(settings.noise_fraction * settings.wm_level)
-    n1 = rng.standard_normal(img.shape, dtype=np.float32)
-    n2 = rng.standard_normal(img.shape, dtype=np.float32)
-    img = np.sqrt((img + sigma * n1) ** 2 + (sigma * n2) ** 2)  # magnitude of complex Gaussian noise: Rician
+    noise = rng.standard_normal(img.shape, dtype=np.float32)
+    noise *= sigma
+    img += noise
+    np.square(img, out=img)
+    rng.standard_normal(dtype=np.float32, out=noise)
+    noise *= sigma
+    np.square(noise, out=noise)
+    img += noise
+    del noise
+    np.sqrt(img, out=img)
     img *= mask > 0.5  # skull-stripped: nothing outside the brain
-    return np.clip(np.rint(img), 0, np.iinfo(np.int16).max).astype(np.int16)
+    np.rint(img, out=img)
+    np.clip(img, 0, np.iinfo(np.int16).max, out=img)
+    return img.astype(np.int16)

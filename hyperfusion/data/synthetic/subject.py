@@ -19,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
-from hyperfusion.data.synthetic.anatomy import REGIONS, TEMPLATE_GRID, load_template
+from hyperfusion.data.synthetic.anatomy import TEMPLATE_GRID, load_template
 from hyperfusion.data.synthetic.deform import divergence, exponentiate, identity_index, smooth_random_field
 from hyperfusion.data.synthetic.effects import AtrophyPlan, atrophy_plan, stratified_normal
 from hyperfusion.data.synthetic.fields import AtrophyFields, load_fields
@@ -108,8 +108,9 @@ def render_context(voxel_size: float, whole_brain: bool) -> RenderContext:
         out_grid=out,
         fields=fields,
         field_grid=fgrid,
-        velocity=np.array(fields.velocity[(slice(None), slice(None), *fsl)], order="C"),
-        source=np.array(fields.source[(slice(None), *fsl)], order="C"),
+        # Views of the memory-mapped cache: worker processes share its pages.
+        velocity=fields.velocity[(slice(None), slice(None), *fsl)],
+        source=fields.source[(slice(None), *fsl)],
         measure_grid=mgrid,
         measure=np.array(fields.measure[(slice(None), *msl)], order="C"),
         measure_points=mgrid.world_points(),
@@ -204,28 +205,21 @@ def synthesize_subject(
     for (rms, _), lattice in zip(RANDOM_DISPLACEMENTS, ctx.lattices):
         v_rand += sample(smooth_random_field(rng_disp, lattice, rms), lattice, ctx.field_points, "border")
     weights = -ctx.fields.strengths(plan.total)
-    velocity = v_rand + _weighted_sum(weights, ctx.velocity.reshape(len(REGIONS), -1)).reshape(v_rand.shape)
+    velocity = v_rand + _weighted_sum(weights, ctx.velocity)
     spacing = np.float32(ctx.field_grid.spacing)
     u_mm = exponentiate(velocity / spacing, ctx.identity) * spacing
 
     # Scan -> template: undo head size about the brain's centre, then follow the displacement.
     scale = np.float32((latent["icv_l"] / ICV_REFERENCE_L) ** (1.0 / 3.0))
     centre = np.asarray(ctx.fields.brain_centre_mm, dtype=np.float32)
-    r = len(REGIONS)
-    truth_src = np.stack(
-        [
-            _weighted_sum(plan.disease, ctx.source.reshape(r, -1)),
-            _weighted_sum(plan.age, ctx.source.reshape(r, -1)),
-            _weighted_sum(plan.anatomy, ctx.source.reshape(r, -1)),
-        ]
-    ).reshape(3, *ctx.field_grid.shape)
+    truth_src = np.stack([_weighted_sum(a, ctx.source) for a in (plan.disease, plan.age, plan.anatomy)])
     # The random velocity's own volume change: flowing along +v shrinks where div v > 0.
     truth_src[2] -= divergence(v_rand, float(spacing))
     settings = scanner_settings(latent["field_strength"], subject_rng(seed, index, STREAM_SCANNER))
     pulled = _pull_back(ctx, u_mm, centre, scale, truth_src, settings.bias)
     t1, gm, wm, mask = pulled[:4]
-    inside = (mask > 0.5).astype(np.float32)
-    truth = {name: pulled[4 + i] * inside for i, name in enumerate(TRUTH_MAPS)}
+    pulled[4:7] *= mask > 0.5  # truth only inside the brain
+    truth = {name: pulled[4 + i] for i, name in enumerate(TRUTH_MAPS)}
     volumes = _measure_volumes(ctx, u_mm, centre, scale)
     image = acquire(
         {"t1": t1, "gm": gm, "wm": wm, "mask": mask},
@@ -234,7 +228,6 @@ def synthesize_subject(
         settings,
         subject_rng(seed, index, STREAM_SCANNER + 10),
     )
-    del pulled
     latent = {
         **latent,
         "limbic_share": round(plan.limbic_share, 6),
