@@ -151,11 +151,41 @@ def calibration_report(cohort_dir: str | Path) -> str:
     ]
     if meta["task"] == "ad":
         lines += _volume_section(latent, dx)
-    lines += _tabular_section(table, dx)
-    if meta["task"] == "ad":
+        lines += _tabular_section(table, dx)
         lines += _accuracy_section(table, dx, meta["seed"], meta["task"])
         lines += _interaction_section(latent, meta)
+    else:
+        lines += _ageing_section(latent, meta)
     return "\n".join(lines)
+
+
+def _ageing_section(latent: pd.DataFrame, meta: dict) -> list[str]:
+    """Brain-age cohorts: measured volume change per decade of age, by sex."""
+    lines = [
+        f"## Ageing (ages {latent['age'].min():.0f}-{latent['age'].max():.0f} years, "
+        f"interaction strength {meta['knobs']['interaction_strength']:g})",
+        "",
+        "Slope of the measured log-volume on age, adjusted for intracranial volume, percent per decade (both",
+        "hemispheres; at lambda > 0 men's ventricles and women's hippocampi age faster).",
+        "",
+        "| structure | women | men |",
+        "|---|---|---|",
+    ]
+    for structure in ("hippocampus", "entorhinal", "ventricles"):
+        vol = np.log(latent[f"{structure}_L_ml"] + latent[f"{structure}_R_ml"])
+        cells = []
+        for female in (True, False):
+            sel = latent["female"] == female
+            if sel.sum() < 4:
+                cells.append("-")
+                continue
+            design = np.column_stack(
+                [np.ones(sel.sum()), latent.loc[sel, "age"], np.log(latent.loc[sel, "icv_l"])]
+            )
+            slope = np.linalg.lstsq(design, vol[sel], rcond=None)[0][1]
+            cells.append(f"{100 * np.expm1(10 * slope):+.1f} %")
+        lines.append(f"| {structure} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _volume_section(latent: pd.DataFrame, dx: pd.Series) -> list[str]:

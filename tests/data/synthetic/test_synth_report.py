@@ -37,3 +37,13 @@ def test_cli_synth_writes_a_cohort_and_prints_the_report(tmp_path, capsys):
     assert main(["synth", "--n", "3", "--out", str(tmp_path / "c"), "--report"]) == 0
     assert "# Synthetic cohort calibration report" in capsys.readouterr().out
     assert main(["synth", "--n", "3", "--out", str(tmp_path / "c"), "--interaction-strength", "3"]) == 2
+
+
+def test_brain_age_report_shows_ageing(tmp_path):
+    from hyperfusion.data.synthetic import SynthConfig, generate_cohort
+
+    cohort = generate_cohort(tmp_path / "ba", SynthConfig(n=8, task="brain_age"), progress=False)
+    text = calibration_report(cohort)
+    assert "## Ageing" in text and "| hippocampus |" in text
+    hippocampus = next(line for line in text.splitlines() if line.startswith("| hippocampus |"))
+    assert all(cell.strip().startswith("-") for cell in hippocampus.split("|")[2:4])  # shrinks with age
