@@ -251,8 +251,12 @@ def read_config(cohort_dir: str | Path) -> SynthConfig | None:
 
 
 def ensure_cohort(out_dir: str | Path, config: SynthConfig, workers: int = 1, progress: bool = True) -> Path:
-    """The cohort of ``config`` at ``out_dir``: kept if already there (same knobs and generator version),
-    generated otherwise."""
-    if read_config(out_dir) == config and (Path(out_dir) / "cohort.csv").exists():
-        return Path(out_dir)
-    return generate_cohort(out_dir, config, workers=workers, progress=progress)
+    """The cohort of ``config`` at ``out_dir``: kept if already there (same knobs, generator version and
+    atrophy fields), generated otherwise."""
+    from hyperfusion.data.synthetic.fields import fields_key
+
+    out = Path(out_dir)
+    if read_config(out) == config and (out / "cohort.csv").exists():
+        if json.loads((out / "cohort.json").read_text()).get("fields") == fields_key()[0]:
+            return out
+    return generate_cohort(out, config, workers=workers, progress=progress)
