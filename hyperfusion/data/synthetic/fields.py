@@ -219,7 +219,7 @@ def _refine_jointly(
     return factors
 
 
-def _build(directory: Path, key: str, source: str, labels: np.ndarray) -> None:
+def _build(directory: Path, key: str, atlas: str, labels: np.ndarray) -> None:
     t = load_template()
     pooled = _pooled_grid()
     brain = np.argwhere(_pool2(t["mask"]) > 0)
@@ -250,7 +250,7 @@ def _build(directory: Path, key: str, source: str, labels: np.ndarray) -> None:
     meta = {
         "key": key,
         "version": FIELDS_VERSION,
-        "atlas_source": source,
+        "atlas_source": atlas,
         "grid": {"shape": list(grid.shape), "spacing": grid.spacing, "origin": list(grid.origin)},
         "regions": [r.name for r in REGIONS],
         "response_curves": {r.name: {"delivered": c[0], "strength": c[1]} for r, c in zip(REGIONS, curves)},
