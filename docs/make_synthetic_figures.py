@@ -43,9 +43,7 @@ def _slices(volume: np.ndarray, grid, point_mm: np.ndarray):
 
 def _overlay(ax, truth_slice: np.ndarray) -> None:
     shown = np.ma.masked_where(np.abs(truth_slice) < 0.05, truth_slice)
-    ax.imshow(
-        shown, cmap="coolwarm", origin="lower", vmin=-0.6, vmax=0.6, alpha=0.6, interpolation="nearest"
-    )
+    ax.imshow(shown, cmap="coolwarm", origin="lower", vmin=-0.6, vmax=0.6, alpha=0.6, interpolation="nearest")
 
 
 def subject_figure(index: int, path: Path, whole_brain: bool = True, voxel_size: float = 1.0) -> None:

@@ -25,12 +25,8 @@ def test_unbuilt_commands_say_so(capsys):
 
 def _minimal_args(name: str) -> list[str]:
     return {
-        "synth": ["--n", "1", "--out", "x"],
-        "train": ["--model", "m", "--data", "d", "--out", "o"],
-        "evaluate": ["--data", "d", "--models", "m", "--out", "o"],
         "predict": ["--model", "m"],
         "explain": ["--model", "m", "--out", "o"],
-        "import-reference": ["--checkpoint", "c", "--arch", "a", "--out", "o"],
     }[name]
 
 

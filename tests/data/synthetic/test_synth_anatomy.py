@@ -1,7 +1,13 @@
 import numpy as np
 
 from hyperfusion.data.synthetic import anatomy
-from hyperfusion.data.synthetic.anatomy import REGIONS, TEMPLATE_GRID, atlas_labels, ellipsoid_labels, region_indicator
+from hyperfusion.data.synthetic.anatomy import (
+    REGIONS,
+    TEMPLATE_GRID,
+    atlas_labels,
+    ellipsoid_labels,
+    region_indicator,
+)
 
 
 def _centroid_mm(mask: np.ndarray) -> np.ndarray:
