@@ -44,7 +44,9 @@ DEMO = {
     "ad_voxel_size": 2.0,
     "brain_age_voxel_size": 4.0,
     "init_features": 4,
-    "epochs": 20,
+    # lr 1e-3 instead of the paper's 1e-4: the CPU demo trains for tens of epochs, not 200-280
+    "lr": 1e-3,
+    "epochs": 30,
     "tabular_epochs": 100,
     "pretrain_epochs": 50,
     "brain_age_epochs": 30,
@@ -106,7 +108,7 @@ def _train_step(
         overrides = {} if model == "tabular_only" else {"init_features": DEMO["init_features"]}
         config = TrainConfig(
             task=task, model=model, fold=fold, split_seed=DEMO["split_seed"], epochs=epochs,
-            batch_size=DEMO["batch_size"], geometry=geometry.to_dict(), model_overrides=overrides,
+            batch_size=DEMO["batch_size"], lr=DEMO["lr"], geometry=geometry.to_dict(), model_overrides=overrides,
             pretrain_epochs=DEMO["pretrain_epochs"],
         )  # fmt: skip
         result = train_fold(load_cohort(cohort_dir()), config, work_dir() / "training" / label, quiet=quiet)

@@ -118,7 +118,10 @@ def _pretrain_embedding(network, config, train_ds, val_ds, out_dir: Path, quiet:
     if not hasattr(network, "load_tabular_embedding") or config.pretrain_epochs <= 0:
         return None
     tabular = build_model("tabular_only", "ad", n_tabular=network.config.get("n_tabular", 16))
-    module = FusionModule(tabular, "ad", class_weights=_class_weights(config, train_ds.targets.numpy()))
+    module = FusionModule(
+        tabular, "ad", lr=config.lr, weight_decay=config.weight_decay,
+        class_weights=_class_weights(config, train_ds.targets.numpy()),
+    )  # fmt: skip
     trainer, ckpt = _trainer(config, out_dir / "pretrain", config.pretrain_epochs, module.monitor, quiet)
     trainer.fit(module, _loader(train_ds, config, shuffle=True), _loader(val_ds, config, shuffle=False))
     if ckpt is not None and ckpt.best_model_path:
