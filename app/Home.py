@@ -1,11 +1,65 @@
-"""HyperFusion dashboard, first page (placeholder until the dashboard issue lands)."""
+"""HyperFusion dashboard: the first page (what is loaded, what is missing, where to go)."""
 
-import streamlit as st
+import time
 
-st.set_page_config(page_title="HyperFusion", layout="wide")
-st.warning("Research use only. Not for clinical decisions. All demo data and demo models are SYNTHETIC.")
+_START = time.perf_counter()
+
+import dashboard as db  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from hyperfusion.errors import HyperFusionError  # noqa: E402
+
+db.page_setup("Home")
 st.title("HyperFusion")
-st.write(
-    "The dashboard is being built. Meanwhile the library and the `hyperfusion` command work: "
-    "`hyperfusion inspect --data COHORT` summarises an ADNI-format cohort."
+st.markdown(
+    "Brain MRI fused with the patient record: a hypernetwork generates weights of the image network "
+    "from the tabular attributes (Duenias et al., *Medical Image Analysis* 2025). Pick a subject, edit the "
+    "record and watch every model's prediction and its saliency map change."
 )
+
+s = db.settings()
+left, right = st.columns(2)
+with left:
+    st.subheader("Cohort")
+    try:
+        cohort = db.cohort()
+    except (HyperFusionError, OSError) as exc:
+        st.error(f"The cohort could not be read: {exc}. Point the sidebar's settings at a cohort directory.")
+        st.stop()
+    summary = cohort.summary()
+    st.markdown(
+        f"`{cohort.path}` · source **{cohort.source}** · **{len(cohort)}** subjects · label column "
+        f"`{cohort.label_column}`"
+    )
+    st.dataframe(
+        {"class": list(summary["class_counts"]), "subjects": list(summary["class_counts"].values())},
+        hide_index=True,
+    )
+    if db.is_demo_cohort(cohort):
+        st.caption("The demo scans are generated into the cache the first time a scan is needed (once).")
+with right:
+    st.subheader("Models")
+    models, problems = db.discover_models(s["models"])
+    usable = db.models_for(cohort, models)
+    if usable:
+        st.dataframe(
+            [
+                {"model": m.name, "task": m.task, "architecture": m.architecture, "members": m.members}
+                for m in usable
+            ],
+            hide_index=True,
+        )
+    else:
+        st.info("No model for this cohort's task was found. Add model directories in the sidebar.")
+    other = [m.name for m in models if m not in usable]
+    if other:
+        st.caption(f"Other tasks' models (shown with their own cohort): {', '.join(other)}")
+    if db.Path(s["models"]).resolve() == (db.Path(s["assets"]) / "models").resolve():
+        missing = db.missing_demo_models(models, db.Path(s["assets"]))
+        if missing:
+            st.info("Demo models not built yet (skipped): " + ", ".join(missing))
+    for p in problems:
+        st.info(p)
+
+st.page_link("pages/1_Subject.py", label="Subject and what-if →", icon="🧠")
+st.caption(f"Page ready in {time.perf_counter() - _START:.2f} s.")

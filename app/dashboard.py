@@ -1,0 +1,342 @@
+"""Shared state, settings and caching of the dashboard's pages (no science here: it calls hyperfusion).
+
+Settings come from environment variables at the start of a session and can be changed in the sidebar:
+
+    HYPERFUSION_COHORT        a cohort directory or an ADNIMERGE-format table (default: the demo AD cohort)
+    HYPERFUSION_MODELS        model roots, separated by ``os.pathsep``: model directories, ensembles (directories
+                              of model directories) or folders holding them (default: assets/demo/models)
+    HYPERFUSION_DEMO_ASSETS   where the demo's cohorts and models live (default: the repository's assets/demo)
+
+Heavy objects (cohort tables, the Predictor, demo scans, saliency maps) are cached at this boundary with
+``st.cache_data`` / ``st.cache_resource``; the page state (settings, subject, record edits) lives in
+``st.session_state``. torch is imported only when a page needs a prediction, so the first page is quick.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from hyperfusion.data.cohort import Cohort, load_cohort
+from hyperfusion.data.schema import FEATURES
+from hyperfusion.errors import HyperFusionError
+
+RESEARCH_NOTICE = "Research use only — not for clinical decisions."
+SYNTHETIC_NOTICE = "SYNTHETIC data / models: generated from a brain template, not real patients."
+
+
+def default_assets() -> Path:
+    from hyperfusion.demo import ASSETS
+
+    return Path(os.environ.get("HYPERFUSION_DEMO_ASSETS") or ASSETS)
+
+
+def default_settings() -> dict:
+    assets = default_assets()
+    models = os.environ.get("HYPERFUSION_MODELS") or str(assets / "models")
+    cohort = os.environ.get("HYPERFUSION_COHORT") or str(assets / "cohorts" / "ad")
+    return {"cohort": cohort, "models": models, "assets": str(assets)}
+
+
+def settings() -> dict:
+    if "settings" not in st.session_state:
+        st.session_state["settings"] = default_settings()
+    return st.session_state["settings"]
+
+
+# --- models --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model or ensemble found on disk, described from its card(s) without loading any weights."""
+
+    name: str
+    path: str
+    task: str
+    architecture: str
+    members: int
+    synthetic: bool
+    cards: tuple[str, ...]  # card.json paths
+
+
+def _card(path: Path) -> dict:
+    return json.loads((path / "card.json").read_text())
+
+
+def _info(name: str, path: Path, members: list[Path]) -> ModelInfo:
+    cards = [_card(m) for m in members]
+    arch = cards[0]["architecture"]
+    return ModelInfo(
+        name=name,
+        path=str(path),
+        task=arch["task"],
+        architecture=arch["name"],
+        members=len(members),
+        synthetic=any(c.get("data", {}).get("synthetic", False) for c in cards),
+        cards=tuple(str(m / "card.json") for m in members),
+    )
+
+
+def discover_models(roots: str) -> tuple[list[ModelInfo], list[str]]:
+    """Models and ensembles under the roots (``os.pathsep``-separated); returns (models, problems).
+
+    A directory with ``card.json`` is a model; one whose sub-directories hold cards is an ensemble of them;
+    any other directory is searched (three levels deep). Models are named by their path under the root.
+    """
+    found: list[ModelInfo] = []
+    problems: list[str] = []
+
+    def visit(path: Path, name: str, depth: int) -> None:
+        try:
+            if (path / "card.json").is_file():
+                found.append(_info(name or path.name, path, [path]))
+                return
+            children = sorted(d for d in path.iterdir() if d.is_dir())
+            members = [d for d in children if (d / "card.json").is_file()]
+            if members:
+                found.append(_info(name or path.name, path, members))
+            elif depth < 3:
+                for d in children:
+                    visit(d, f"{name}/{d.name}" if name else d.name, depth + 1)
+        except (OSError, ValueError, KeyError) as exc:
+            problems.append(f"{path}: unreadable model card ({exc})")
+
+    for root in filter(None, (r.strip() for r in roots.split(os.pathsep))):
+        path = Path(root).expanduser()
+        if not path.is_dir():
+            problems.append(f"{path}: no such model directory")
+            continue
+        visit(path, "", 0)
+    return found, problems
+
+
+def missing_demo_models(models: list[ModelInfo], assets: Path) -> list[str]:
+    """The demo models (hyperfusion.demo.DEMO) not present yet, or present with fewer folds than planned."""
+    from hyperfusion.demo import DEMO
+
+    have = {Path(m.path).resolve(): m.members for m in models}
+    root = assets / "models"
+    expected = [(root / "ad" / m, 4) for m in DEMO["four_fold_models"]]
+    expected += [(root / "ad" / m, 1) for m in DEMO["one_fold_models"]]
+    expected += [(root / "brain_age" / m, 1) for m in DEMO["brain_age_models"]]
+    missing = []
+    for path, folds in expected:
+        n = have.get(path.resolve(), 0)
+        if n < folds:
+            label = str(path.relative_to(root))
+            missing.append(label if n == 0 else f"{label} ({n} of {folds} folds so far)")
+    return missing
+
+
+@st.cache_resource(show_spinner="Loading models …")
+def predictor_for(paths: tuple[tuple[str, str], ...]):
+    """One Predictor per set of models (networks are shared by weights hash inside hyperfusion)."""
+    from hyperfusion.inference.predictor import Predictor
+
+    return Predictor(dict(paths))
+
+
+# --- cohort --------------------------------------------------------------------------------------------------
+@st.cache_data(show_spinner="Reading the cohort table …")
+def cached_cohort(path: str, _mtime: float) -> Cohort:
+    return load_cohort(path)
+
+
+def cohort() -> Cohort:
+    path = Path(settings()["cohort"]).expanduser()
+    table = path / "cohort.csv" if path.is_dir() else path
+    return cached_cohort(str(path), table.stat().st_mtime if table.exists() else 0.0)
+
+
+def cohort_task(c: Cohort) -> str | None:
+    """The task a cohort was made for ("ad" / "brain_age"), when its provenance says so."""
+    return c.provenance.get("task")
+
+
+def models_for(c: Cohort, models: list[ModelInfo]) -> list[ModelInfo]:
+    task = cohort_task(c)
+    return [m for m in models if task is None or m.task == task]
+
+
+def is_demo_cohort(c: Cohort) -> bool:
+    return (
+        c.is_synthetic and Path(c.path).resolve().parent == (Path(settings()["assets"]) / "cohorts").resolve()
+    )
+
+
+@st.cache_resource(show_spinner=False)
+def demo_cohort_dir(task: str, assets: str) -> Path:
+    from hyperfusion.demo import ensure_demo_cohort
+
+    return ensure_demo_cohort(task, Path(assets))
+
+
+def scan_path(c: Cohort, ptid: str) -> str | None:
+    """The subject's scan; for the shipped demo table, the generated demo cohort's (made on first need)."""
+    row = c.table.loc[c.table["PTID"] == ptid].iloc[0]
+    if isinstance(row["image_path"], str):
+        return row["image_path"]
+    if is_demo_cohort(c):
+        task = cohort_task(c) or "ad"
+        with st.spinner(
+            f"Generating the synthetic {task} demo scans into the cache (once, about 2 minutes) …"
+        ):
+            directory = demo_cohort_dir(task, settings()["assets"])
+        for suffix in (".nii.gz", ".nii"):
+            if (p := directory / "images" / f"{ptid}{suffix}").is_file():
+                return str(p)
+    return None
+
+
+# --- records -------------------------------------------------------------------------------------------------
+def recorded_values(row: pd.Series) -> dict:
+    """A cohort row as raw ADNIMERGE values (censored CSF values keep their "<" / ">"; sex as text)."""
+    out: dict = {}
+    for f in FEATURES:
+        v = row.get(f.name)
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            out[f.name] = None
+        elif f.categories:
+            out[f.name] = f.categories[int(v)]
+        elif f.censorable and int(row.get(f"{f.name}_censored", 0)) != 0:
+            out[f.name] = f"{'<' if row[f'{f.name}_censored'] < 0 else '>'}{v:g}"
+        else:
+            out[f.name] = float(v)
+    return out
+
+
+# --- page furniture ------------------------------------------------------------------------------------------
+def page_setup(title: str) -> None:
+    """Page config, the notices and the settings sidebar; call first on every page."""
+    st.set_page_config(page_title=f"HyperFusion · {title}", layout="wide")
+    s = settings()
+    synthetic = False
+    try:
+        c = cohort()
+        synthetic = c.is_synthetic
+    except (HyperFusionError, OSError):
+        pass
+    models, _ = discover_models(s["models"])
+    synthetic = synthetic or any(m.synthetic for m in models)
+    uploaded = st.session_state.get("uploaded")
+    if synthetic:
+        st.warning(f"**{RESEARCH_NOTICE}** · **{SYNTHETIC_NOTICE}**", icon="⚠️")
+    else:
+        st.warning(f"**{RESEARCH_NOTICE}**", icon="⚠️")
+    if uploaded:
+        st.caption(f"Uploaded subject in this session: {uploaded['name']} (kept in memory only).")
+    with st.sidebar:
+        st.markdown("### Settings")
+        with st.form("settings_form"):
+            cohort_in = st.text_input("Cohort directory or ADNIMERGE table", s["cohort"])
+            models_in = st.text_area(
+                "Model directories (one per line)", "\n".join(s["models"].split(os.pathsep))
+            )
+            if st.form_submit_button("Apply"):
+                st.session_state["settings"] = {
+                    **s,
+                    "cohort": cohort_in.strip(),
+                    "models": os.pathsep.join(
+                        line.strip() for line in models_in.splitlines() if line.strip()
+                    ),
+                }
+                st.session_state.pop("subject", None)
+                st.rerun()
+        st.caption(RESEARCH_NOTICE)
+
+
+def _subject_chosen() -> None:
+    st.session_state["subject"] = st.session_state["_subject_widget"]
+
+
+def subject_picker(c: Cohort) -> str:
+    """The current subject, shared by every page through st.session_state["subject"] (a widget's own state
+    is dropped on pages that do not show it, so the choice is copied out of it)."""
+    ptids = c.table["PTID"].tolist()
+    if st.session_state.get("subject") not in ptids:
+        st.session_state["subject"] = ptids[0]
+    st.session_state["_subject_widget"] = st.session_state["subject"]
+    st.selectbox("Subject", ptids, key="_subject_widget", on_change=_subject_chosen)
+    return st.session_state["subject"]
+
+
+def as_float(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def finite(values) -> np.ndarray:
+    a = np.asarray(values, dtype=float)
+    return a[np.isfinite(a)]
+
+
+# --- attribution -------------------------------------------------------------------------------------------
+def gradient_saliency(entry, scan: str, record: dict, target: int | None, signed: bool = False) -> np.ndarray:
+    """Plain gradient saliency (captum ``Saliency``) of one model or ensemble on the scan's own voxel grid.
+
+    Both hemisphere views go through each member with the record; each member's map is mapped back with
+    ``to_subject_space`` (undoing the mirror of the left view) and the members are averaged. ``target`` is the
+    class index for AD models (None for brain age). Returns float32 (I, J, K) on the scan's grid, the
+    magnitude unless ``signed``.
+
+    Stand-in for hyperfusion.explain's entry point (branch ``explain``): swap this one function when it lands.
+    """
+    import torch
+    from captum.attr import Saliency
+
+    from hyperfusion.data.cohort import parse_record
+    from hyperfusion.data.geometry import model_input, to_subject_space
+
+    parsed = parse_record(record)
+    maps = []
+    for member in entry.members:
+        if not member.uses_image:
+            continue
+        views = torch.from_numpy(model_input(scan, member.geometry))
+        tabular = member.tabular([parsed]).repeat(views.shape[0], 1)
+        network = member.network
+
+        def forward(image, tab, network=network):
+            return network(image, tab).reshape(image.shape[0], -1)
+
+        grads = Saliency(forward).attribute(
+            views,
+            target=target if target is not None else 0,
+            additional_forward_args=(tabular,),
+            abs=not signed,
+        )
+        maps.append(
+            to_subject_space(grads.detach().numpy(), member.geometry, scan).get_fdata(dtype=np.float32)
+        )
+    if not maps:
+        raise HyperFusionError(f"{entry.name} does not read the image: it has no saliency map")
+    return np.mean(maps, axis=0).astype(np.float32)
+
+
+@st.cache_data(show_spinner="Computing the gradient saliency map …", max_entries=32)
+def cached_saliency(
+    models: tuple[tuple[str, str], ...],
+    name: str,
+    scan: str,
+    record_json: str,
+    target: int | None,
+    signed: bool,
+) -> np.ndarray:
+    predictor = predictor_for(models)
+    return gradient_saliency(predictor.models[name], scan, json.loads(record_json), target, signed)
+
+
+def current_record(ptid: str, recorded: dict) -> dict:
+    """The record as edited on the subject page (kept in session state), else the recorded values."""
+    edits = st.session_state.get("edited_record")
+    if edits and edits.get("PTID") == ptid:
+        return edits["record"]
+    return recorded

@@ -1,0 +1,148 @@
+"""Subject and what-if: the record as a form, every model's prediction live as values change."""
+
+import math
+
+import dashboard as db
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from hyperfusion.data.schema import FEATURES
+from hyperfusion.errors import HyperFusionError
+
+db.page_setup("Subject")
+st.title("Subject and what-if")
+
+cohort = db.cohort()
+ptid = db.subject_picker(cohort)
+row = cohort.table.loc[cohort.table["PTID"] == ptid].iloc[0]
+recorded = db.recorded_values(row)
+st.caption(f"Diagnosis ({cohort.label_column}): **{row['DX']}** · source: {cohort.source}")
+
+
+def _reset() -> None:
+    """Put the form back to the recorded values (also on a change of subject)."""
+    for f in FEATURES:
+        value = recorded[f.name]
+        st.session_state[f"missing_{f.name}"] = value is None
+        if f.categories:
+            st.session_state[f"value_{f.name}"] = value or f.categories[0]
+        else:
+            number = db.as_float(str(value).lstrip("<>")) if value is not None else math.nan
+            lo, hi = f.plausible_range
+            default = number if math.isfinite(number) else (lo + hi) / 2
+            st.session_state[f"value_{f.name}"] = int(default) if f.type == "count" else float(default)
+    st.session_state["form_subject"] = ptid
+
+
+if st.session_state.get("form_subject") != ptid or f"value_{FEATURES[0].name}" not in st.session_state:
+    _reset()
+
+form_col, pred_col = st.columns([2, 3], gap="large")
+edited: dict = {}
+with form_col:
+    st.subheader("Record")
+    st.button("Reset to the recorded values", on_click=_reset)
+    for f in FEATURES:
+        label = f"{f.name} ({f.unit})" if f.unit else f.name
+        value_col, missing_col = st.columns([3, 1], vertical_alignment="bottom")
+        missing = missing_col.checkbox("missing", key=f"missing_{f.name}", disabled=not f.editable)
+        lo, hi = f.plausible_range
+        help_text = f"{f.meaning}; plausible range {lo:g}–{hi:g} {f.unit}".strip()
+        if f.categories:
+            value = value_col.selectbox(label, f.categories, key=f"value_{f.name}", disabled=missing)
+        elif f.type == "count":
+            value = value_col.number_input(label, int(lo), int(hi), step=1, key=f"value_{f.name}",
+                                           disabled=missing, help=help_text)  # fmt: skip
+        else:
+            value = value_col.number_input(label, float(lo), float(hi), step=float(f.step),
+                                           key=f"value_{f.name}", disabled=missing, help=help_text)  # fmt: skip
+        raw = recorded[f.name]
+        if missing:
+            edited[f.name] = None
+            value_col.caption("missing → imputed by each model (training median)")
+        elif isinstance(raw, str) and raw[:1] in "<>" and db.as_float(raw[1:]) == value:
+            edited[f.name] = raw  # unchanged censored value: keep "<200" / ">1700" as recorded
+            value_col.caption(f"recorded as {raw} (beyond the assay range)")
+        else:
+            edited[f.name] = value
+        if edited[f.name] != raw and not (raw is None and missing):
+            value_col.caption(f"edited · recorded: {raw if raw is not None else 'missing'}")
+
+st.session_state["edited_record"] = {"PTID": ptid, "record": edited}
+
+with pred_col:
+    st.subheader("Predictions")
+    s = db.settings()
+    models, problems = db.discover_models(s["models"])
+    usable = db.models_for(cohort, models)
+    if not usable:
+        st.info("No model for this cohort. Add model directories in the sidebar (Settings).")
+        st.stop()
+    predictor = db.predictor_for(tuple((m.name, m.path) for m in usable))
+    needs_scan = any(
+        member.uses_image for m in usable for member in predictor.models[m.name].members
+    )  # fmt: skip
+    scan = db.scan_path(cohort, ptid) if needs_scan else None
+    names = [m.name for m in usable if scan is not None or not any(
+        member.uses_image for member in predictor.models[m.name].members)]  # fmt: skip
+    if needs_scan and scan is None:
+        st.info(f"No scan for {ptid}: only the tabular models are shown.")
+    try:
+        preds = predictor.predict(scan, [recorded, edited], models=names)
+    except HyperFusionError as exc:
+        st.error(str(exc))
+        st.stop()
+
+    ad = {n: p for n, p in preds.items() if p.task == "ad"}
+    ages = {n: p for n, p in preds.items() if p.task == "brain_age"}
+    if ad:
+        classes = next(iter(ad.values())).class_names
+        fig = go.Figure()
+        colours = {"CN": "#4c78a8", "MCI": "#f2a541", "AD": "#d62728"}
+        for c, cls in enumerate(classes):
+            fig.add_bar(
+                name=cls,
+                y=list(ad),
+                x=[p.value[1, c] for p in ad.values()],
+                orientation="h",
+                marker_color=colours.get(cls),
+                error_x={"type": "data", "array": [p.spread[1, c] for p in ad.values()], "visible": True},
+            )
+        fig.update_layout(
+            barmode="group", height=120 + 70 * len(ad), margin={"l": 10, "r": 10, "t": 30, "b": 10},
+            xaxis={"range": [0, 1], "title": "probability (edited record; bars: ensemble spread ±1 SD)"},
+            yaxis={"autorange": "reversed"}, legend={"orientation": "h", "y": 1.12},
+        )  # fmt: skip
+        st.plotly_chart(fig, width="stretch")
+        table = []
+        for n, p in ad.items():
+            top = int(p.value[1].argmax())
+            table.append(
+                {
+                    "model": n,
+                    **{f"P({cls})": round(float(p.value[1, c]), 3) for c, cls in enumerate(classes)},
+                    "predicted": classes[top],
+                    "Δ P(AD) vs recorded": round(float(p.value[1, 2] - p.value[0, 2]), 3),
+                    "spread P(AD)": round(float(p.spread[1, 2]), 3),
+                    "members": p.member_values.shape[0],
+                }
+            )
+        st.dataframe(pd.DataFrame(table), hide_index=True, key="ad_predictions")
+    if ages:
+        table = [
+            {
+                "model": n,
+                "brain age (years)": round(float(p.value[1]), 1),
+                "gap (years)": round(float(p.extras["brain_age_gap"][1]), 1),
+                "Δ vs recorded": round(float(p.value[1] - p.value[0]), 2),
+                "spread": round(float(p.spread[1]), 2),
+            }
+            for n, p in ages.items()
+        ]
+        st.dataframe(pd.DataFrame(table), hide_index=True, key="age_predictions")
+    st.caption(
+        "Δ: change from the prediction for the recorded values. Spread: standard deviation across the "
+        "ensemble's members (0 for a single model)."
+    )
+    st.page_link("pages/2_Attribution.py", label="Saliency map of this subject →", icon="🔬")

@@ -1,0 +1,93 @@
+"""Attribution: three linked orthogonal views of the subject's scan with a gradient saliency overlay."""
+
+import json
+
+import dashboard as db
+import nibabel as nib
+import numpy as np
+import streamlit as st
+import viewer
+
+from hyperfusion.errors import HyperFusionError
+
+db.page_setup("Attribution")
+st.title("Attribution")
+
+cohort = db.cohort()
+ptid = db.subject_picker(cohort)
+models, _ = db.discover_models(db.settings()["models"])
+usable = db.models_for(cohort, models)
+key = tuple((m.name, m.path) for m in usable)
+predictor = db.predictor_for(key) if usable else None
+image_models = [m.name for m in usable if any(x.uses_image for x in predictor.models[m.name].members)]
+scan = db.scan_path(cohort, ptid)
+if scan is None:
+    st.info(f"No scan for {ptid}. Choose another subject or upload one.")
+    st.stop()
+
+# The record as edited on the subject page (the recorded values otherwise)
+row = cohort.table.loc[cohort.table["PTID"] == ptid].iloc[0]
+record = db.current_record(ptid, db.recorded_values(row))
+
+controls, view = st.columns([1, 3], gap="medium")
+with controls:
+    model = st.selectbox("Model", image_models) if image_models else None
+    entry = predictor.models[model] if model else None
+    target = None
+    if entry is not None and entry.task == "ad":
+        target = ["CN", "MCI", "AD"].index(
+            st.radio("Explain the class", ["CN", "MCI", "AD"], index=2, horizontal=True)
+        )
+    st.selectbox(
+        "Method", ["gradient saliency"], help="Captum Saliency; more methods arrive with the explain engine"
+    )
+    signed = st.toggle("Signed (not absolute)", value=False)
+    opacity = st.slider("Opacity", 0.0, 1.0, 0.6, 0.05)
+    percentile = st.slider("Threshold (percentile of |map|)", 0, 99, 90)
+    cmap = st.selectbox(
+        "Colour map", ["coolwarm", "RdBu_r", "bwr"] if signed else ["hot", "inferno", "viridis", "jet"]
+    )
+    radiological = st.toggle("Radiological convention (R on the left)", value=True)
+
+img = nib.load(scan)
+maps = None
+if entry is not None:
+    try:
+        maps = db.cached_saliency(
+            key, model, scan, json.dumps(record, sort_keys=True, default=str), target, signed
+        )
+    except HyperFusionError as exc:
+        st.error(str(exc))
+volume = viewer.ras_volume(np.asarray(img.dataobj), img.affine)
+overlay = viewer.ras_volume(maps, img.affine).data if maps is not None else None
+
+with controls:
+    x_mm, y_mm, z_mm = volume.axes_mm
+    if "cursor_subject" not in st.session_state or st.session_state["cursor_subject"] != ptid:
+        centre = volume.mm_of(tuple(n // 2 for n in volume.data.shape))
+        for axis, value in zip("xyz", centre):
+            st.session_state[f"cursor_{axis}"] = float(value)
+        st.session_state["cursor_subject"] = ptid
+    if overlay is not None and st.button("Go to the map's peak"):
+        peak = np.unravel_index(int(np.argmax(np.abs(overlay))), overlay.shape)
+        for axis, value in zip("xyz", volume.mm_of(peak)):
+            st.session_state[f"cursor_{axis}"] = float(value)
+    for axis, mm in zip("xyz", (x_mm, y_mm, z_mm)):
+        lo, hi = sorted((float(mm[0]), float(mm[-1])))
+        step = float(abs(mm[1] - mm[0])) if len(mm) > 1 else 1.0
+        st.slider(f"{axis} (mm)", lo, hi, step=step, key=f"cursor_{axis}")
+
+cursor = volume.index_of(tuple(st.session_state[f"cursor_{a}"] for a in "xyz"))
+png = viewer.render_views(volume, overlay, cursor, radiological=radiological, opacity=opacity,
+                          percentile=float(percentile), cmap=cmap, signed=signed,
+                          overlay_label=f"{model} gradient saliency" if model else "")  # fmt: skip
+with view:
+    st.image(png, width="stretch")
+    mm = volume.mm_of(cursor)
+    value = f" · map {overlay[cursor]:.3g}" if overlay is not None else ""
+    st.caption(
+        f"Crosshair at x = {mm[0]:.0f}, y = {mm[1]:.0f}, z = {mm[2]:.0f} mm (MNI) · intensity "
+        f"{volume.data[cursor]:.3g}{value}. Map computed for the record as edited on the subject page. "
+        "Plain gradient saliency: where a small change of intensity would change the output most, not a proof "
+        "of what the model relies on."
+    )
