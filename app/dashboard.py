@@ -86,7 +86,7 @@ def _info(name: str, path: Path, members: list[Path]) -> ModelInfo:
 def discover_models(roots: str) -> tuple[list[ModelInfo], list[str]]:
     """Models and ensembles under the roots (``os.pathsep``-separated); returns (models, problems).
 
-    A directory with ``card.json`` is a model; one whose sub-directories hold cards is an ensemble of them;
+    A directory with ``card.json`` is a model; one whose sub-directories all hold cards is an ensemble of them;
     any other directory is searched (three levels deep). Models are named by their path under the root.
     """
     found: list[ModelInfo] = []
@@ -99,7 +99,7 @@ def discover_models(roots: str) -> tuple[list[ModelInfo], list[str]]:
                 return
             children = sorted(d for d in path.iterdir() if d.is_dir())
             members = [d for d in children if (d / "card.json").is_file()]
-            if members:
+            if members and len(members) == len(children):
                 found.append(_info(name or path.name, path, members))
             elif depth < 3:
                 for d in children:
@@ -300,7 +300,7 @@ def gradient_saliency(entry, scan: str, record: dict, target: int | None, signed
     for member in entry.members:
         if not member.uses_image:
             continue
-        views = torch.from_numpy(model_input(scan, member.geometry))
+        views = torch.from_numpy(model_input(scan, member.geometry)).requires_grad_()
         tabular = member.tabular([parsed]).repeat(views.shape[0], 1)
         network = member.network
 
