@@ -61,5 +61,5 @@ with right:
     for p in problems:
         st.info(p)
 
-st.page_link("pages/1_Subject.py", label="Subject and what-if →", icon="🧠")
+st.page_link("pages/1_Subject.py", label="Subject and what-if →")
 st.caption(f"Page ready in {time.perf_counter() - _START:.2f} s.")

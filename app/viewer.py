@@ -12,6 +12,7 @@ import io
 from dataclasses import dataclass
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -103,7 +104,8 @@ def render_views(
         if not lateral:
             ax.invert_xaxis()  # sagittal: anterior on the left, as FSLeyes / ITK-SNAP show it
         left, right = ("R", "L") if lateral and radiological else ("L", "R") if lateral else ("A", "P")
-        style = {"color": "white", "fontsize": 13, "fontweight": "bold", "va": "center"}
+        style = {"color": "white", "fontsize": 12, "fontweight": "bold", "va": "center",
+                 "bbox": {"facecolor": "black", "alpha": 0.5, "pad": 1, "edgecolor": "none"}}  # fmt: skip
         ax.text(0.02, 0.5, left, transform=ax.transAxes, ha="left", **style)
         ax.text(0.98, 0.5, right, transform=ax.transAxes, ha="right", **style)
         ax.text(0.5, 0.97, "S" if name != "axial" else "A", transform=ax.transAxes, ha="center", **style)
@@ -118,6 +120,8 @@ def render_views(
             f"{overlay_label} (shown: |value| ≥ {percentile:g}th percentile)", color="white", fontsize=9
         )
         bar.ax.tick_params(colors="white", labelsize=8)
+        bar.ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
+        bar.ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, facecolor="black", bbox_inches="tight")
     plt.close(fig)

@@ -145,4 +145,4 @@ with pred_col:
         "Δ: change from the prediction for the recorded values. Spread: standard deviation across the "
         "ensemble's members (0 for a single model)."
     )
-    st.page_link("pages/2_Attribution.py", label="Saliency map of this subject →", icon="🔬")
+    st.page_link("pages/2_Attribution.py", label="Saliency map of this subject →")

@@ -47,7 +47,7 @@ with controls:
     cmap = st.selectbox(
         "Colour map", ["coolwarm", "RdBu_r", "bwr"] if signed else ["hot", "inferno", "viridis", "jet"]
     )
-    radiological = st.toggle("Radiological convention (R on the left)", value=True)
+    radiological = st.toggle("Radiological (R on the left)", value=True)
 
 img = nib.load(scan)
 maps = None
@@ -72,17 +72,19 @@ with controls:
         peak = np.unravel_index(int(np.argmax(np.abs(overlay))), overlay.shape)
         for axis, value in zip("xyz", volume.mm_of(peak)):
             st.session_state[f"cursor_{axis}"] = float(value)
-    for axis, mm in zip("xyz", (x_mm, y_mm, z_mm)):
+with view:
+    picture = st.empty()
+    slider_cols = st.columns(3)
+    for col, axis, mm, label in zip(slider_cols, "zyx", (z_mm, y_mm, x_mm), ("axial", "coronal", "sagittal")):
         lo, hi = sorted((float(mm[0]), float(mm[-1])))
         step = float(abs(mm[1] - mm[0])) if len(mm) > 1 else 1.0
-        st.slider(f"{axis} (mm)", lo, hi, step=step, key=f"cursor_{axis}")
-
+        col.slider(f"{label} slice: {axis} (mm)", lo, hi, step=step, format="%.0f", key=f"cursor_{axis}")
 cursor = volume.index_of(tuple(st.session_state[f"cursor_{a}"] for a in "xyz"))
 png = viewer.render_views(volume, overlay, cursor, radiological=radiological, opacity=opacity,
                           percentile=float(percentile), cmap=cmap, signed=signed,
                           overlay_label=f"{model} gradient saliency" if model else "")  # fmt: skip
 with view:
-    st.image(png, width="stretch")
+    picture.image(png, width="stretch")
     mm = volume.mm_of(cursor)
     value = f" · map {overlay[cursor]:.3g}" if overlay is not None else ""
     st.caption(

@@ -1,0 +1,101 @@
+"""End to end in a real browser: Playwright drives Debian's Chromium (/usr/bin/chromium, headless) against the
+real `streamlit run app/Home.py` server on 127.0.0.1. Screenshots are kept under $HYPERFUSION_ARTEFACTS
+(default: the test's tmp dir)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+playwright = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+APP = Path(__file__).resolve().parents[2] / "app"
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="Debian's chromium is not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(app_env):
+    port = _free_port()
+    env = {
+        **os.environ,
+        "HYPERFUSION_COHORT": str(app_env["cohort"]),
+        "HYPERFUSION_MODELS": str(app_env["models"]),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(APP / "Home.py"), "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("the streamlit server did not start: " + proc.stdout.read().decode()[-2000:])
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def test_open_a_subject_edit_apoe4_see_the_prediction_change_and_open_the_attribution(server, tmp_path):
+    shots = Path(os.environ.get("HYPERFUSION_ARTEFACTS") or tmp_path) / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"],
+        )  # fmt: skip
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.goto(server, wait_until="networkidle")
+        page.get_by_role("heading", name="HyperFusion").wait_for(timeout=20_000)
+        assert page.get_by_text("Research use only").first.is_visible()
+        page.screenshot(path=str(shots / "1_home.png"), full_page=True)
+
+        page.get_by_role("link", name=re.compile("Subject and what-if")).first.click()
+        page.get_by_text("Predictions").first.wait_for(timeout=30_000)
+        caption = page.get_by_text(re.compile(r"Δ: change from the prediction"))
+        caption.wait_for(timeout=30_000)
+        before = page.get_by_test_id("stPlotlyChart").first.inner_html()
+        apoe = page.get_by_label(re.compile("^APOE4"))
+        if apoe.is_disabled():
+            page.locator("label").filter(has_text="missing").nth(3).click()
+            page.wait_for_timeout(500)
+        current = apoe.input_value()
+        apoe.fill("0" if current == "2" else "2")
+        apoe.press("Enter")
+        page.get_by_text(re.compile(r"edited · recorded")).first.wait_for(timeout=30_000)
+        page.wait_for_function(
+            "before => document.querySelector('[data-testid=stPlotlyChart]').innerHTML !== before",
+            arg=before, timeout=30_000,
+        )  # fmt: skip
+        page.screenshot(path=str(shots / "2_subject_edited.png"), full_page=True)
+
+        page.get_by_role("link", name=re.compile("Saliency map")).first.click()
+        page.get_by_text(re.compile(r"Crosshair at x =")).wait_for(timeout=60_000)
+        page.get_by_test_id("stImage").first.wait_for(timeout=30_000)
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(shots / "3_attribution.png"), full_page=True)
+        browser.close()
+    assert (shots / "3_attribution.png").stat().st_size > 10_000
