@@ -31,10 +31,7 @@ with left:
         f"`{cohort.path}` · source **{cohort.source}** · **{len(cohort)}** subjects · label column "
         f"`{cohort.label_column}`"
     )
-    st.dataframe(
-        {"class": list(summary["class_counts"]), "subjects": list(summary["class_counts"].values())},
-        hide_index=True,
-    )
+    st.table({"class": list(summary["class_counts"]), "subjects": list(summary["class_counts"].values())})
     if db.is_demo_cohort(cohort):
         st.caption("The demo scans are generated into the cache the first time a scan is needed (once).")
 with right:
@@ -42,12 +39,11 @@ with right:
     models, problems = db.discover_models(s["models"])
     usable = db.models_for(cohort, models)
     if usable:
-        st.dataframe(
+        st.table(
             [
                 {"model": m.name, "task": m.task, "architecture": m.architecture, "members": m.members}
                 for m in usable
-            ],
-            hide_index=True,
+            ]
         )
     else:
         st.info("No model for this cohort's task was found. Add model directories in the sidebar.")
@@ -62,4 +58,5 @@ with right:
         st.info(p)
 
 st.page_link("pages/1_Subject.py", label="Subject and what-if →")
+st.page_link("pages/3_Cohort.py", label="Cohort table →")
 st.caption(f"Page ready in {time.perf_counter() - _START:.2f} s.")

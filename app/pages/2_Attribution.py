@@ -63,9 +63,11 @@ overlay = viewer.ras_volume(maps, img.affine).data if maps is not None else None
 
 with controls:
     x_mm, y_mm, z_mm = volume.axes_mm
-    if "cursor_subject" not in st.session_state or st.session_state["cursor_subject"] != ptid:
-        centre = volume.mm_of(tuple(n // 2 for n in volume.data.shape))
-        for axis, value in zip("xyz", centre):
+    if st.session_state.get("cursor_subject") != ptid:  # a new subject: start at the map's peak
+        start = tuple(n // 2 for n in volume.data.shape)
+        if overlay is not None and np.abs(overlay).max() > 0:
+            start = np.unravel_index(int(np.argmax(np.abs(overlay))), overlay.shape)
+        for axis, value in zip("xyz", volume.mm_of(start)):
             st.session_state[f"cursor_{axis}"] = float(value)
         st.session_state["cursor_subject"] = ptid
     if overlay is not None and st.button("Go to the map's peak"):

@@ -11,7 +11,7 @@ def test_home_page_renders_with_research_and_synthetic_notice(app_env):
     warnings = " ".join(w.value for w in at.warning)
     assert "Research use only" in warnings and "SYNTHETIC" in warnings
     assert at.title[0].value == "HyperFusion"
-    models = at.dataframe[1].value
+    models = at.table[1].value
     assert set(models["model"]) == {"hyperfusion", "tabular_only"}
     assert models.set_index("model").loc["hyperfusion", "members"] == 2
 

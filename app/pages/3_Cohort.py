@@ -1,0 +1,72 @@
+"""Cohort: a searchable, filterable table; each model's prediction beside the truth; a click opens a subject."""
+
+import dashboard as db
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from hyperfusion.data.schema import FEATURE_NAMES
+
+db.page_setup("Cohort")
+st.title("Cohort")
+
+cohort = db.cohort()
+table = cohort.table
+filters = st.columns([2, 2, 2, 1, 2, 1])
+search = filters[0].text_input("Search PTID")
+dx = filters[1].multiselect(
+    f"Diagnosis ({cohort.label_column})", ["CN", "MCI", "AD"], default=["CN", "MCI", "AD"]
+)
+ages = table["AGE"].dropna()
+lo, hi = (float(np.floor(ages.min())), float(np.ceil(ages.max()))) if len(ages) else (40.0, 100.0)
+age = filters[2].slider("Age band (years)", lo, max(hi, lo + 1), (lo, max(hi, lo + 1)))
+sex = filters[3].selectbox("Sex", ["any", "Female", "Male"])
+apoe = filters[4].multiselect("APOE4 alleles", [0, 1, 2], default=[0, 1, 2])
+missing_only = filters[5].checkbox("missing biomarkers")
+
+shown = table[table["DX"].isin(dx) & table["AGE"].between(*age)]
+if search:
+    shown = shown[shown["PTID"].str.contains(search, case=False, regex=False)]
+if sex != "any":
+    shown = shown[shown["PTGENDER"] == (1.0 if sex == "Male" else 0.0)]
+shown = shown[shown["APOE4"].isin(apoe) | shown["APOE4"].isna()]
+biomarkers = ["ABETA", "TAU", "PTAU", "FDG", "AV45"]
+if missing_only:
+    shown = shown[shown[biomarkers].isna().any(axis=1)]
+
+view = shown[["PTID", "DX", *FEATURE_NAMES]].copy()
+view["PTGENDER"] = view["PTGENDER"].map({0.0: "Female", 1.0: "Male"})
+view["missing"] = shown[biomarkers].isna().sum(axis=1).to_numpy()
+
+# Predictions: computed on request for the shown subjects (each needs its scan's image features once)
+models, _ = db.discover_models(db.settings()["models"])
+usable = db.models_for(cohort, models)
+scores = st.session_state.setdefault("cohort_scores", {})
+limit = st.number_input("Subjects to score", 1, 200, 20, help="the first N shown; about 0.1 s each per model")
+if usable and st.button(f"Predict the first {limit} shown subjects with {len(usable)} model(s)"):
+    predictor = db.predictor_for(tuple((m.name, m.path) for m in usable))
+    bar = st.progress(0.0, text="scoring …")
+    ptids = view["PTID"].head(int(limit)).tolist()
+    for n, ptid in enumerate(ptids):
+        row = table.loc[table["PTID"] == ptid].iloc[0]
+        scan = db.scan_path(cohort, ptid)
+        names = [m.name for m in usable if scan is not None or m.architecture == "tabular_only"]
+        for name, p in predictor.predict(scan, db.recorded_values(row), models=names).items():
+            scores[(cohort.path.as_posix(), name, ptid)] = (
+                p.class_names[int(p.value[0].argmax())] if p.task == "ad" else round(float(p.value[0]), 1)
+            )
+        bar.progress((n + 1) / len(ptids), text=f"scored {n + 1} of {len(ptids)}")
+for m in usable:
+    view[m.name] = [scores.get((cohort.path.as_posix(), m.name, p)) for p in view["PTID"]]
+
+st.caption(f"{len(view)} of {len(table)} subjects. Click a row to open the subject.")
+event = st.dataframe(
+    pd.DataFrame(view).reset_index(drop=True),
+    hide_index=True,
+    on_select="rerun",
+    selection_mode="single-row",
+    key="cohort_table",
+)
+if event.selection.rows:
+    st.session_state["subject"] = view["PTID"].iloc[event.selection.rows[0]]
+    st.switch_page("pages/1_Subject.py")

@@ -1,0 +1,96 @@
+"""Upload: a NIfTI scan plus a record (form or one CSV row) -> every model's prediction. Kept in memory only."""
+
+import io
+
+import dashboard as db
+import pandas as pd
+import streamlit as st
+
+from hyperfusion.data.cohort import parse_record
+from hyperfusion.data.nifti import load_nifti
+from hyperfusion.data.schema import FEATURES
+from hyperfusion.errors import HyperFusionError
+
+db.page_setup("Upload")
+st.title("Upload a subject")
+st.caption("Nothing uploaded is written to disk: the scan and the record stay in this session's memory.")
+
+scan_file = st.file_uploader("T1 scan registered to MNI152 (.nii or .nii.gz)", key="upload_scan")
+csv_file = st.file_uploader(
+    "Record: one CSV row with ADNIMERGE column names (or use the form)", key="upload_csv"
+)
+
+problems = []
+scan_bytes = None
+if scan_file is not None:
+    scan_bytes = scan_file.getvalue()
+    try:
+        img = load_nifti(scan_bytes, name=scan_file.name)
+        zooms = ", ".join(f"{z:g}" for z in img.header.get_zooms()[:3])
+        st.success(f"{scan_file.name}: {img.shape} voxels of {zooms} mm")
+    except HyperFusionError as exc:
+        problems.append(str(exc))
+        scan_bytes = None
+
+record = None
+if csv_file is not None:
+    try:
+        rows = pd.read_csv(io.BytesIO(csv_file.getvalue()), dtype=str, keep_default_na=False)
+        if len(rows) != 1:
+            raise HyperFusionError(f"{csv_file.name}: expected exactly one row, found {len(rows)}")
+        raw = {k: v for k, v in rows.iloc[0].to_dict().items() if k not in ("RID", "EXAMDATE", "SITE")}
+        record = raw
+        parse_record(raw, source=csv_file.name)
+    except (HyperFusionError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        problems.append(f"{csv_file.name}: {exc}" if not isinstance(exc, HyperFusionError) else str(exc))
+        record = None
+else:
+    with st.form("upload_record"):
+        st.markdown("Record (leave a value empty when it is missing)")
+        cols = st.columns(3)
+        raw = {}
+        for n, f in enumerate(FEATURES):
+            label = f"{f.name} ({f.unit})" if f.unit else f.name
+            if f.categories:
+                raw[f.name] = cols[n % 3].selectbox(label, f.categories)
+            else:
+                raw[f.name] = cols[n % 3].text_input(label, help=f"{f.meaning}; {f.plausible_range[0]:g}–"
+                                                     f"{f.plausible_range[1]:g} {f.unit}")  # fmt: skip
+        if st.form_submit_button("Use this record"):
+            st.session_state["upload_form_record"] = raw
+    record = st.session_state.get("upload_form_record")
+    if record is not None:
+        try:
+            parse_record(record, source="the form")
+        except HyperFusionError as exc:
+            problems.append(str(exc))
+            record = None
+
+for p in problems:
+    st.error(p)
+
+if scan_bytes is not None and record is not None:
+    st.session_state["uploaded"] = {"name": scan_file.name}
+    models, _ = db.discover_models(db.settings()["models"])
+    if not models:
+        st.info("No model loaded. Add model directories in the sidebar (Settings).")
+        st.stop()
+    predictor = db.predictor_for(tuple((m.name, m.path) for m in models))
+    try:
+        preds = predictor.predict(scan_bytes, record)
+    except HyperFusionError as exc:
+        st.error(str(exc))
+        st.stop()
+    rows = []
+    for name, p in preds.items():
+        if p.task == "ad":
+            rows.append(
+                {"model": name, **{f"P({c})": round(float(v), 3) for c, v in zip(p.class_names, p.value[0])}}
+            )
+        else:
+            rows.append({"model": name, "brain age (years)": round(float(p.value[0]), 1),
+                         "gap (years)": round(float(p.extras["brain_age_gap"][0]), 1)})  # fmt: skip
+    st.subheader("Predictions")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="upload_predictions")
+elif scan_bytes is None and not problems:
+    st.info("Upload a scan and give a record to see every model's prediction.")

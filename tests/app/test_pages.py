@@ -1,0 +1,61 @@
+"""Cohort, model cards, upload and model comparison pages, through Streamlit's AppTest."""
+
+import json
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+HOME = Path(__file__).resolve().parents[2] / "app" / "Home.py"
+
+
+def _open(page: str) -> AppTest:
+    at = AppTest.from_file(str(HOME), default_timeout=60).run()
+    return at.switch_page(page).run()
+
+
+def test_cohort_filters_and_scores_the_shown_subjects(app_env):
+    at = _open("pages/3_Cohort.py")
+    assert not at.exception
+    at.text_input[0].input(app_env["ptids"][1]).run()
+    table = at.dataframe[0].value
+    assert table["PTID"].tolist() == [app_env["ptids"][1]]
+    at.button[0].click().run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert table.loc[0, "hyperfusion"] in ("CN", "MCI", "AD")
+    assert table.loc[0, "tabular_only"] in ("CN", "MCI", "AD")
+
+
+def test_model_cards_show_every_member(app_env):
+    at = _open("pages/4_Model_cards.py")
+    assert not at.exception
+    assert len(at.expander) == 2
+    assert sum("Weights sha256" in m.value for m in at.markdown) == 3
+
+
+def test_upload_of_a_bad_record_shows_a_message_not_a_traceback(app_env):
+    at = _open("pages/5_Upload.py")
+    assert not at.exception
+    # the form: an implausible age
+    age = next(t for t in at.text_input if t.label.startswith("AGE"))
+    age.input("250")
+    at.button[0].click().run()
+    assert not at.exception
+    assert any("outside the plausible range" in e.value for e in at.error)
+
+
+def test_comparison_page_reads_results_json(app_env, tmp_path, monkeypatch):
+    report = tmp_path / "reports" / "ad"
+    report.mkdir(parents=True)
+    run = {
+        "members": 4,
+        "metrics": {"balanced_accuracy": 0.61},
+        "ci95": {"balanced_accuracy": {"ci95": [0.5, 0.7]}},
+    }
+    report.joinpath("results.json").write_text(
+        json.dumps({"task": "ad", "test_subjects": 9, "runs": {"hf": run}})
+    )
+    monkeypatch.setenv("HYPERFUSION_DEMO_ASSETS", str(tmp_path))
+    at = _open("pages/6_Model_comparison.py")
+    assert not at.exception
+    assert at.dataframe[0].value.loc[0, "balanced_accuracy"] == "0.610 [0.500, 0.700]"
