@@ -59,3 +59,18 @@ def test_comparison_page_reads_results_json(app_env, tmp_path, monkeypatch):
     at = _open("pages/6_Model_comparison.py")
     assert not at.exception
     assert at.dataframe[0].value.loc[0, "balanced_accuracy"] == "0.610 [0.500, 0.700]"
+
+
+def test_upload_of_a_bad_scan_says_what_is_wrong_and_a_good_one_is_predicted(app_env):
+    at = _open("pages/5_Upload.py")
+    at.file_uploader(key="upload_scan").set_value(
+        ("scan.nii.gz", b"not a nifti at all", "application/gzip")
+    ).run()
+    assert not at.exception
+    assert any("scan.nii.gz" in e.value for e in at.error)
+    good = sorted((Path(app_env["cohort"]) / "images").glob("*.nii.gz"))[0]
+    row = b"AGE,PTGENDER,PTEDUCAT,APOE4\n70,Female,16,1\n"
+    at.file_uploader(key="upload_scan").set_value((good.name, good.read_bytes(), "application/gzip"))
+    at.file_uploader(key="upload_csv").set_value(("row.csv", row, "text/csv")).run()
+    assert not at.exception and not at.error
+    assert set(at.dataframe[0].value["model"]) == {"hyperfusion", "tabular_only"}
