@@ -31,7 +31,7 @@ from hyperfusion.data.geometry import Geometry, merge_views, model_input, split_
 from hyperfusion.data.volume_cache import VolumeCache
 from hyperfusion.errors import DataError
 
-__all__ = ["BASELINES", "Baseline", "cohort_mean_views", "make_baseline"]
+__all__ = ["BASELINES", "Baseline", "cohort_mean_views", "describe_baseline", "make_baseline"]
 
 BASELINES = ("zero", "blur", "cohort_cn_mean")
 DEFAULT_BLUR_MM = 8.0
@@ -95,6 +95,29 @@ def make_baseline(
         if mean.shape != views.shape:
             raise DataError(f"cohort mean of shape {mean.shape} does not fit views of shape {views.shape}")
         return Baseline("cohort_cn_mean", mean, params)
+    raise DataError(f"unknown baseline {kind!r}; choose one of {list(BASELINES)}")
+
+
+def describe_baseline(
+    kind: str,
+    geometry: Geometry,
+    *,
+    sigma_mm: float = DEFAULT_BLUR_MM,
+    cohort: Cohort | None = None,
+    cache: VolumeCache | None = None,
+    max_subjects: int = DEFAULT_MAX_SUBJECTS,
+) -> dict[str, Any]:
+    """What :func:`make_baseline` would record for these arguments, without building the subject's
+    baseline (a key for cached maps)."""
+    if kind == "zero":
+        return {"kind": "zero"}
+    if kind == "blur":
+        return {"kind": "blur", "sigma_mm": float(sigma_mm)}
+    if kind == "cohort_cn_mean":
+        if cohort is None:
+            raise DataError("the cohort_cn_mean baseline needs a cohort: load one (--data COHORT_DIR)")
+        _, params = cohort_mean_views(cohort, geometry, cache=cache, max_subjects=max_subjects)
+        return {"kind": kind, **params}
     raise DataError(f"unknown baseline {kind!r}; choose one of {list(BASELINES)}")
 
 

@@ -302,82 +302,86 @@ def _occlusion_rows(settings: dict[str, Any], shape: tuple[int, ...], voxel_mm: 
     return 1 + shape[0] * int(np.prod(windows))
 
 
+def _one_row(settings: dict[str, Any], shape: tuple[int, ...], voxel_mm: float) -> int:
+    return 1
+
+
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method(
-            "saliency",
-            "Saliency",
-            "gradient of the output with respect to each voxel (absolute value)",
-            {"abs": True},
-            False,
-            False,
-            _saliency,
-            lambda s, v, mm: 1,
+            name="saliency",
+            label="Saliency",
+            description="gradient of the output with respect to each voxel (absolute value)",
+            defaults={"abs": True},
+            uses_baseline=False,
+            uses_hooks=False,
+            run=_saliency,
+            rows=_one_row,
         ),
         Method(
-            "input_x_gradient",
-            "Input × gradient",
-            "gradient times the z-scored intensity",
-            {},
-            False,
-            False,
-            _input_x_gradient,
-            lambda s, v, mm: 1,
+            name="input_x_gradient",
+            label="Input × gradient",
+            description="gradient times the z-scored intensity",
+            defaults={},
+            uses_baseline=False,
+            uses_hooks=False,
+            run=_input_x_gradient,
+            rows=_one_row,
         ),
         Method(
-            "integrated_gradients",
-            "Integrated gradients",
-            "path integral of gradients from the baseline scan; sums to the output change",
-            {"n_steps": 32, "internal_batch_size": 8, "integration": "gausslegendre"},
-            True,
-            False,
-            _integrated_gradients,
-            lambda s, v, mm: s["n_steps"] + 2,
+            name="integrated_gradients",
+            label="Integrated gradients",
+            description="path integral of gradients from the baseline scan; sums to the output change",
+            defaults={"n_steps": 32, "internal_batch_size": 8, "integration": "gausslegendre"},
+            uses_baseline=True,
+            uses_hooks=False,
+            run=_integrated_gradients,
+            rows=lambda s, shape, mm: s["n_steps"] + 2,  # the path, then the delta's two ends
         ),
         Method(
-            "smoothgrad",
-            "SmoothGrad",
-            "saliency averaged over noisy copies of the scan",
-            {"nt_samples": 16, "noise_fraction": 0.15, "batch_size": 8, "abs": True, "seed": 0},
-            False,
-            False,
-            _smoothgrad,
-            lambda s, v, mm: s["nt_samples"],
+            name="smoothgrad",
+            label="SmoothGrad",
+            description="saliency averaged over noisy copies of the scan",
+            defaults={"nt_samples": 16, "noise_fraction": 0.15, "batch_size": 8, "abs": True, "seed": 0},
+            uses_baseline=False,
+            uses_hooks=False,
+            run=_smoothgrad,
+            rows=lambda s, shape, mm: s["nt_samples"],
             seeded=True,
         ),
         Method(
-            "grad_cam",
-            "Grad-CAM",
-            "class activation of a coarse feature map, upsampled trilinearly",
-            {"layer": None, "relu": True},
-            False,
-            True,
-            _grad_cam,
-            lambda s, v, mm: 1,
+            name="grad_cam",
+            label="Grad-CAM",
+            description="class activation of a coarse feature map, upsampled trilinearly",
+            defaults={"layer": None, "relu": True},
+            uses_baseline=False,
+            uses_hooks=True,
+            run=_grad_cam,
+            rows=_one_row,
         ),
         Method(
-            "deeplift",
-            "DeepLIFT",
-            "reference-based contributions (rescale rule); sums to the output change",
-            {"eps": 1e-10, "output": "logit"},
-            True,
-            True,
-            _deeplift,
-            lambda s, v, mm: 2,
+            name="deeplift",
+            label="DeepLIFT",
+            description="reference-based contributions (rescale rule); sums to the logit change",
+            defaults={"eps": 1e-10, "output": "logit"},
+            uses_baseline=True,
+            uses_hooks=True,
+            run=_deeplift,
+            rows=lambda s, shape, mm: 2,
         ),
         Method(
-            "occlusion",
-            "Occlusion",
-            "output drop when a cube is replaced by the baseline (slow: offline)",
-            {"window_mm": 12.0, "stride_mm": 6.0, "batch_size": 16},
-            True,
-            False,
-            _occlusion,
-            _occlusion_rows,
+            name="occlusion",
+            label="Occlusion",
+            description="output drop when a cube is replaced by the baseline (slow: offline)",
+            defaults={"window_mm": 12.0, "stride_mm": 6.0, "batch_size": 16},
+            uses_baseline=True,
+            uses_hooks=False,
+            run=_occlusion,
+            rows=_occlusion_rows,
             offline=True,
         ),
-    )  # fmt: skip
+    )
 }
 
 
@@ -498,7 +502,8 @@ def attribute_views(
     s = resolve_settings(method, settings, network, task)
     if task == "ad" and target is None:
         raise DataError(f"{method}: choose the class to explain (target)")
-    x = torch.as_tensor(np.asarray(views) if not isinstance(views, Tensor) else views, dtype=torch.float32)
+    x = views.detach() if isinstance(views, Tensor) else torch.tensor(np.asarray(views))
+    x = x.to(torch.float32)
     if x.ndim != 5 or x.shape[1] != 1:
         raise DataError(f"{method}: expected views of shape (V, 1, D, H, W'), got {tuple(x.shape)}")
     inputs = x.detach().clone().unsqueeze(0).requires_grad_(True)
@@ -507,8 +512,8 @@ def attribute_views(
     if m.uses_baseline:
         if baseline is None:
             raise DataError(f"{method} needs a baseline scan (zero, blur or cohort_cn_mean)")
-        base = torch.as_tensor(np.asarray(baseline) if not isinstance(baseline, Tensor) else baseline)
-        base = base.to(torch.float32).reshape(inputs.shape).detach()
+        base = baseline.detach() if isinstance(baseline, Tensor) else torch.tensor(np.asarray(baseline))
+        base = base.to(torch.float32).reshape(inputs.shape).clone()
     expected = max(1, m.rows(s, (x.shape[0], *x.shape[-3:]), float(voxel_mm)))
     done = [0]
 
