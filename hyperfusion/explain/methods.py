@@ -68,6 +68,7 @@ __all__ = [
     "available_methods",
     "private_copy",
     "resolve_settings",
+    "seeded_rng",
 ]
 
 # DeepLift announces on every call that it hooks the activations; we know, and it would flood the CLI.
@@ -456,7 +457,8 @@ _RNG_LOCK = threading.Lock()
 
 
 @contextmanager
-def _seeded(seed: int | None) -> Iterator[None]:
+def seeded_rng(seed: int | None) -> Iterator[None]:
+    """Run the block with torch's global generator seeded, holding a process-wide lock (None: as is)."""
     if seed is None:
         yield
         return
@@ -527,7 +529,7 @@ def attribute_views(
     def run(net: nn.Module) -> ViewAttribution:
         forward = SubjectOutput(net, task, s["output"], on_rows)
         call = _Call(forward, inputs, base, tab, target_index, s, float(voxel_mm))
-        with _seeded(s.get("seed") if m.seeded else None):
+        with seeded_rng(s.get("seed") if m.seeded else None):
             attr, delta, coarse = m.run(call)
         with torch.no_grad():
             plain = SubjectOutput(net, task, s["output"])
