@@ -80,7 +80,7 @@ def resolve_target(
 def _cache_for(cache: AttributionCache | bool | None) -> AttributionCache | None:
     if cache is True:
         return _DEFAULT_CACHE
-    return cache or None
+    return cache if isinstance(cache, AttributionCache) else None  # (an empty cache is falsy: len 0)
 
 
 def explain_image(
