@@ -54,7 +54,7 @@ def apoe4_model(pre) -> torch.nn.Module:
         prelu.weight.fill_(1.0)  # PReLU with slope 1: the identity
         net.head.weight[2, 0] = 4.0
         net.head.bias[1] = 1.0
-        net.head.bias[2] = 4.0 * (1.5 - mean) / sd - 1.0
+        net.head.bias[2] = 1.0 - 4.0 * (1.5 - mean) / sd
     return net.eval()
 
 
