@@ -128,7 +128,8 @@ def explain_image(
         raise DataError(f"the members of {model!r} use different geometries; explain them one by one")
     parsed = parse_record(record)
     target_index = resolve_target(predictor, model, scan, record, target)
-    resolved = resolve_settings(method, settings, members[0].network, entry.task)
+    subject_voxels = geometry.n_views * int(np.prod(geometry.input_shape))
+    resolved = resolve_settings(method, settings, members[0].network, entry.task, subject_voxels)
     base_kw = {"sigma_mm": blur_mm, "cohort": cohort, "cache": predictor.cache}
     baseline_info = describe_baseline(baseline, geometry, **base_kw) if m.uses_baseline else None
     scan_sha = image_sha256(scan)

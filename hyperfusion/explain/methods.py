@@ -15,7 +15,8 @@ method                 Captum                                                   
 =====================  ===============================================================  ========  =====
 saliency               ``Saliency`` (|∂y/∂x| by default)                                no        no
 input_x_gradient       ``InputXGradient``                                               no        no
-integrated_gradients   ``IntegratedGradients`` (n_steps, internal_batch_size, delta)    yes       no
+integrated_gradients   ``IntegratedGradients`` (n_steps, internal_batch_size [auto:      yes       no
+                       about 4 M voxels a pass], convergence delta)
 smoothgrad             ``NoiseTunnel(Saliency)``, nt_type "smoothgrad", seeded noise    no        no
 grad_cam               ``LayerGradCam`` on the network's ``gradcam_layer`` (or a named  no        yes
                        module), upsampled trilinearly to the input; coarse grid stated
@@ -334,7 +335,7 @@ METHODS: dict[str, Method] = {
             name="integrated_gradients",
             label="Integrated gradients",
             description="path integral of gradients from the baseline scan; sums to the output change",
-            defaults={"n_steps": 32, "internal_batch_size": 8, "integration": "gausslegendre"},
+            defaults={"n_steps": 32, "internal_batch_size": None, "integration": "gausslegendre"},
             uses_baseline=True,
             uses_hooks=False,
             run=_integrated_gradients,
@@ -398,10 +399,22 @@ def get_method(name: str) -> Method:
         raise DataError(f"unknown attribution method {name!r}; choose one of {list(METHODS)}") from None
 
 
+#: Integrated gradients' automatic internal batch: this many input voxels per forward pass (a 2 mm subject of
+#: two 32×48×32 views: 32 path points at once; a 1 mm one: 5), which bounds the autograd graph's memory.
+IG_VOXELS_PER_BATCH = 2**22
+
+
 def resolve_settings(
-    method: str, settings: Mapping[str, Any] | None, network: nn.Module, task: str
+    method: str,
+    settings: Mapping[str, Any] | None,
+    network: nn.Module,
+    task: str,
+    subject_voxels: int | None = None,
 ) -> dict[str, Any]:
-    """The method's defaults updated with ``settings``, plus ``output``; refuses unknown names and values."""
+    """The method's defaults updated with ``settings``, plus ``output``; refuses unknown names and values.
+
+    ``subject_voxels`` (V·D·H·W') resolves integrated gradients' automatic ``internal_batch_size`` (None).
+    """
     m = get_method(method)
     settings = dict(settings or {})
     preferred = m.defaults.get("output")
@@ -415,8 +428,14 @@ def resolve_settings(
         )
     resolved = {**m.defaults, **settings, "output": output}
     for key in ("n_steps", "internal_batch_size", "nt_samples", "batch_size"):
+        if key == "internal_batch_size" and resolved.get(key) is None:
+            continue  # automatic
         if key in resolved and (not isinstance(resolved[key], int) or resolved[key] < 1):
             raise DataError(f"{method}: {key} must be a positive whole number, not {resolved[key]!r}")
+    if method == "integrated_gradients" and resolved["internal_batch_size"] is None and subject_voxels:
+        resolved["internal_batch_size"] = max(
+            1, min(resolved["n_steps"], IG_VOXELS_PER_BATCH // subject_voxels)
+        )
     if method == "grad_cam" and resolved["layer"] is None:
         layer = getattr(network, "gradcam_layer", None)
         names = {id(mod): n for n, mod in network.named_modules()}
@@ -501,13 +520,13 @@ def attribute_views(
     m = get_method(method)
     if not getattr(network, "uses_image", True):
         raise DataError(f"{method}: this model does not read the scan; explain its record instead")
-    s = resolve_settings(method, settings, network, task)
     if task == "ad" and target is None:
         raise DataError(f"{method}: choose the class to explain (target)")
     x = views.detach() if isinstance(views, Tensor) else torch.tensor(np.asarray(views))
     x = x.to(torch.float32)
     if x.ndim != 5 or x.shape[1] != 1:
         raise DataError(f"{method}: expected views of shape (V, 1, D, H, W'), got {tuple(x.shape)}")
+    s = resolve_settings(method, settings, network, task, subject_voxels=x.numel())
     inputs = x.detach().clone().unsqueeze(0).requires_grad_(True)
     tab = torch.as_tensor(tabular, dtype=torch.float32).reshape(1, -1)
     base = None
