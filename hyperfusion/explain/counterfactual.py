@@ -34,7 +34,7 @@ from hyperfusion.data.cohort import Cohort, parse_record
 from hyperfusion.data.schema import CLASS_NAMES, FEATURE_NAMES, feature
 from hyperfusion.errors import DataError
 from hyperfusion.explain.records import cohort_record
-from hyperfusion.explain.whatif import SUPPORTS, _training_preprocessor
+from hyperfusion.explain.whatif import SUPPORTS, training_preprocessor
 from hyperfusion.inference.predictor import Predictor
 
 __all__ = ["Counterfactual", "counterfactual", "nearest_subject"]
@@ -86,7 +86,7 @@ class _Search:
             predictor, model, scan, dict(record), target,
         )  # fmt: skip
         parsed = parse_record(record)
-        pre = _training_preprocessor(predictor)
+        pre = training_preprocessor(predictor)
         self.names = list(editable)
         self.x0 = np.array([parsed[n] for n in self.names], dtype=float)
         lo, hi, sd = [], [], []

@@ -25,12 +25,13 @@ from hyperfusion.data.tabular import TabularPreprocessor
 from hyperfusion.errors import DataError
 from hyperfusion.inference.predictor import Predictor
 
-__all__ = ["IceCurves", "attribute_grid", "ice_curves", "partial_dependence"]
+__all__ = ["IceCurves", "attribute_grid", "ice_curves", "partial_dependence", "training_preprocessor"]
 
 SUPPORTS = ("plausible", "training")
 
 
-def _training_preprocessor(predictor: Predictor) -> TabularPreprocessor | None:
+def training_preprocessor(predictor: Predictor) -> TabularPreprocessor | None:
+    """The fitted tabular preprocessing of the first loaded model that has one (its training statistics)."""
     for entry in predictor.models.values():
         for member in entry.members:
             if member.preprocessor is not None:
@@ -121,7 +122,7 @@ def _grid(predictor, attribute, values, n_points, support) -> np.ndarray:
         if values.ndim != 1 or len(values) == 0:
             raise DataError("ICE values must be a non-empty list of numbers")
         return values
-    return attribute_grid(attribute, n_points, support, _training_preprocessor(predictor))
+    return attribute_grid(attribute, n_points, support, training_preprocessor(predictor))
 
 
 def ice_curves(

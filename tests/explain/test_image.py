@@ -149,3 +149,33 @@ def test_tabular_only_models_have_no_image_map(env):
     scan, record = env.subject(1)
     with pytest.raises(DataError, match="record"):
         explain_image(env.predictor, "tabular_only", scan, record, "saliency")
+
+
+def test_brain_age_models_explain_years(env, tmp_path):
+    import torch
+
+    from hyperfusion.data.geometry import brain_box
+    from hyperfusion.explain.tabular import explain_record
+    from hyperfusion.explain.whatif import ice_curves
+    from hyperfusion.inference.model_files import save_model
+    from hyperfusion.inference.predictor import Predictor
+    from hyperfusion.models import build_model
+
+    g = brain_box(4.0)  # whole brain at 4 mm: one 45×54×45 view
+    torch.manual_seed(0)
+    net = build_model("hyperfusion", "brain_age", input_shape=list(g.input_shape), channels=[2, 2, 2],
+                      hidden=[4, 4, 4]).eval()  # fmt: skip
+    predictor = Predictor({"age": save_model(net, {"geometry": g.to_dict()}, tmp_path / "age")})
+    scan, record = env.subject(1)
+    ig = explain_image(predictor, "age", scan, record, "integrated_gradients", settings={"n_steps": 8},
+                       cache=False)  # fmt: skip
+    assert ig.target is None and ig.settings["output"] == "years" and ig.views.shape == (1, 45, 54, 45)
+    assert ig.output == pytest.approx(predictor.predict(scan, record)["age"].value[0], rel=1e-5)
+    assert nib.load(ig.save_nifti(tmp_path / "age.nii.gz", scan)).shape == nib.load(scan).shape
+    cam = explain_image(predictor, "age", scan, record, "grad_cam", cache=False)
+    assert cam.coarse["layer"] == "stage3"
+    sex = explain_record(predictor, "age", scan, record)
+    assert list(sex.attributes) == ["PTGENDER"]
+    assert ice_curves(predictor, scan, record, "PTGENDER").predictions["age"].shape == (2,)
+    with pytest.raises(DataError, match="years"):
+        explain_image(predictor, "age", scan, record, "saliency", target="AD")
