@@ -216,14 +216,146 @@ def _evaluate_run(a: argparse.Namespace) -> int:
 # --- predict / explain -------------------------------------------------------------------------------------
 def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model or ensemble directory")
-    p.add_argument("--image", help="T1 scan, NIfTI")
-    p.add_argument("--tabular", help="the record, a JSON object of ADNIMERGE column names")
+    p.add_argument("--image", help="T1 scan, NIfTI (registered to MNI152)")
+    p.add_argument("--tabular", help="the record, a JSON object of ADNIMERGE column names (ROW.json)")
+    p.add_argument("--data", help="cohort directory: take the scan and record of --subject from it")
+    p.add_argument("--subject", help="PTID of a subject of --data")
+
+
+def _read_record(path: str) -> dict:
+    from pathlib import Path
+
+    from hyperfusion.errors import DataError
+
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file; --tabular takes a JSON file with the record") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc}); write the record as a JSON object") from None
+    if not isinstance(record, dict):
+        raise DataError(f'{path}: the record must be a JSON object like {{"AGE": 74, "PTGENDER": "Female"}}')
+    return record
+
+
+def _subject_inputs(a: argparse.Namespace):
+    """(predictor, model name, scan, record, cohort) from --model and --image/--tabular or --data/--subject."""
+    from pathlib import Path
+
+    from hyperfusion.errors import DataError
+    from hyperfusion.inference.predictor import Predictor
+
+    scan, record, cohort = a.image, None, None
+    if a.data is not None:
+        from hyperfusion.data import load_cohort
+
+        cohort = load_cohort(a.data)
+    if a.subject is not None:
+        if cohort is None:
+            raise DataError("--subject needs --data COHORT_DIR")
+        from hyperfusion.explain.records import cohort_subject
+
+        subject_scan, record = cohort_subject(cohort, a.subject)
+        scan = scan or subject_scan
+    if a.tabular is not None:
+        record = _read_record(a.tabular)
+    if record is None:
+        raise DataError("give the record: --tabular ROW.json, or --data COHORT_DIR --subject PTID")
+    name = Path(a.model).resolve().name
+    predictor = Predictor({name: a.model})
+    if predictor.models[name].members[0].uses_image and scan is None:
+        raise DataError("this model reads a scan: give --image X.nii.gz (or --data and --subject)")
+    return predictor, name, scan, record, cohort
+
+
+def _predict_run(a: argparse.Namespace) -> int:
+    predictor, name, scan, record, _ = _subject_inputs(a)
+    entry = predictor.models[name]
+    pred = predictor.predict(scan, record)[name]
+    out = {"model": name, "architecture": entry.architecture, "task": entry.task,
+           "members": len(entry.members), "scan": str(scan) if scan is not None else None, "record": record}  # fmt: skip
+    if entry.task == "ad":
+        out["probabilities"] = dict(zip(pred.class_names, map(float, pred.value[0])))
+        out["predicted_class"] = pred.class_names[int(pred.value[0].argmax())]
+        out["spread"] = dict(zip(pred.class_names, map(float, pred.spread[0])))
+    else:
+        out["predicted_age"] = float(pred.value[0])
+        out["brain_age_gap"] = float(pred.extras["brain_age_gap"][0])
+        out["spread"] = float(pred.spread[0])
+    _print_json(out)
+    return 0
 
 
 def _explain_args(p: argparse.ArgumentParser) -> None:
     _predict_args(p)
-    p.add_argument("--method", default="integrated_gradients")
-    p.add_argument("--out", required=True, help="attribution map to write, NIfTI")
+    p.add_argument(
+        "--method", default="integrated_gradients",
+        help="saliency, input_x_gradient, integrated_gradients, smoothgrad, grad_cam, deeplift, occlusion",
+    )  # fmt: skip
+    p.add_argument("--out", required=True, help="attribution map to write, NIfTI on the scan's own grid")
+    p.add_argument("--target", help="class to explain (CN, MCI, AD or 0-2); default the predicted class")
+    p.add_argument(
+        "--baseline", default="zero", choices=["zero", "blur", "cohort_cn_mean"],
+        help="baseline scan of IG / DeepLIFT / occlusion (cohort_cn_mean needs --data)",
+    )  # fmt: skip
+    p.add_argument("--blur-mm", type=float, default=8.0, help="Gaussian sigma of the blur baseline, mm")
+    p.add_argument("--steps", type=int, default=None, help="integration steps of integrated gradients")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="method setting, VALUE as JSON (e.g. --set internal_batch_size=4 --set output=\"logit\")",
+    )  # fmt: skip
+    p.add_argument("--regions", help="also write the per-region summary here, JSON")
+    p.add_argument(
+        "--compare", metavar="ROW_B.json",
+        help="write the difference map(record B) - map(record A) instead (e.g. APOE4 2 vs 0)",
+    )  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _explain_run(a: argparse.Namespace) -> int:
+    from hyperfusion.explain.image import compare_records, explain_image
+
+    predictor, name, scan, record, cohort = _subject_inputs(a)
+    settings = _parse_overrides(a.set)
+    if a.steps is not None:
+        settings["n_steps"] = a.steps
+    target = int(a.target) if a.target is not None and a.target.isdigit() else a.target
+    bar = None
+    if not a.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=100, desc=a.method, unit="%", file=sys.stderr, leave=False)
+
+    def progress(fraction: float) -> None:
+        if bar is not None:
+            bar.update(round(100 * fraction) - bar.n)
+
+    kwargs = dict(
+        target=target, baseline=a.baseline, settings=settings, blur_mm=a.blur_mm, cohort=cohort,
+        progress=progress, cache=False,
+    )  # fmt: skip
+    try:
+        if a.compare is not None:
+            attribution = compare_records(
+                predictor, name, scan, record, _read_record(a.compare), a.method, **kwargs
+            ).difference
+        else:
+            attribution = explain_image(predictor, name, scan, record, a.method, **kwargs)
+    finally:
+        if bar is not None:
+            bar.close()
+    path = attribution.save_nifti(a.out, scan, regions=a.regions)
+    info = attribution.describe()
+    regions = attribution.region_summary(scan)
+    _print_json({
+        "map": str(path), "regions": a.regions, "model": name, "method": info["method"],
+        "target": info["target_name"], "output": info["output"], "settings": info["settings"],
+        "baseline": info["baseline"], "baseline_output": info["baseline_output"], "delta": info["delta"],
+        "relative_delta": info["relative_delta"], "coarse": info["coarse"], "compared": info["compared"],
+        "region_abs_share": {r["region"]: round(r["abs_share"], 4) for r in regions["regions"]},
+        "region_source": regions["source"],
+    })  # fmt: skip
+    return 0
 
 
 # --- import-reference --------------------------------------------------------------------------------------
@@ -309,8 +441,8 @@ COMMANDS: list[Command] = [
     ),
     Command("train", "train one model on one fold with the paper's protocol", _train_args, _train_run),
     Command("evaluate", "evaluate models and ensembles on the test partition", _evaluate_args, _evaluate_run),
-    Command("predict", "predict for one scan and record (JSON)", _predict_args, None, "#6"),
-    Command("explain", "write an attribution map as NIfTI", _explain_args, None, "#6"),
+    Command("predict", "predict for one scan and record (JSON)", _predict_args, _predict_run),
+    Command("explain", "write an attribution map as NIfTI", _explain_args, _explain_run),
     Command(
         "import-reference",
         "convert a checkpoint of the authors' code",

@@ -66,6 +66,9 @@ class LoadedModel:
 
                 raise DataError("brain-age models are conditioned on sex: PTGENDER must be given")
             return torch.from_numpy(np.stack([sex == 0, sex == 1], axis=1).astype(np.float32))
+        if self.preprocessor is None and not getattr(self.network, "uses_tabular", True):
+            # An image-only network ignores the record; its card need not carry a preprocessing.
+            return torch.zeros(len(records), int(getattr(self.network, "n_tabular", 0) or 0))
         return torch.from_numpy(np.asarray(self.preprocessor.transform(list(records)), dtype=np.float32))
 
 
@@ -170,12 +173,16 @@ class Predictor:
     def _scan_key(self, scan: str | Path | bytes) -> str:
         return image_sha256(scan)
 
-    def _views(self, member: LoadedModel, scan: str | Path | bytes) -> torch.Tensor:
+    def views(self, member: LoadedModel, scan: str | Path | bytes) -> np.ndarray:
+        """The scan as ``member`` sees it: float32 (n_views, 1, D, H, W') (through the volume cache for paths)."""
         if isinstance(scan, str | Path) and self.cache is not None:
             array = self.cache.get(scan, member.geometry)
         else:
             array = model_input(scan if not isinstance(scan, bytes) else load_nifti(scan), member.geometry)
-        return torch.from_numpy(np.ascontiguousarray(array))
+        return np.ascontiguousarray(array)
+
+    def _views(self, member: LoadedModel, scan: str | Path | bytes) -> torch.Tensor:
+        return torch.from_numpy(self.views(member, scan))
 
     def features(self, member: LoadedModel, scan: str | Path | bytes | None, scan_key: str | None = None):
         """Image features of every view of ``scan`` for ``member`` (cached per model and scan content)."""

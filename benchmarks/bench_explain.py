@@ -1,0 +1,190 @@
+"""Explanation budgets (DESIGN.md, issue #6): ICE curves, saliency, Grad-CAM, integrated gradients.
+
+Demo size: the 2 mm AD box (two 32×48×32 views), init_features 4, the seven AD architectures randomly
+initialised (timing does not depend on the weights), one random scan. Each result is measured side by side
+with a reference taken in the same run:
+
+- a 64-point ICE curve of one attribute for all 7 models (one batched call through cached image features)
+  against the same 64 points predicted one at a time (timed once: about 9 s); budget ≤ 1 s;
+- a saliency map and a Grad-CAM map of HyperFusion (a fresh map, not cached; the scan decoded each time, as
+  the dashboard does) against a cold prediction of all 7 models; budget ≤ 1 s each;
+- integrated gradients with 32 steps against saliency; budget ≤ 10 s;
+- IG's peak memory: a fresh Python process builds the same model and scan, resets the kernel's peak-RSS
+  counter (``/proc/self/clear_refs``) just before the map, and reads ``VmHWM`` after it: the peak resident
+  memory of the whole process (interpreter, torch, model, autograd graph) while IG ran, against its
+  resident memory just before; budget ≤ 2 GB.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from hyperfusion.bench import BenchResult, interleaved_medians, median_time
+
+MODELS = ("hyperfusion", "image_only", "tabular_only", "concat", "film", "daft", "attention_gmu")
+RECORD = {"AGE": 74.0, "PTGENDER": "Female", "PTEDUCAT": 16, "APOE4": 1, "ABETA": 700.0, "TAU": 300.0,
+          "PTAU": 28.0, "FDG": 1.2, "AV45": None}  # fmt: skip
+GB = 2**30
+
+
+def _demo_predictor(tmp: Path, models=MODELS):
+    """(Predictor with the demo-size models, scan bytes) in ``tmp``."""
+    import torch
+
+    from hyperfusion.data import TabularPreprocessor, ad_box
+    from hyperfusion.data.geometry import box_affine
+    from hyperfusion.inference.model_files import save_model
+    from hyperfusion.inference.predictor import Predictor
+    from hyperfusion.models import build_model
+
+    g = ad_box(2.0)
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame({
+        "AGE": rng.normal(73, 7, 50), "PTGENDER": rng.integers(0, 2, 50).astype(float),
+        "PTEDUCAT": rng.integers(8, 20, 50).astype(float), "APOE4": rng.integers(0, 3, 50).astype(float),
+        "ABETA": rng.normal(900, 300, 50), "TAU": rng.normal(280, 80, 50), "PTAU": rng.normal(26, 8, 50),
+        "FDG": rng.normal(1.2, 0.1, 50), "AV45": rng.normal(1.2, 0.2, 50),
+    })  # fmt: skip
+    card = {"geometry": g.to_dict(), "tabular": {"preprocessing": TabularPreprocessor().fit(rows).to_dict()}}
+    scan = tmp / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(rng.uniform(0, 100, g.box_shape).astype(np.float32), box_affine(g)), scan)
+    dirs = {}
+    torch.manual_seed(0)
+    for name in models:
+        kw = {} if name == "tabular_only" else {"init_features": 4, "input_shape": list(g.input_shape)}
+        dirs[name] = save_model(build_model(name, "ad", **kw).eval(), card, tmp / name)
+    return Predictor(dirs), scan.read_bytes()
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _ig_memory_child() -> None:
+    """Run in a fresh process: one 32-step IG map; print RSS before and the peak during, in bytes."""
+    import time
+
+    from hyperfusion.explain.image import explain_image
+
+    with tempfile.TemporaryDirectory() as tmp:
+        predictor, scan = _demo_predictor(Path(tmp), models=("hyperfusion",))
+        predictor.predict(scan, RECORD)  # everything but the map itself is loaded and warm
+        before = _status_kb("VmRSS") * 1024
+        Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS counter to the current RSS
+        t0 = time.perf_counter()
+        explain_image(predictor, "hyperfusion", scan, RECORD, "integrated_gradients",
+                      settings={"n_steps": 32}, cache=False)  # fmt: skip
+        seconds = time.perf_counter() - t0
+        peak = _status_kb("VmHWM") * 1024
+    print(json.dumps({"before": before, "peak": peak, "seconds": seconds}))
+
+
+def _ig_memory() -> dict:
+    root = Path(__file__).resolve().parent.parent
+    # the child imports this checkout's hyperfusion, like its parent, not whichever one is installed
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
+    }
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--ig-memory"],
+        capture_output=True, text=True, cwd=root, env=env,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"the IG memory probe failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run(repeats: int) -> list[BenchResult]:
+    from hyperfusion.explain.image import explain_image
+    from hyperfusion.explain.whatif import ice_curves
+
+    with tempfile.TemporaryDirectory() as tmp:
+        predictor, scan = _demo_predictor(Path(tmp))
+        predictor.predict(scan, RECORD)  # image features cached, as after the dashboard's first view
+        ages = np.linspace(55, 90, 64)
+
+        def ice():
+            ice_curves(predictor, scan, RECORD, "AGE", ages)
+
+        def one_at_a_time():
+            for age in ages:
+                predictor.predict(scan, {**RECORD, "AGE": float(age)})
+
+        t = {"ice": median_time(ice, repeats), "loop": median_time(one_at_a_time, 1, warmup=0)}  # (~9 s)
+
+        def cold():
+            predictor._features.clear()
+            predictor.predict(scan, RECORD)
+
+        def explain(method, **settings):
+            return lambda: explain_image(predictor, "hyperfusion", scan, RECORD, method, target="AD",
+                                         settings=settings or None, cache=False)  # fmt: skip
+
+        maps = interleaved_medians(
+            {"cold": cold, "saliency": explain("saliency"), "grad_cam": explain("grad_cam")}, repeats
+        )
+        t_ig = median_time(explain("integrated_gradients", n_steps=32), max(1, min(repeats, 3)))
+        ig = explain("integrated_gradients", n_steps=32)()
+        cam = explain("grad_cam")().coarse
+        t_hit = median_time(
+            lambda: explain_image(
+                predictor,
+                "hyperfusion",
+                scan,
+                RECORD,
+                "integrated_gradients",
+                target="AD",
+                settings={"n_steps": 32},
+            ),  # fmt: skip
+            repeats,
+        )
+    memory = _ig_memory()
+    demo = "2 mm box, init_features 4"
+    return [
+        BenchResult(
+            "explain: 64-point ICE curve, 7 models (batched) vs the points one at a time",
+            t["ice"], t["loop"], "<= 1 s", t["ice"] <= 1.0, note=demo,
+        ),
+        BenchResult(
+            "explain: saliency map (HyperFusion) vs a cold prediction of 7 models",
+            maps["saliency"], maps["cold"], "<= 1 s", maps["saliency"] <= 1.0, note=demo,
+        ),
+        BenchResult(
+            "explain: Grad-CAM map (HyperFusion) vs a cold prediction of 7 models",
+            maps["grad_cam"], maps["cold"], "<= 1 s", maps["grad_cam"] <= 1.0,
+            note=f"{demo}; {cam['layer']}'s grid {'×'.join(map(str, cam['shape']))} of "
+            f"{'×'.join(f'{v:g}' for v in cam['voxel_mm'])} mm cells, upsampled trilinearly",
+        ),
+        BenchResult(
+            "explain: integrated gradients, 32 steps vs saliency",
+            t_ig, maps["saliency"], "<= 10 s", t_ig <= 10.0,
+            note=f"{demo}; relative delta {ig.relative_delta:.3g}; a cached map returns in {t_hit * 1e3:.1f} ms",
+        ),
+        BenchResult(
+            "explain: IG 32 steps, peak RSS of the process vs its RSS before",
+            memory["peak"] / GB, memory["before"] / GB, "<= 2 GB", memory["peak"] <= 2 * GB, unit="GB",
+            note=f"a fresh process, VmHWM after resetting it (/proc/self/clear_refs); IG took {memory['seconds']:.2f} s there",
+        ),
+    ]  # fmt: skip
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--ig-memory"]:
+        _ig_memory_child()
+    else:
+        from hyperfusion.bench import format_table
+
+        print(format_table(run(int(sys.argv[1]) if len(sys.argv) > 1 else 5)))

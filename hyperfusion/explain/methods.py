@@ -1,0 +1,576 @@
+"""Every image attribution method behind one call: :func:`attribute_views`.
+
+The methods are Captum's classes (STYLE.md: use them, do not reinvent them); this module only decides what
+they explain and how. They all explain the same function of one subject, :class:`SubjectOutput`: the
+network run on every view of the scan (both hemispheres, the left one mirrored) with the same record, and the
+views' outputs averaged as the Predictor averages them. For AD that is the probability of the target class
+(or, with ``output="logit"``, its mean logit); for brain age the predicted age in years. Because the input is
+all views at once, one attribution covers the whole box and integrated gradients' completeness holds for
+the prediction the user actually sees. DeepLIFT explains the mean logit by default: its rescale rule sums
+exactly to a logit change (measured: relative delta < 1e-5), while Captum's softmax rule is only an
+approximation (relative deltas of 0.3-6 on probabilities), as DeepLIFT's authors warn.
+
+=====================  ===============================================================  ========  =====
+method                 Captum                                                           baseline  hooks
+=====================  ===============================================================  ========  =====
+saliency               ``Saliency`` (|∂y/∂x| by default)                                no        no
+input_x_gradient       ``InputXGradient``                                               no        no
+integrated_gradients   ``IntegratedGradients`` (n_steps, internal_batch_size [auto:      yes       no
+                       about 1 M voxels a pass], convergence delta)
+smoothgrad             ``NoiseTunnel(Saliency)``, nt_type "smoothgrad", seeded noise    no        no
+grad_cam               ``LayerGradCam`` on the network's ``gradcam_layer`` (or a named  no        yes
+                       module), upsampled trilinearly to the input; coarse grid stated
+deeplift               ``DeepLift`` (rescale rule, convergence delta)                   yes       yes
+occlusion              ``Occlusion`` with a cube of ``window_mm`` filled from the       yes       no
+                       baseline, stride ``stride_mm`` (offline: hundreds of forwards)
+=====================  ===============================================================  ========  =====
+
+Thread safety: Captum's gradient methods only call ``torch.autograd.grad`` on their own inputs, so many
+threads may run them on one shared network. Hook-based methods (Grad-CAM's forward hook, DeepLift's hooks
+that store tensors as attributes on every activation module) would see each other's forward passes, and the
+Predictor's, if they hooked the shared network; they run on a private copy of it borrowed from a pool
+(:func:`private_copy`). Methods that draw random numbers (SmoothGrad) draw them from a seeded generator
+under a process-wide lock, so a seed gives the same map in any thread.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import warnings
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from captum.attr import (
+    DeepLift,
+    InputXGradient,
+    IntegratedGradients,
+    LayerAttribution,
+    LayerGradCam,
+    NoiseTunnel,
+    Occlusion,
+    Saliency,
+)
+from torch import Tensor, nn
+
+from hyperfusion.errors import DataError
+
+__all__ = [
+    "METHODS",
+    "Method",
+    "SubjectOutput",
+    "ViewAttribution",
+    "attribute_views",
+    "available_methods",
+    "private_copy",
+    "resolve_settings",
+    "seeded_rng",
+]
+
+# DeepLift announces on every call that it hooks the activations; we know, and it would flood the CLI.
+warnings.filterwarnings("ignore", message="Setting forward, backward hooks and attributes on non-linear")
+
+OUTPUTS = {"ad": ("probability", "logit"), "brain_age": ("years",)}
+
+
+class SubjectOutput(nn.Module):
+    """One subject's prediction as a function of all its views: what every method explains.
+
+    Args:
+        network: the task network (``forward(image, tabular)``).
+        task: "ad" or "brain_age".
+        output: "probability" (mean over views of the softmax, as the Predictor), "logit" (mean logit) or
+            "years" (brain age).
+        on_rows: called with the number of subjects in each forward (for progress reports).
+
+    Shapes: views (N, V, 1, D, H, W'), tabular (N, F) -> (N, C) for AD, (N, 1) years for brain age.
+    """
+
+    def __init__(
+        self, network: nn.Module, task: str, output: str, on_rows: Callable[[int], None] | None = None
+    ) -> None:
+        super().__init__()
+        self.network = network
+        self.task = task
+        self.output = output
+        # A module, not F.softmax: DeepLift applies its softmax rule only to modules it can hook.
+        self.softmax = nn.Softmax(dim=-1)
+        self._on_rows = on_rows
+
+    def forward(self, views: Tensor, tabular: Tensor) -> Tensor:
+        n, v = views.shape[:2]
+        if self._on_rows is not None:
+            self._on_rows(n)
+        out = self.network(views.flatten(0, 1), tabular.repeat_interleave(v, dim=0))
+        if self.output == "probability":
+            out = self.softmax(out)
+        return out.reshape(n, v, -1).mean(dim=1)
+
+
+@dataclass
+class ViewAttribution:
+    """One subject's attribution on the model grid.
+
+    Attributes:
+        views: float32 (V, D, H, W'), in the units of the output per unit of z-scored intensity (gradient
+            methods) or in output units (IG, DeepLift, occlusion, input × gradient: they sum to an output
+            change).
+        output: the explained output at the scan (probability, logit or years).
+        baseline_output: the output at the baseline scan (methods with a baseline), else None.
+        delta: Captum's convergence delta, sum(attributions) − (output − baseline_output) (IG, DeepLift).
+        settings: every setting the method ran with, defaults included.
+        coarse: Grad-CAM only: {"layer", "shape" (d, h, w), "voxel_mm" (z, y, x)} of the map before upsampling.
+    """
+
+    views: np.ndarray
+    output: float
+    baseline_output: float | None = None
+    delta: float | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    coarse: dict[str, Any] | None = None
+
+    @property
+    def output_gap(self) -> float | None:
+        """output − baseline_output (what IG's attributions sum to), None without a baseline."""
+        return None if self.baseline_output is None else self.output - self.baseline_output
+
+    @property
+    def relative_delta(self) -> float | None:
+        """|delta| / |output gap|: IG's completeness error as a share of what it explains."""
+        gap = self.output_gap
+        if self.delta is None or gap is None:
+            return None
+        return abs(self.delta) / abs(gap) if gap != 0 else float("inf") if self.delta else 0.0
+
+
+@dataclass
+class _Call:
+    """What a method's runner gets: the subject function, its inputs and the resolved settings."""
+
+    forward: SubjectOutput
+    inputs: Tensor  # (1, V, 1, D, H, W'), requires grad
+    baseline: Tensor | None  # same shape
+    tabular: Tensor  # (1, F)
+    target: int | None
+    settings: dict[str, Any]
+    voxel_mm: float
+
+    @property
+    def args(self) -> tuple[Tensor]:
+        return (self.tabular,)
+
+
+@dataclass(frozen=True)
+class Method:
+    """An attribution method as the dashboard lists it.
+
+    ``rows(settings, (V, D, H, W'), voxel_mm)`` estimates how many subjects (each all views) the method runs
+    forward, for progress reports.
+    """
+
+    name: str
+    label: str
+    description: str
+    defaults: Mapping[str, Any]
+    uses_baseline: bool
+    uses_hooks: bool
+    run: Callable[[_Call], tuple[Tensor, Tensor | None, dict | None]]
+    rows: Callable[[dict[str, Any], tuple[int, ...], float], int]
+    seeded: bool = False
+    offline: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "label": self.label,
+            "description": self.description,
+            "defaults": dict(self.defaults),
+            "uses_baseline": self.uses_baseline,
+            "offline": self.offline,
+        }
+
+
+# --- the runners: one per method, all answering _Call -> (attributions, delta, coarse) ----------------------
+def _saliency(c: _Call):
+    attr = Saliency(c.forward).attribute(
+        c.inputs, target=c.target, abs=c.settings["abs"], additional_forward_args=c.args
+    )
+    return attr, None, None
+
+
+def _input_x_gradient(c: _Call):
+    return (
+        InputXGradient(c.forward).attribute(c.inputs, target=c.target, additional_forward_args=c.args),
+        None,
+        None,
+    )
+
+
+def _integrated_gradients(c: _Call):
+    s = c.settings
+    attr, delta = IntegratedGradients(c.forward).attribute(
+        c.inputs,
+        baselines=c.baseline,
+        target=c.target,
+        additional_forward_args=c.args,
+        n_steps=s["n_steps"],
+        method=s["integration"],
+        internal_batch_size=s["internal_batch_size"],
+        return_convergence_delta=True,
+    )
+    return attr, delta, None
+
+
+def _smoothgrad(c: _Call):
+    s = c.settings
+    x = c.inputs.detach()
+    # Noise relative to the scan's intensity range (Smilkov et al. suggest 10-20 %).
+    stdev = float(s["noise_fraction"] * (x.max() - x.min()))
+    attr = NoiseTunnel(Saliency(c.forward)).attribute(
+        c.inputs,
+        nt_type="smoothgrad",
+        nt_samples=s["nt_samples"],
+        nt_samples_batch_size=s["batch_size"],
+        stdevs=stdev,
+        target=c.target,
+        additional_forward_args=c.args,
+        abs=s["abs"],
+    )
+    return attr, None, None
+
+
+def _grad_cam(c: _Call):
+    network = c.forward.network
+    modules = dict(network.named_modules())
+    name = c.settings["layer"]
+    if name not in modules:
+        cams = [n for n, m in modules.items() if n.endswith(".add") or n.startswith("stage")]
+        raise DataError(f"grad_cam: the network has no module {name!r}; e.g. {cams[:8]}")
+    coarse = LayerGradCam(c.forward, modules[name]).attribute(
+        c.inputs, target=c.target, additional_forward_args=c.args, relu_attributions=c.settings["relu"]
+    )  # (V, 1, d, h, w): the layer sees the views as one batch
+    shape = tuple(c.inputs.shape[-3:])
+    if coarse.ndim != 5:
+        raise DataError(f"grad_cam: module {name!r} does not output a 3-D feature map; choose a conv block")
+    up = LayerAttribution.interpolate(coarse, shape, interpolate_mode="trilinear")
+    info = {
+        "layer": name,
+        "shape": list(coarse.shape[-3:]),
+        "voxel_mm": [round(c.voxel_mm * s / k, 4) for s, k in zip(shape, coarse.shape[-3:])],
+    }
+    return up.reshape(c.inputs.shape), None, info
+
+
+def _deeplift(c: _Call):
+    attr, delta = DeepLift(c.forward, eps=c.settings["eps"]).attribute(
+        c.inputs,
+        baselines=c.baseline,
+        target=c.target,
+        additional_forward_args=c.args,
+        return_convergence_delta=True,
+    )
+    return attr, delta, None
+
+
+def _occlusion_voxels(settings: dict[str, Any], voxel_mm: float) -> tuple[int, int]:
+    window = max(1, round(settings["window_mm"] / voxel_mm))
+    stride = max(1, round(settings["stride_mm"] / voxel_mm))
+    return window, stride
+
+
+def _occlusion(c: _Call):
+    k, s = _occlusion_voxels(c.settings, c.voxel_mm)
+    attr = Occlusion(c.forward).attribute(
+        c.inputs,
+        sliding_window_shapes=(1, 1, k, k, k),
+        strides=(1, 1, s, s, s),
+        baselines=c.baseline,
+        target=c.target,
+        additional_forward_args=c.args,
+        perturbations_per_eval=c.settings["batch_size"],
+    )
+    return attr, None, None
+
+
+def _occlusion_rows(settings: dict[str, Any], shape: tuple[int, ...], voxel_mm: float) -> int:
+    """1 + the number of windows Captum slides over the views (V, D, H, W')."""
+    k, s = _occlusion_voxels(settings, voxel_mm)
+    windows = [max(1, -(-(n - k) // s) + 1) for n in shape[1:]]
+    return 1 + shape[0] * int(np.prod(windows))
+
+
+def _one_row(settings: dict[str, Any], shape: tuple[int, ...], voxel_mm: float) -> int:
+    return 1
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method(
+            name="saliency",
+            label="Saliency",
+            description="gradient of the output with respect to each voxel (absolute value)",
+            defaults={"abs": True},
+            uses_baseline=False,
+            uses_hooks=False,
+            run=_saliency,
+            rows=_one_row,
+        ),
+        Method(
+            name="input_x_gradient",
+            label="Input × gradient",
+            description="gradient times the z-scored intensity",
+            defaults={},
+            uses_baseline=False,
+            uses_hooks=False,
+            run=_input_x_gradient,
+            rows=_one_row,
+        ),
+        Method(
+            name="integrated_gradients",
+            label="Integrated gradients",
+            description="path integral of gradients from the baseline scan; sums to the output change",
+            defaults={"n_steps": 32, "internal_batch_size": None, "integration": "gausslegendre"},
+            uses_baseline=True,
+            uses_hooks=False,
+            run=_integrated_gradients,
+            rows=lambda s, shape, mm: s["n_steps"] + 2,  # the path, then the delta's two ends
+        ),
+        Method(
+            name="smoothgrad",
+            label="SmoothGrad",
+            description="saliency averaged over noisy copies of the scan",
+            defaults={"nt_samples": 16, "noise_fraction": 0.15, "batch_size": 8, "abs": True, "seed": 0},
+            uses_baseline=False,
+            uses_hooks=False,
+            run=_smoothgrad,
+            rows=lambda s, shape, mm: s["nt_samples"],
+            seeded=True,
+        ),
+        Method(
+            name="grad_cam",
+            label="Grad-CAM",
+            description="class activation of a coarse feature map, upsampled trilinearly",
+            defaults={"layer": None, "relu": True},
+            uses_baseline=False,
+            uses_hooks=True,
+            run=_grad_cam,
+            rows=_one_row,
+        ),
+        Method(
+            name="deeplift",
+            label="DeepLIFT",
+            description="reference-based contributions (rescale rule); sums to the logit change",
+            defaults={"eps": 1e-10, "output": "logit"},
+            uses_baseline=True,
+            uses_hooks=True,
+            run=_deeplift,
+            rows=lambda s, shape, mm: 2,
+        ),
+        Method(
+            name="occlusion",
+            label="Occlusion",
+            description="output drop when a cube is replaced by the baseline (slow: offline)",
+            defaults={"window_mm": 12.0, "stride_mm": 6.0, "batch_size": 16},
+            uses_baseline=True,
+            uses_hooks=False,
+            run=_occlusion,
+            rows=_occlusion_rows,
+            offline=True,
+        ),
+    )
+}
+
+
+def available_methods() -> list[dict[str, Any]]:
+    """Every method as plain data for the dashboard: name, label, description, defaults, baseline, offline."""
+    return [m.describe() for m in METHODS.values()]
+
+
+def get_method(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise DataError(f"unknown attribution method {name!r}; choose one of {list(METHODS)}") from None
+
+
+#: Integrated gradients' automatic internal batch: about this many input voxels per forward pass (a 2 mm
+#: subject of two 32×48×32 views: 10 path points at once; a 1 mm one: 1), which bounds the autograd graph's
+#: memory (measured at 2 mm, init_features 4: 32 points at once raised the peak RSS by 0.6 GB, 8 by 0.2 GB).
+IG_VOXELS_PER_BATCH = 2**20
+
+
+def resolve_settings(
+    method: str,
+    settings: Mapping[str, Any] | None,
+    network: nn.Module,
+    task: str,
+    subject_voxels: int | None = None,
+) -> dict[str, Any]:
+    """The method's defaults updated with ``settings``, plus ``output``; refuses unknown names and values.
+
+    ``subject_voxels`` (V·D·H·W') resolves integrated gradients' automatic ``internal_batch_size`` (None).
+    """
+    m = get_method(method)
+    settings = dict(settings or {})
+    preferred = m.defaults.get("output")
+    output = settings.pop("output", preferred if preferred in OUTPUTS[task] else OUTPUTS[task][0])
+    if output not in OUTPUTS[task]:
+        raise DataError(f"{method}: output {output!r} does not exist for task {task}; use {OUTPUTS[task]}")
+    unknown = sorted(set(settings) - set(m.defaults) - {"output"})
+    if unknown:
+        raise DataError(
+            f"{method}: unknown setting(s) {unknown}; it takes {sorted(set(m.defaults) | {'output'})}"
+        )
+    resolved = {**m.defaults, **settings, "output": output}
+    for key in ("n_steps", "internal_batch_size", "nt_samples", "batch_size"):
+        if key == "internal_batch_size" and resolved.get(key) is None:
+            continue  # automatic
+        if key in resolved and (not isinstance(resolved[key], int) or resolved[key] < 1):
+            raise DataError(f"{method}: {key} must be a positive whole number, not {resolved[key]!r}")
+    if method == "integrated_gradients" and resolved["internal_batch_size"] is None and subject_voxels:
+        resolved["internal_batch_size"] = max(
+            1, min(resolved["n_steps"], IG_VOXELS_PER_BATCH // subject_voxels)
+        )
+    if method == "grad_cam" and resolved["layer"] is None:
+        layer = getattr(network, "gradcam_layer", None)
+        names = {id(mod): n for n, mod in network.named_modules()}
+        if layer is None or id(layer) not in names:
+            raise DataError(f"grad_cam: {type(network).__name__} names no gradcam_layer; pass settings layer")
+        resolved["layer"] = names[id(layer)]
+    if method == "occlusion" and min(resolved["window_mm"], resolved["stride_mm"]) <= 0:
+        raise DataError("occlusion: window_mm and stride_mm must be positive (mm)")
+    return resolved
+
+
+# --- private copies for hook-based methods --------------------------------------------------------------
+_POOL: weakref.WeakKeyDictionary[nn.Module, list[nn.Module]] = weakref.WeakKeyDictionary()
+_POOL_LOCK = threading.Lock()
+
+
+@contextmanager
+def private_copy(network: nn.Module) -> Iterator[nn.Module]:
+    """A copy of ``network`` that no other thread uses while the block runs (kept in a pool for reuse).
+
+    Hooks registered on it cannot fire for anyone else's forward pass. The copy is made once per concurrent
+    user; networks loaded for inference are never modified, so copies stay equal to the original.
+    """
+    with _POOL_LOCK:
+        free = _POOL.setdefault(network, [])
+        replica = free.pop() if free else None
+    if replica is None:
+        replica = copy.deepcopy(network)
+    try:
+        yield replica
+    finally:
+        with _POOL_LOCK:
+            _POOL.setdefault(network, []).append(replica)
+
+
+# The global torch RNG is process-wide: a seeded method holds this lock while it draws from it.
+_RNG_LOCK = threading.Lock()
+
+
+@contextmanager
+def seeded_rng(seed: int | None) -> Iterator[None]:
+    """Run the block with torch's global generator seeded, holding a process-wide lock (None: as is)."""
+    if seed is None:
+        yield
+        return
+    with _RNG_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
+
+
+# --- the entry point ------------------------------------------------------------------------------------
+def attribute_views(
+    network: nn.Module,
+    views: np.ndarray | Tensor,
+    tabular: Tensor | np.ndarray,
+    method: str,
+    *,
+    task: str = "ad",
+    target: int | None = None,
+    baseline: np.ndarray | Tensor | None = None,
+    settings: Mapping[str, Any] | None = None,
+    voxel_mm: float = 1.0,
+    progress: Callable[[float], None] | None = None,
+) -> ViewAttribution:
+    """Attribute one subject's output to every voxel of every view, with any method of :data:`METHODS`.
+
+    Args:
+        network: the task network (eval mode); it may be shared with other threads.
+        views: the subject's model input, (V, 1, D, H, W') float32 (``model_input``'s output).
+        tabular: the preprocessed record, (F,) or (1, F).
+        method: a key of :data:`METHODS`.
+        task: "ad" or "brain_age".
+        target: class index to explain (AD; required), None for brain age.
+        baseline: (V, 1, D, H, W'), for methods with ``uses_baseline`` (see :mod:`.baselines`).
+        settings: method settings (see ``METHODS[method].defaults``) and ``output``.
+        voxel_mm: the model grid's voxel size, mm (occlusion windows and Grad-CAM's coarse grid).
+        progress: called with the fraction done, 0-1, while the method runs.
+
+    Returns:
+        A :class:`ViewAttribution`; ``views`` has shape (V, D, H, W').
+    """
+    m = get_method(method)
+    if not getattr(network, "uses_image", True):
+        raise DataError(f"{method}: this model does not read the scan; explain its record instead")
+    if task == "ad" and target is None:
+        raise DataError(f"{method}: choose the class to explain (target)")
+    x = views.detach() if isinstance(views, Tensor) else torch.tensor(np.asarray(views))
+    x = x.to(torch.float32)
+    if x.ndim != 5 or x.shape[1] != 1:
+        raise DataError(f"{method}: expected views of shape (V, 1, D, H, W'), got {tuple(x.shape)}")
+    s = resolve_settings(method, settings, network, task, subject_voxels=x.numel())
+    inputs = x.detach().clone().unsqueeze(0).requires_grad_(True)
+    tab = torch.as_tensor(tabular, dtype=torch.float32).reshape(1, -1)
+    base = None
+    if m.uses_baseline:
+        if baseline is None:
+            raise DataError(f"{method} needs a baseline scan (zero, blur or cohort_cn_mean)")
+        base = baseline.detach() if isinstance(baseline, Tensor) else torch.tensor(np.asarray(baseline))
+        base = base.to(torch.float32).reshape(inputs.shape).clone()
+    expected = max(1, m.rows(s, (x.shape[0], *x.shape[-3:]), float(voxel_mm)))
+    done = [0]
+
+    def on_rows(n: int) -> None:
+        done[0] += n
+        if progress is not None:
+            progress(min(1.0, done[0] / expected))
+
+    target_index = None if task == "brain_age" else int(target)
+
+    def run(net: nn.Module) -> ViewAttribution:
+        forward = SubjectOutput(net, task, s["output"], on_rows)
+        call = _Call(forward, inputs, base, tab, target_index, s, float(voxel_mm))
+        with seeded_rng(s.get("seed") if m.seeded else None):
+            attr, delta, coarse = m.run(call)
+        with torch.no_grad():
+            plain = SubjectOutput(net, task, s["output"])
+            column = target_index or 0
+            output = float(plain(inputs.detach(), tab)[0, column])
+            base_out = float(plain(base, tab)[0, column]) if base is not None else None
+        arr = attr.detach().reshape(x.shape[0], *x.shape[-3:]).numpy().astype(np.float32, copy=False)
+        return ViewAttribution(
+            views=arr,
+            output=output,
+            baseline_output=base_out,
+            delta=None if delta is None else float(torch.as_tensor(delta).reshape(-1)[0]),
+            settings=s,
+            coarse=coarse,
+        )
+
+    if m.uses_hooks:
+        with private_copy(network) as replica:
+            result = run(replica)
+    else:
+        result = run(network)
+    if progress is not None:
+        progress(1.0)
+    return result
