@@ -38,7 +38,12 @@ from hyperfusion.inference.predictor import Predictor
 __all__ = ["deletion_curve", "evaluate_faithfulness", "mask_scores", "truth_mask"]
 
 
-def truth_mask(truth: NiftiSource, geometry: Geometry, threshold: float = 0.0) -> np.ndarray:
+# The generator writes the planted log-volume change per voxel (negative: tissue lost, positive: CSF grown) and
+# calls |change| > 0.02 an effect; the smooth fields leave tiny values far from the regions, so 0 would be too wide.
+TRUTH_THRESHOLD = 0.02
+
+
+def truth_mask(truth: NiftiSource, geometry: Geometry, threshold: float = TRUTH_THRESHOLD) -> np.ndarray:
     """The truth map on the model grid as a mask, bool (V, D, H, W'): |truth| > ``threshold``.
 
     Sampled by nearest neighbour, so the mask is not smeared by interpolation.
@@ -157,7 +162,7 @@ def evaluate_faithfulness(
     target: int | str = "AD",
     baseline: str = "zero",
     settings: Mapping[str, Any] | None = None,
-    threshold: float = 0.0,
+    threshold: float = TRUTH_THRESHOLD,
     deletion_steps: int = 10,
 ) -> dict[str, Any]:
     """Score ``method``'s maps of ``model`` on the synthetic cohort's subjects against their truth maps.
