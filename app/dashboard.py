@@ -279,59 +279,39 @@ def finite(values) -> np.ndarray:
 
 
 # --- attribution -------------------------------------------------------------------------------------------
-def gradient_saliency(entry, scan: str, record: dict, target: int | None, signed: bool = False) -> np.ndarray:
-    """Plain gradient saliency (captum ``Saliency``) of one model or ensemble on the scan's own voxel grid.
+def attribution_methods() -> list[dict]:
+    """The explain engine's methods that run interactively (occlusion is offline: use `hyperfusion explain`)."""
+    from hyperfusion.explain import available_methods
 
-    Both hemisphere views go through each member with the record; each member's map is mapped back with
-    ``to_subject_space`` (undoing the mirror of the left view) and the members are averaged. ``target`` is the
-    class index for AD models (None for brain age). Returns float32 (I, J, K) on the scan's grid, the
-    magnitude unless ``signed``.
-
-    Stand-in for hyperfusion.explain's entry point (branch ``explain``): swap this one function when it lands.
-    """
-    import torch
-    from captum.attr import Saliency
-
-    from hyperfusion.data.cohort import parse_record
-    from hyperfusion.data.geometry import model_input, to_subject_space
-
-    parsed = parse_record(record)
-    maps = []
-    for member in entry.members:
-        if not member.uses_image:
-            continue
-        views = torch.from_numpy(model_input(scan, member.geometry)).requires_grad_()
-        tabular = member.tabular([parsed]).repeat(views.shape[0], 1)
-        network = member.network
-
-        def forward(image, tab, network=network):
-            return network(image, tab).reshape(image.shape[0], -1)
-
-        grads = Saliency(forward).attribute(
-            views,
-            target=target if target is not None else 0,
-            additional_forward_args=(tabular,),
-            abs=not signed,
-        )
-        maps.append(
-            to_subject_space(grads.detach().numpy(), member.geometry, scan).get_fdata(dtype=np.float32)
-        )
-    if not maps:
-        raise HyperFusionError(f"{entry.name} does not read the image: it has no saliency map")
-    return np.mean(maps, axis=0).astype(np.float32)
+    return [m for m in available_methods() if not m.get("offline")]
 
 
-@st.cache_data(show_spinner="Computing the gradient saliency map …", max_entries=32)
-def cached_saliency(
+def attribution_map(
+    predictor, name: str, scan: str, record: dict, method: str, target: int | None, baseline: str
+) -> tuple[np.ndarray, dict]:
+    """One model's (or ensemble's) attribution map on the scan's own voxel grid, float32 (I, J, K), signed,
+    and its description and per-region summary (through hyperfusion.explain's single entry point)."""
+    from hyperfusion.explain import explain_image
+
+    attribution = explain_image(predictor, name, scan, record, method, target=target, baseline=baseline)
+    image = attribution.to_subject(scan)
+    return image.get_fdata(dtype=np.float32), attribution.summary(scan)
+
+
+@st.cache_data(show_spinner="Computing the attribution map …", max_entries=32)
+def cached_attribution(
     models: tuple[tuple[str, str], ...],
     name: str,
     scan: str,
     record_json: str,
+    method: str,
     target: int | None,
-    signed: bool,
-) -> np.ndarray:
+    baseline: str,
+) -> tuple[np.ndarray, dict]:
     predictor = predictor_for(models)
-    return gradient_saliency(predictor.models[name], scan, json.loads(record_json), target, signed)
+    if not predictor.models[name].members[0].uses_image:
+        raise HyperFusionError(f"{name} does not read the image: it has no image attribution map")
+    return attribution_map(predictor, name, scan, json.loads(record_json), method, target, baseline)
 
 
 def current_record(ptid: str, recorded: dict) -> dict:

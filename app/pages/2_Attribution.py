@@ -1,4 +1,4 @@
-"""Attribution: three linked orthogonal views of the subject's scan with a gradient saliency overlay."""
+"""Attribution: three linked orthogonal views of the subject's scan with an attribution overlay."""
 
 import json
 
@@ -38,9 +38,17 @@ with controls:
         target = ["CN", "MCI", "AD"].index(
             st.radio("Explain the class", ["CN", "MCI", "AD"], index=2, horizontal=True)
         )
-    st.selectbox(
-        "Method", ["gradient saliency"], help="Captum Saliency; more methods arrive with the explain engine"
-    )
+    methods = db.attribution_methods()
+    labels = {m["name"]: m["label"] for m in methods}
+    method = st.selectbox(
+        "Method", list(labels), format_func=labels.get,
+        index=list(labels).index("saliency") if "saliency" in labels else 0,
+        help="Captum methods through hyperfusion.explain; slow ones show a spinner and are cached",
+    )  # fmt: skip
+    uses_baseline = next(m for m in methods if m["name"] == method).get("uses_baseline", False)
+    baseline = "zero"
+    if uses_baseline:
+        baseline = st.selectbox("Baseline", ["zero", "blur"], help="what the scan is compared with")
     signed = st.toggle("Signed (not absolute)", value=False)
     opacity = st.slider("Opacity", 0.0, 1.0, 0.6, 0.05)
     percentile = st.slider("Threshold (percentile of |map|)", 0, 99, 90)
@@ -53,9 +61,11 @@ img = nib.load(scan)
 maps = None
 if entry is not None:
     try:
-        maps = db.cached_saliency(
-            key, model, scan, json.dumps(record, sort_keys=True, default=str), target, signed
+        maps, summary = db.cached_attribution(
+            key, model, scan, json.dumps(record, sort_keys=True, default=str), method, target, baseline
         )
+        if not signed:
+            maps = np.abs(maps)
     except HyperFusionError as exc:
         st.error(str(exc))
 volume = viewer.ras_volume(np.asarray(img.dataobj), img.affine)
@@ -84,7 +94,7 @@ with view:
 cursor = volume.index_of(tuple(st.session_state[f"cursor_{a}"] for a in "xyz"))
 png = viewer.render_views(volume, overlay, cursor, radiological=radiological, opacity=opacity,
                           percentile=float(percentile), cmap=cmap, signed=signed,
-                          overlay_label=f"{model} gradient saliency" if model else "")  # fmt: skip
+                          overlay_label=f"{model} {labels.get(method, '')}" if model else "")  # fmt: skip
 with view:
     picture.image(png, width="stretch")
     mm = volume.mm_of(cursor)
@@ -92,6 +102,18 @@ with view:
     st.caption(
         f"Crosshair at x = {mm[0]:.0f}, y = {mm[1]:.0f}, z = {mm[2]:.0f} mm (MNI) · intensity "
         f"{volume.data[cursor]:.3g}{value}. Map computed for the record as edited on the subject page. "
-        "Plain gradient saliency: where a small change of intensity would change the output most, not a proof "
-        "of what the model relies on."
+        "An attribution map shows where the model's output is sensitive, not a proof of what it relies on."
     )
+    if maps is not None:
+        desc = next(m for m in methods if m["name"] == method)["description"]
+        attr = summary["attribution"]
+        notes = [f"{labels[method]}: {desc}."]
+        if attr.get("relative_delta") is not None:
+            notes.append(f"Convergence delta: {attr['relative_delta']:.2g} of the output gap.")
+        if attr.get("coarse"):
+            notes.append(f"Coarse map: {attr['coarse']}.")
+        st.caption(" ".join(notes))
+        regions = {k: v for k, v in summary.items() if k != "attribution"}
+        if regions.get("regions"):
+            st.subheader("Per region")
+            st.dataframe(regions["regions"], hide_index=True)
