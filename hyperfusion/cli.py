@@ -177,6 +177,39 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--out", required=True, help="report directory to write")
     p.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument(
+        "--faithfulness", metavar="METHOD", default=None,
+        help="synthetic cohorts: also score METHOD's maps (e.g. saliency) against the planted truth",
+    )  # fmt: skip
+    p.add_argument("--faithfulness-subjects", type=int, default=20, help="AD test subjects scored per model")
+
+
+def _faithfulness(
+    cohort, paths: list[str], runs, result: dict, method: str, n_subjects: int, out: str
+) -> None:
+    """Attribution faithfulness of every image model on the first AD test subjects, added to the report."""
+    from pathlib import Path
+
+    from hyperfusion.explain import evaluate_faithfulness
+    from hyperfusion.inference.predictor import Predictor
+
+    ad = [p for p, dx in zip(result["test_ptids"], cohort.table.set_index("PTID").loc[result["test_ptids"], "DX"])
+          if dx == "AD"][:n_subjects]  # fmt: skip
+    predictor = Predictor({run.label: path for run, path in zip(runs, paths)})
+    scores = {}
+    for run in runs:
+        if getattr(run.members[0].network, "uses_image", True):
+            scores[run.label] = evaluate_faithfulness(predictor, run.label, cohort, method, subjects=ad)[
+                "mean"
+            ]
+    result["faithfulness"] = {"method": method, "subjects": ad, "mean": scores}
+    (Path(out) / "results.json").write_text(json.dumps(result, indent=1, default=float))
+    keys = ["mass_share", "volume_share", "enrichment", "auroc", "pointing_game"]
+    lines = ["", f"Attribution faithfulness ({method}, {len(ad)} AD test subjects, against the planted truth):", "",
+             "| model | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]  # fmt: skip
+    lines += [f"| {k} | " + " | ".join(f"{v[key]:.3f}" for key in keys) + " |" for k, v in scores.items()]
+    with (Path(out) / "results.md").open("a") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 def _load_run(path: str):
@@ -202,12 +235,17 @@ def _evaluate_run(a: argparse.Namespace) -> int:
     cohort = load_cohort(a.data)
     runs = [_load_run(p) for p in a.models]
     labels = [r.label for r in runs]
-    for i, run in enumerate(
-        runs
-    ):  # two folders of one name (seed0/hyperfusion, seed1/hyperfusion) stay apart
+    # two folders of one name (seed0/hyperfusion, seed1/hyperfusion) stay apart
+    for i, run in enumerate(runs):
         if labels.count(run.label) > 1:
             run.label = f"{run.label}#{i}"
     result = write_report(cohort, runs, a.out, n_boot=a.bootstrap)
+    if a.faithfulness:
+        if not cohort.is_synthetic:
+            raise HyperFusionError(
+                "--faithfulness needs a synthetic cohort: only it knows where effects were planted"
+            )
+        _faithfulness(cohort, a.models, runs, result, a.faithfulness, a.faithfulness_subjects, a.out)
     _print_json({"report": a.out, "test_subjects": result["test_subjects"],
                  "metrics": {k: v["metrics"] for k, v in result["runs"].items()}})  # fmt: skip
     return 0

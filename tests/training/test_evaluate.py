@@ -98,3 +98,43 @@ def test_mann_whitney_between_repeated_runs(table_cohort):
     p = result["significance"]["hyperfusion > image_only"]["balanced_accuracy"]
     assert p < 0.05
     assert result["groups"]["hyperfusion"]["mean"]["balanced_accuracy"] > 0.8
+
+
+def test_evaluate_adds_attribution_faithfulness_on_synthetic_cohorts(tmp_path, capsys, monkeypatch):
+    import nibabel as nib
+    import torch
+
+    from hyperfusion.data import TabularPreprocessor, ad_box
+    from hyperfusion.data.geometry import box_affine
+    from hyperfusion.inference.model_files import save_model
+    from hyperfusion.models import build_model
+    from tests.conftest import write_image_cohort
+
+    monkeypatch.setenv("HYPERFUSION_CACHE", str(tmp_path / "cache"))
+    g = ad_box(4.0)
+    root = write_image_cohort(tmp_path / "cohort", 40, seed=9)
+    (root / "truth").mkdir()
+    cohort = load_cohort(root)
+    truth = np.zeros(g.box_shape, np.float32)
+    truth[4:12, 8:16, 4:12] = -0.3  # a planted "atrophy" block in the right hemisphere
+    for ptid in cohort.table["PTID"]:
+        nib.save(nib.Nifti1Image(truth, box_affine(g)), root / "truth" / f"{ptid}.nii.gz")
+    torch.manual_seed(0)
+    net = build_model("concat", "ad", init_features=4, input_shape=list(g.input_shape)).eval()
+    card = {"geometry": g.to_dict(), "tabular": {"preprocessing": TabularPreprocessor().fit(cohort.table).to_dict()},
+            "training": {"split_seed": 0}}  # fmt: skip
+    model = save_model(net, card, tmp_path / "concat")
+    out = tmp_path / "report"
+    argv = ["evaluate", "--data", str(root), "--models", str(model), "--out", str(out), "--bootstrap", "20",
+            "--faithfulness", "saliency", "--faithfulness-subjects", "3"]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    faith = json.loads((out / "results.json").read_text())["faithfulness"]
+    scores = faith["mean"]["concat"]
+    assert faith["method"] == "saliency" and 1 <= len(faith["subjects"]) <= 3
+    assert scores["volume_share"] == pytest.approx((truth != 0).mean(), abs=0.01)
+    assert 0 <= scores["mass_share"] <= 1 and 0 <= scores["auroc"] <= 1
+    assert "Attribution faithfulness (saliency" in (out / "results.md").read_text()
+    (root / "cohort.json").write_text("{}")  # no longer synthetic: refused with a message
+    assert main([*argv[:-4], "--faithfulness", "saliency"]) == 2
+    assert "needs a synthetic cohort" in capsys.readouterr().err
