@@ -137,8 +137,14 @@ def missing_demo_models(models: list[ModelInfo], assets: Path) -> list[str]:
 @st.cache_resource(show_spinner="Loading models …")
 def predictor_for(paths: tuple[tuple[str, str], ...]):
     """One Predictor per set of models (networks are shared by weights hash inside hyperfusion)."""
+    import torch
+
     from hyperfusion.inference.predictor import Predictor
 
+    # One intra-op thread: the server answers several sessions at once, and the many small decode calls of a
+    # what-if stall when two threads contend with other work (measured: an edit 18 ms at 1 thread vs 46 ms at 2
+    # on the busy 2-core machine; the cold prediction 140 vs 568 ms)
+    torch.set_num_threads(1)
     return Predictor(dict(paths))
 
 
