@@ -10,6 +10,8 @@ ensemble combines its members per sample by inverse-entropy weighting and report
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -31,7 +33,7 @@ from hyperfusion.inference.model_files import CARD_FILE, load_model
 from hyperfusion.models.network import ImageFeatures, select_features
 from hyperfusion.training.metrics import inverse_entropy_ensemble
 
-_LOADED: dict[str, LoadedModel] = {}  # weights sha256 -> model, shared by every Predictor in the process
+_LOADED: dict[str, LoadedModel] = {}  # model key -> model, shared by every Predictor in the process
 _LOAD_LOCK = threading.Lock()
 
 
@@ -47,7 +49,7 @@ class LoadedModel:
 
     @property
     def key(self) -> str:
-        return self.card["weights_sha256"]
+        return model_key(self.card)
 
     @property
     def task(self) -> str:
@@ -72,10 +74,17 @@ class LoadedModel:
         return torch.from_numpy(np.asarray(self.preprocessor.transform(list(records)), dtype=np.float32))
 
 
+def model_key(card: Mapping) -> str:
+    """What makes two loaded models the same: the weights' sha256 and the whole card (the same weights with
+    another fitted preprocessing or geometry are another model)."""
+    card_json = json.dumps(card, sort_keys=True, default=str).encode()
+    return f"{card['weights_sha256']}-{hashlib.sha256(card_json).hexdigest()[:16]}"
+
+
 def load_shared(model_dir: str | Path) -> LoadedModel:
     """Load a model directory once per process (keyed by its weights' sha256)."""
     network, card = load_model(model_dir)
-    key = card["weights_sha256"]
+    key = model_key(card)
     with _LOAD_LOCK:
         if key not in _LOADED:
             state = card.get("tabular", {}).get("preprocessing")

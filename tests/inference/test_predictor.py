@@ -101,3 +101,20 @@ def test_models_are_shared_by_weights_hash(setup):
     a = Predictor({"x": dirs["concat"]}).models["x"].members[0]
     b = Predictor({"y": dirs["concat"]}).models["y"].members[0]
     assert a is b
+
+
+def test_same_weights_with_another_card_are_another_model(setup, tmp_path):
+    import json
+    import shutil
+
+    cohort, _, dirs = setup
+    other = tmp_path / "concat_other_preprocessing"
+    shutil.copytree(dirs["concat"], other)
+    card = json.loads((other / "card.json").read_text())
+    refit = TabularPreprocessor().fit(cohort.table.iloc[:10])
+    card["tabular"]["preprocessing"] = refit.to_dict()
+    (other / "card.json").write_text(json.dumps(card))
+    a = Predictor({"x": dirs["concat"]}).models["x"].members[0]
+    b = Predictor({"y": other}).models["y"].members[0]
+    assert a is not b and a.card["weights_sha256"] == b.card["weights_sha256"]
+    assert b.preprocessor.n_fit_rows_ == 10
