@@ -1,45 +1,48 @@
-"""Data layer: cohorts, feature schema, tabular preprocessing, NIfTI geometry, volume cache, splits, datasets."""
+"""Data layer: cohorts, feature schema, tabular preprocessing, NIfTI geometry, volume cache, splits, datasets.
 
-from hyperfusion.data.cohort import Cohort, load_cohort, parse_record
-from hyperfusion.data.geometry import (
-    Geometry,
-    ad_box,
-    authors_crop,
-    merge_views,
-    model_input,
-    resample_box,
-    split_views,
-    to_subject_space,
-    zscore_nonzero,
-)
-from hyperfusion.data.nifti import image_sha256, load_nifti
-from hyperfusion.data.schema import CLASS_NAMES, FEATURE_NAMES, FEATURES, Feature, feature
-from hyperfusion.data.splits import fold_indices, make_partitions
-from hyperfusion.data.tabular import TabularPreprocessor
-from hyperfusion.data.volume_cache import VolumeCache
+Names are imported on first use (PEP 562), so ``from hyperfusion.data.cohort import load_cohort`` does not pay
+for scipy / nibabel: the dashboard's first page stays fast.
+"""
 
-__all__ = [
-    "CLASS_NAMES",
-    "FEATURES",
-    "FEATURE_NAMES",
-    "Cohort",
-    "Feature",
-    "Geometry",
-    "TabularPreprocessor",
-    "VolumeCache",
-    "ad_box",
-    "authors_crop",
-    "feature",
-    "fold_indices",
-    "image_sha256",
-    "load_cohort",
-    "load_nifti",
-    "make_partitions",
-    "merge_views",
-    "model_input",
-    "parse_record",
-    "resample_box",
-    "split_views",
-    "to_subject_space",
-    "zscore_nonzero",
-]
+from importlib import import_module
+
+_EXPORTS = {
+    "Cohort": "cohort",
+    "load_cohort": "cohort",
+    "parse_record": "cohort",
+    "Geometry": "geometry",
+    "ad_box": "geometry",
+    "authors_crop": "geometry",
+    "brain_box": "geometry",
+    "merge_views": "geometry",
+    "model_input": "geometry",
+    "resample_box": "geometry",
+    "split_views": "geometry",
+    "to_subject_space": "geometry",
+    "zscore_nonzero": "geometry",
+    "image_sha256": "nifti",
+    "load_nifti": "nifti",
+    "CLASS_NAMES": "schema",
+    "FEATURE_NAMES": "schema",
+    "FEATURES": "schema",
+    "Feature": "schema",
+    "feature": "schema",
+    "fold_indices": "splits",
+    "make_partitions": "splits",
+    "TabularPreprocessor": "tabular",
+    "VolumeCache": "volume_cache",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(f"hyperfusion.data.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hyperfusion.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
