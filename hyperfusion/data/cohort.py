@@ -52,7 +52,7 @@ class Cohort:
     Attributes:
         table: the subjects (see the module docstring for its columns).
         path: the cohort directory or table it was read from.
-        label_column: the diagnosis column the labels were taken from.
+        label_column: the diagnosis column the labels were taken from ("" if a brain-age table has none).
         source: "synthetic", "ADNI" or "table" (an ADNI-format table of unstated provenance).
         provenance: the contents of ``cohort.json`` (empty for a bare table).
         n_rows_read: rows in the file, all visits included.
@@ -68,6 +68,12 @@ class Cohort:
     n_rows_read: int = 0
     dropped_without_label: int = 0
     baseline_rule: dict = field(default_factory=dict)
+    target_column: str = "DX"  # "AGE" for a brain-age cohort (regression on age; diagnosis optional)
+
+    @property
+    def task(self) -> str:
+        """ "ad" (diagnosis labels) or "brain_age" (the target is AGE)."""
+        return "brain_age" if self.target_column == "AGE" else "ad"
 
     @property
     def is_synthetic(self) -> bool:
@@ -98,6 +104,7 @@ class Cohort:
             "source": self.source,
             "synthetic": self.is_synthetic,
             "label_column": self.label_column,
+            "task": self.task,
             "rows_read": self.n_rows_read,
             "subjects": len(t),
             "dropped_without_label": self.dropped_without_label,
@@ -275,7 +282,9 @@ def _baseline_rows(df: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, dict]:
     return df.iloc[sorted(keep)], rule
 
 
-def _parse_table(df: pd.DataFrame, path: Path, label_column: str, images_dir: Path | None) -> tuple:
+def _parse_table(
+    df: pd.DataFrame, path: Path, label_column: str | None, images_dir: Path | None, regression: bool = False
+) -> tuple:
     rows = []
     dropped = 0
     for rec in df.to_dict("records"):
@@ -286,11 +295,15 @@ def _parse_table(df: pd.DataFrame, path: Path, label_column: str, images_dir: Pa
                 f"{_where(path, line, 'PTID')}: {ptid!r} is not a usable subject ID "
                 "(letters, digits, '_', '.', '-'; at most 64 characters)"
             )
-        label = map_diagnosis(rec.get(label_column), file=path, line=line, column=label_column)
-        if label is None:
-            dropped += 1
-            continue
-        row: dict[str, object] = {"PTID": ptid, "DX": label, "DX_source": str(rec[label_column]).strip()}
+        if label_column:
+            label = map_diagnosis(rec.get(label_column), file=path, line=line, column=label_column)
+            if label is None and not regression:
+                dropped += 1
+                continue
+            source = str(rec[label_column]).strip()
+        else:
+            label, source = None, ""
+        row: dict[str, object] = {"PTID": ptid, "DX": label, "DX_source": source}
         for f in FEATURES:
             value, flag = parse_value(rec.get(f.name), f, file=path, line=line)
             row[f.name] = value
@@ -310,6 +323,13 @@ def _parse_table(df: pd.DataFrame, path: Path, label_column: str, images_dir: Pa
     table = pd.DataFrame(rows)
     if table.empty:
         raise DataError(f"{path}: no subject has a usable label in column {label_column!r}")
+    if regression:
+        lacking = int(table["AGE"].isna().sum())
+        if lacking:
+            table = table[table["AGE"].notna()]
+            dropped += lacking
+        if table.empty:
+            raise DataError(f"{path}: no subject has an AGE, the brain-age target")
     dup = table["PTID"][table["PTID"].duplicated()]
     if len(dup):
         raise DataError(f"{path}: duplicate PTID {dup.iloc[0]!r}; keep one row per subject")
@@ -360,14 +380,26 @@ def load_cohort(
         default_images = path.parent / "images"
     images = Path(images_dir) if images_dir is not None else default_images
     df = _read_csv(table_path)
-    label_column = _pick_label_column(df, label_column or provenance.get("label_column"), table_path)
+    requested = label_column or provenance.get("label_column")
+    # A brain-age cohort names AGE as its target (cohort.json "label_column": "AGE"); its diagnosis, if any,
+    # is still read from the usual columns but is not required
+    regression = requested == "AGE" or provenance.get("task") == "brain_age"
+    if regression:
+        if "AGE" not in df.columns:
+            raise DataError(f"{table_path}: a brain-age cohort needs an AGE column")
+        label_column = next((c for c in LABEL_COLUMNS if c in df.columns), None)
+    else:
+        label_column = _pick_label_column(df, requested, table_path)
     baseline, rule = _baseline_rows(df, table_path)
-    table, dropped = _parse_table(baseline, table_path, label_column, images if images.is_dir() else None)
+    table, dropped = _parse_table(
+        baseline, table_path, label_column, images if images.is_dir() else None, regression=regression
+    )
     source = str(provenance.get("source", "table"))
     return Cohort(
         table=table,
         path=path,
-        label_column=label_column,
+        label_column=label_column or "",
+        target_column="AGE" if regression else "DX",
         source=source,
         provenance=provenance,
         n_rows_read=len(df),

@@ -35,7 +35,7 @@ class Feature:
 
 
 FEATURES: tuple[Feature, ...] = (
-    Feature("AGE", "age at the baseline visit", "years", "continuous", (40.0, 100.0), step=0.5),
+    Feature("AGE", "age at the baseline visit", "years", "continuous", (5.0, 110.0), step=0.5),
     Feature(
         "PTGENDER",
         "sex",

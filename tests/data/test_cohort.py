@@ -151,3 +151,17 @@ def test_parse_record():
         parse_record({"AGE": 300})
     all_missing = parse_record({})
     assert np.isnan([all_missing[k] for k in ("AGE", "TAU", "AV45")]).all()
+
+
+def test_brain_age_cohort_targets_age_and_needs_no_diagnosis(tmp_path):
+    root = tmp_path / "ages"
+    root.mkdir()
+    (root / "cohort.csv").write_text("PTID,AGE,PTGENDER\nB1,24.5,Female\nB2,,Male\nB3,88,Male\n")
+    (root / "cohort.json").write_text(
+        json.dumps({"source": "synthetic", "task": "brain_age", "label_column": "AGE"})
+    )
+    cohort = load_cohort(root)
+    assert cohort.task == "brain_age" and cohort.target_column == "AGE"
+    assert cohort.table["PTID"].tolist() == ["B1", "B3"] and cohort.dropped_without_label == 1
+    assert cohort.summary()["task"] == "brain_age"
+    assert load_cohort(root, label_column="AGE").task == "brain_age"

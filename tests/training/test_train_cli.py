@@ -37,3 +37,24 @@ def test_train_command_rejects_unknown_model(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unknown model 'resnet9000'" in err and "hyperfusion" in err
     assert not (tmp_path / "m" / "card.json").exists()
+
+
+def test_brain_age_training_from_a_cohort_named_by_its_target(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HYPERFUSION_CACHE", str(tmp_path / "cache"))
+    data = write_image_cohort(tmp_path / "cohort", 20, seed=4)
+    (data / "cohort.json").write_text(
+        json.dumps({"source": "synthetic", "task": "brain_age", "label_column": "AGE"})
+    )
+    out = tmp_path / "ba"
+    argv = ["train", "--task", "brain_age", "--model", "hyperfusion", "--data", str(data), "--out", str(out),
+            "--epochs", "1", "--voxel-size", "4", "--batch-size", "4", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    network, card = load_model(out)
+    assert card["architecture"]["task"] == "brain_age" and card["architecture"]["config"]["input_shape"] == [
+        45,
+        54,
+        45,
+    ]
+    bias = card["metrics"]["age_bias"]
+    assert np.isfinite(bias["slope"]) and np.isfinite(bias["intercept"])
