@@ -145,4 +145,32 @@ with pred_col:
         "Δ: change from the prediction for the recorded values. Spread: standard deviation across the "
         "ensemble's members (0 for a single model)."
     )
-    st.page_link("pages/2_Attribution.py", label="Saliency map of this subject →")
+    st.page_link("pages/2_Attribution.py", label="Attribution map of this subject →")
+
+    st.subheader("What if one value changed? (ICE)")
+    from hyperfusion.explain import ice_curves
+
+    numeric = [f.name for f in FEATURES if not f.categories and f.editable]
+    attribute = st.selectbox("Attribute", numeric, index=numeric.index("APOE4") if "APOE4" in numeric else 0)
+    try:
+        curves = ice_curves(
+            predictor, scan, edited, attribute, n_points=32, support="plausible", models=names
+        )
+    except HyperFusionError as exc:
+        st.error(str(exc))
+    else:
+        fig = go.Figure()
+        for name, values in curves.predictions.items():
+            y = values[:, 2] if curves.tasks[name] == "ad" else values  # P(AD), or predicted age
+            fig.add_scatter(x=curves.values, y=y, mode="lines", name=name)
+        if curves.current is not None:
+            fig.add_vline(x=curves.current, line_dash="dot", annotation_text="current")
+        unit = next(f.unit for f in FEATURES if f.name == attribute)
+        fig.update_layout(
+            height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+            xaxis={"title": f"{attribute} ({unit})" if unit else attribute},
+            yaxis={"title": "P(AD)" if ad else "predicted age (years)"}, legend={"orientation": "h", "y": 1.15},
+        )  # fmt: skip
+        st.plotly_chart(fig, width="stretch", key="ice")
+        st.caption("Each line: one model's prediction as this attribute sweeps its plausible range, every other "
+                   "value as in the form; the dotted line marks the current value.")  # fmt: skip

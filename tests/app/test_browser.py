@@ -92,7 +92,7 @@ def test_open_a_subject_edit_apoe4_see_the_prediction_change_and_open_the_attrib
         )  # fmt: skip
         page.screenshot(path=str(shots / "2_subject_edited.png"), full_page=True)
 
-        page.get_by_role("link", name=re.compile("Saliency map")).first.click()
+        page.get_by_role("link", name=re.compile("Attribution map")).first.click()
         page.get_by_text(re.compile(r"Crosshair at x =")).wait_for(timeout=60_000)
         page.get_by_test_id("stImage").first.wait_for(timeout=30_000)
         page.wait_for_timeout(500)

@@ -37,3 +37,29 @@ def test_attribution_page_shows_three_views_and_the_crosshair_in_mm(app_env):
     assert any("Crosshair at x =" in c.value and "mm" in c.value for c in at.caption)
     at.slider(key="cursor_z").set_value(at.slider(key="cursor_z").max).run()
     assert not at.exception
+
+
+def test_ice_curves_for_every_model_with_the_current_value_marked(app_env):
+    import json
+
+    at = AppTest.from_file(str(HOME), default_timeout=60).run()
+    at.switch_page("pages/1_Subject.py").run()
+    at.selectbox(key="_subject_widget").select(app_env["ptids"][1]).run()
+    attribute = next(s for s in at.selectbox if s.label == "Attribute")
+    attribute.select("AGE").run()
+    assert not at.exception
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    ice = next(
+        c for c in charts if c["layout"].get("xaxis", {}).get("title", {}).get("text", "").startswith("AGE")
+    )
+    assert {t["name"] for t in ice["data"]} == {"hyperfusion", "tabular_only"}
+    x = ice["data"][0]["x"]
+    if isinstance(x, dict):  # plotly sends arrays as base64 binary
+        import base64
+
+        import numpy as np
+
+        x = np.frombuffer(base64.b64decode(x["bdata"]), dtype=x["dtype"])
+    ages = list(x)
+    assert len(ages) == 32 and min(ages) >= 5 and max(ages) <= 110
+    assert any(s.get("type") == "line" for s in ice["layout"].get("shapes", []))  # the current value
