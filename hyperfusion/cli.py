@@ -273,6 +273,14 @@ def _read_record(path: str) -> dict:
         raise DataError(f"{path}: not valid JSON ({exc}); write the record as a JSON object") from None
     if not isinstance(record, dict):
         raise DataError(f'{path}: the record must be a JSON object like {{"AGE": 74, "PTGENDER": "Female"}}')
+    from hyperfusion.data.cohort import parse_record
+
+    parsed = parse_record(record, source=path)
+    if all(value != value for name, value in parsed.items() if not name.endswith("_censored")):
+        raise DataError(
+            f"{path}: every value of the record is missing, so a prediction would rest on imputed values "
+            'only. Give at least AGE and PTGENDER, e.g. {"AGE": 74, "PTGENDER": "Female"}'
+        )
     return record
 
 
@@ -302,6 +310,11 @@ def _subject_inputs(a: argparse.Namespace):
     name = Path(a.model).resolve().name
     predictor = Predictor({name: a.model})
     if predictor.models[name].members[0].uses_image and scan is None:
+        if a.subject is not None:
+            raise DataError(
+                f"{a.data}: subject {a.subject} is listed in cohort.csv but has no scan in images/, and this "
+                f"model reads one. Add images/{a.subject}.nii.gz or give --image"
+            )
         raise DataError("this model reads a scan: give --image X.nii.gz (or --data and --subject)")
     return predictor, name, scan, record, cohort
 
