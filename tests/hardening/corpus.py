@@ -121,6 +121,7 @@ SCAN_CASES: list[tuple[str, str, Callable[[], bytes], str | None]] = [
     ("huge_dims_bomb", "scan.nii.gz", lambda: _gz(_dims([2000, 2000, 2000]) + bytes(2**20)), "too large"),
     ("two_d", "scan.nii", lambda: nifti_bytes(np.ones((20, 20), np.float32)), "2-D"),
     ("four_d", "scan.nii", lambda: nifti_bytes(np.ones((10, 10, 10, 3), np.float32)), "3 volumes"),
+    ("unknown_datatype_code", "scan.nii", lambda: _edit(datatype=3), "unknown voxel data type code 3"),  # found by hypothesis
     ("zero_length_axis", "scan.nii", lambda: _dims([72, 0, 40]), "zero-length axis"),
     ("nan_voxel", "scan.nii.gz", lambda: _gz(_nan()), "NaN or infinite"),
     ("inf_voxel", "scan.nii.gz", lambda: _gz(_inf()), "NaN or infinite"),
