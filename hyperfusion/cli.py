@@ -463,9 +463,40 @@ def _bench_run(a: argparse.Namespace) -> int:
     return run_benchmarks(a.names, repeats=a.repeats)
 
 
+#: Streamlit settings of the dashboard, the same as .streamlit/config.toml at the repository root; passed as
+#: flags so that they hold whichever directory ``hyperfusion app`` is started from.
+SERVER_DEFAULTS: dict[str, object] = {
+    "server.headless": True,
+    "server.maxUploadSize": 64,  # MB
+    "server.maxMessageSize": 64,  # MB
+    "server.enableXsrfProtection": True,
+    "server.enableCORS": True,
+    "server.fileWatcherType": "none",
+    "server.runOnSave": False,
+    "browser.gatherUsageStats": False,
+    "client.showErrorDetails": "none",
+    "client.toolbarMode": "viewer",
+    "global.developmentMode": False,
+}
+
+
 def _app_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--address", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument(
+        "--max-upload-mb", type=int, default=SERVER_DEFAULTS["server.maxUploadSize"], help="upload limit, MB"
+    )
+    p.add_argument("--dev", action="store_true", help="development: reload pages when their source changes")
+
+
+def _app_command(a: argparse.Namespace, home: str) -> list[str]:
+    """The ``streamlit run`` command line of ``hyperfusion app``: the server defaults as flags."""
+    options = {**SERVER_DEFAULTS, "server.address": a.address, "server.port": a.port,
+               "server.maxUploadSize": a.max_upload_mb}  # fmt: skip
+    if a.dev:
+        options.update({"server.fileWatcherType": "auto", "server.runOnSave": True})
+    flags = [f"--{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in options.items()]
+    return [sys.executable, "-m", "streamlit", "run", home, *flags]
 
 
 def _app_run(a: argparse.Namespace) -> int:
@@ -477,12 +508,7 @@ def _app_run(a: argparse.Namespace) -> int:
         raise HyperFusionError(
             f"dashboard not found at {home}: run from a source checkout (pip install -e .)"
         )
-    cmd = [
-        sys.executable, "-m", "streamlit", "run", str(home),
-        "--server.address", a.address, "--server.port", str(a.port),
-        "--server.headless", "true", "--browser.gatherUsageStats", "false",
-    ]  # fmt: skip
-    return subprocess.call(cmd)
+    return subprocess.call(_app_command(a, str(home)))
 
 
 COMMANDS: list[Command] = [
