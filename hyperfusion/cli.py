@@ -273,6 +273,14 @@ def _read_record(path: str) -> dict:
         raise DataError(f"{path}: not valid JSON ({exc}); write the record as a JSON object") from None
     if not isinstance(record, dict):
         raise DataError(f'{path}: the record must be a JSON object like {{"AGE": 74, "PTGENDER": "Female"}}')
+    from hyperfusion.data.cohort import parse_record
+
+    parsed = parse_record(record, source=path)
+    if all(value != value for name, value in parsed.items() if not name.endswith("_censored")):
+        raise DataError(
+            f"{path}: every value of the record is missing, so a prediction would rest on imputed values "
+            'only. Give at least AGE and PTGENDER, e.g. {"AGE": 74, "PTGENDER": "Female"}'
+        )
     return record
 
 
@@ -302,6 +310,11 @@ def _subject_inputs(a: argparse.Namespace):
     name = Path(a.model).resolve().name
     predictor = Predictor({name: a.model})
     if predictor.models[name].members[0].uses_image and scan is None:
+        if a.subject is not None:
+            raise DataError(
+                f"{a.data}: subject {a.subject} is listed in cohort.csv but has no scan in images/, and this "
+                f"model reads one. Add images/{a.subject}.nii.gz or give --image"
+            )
         raise DataError("this model reads a scan: give --image X.nii.gz (or --data and --subject)")
     return predictor, name, scan, record, cohort
 
@@ -450,9 +463,40 @@ def _bench_run(a: argparse.Namespace) -> int:
     return run_benchmarks(a.names, repeats=a.repeats)
 
 
+#: Streamlit settings of the dashboard, the same as .streamlit/config.toml at the repository root; passed as
+#: flags so that they hold whichever directory ``hyperfusion app`` is started from.
+SERVER_DEFAULTS: dict[str, object] = {
+    "server.headless": True,
+    "server.maxUploadSize": 64,  # MB
+    "server.maxMessageSize": 64,  # MB
+    "server.enableXsrfProtection": True,
+    "server.enableCORS": True,
+    "server.fileWatcherType": "none",
+    "server.runOnSave": False,
+    "browser.gatherUsageStats": False,
+    "client.showErrorDetails": "none",
+    "client.toolbarMode": "viewer",
+    "global.developmentMode": False,
+}
+
+
 def _app_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--address", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument(
+        "--max-upload-mb", type=int, default=SERVER_DEFAULTS["server.maxUploadSize"], help="upload limit, MB"
+    )
+    p.add_argument("--dev", action="store_true", help="development: reload pages when their source changes")
+
+
+def _app_command(a: argparse.Namespace, home: str) -> list[str]:
+    """The ``streamlit run`` command line of ``hyperfusion app``: the server defaults as flags."""
+    options = {**SERVER_DEFAULTS, "server.address": a.address, "server.port": a.port,
+               "server.maxUploadSize": a.max_upload_mb}  # fmt: skip
+    if a.dev:
+        options.update({"server.fileWatcherType": "auto", "server.runOnSave": True})
+    flags = [f"--{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in options.items()]
+    return [sys.executable, "-m", "streamlit", "run", home, *flags]
 
 
 def _app_run(a: argparse.Namespace) -> int:
@@ -464,12 +508,7 @@ def _app_run(a: argparse.Namespace) -> int:
         raise HyperFusionError(
             f"dashboard not found at {home}: run from a source checkout (pip install -e .)"
         )
-    cmd = [
-        sys.executable, "-m", "streamlit", "run", str(home),
-        "--server.address", a.address, "--server.port", str(a.port),
-        "--server.headless", "true", "--browser.gatherUsageStats", "false",
-    ]  # fmt: skip
-    return subprocess.call(cmd)
+    return subprocess.call(_app_command(a, str(home)))
 
 
 COMMANDS: list[Command] = [

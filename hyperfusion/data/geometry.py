@@ -376,12 +376,56 @@ def zscore_nonzero(arr: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Least share of the model box that a registered scan's field of view must cover, and least share of the
+#: box's voxels that must hold signal (a skull-stripped brain, not background). Both are low on purpose: a
+#: scan cropped to the hippocampal box covers about 11% of the whole-brain box and is still usable there.
+MIN_BOX_COVERAGE = 0.05
+MIN_BOX_SIGNAL = 0.01
+
+
+def check_registered(image: NiftiSource, geometry: Geometry, box: np.ndarray | None = None) -> None:
+    """Refuse a scan that is not where an MNI152-registered brain would be (``mni_box`` only).
+
+    Two checks, both in world mm through the scan's affine: at least :data:`MIN_BOX_COVERAGE` of the box's
+    voxel centres (sampled on a coarse 8×8×8 lattice) must lie inside the scan's field of view, and, when the
+    resampled ``box`` is given, at least :data:`MIN_BOX_SIGNAL` of its voxels must be non-zero. A scan in
+    scanner coordinates, far from the MNI origin, fails the first; a brain shifted out of a large empty field
+    of view fails the second. Any voxel size or orientation (oblique included) passes when registered.
+    """
+    if geometry.mode != "mni_box":
+        return
+    label = _label(image, "scan")
+    shape, affine = scan_grid(image, name=label)
+    lattice = [np.linspace(0, n - 1, min(n, 8)) for n in geometry.box_shape]
+    idx = np.stack(np.meshgrid(*lattice, indexing="ij"), axis=0).reshape(3, -1)
+    to_scan = np.linalg.inv(affine) @ box_affine(geometry)
+    ijk = to_scan[:3, :3] @ idx + to_scan[:3, 3:4]
+    inside = np.all((ijk >= -0.5) & (ijk <= np.asarray(shape).reshape(3, 1) - 0.5), axis=0)
+    coverage = float(inside.mean())
+    fix = "Register it to MNI152 first (e.g. FSL flirt/fnirt, ANTs antsRegistrationSyN) and check its affine"
+    if coverage < MIN_BOX_COVERAGE:
+        raise DataError(
+            f"{label}: not registered to MNI152: only {coverage:.0%} of the model's box "
+            f"{list(geometry.box_min_mm)}–{list(geometry.box_max_mm)} mm lies inside the scan. {fix}"
+        )
+    if box is not None and np.count_nonzero(box) < MIN_BOX_SIGNAL * box.size:
+        raise DataError(
+            f"{label}: not registered to MNI152: the model's box {list(geometry.box_min_mm)}–"
+            f"{list(geometry.box_max_mm)} mm holds no brain (the brain lies outside it). {fix}"
+        )
+
+
 def model_input(source: NiftiSource, geometry: Geometry) -> np.ndarray:
     """A scan as the network sees it: float32 (n_views, 1, D, H, W'), C-contiguous.
 
-    load_nifti -> resample_box -> zscore_nonzero over the whole box -> split_views -> channel axis.
+    load_nifti -> check_registered -> resample_box -> zscore_nonzero over the whole box -> split_views ->
+    channel axis.
     """
-    box = zscore_nonzero(resample_box(source, geometry))
+    image = load_nifti(source, name=_label(source, "scan"))
+    check_registered(image, geometry)
+    box = resample_box(image, geometry)
+    check_registered(image, geometry, box)
+    box = zscore_nonzero(box)
     return np.ascontiguousarray(split_views(box, geometry)[:, None])
 
 

@@ -159,7 +159,13 @@ def _image_from_stream(
             head = _read(stream, _HEADER_PEEK)
             header = _parse_header(head, label)
             shape = _check_shape(_header_shape(header, label), label, max_voxels)
-            dtype = header.get_data_dtype()
+            try:
+                dtype = header.get_data_dtype()
+            except (KeyError, ValueError, TypeError):  # nibabel: an unknown datatype code
+                code = int(header["datatype"])
+                raise _fail(
+                    label, f"corrupt header (unknown voxel data type code {code})", "Re-export the scan"
+                ) from None
             if dtype.kind not in "iuf":
                 raise _fail(
                     label,

@@ -1,0 +1,217 @@
+"""The bad-input corpus of issue #8: every case is built at test time in a temporary folder (no data is stored).
+
+A case is a name, a builder that writes the bad input into a folder and returns the CLI arguments that use it,
+and the fragment the one-line error must contain (``None``: the input is odd but valid, and must work).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from hyperfusion.data.geometry import ad_box
+from tests.data.conftest import nifti_bytes, rotation
+
+MODEL = Path(__file__).resolve().parents[2] / "assets" / "demo" / "models" / "ad" / "hyperfusion" / "fold0"
+RECORD = {"AGE": 74.0, "PTGENDER": "Female", "PTEDUCAT": 16, "APOE4": 1, "ABETA": ">1700", "FDG": 1.2}
+
+
+def brain(voxel_mm: float = 2.0, margin_mm: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
+    """A small RAS scan covering the AD box with a margin: uniform noise on a zero background."""
+    g = ad_box(2.0)
+    lo = np.asarray(g.box_min_mm) - margin_mm
+    hi = np.asarray(g.box_max_mm) + margin_mm
+    shape = tuple(int(np.ceil((b - a) / voxel_mm)) for a, b in zip(lo, hi))
+    affine = np.diag([voxel_mm] * 3 + [1.0])
+    affine[:3, 3] = lo
+    data = np.random.default_rng(0).uniform(50, 100, shape).astype(np.float32)
+    return data, affine
+
+
+def _gz(raw: bytes) -> bytes:
+    return gzip.compress(raw, compresslevel=1)
+
+
+def _ok_bytes() -> bytes:
+    return nifti_bytes(*brain())
+
+
+def _edit(**fields) -> bytes:
+    def edit(h):
+        for k, v in fields.items():
+            h[k] = v
+
+    return nifti_bytes(*brain(), header=edit)
+
+
+def _with_affine(affine: np.ndarray) -> bytes:
+    data, _ = brain()
+
+    def edit(h):
+        h.set_sform(affine, code=2)
+        h.set_qform(np.eye(4), code=0)
+
+    return nifti_bytes(data, np.eye(4), header=edit)
+
+
+def _oblique() -> bytes:
+    data, affine = brain(margin_mm=30.0)
+    centre = affine @ np.r_[np.asarray(data.shape) / 2, 1.0]
+    linear = rotation("z", 12.0) @ rotation("x", 8.0) @ affine[:3, :3]
+    oblique = np.eye(4)
+    oblique[:3, :3] = linear
+    oblique[:3, 3] = centre[:3] - linear @ (np.asarray(data.shape) / 2)
+    return nifti_bytes(data, oblique)
+
+
+def _shifted(offset_mm: tuple[float, float, float]) -> bytes:
+    data, affine = brain()
+    affine[:3, 3] += offset_mm
+    return nifti_bytes(data, affine)
+
+
+def _brain_outside_box() -> bytes:
+    """A large field of view covering the box, but the only non-zero voxels lie 100 mm above it."""
+    data, affine = brain(voxel_mm=4.0, margin_mm=120.0)
+    data[:] = 0
+    inv = np.linalg.inv(affine)
+    i, j, k = (inv @ np.array([0.0, 0.0, 100.0, 1.0]))[:3].astype(int)
+    data[i - 5 : i + 5, j - 5 : j + 5, k - 3 : k + 3] = 80.0
+    return nifti_bytes(data, affine)
+
+
+def _nan() -> bytes:
+    data, affine = brain()
+    data[3, 4, 5] = np.nan
+    return nifti_bytes(data, affine)
+
+
+def _inf() -> bytes:
+    data, affine = brain()
+    data[3, 4, 5] = np.inf
+    return nifti_bytes(data, affine)
+
+
+def _as(dtype) -> bytes:
+    data, affine = brain()
+    return nifti_bytes(data.astype(dtype), affine)
+
+
+def _bomb() -> bytes:
+    """60 MB of zeros behind a valid small header, gzip-compressed to about 60 kB."""
+    return _gz(_ok_bytes() + bytes(60 * 2**20))
+
+
+def _dims(dims: list[int]) -> bytes:
+    return _edit(dim=[len(dims), *dims, *[1] * (7 - len(dims))])
+
+
+#: (name, file name, bytes builder, error fragment or None when the scan must be accepted)
+SCAN_CASES: list[tuple[str, str, Callable[[], bytes], str | None]] = [
+    ("not_nifti", "scan.nii", lambda: b"this is a text file, not a scan\n" * 20, "not a NIfTI file"),
+    ("not_gzip_named_gz", "scan.nii.gz", _ok_bytes, "misleading extension"),
+    ("gzip_named_nii", "scan.nii", lambda: _gz(_ok_bytes()), "misleading extension"),
+    ("wrong_suffix", "scan.mgz", lambda: _gz(_ok_bytes()), "not a NIfTI file name"),
+    ("truncated_gz", "scan.nii.gz", lambda: _gz(_ok_bytes())[:5000], "truncated"),
+    ("truncated_voxels", "scan.nii", lambda: _ok_bytes()[:-1000], "truncated"),
+    ("huge_dims_bomb", "scan.nii.gz", lambda: _gz(_dims([2000, 2000, 2000]) + bytes(2**20)), "too large"),
+    ("two_d", "scan.nii", lambda: nifti_bytes(np.ones((20, 20), np.float32)), "2-D"),
+    ("four_d", "scan.nii", lambda: nifti_bytes(np.ones((10, 10, 10, 3), np.float32)), "3 volumes"),
+    ("unknown_datatype_code", "scan.nii", lambda: _edit(datatype=3), "unknown voxel data type code 3"),  # found by hypothesis
+    ("zero_length_axis", "scan.nii", lambda: _dims([72, 0, 40]), "zero-length axis"),
+    ("nan_voxel", "scan.nii.gz", lambda: _gz(_nan()), "NaN or infinite"),
+    ("inf_voxel", "scan.nii.gz", lambda: _gz(_inf()), "NaN or infinite"),
+    ("singular_affine", "scan.nii", lambda: _with_affine(np.diag([2.0, 2.0, 0.0, 1.0])), "singular"),
+    ("nan_affine", "scan.nii", lambda: _with_affine(np.diag([2.0, np.nan, 2.0, 1.0])), "NaN or infinite values"),
+    ("voxel_size_in_metres", "scan.nii", lambda: _with_affine(np.diag([0.002] * 3 + [1.0])), "implausible voxel size"),
+    ("not_registered_scanner_space", "scan.nii.gz", lambda: _gz(_shifted((400.0, 300.0, 250.0))), "not registered to MNI152"),
+    ("brain_outside_box", "scan.nii.gz", lambda: _gz(_brain_outside_box()), "holds no brain"),
+    # odd but valid: these must work
+    ("gzip_bomb_after_valid_volume", "scan.nii.gz", _bomb, None),
+    ("int16_data", "scan.nii.gz", lambda: _gz(_as(np.int16)), None),
+    ("float64_data", "scan.nii.gz", lambda: _gz(_as(np.float64)), None),
+    ("oblique_affine", "scan.nii.gz", lambda: _gz(_oblique()), None),
+    ("other_voxel_size_3mm", "scan.nii.gz", lambda: _gz(nifti_bytes(*brain(voxel_mm=3.0))), None),
+]  # fmt: skip
+
+
+#: (name, record as written to ROW.json (str: raw text), error fragment or None)
+RECORD_CASES: list[tuple[str, object, str | None]] = [
+    ("non_numeric_age", {**RECORD, "AGE": "seventy"}, "'seventy' is not a number"),
+    ("age_300", {**RECORD, "AGE": 300}, "outside the plausible range"),
+    ("apoe4_5", {**RECORD, "APOE4": 5}, "outside the plausible range"),
+    ("negative_csf", {**RECORD, "TAU": -12.0}, "outside the plausible range"),
+    ("fractional_apoe4", {**RECORD, "APOE4": 1.5}, "must be a whole number"),
+    ("censored_age", {**RECORD, "AGE": ">90"}, "censored value '>90' is only allowed for CSF"),
+    ("nan_string", {**RECORD, "FDG": "inf"}, "not a finite number"),
+    ("unknown_sex", {**RECORD, "PTGENDER": "F?"}, "is not one of"),
+    ("every_value_missing", {"AGE": "", "APOE4": None}, "every value of the record is missing"),
+    ("unknown_column", {**RECORD, "APOE_4": 1}, "unknown field(s) ['APOE_4']"),
+    ("formula", {**RECORD, "AGE": "=cmd|' /C calc'!A0"}, "is not a number"),
+    ("not_an_object", "[74, 1]", "must be a JSON object"),
+    ("not_json", "AGE=74", "not valid JSON"),
+    ("latin1_bytes", b'{"PTGENDER": "F\xe9minin"}', "not valid JSON"),
+    ("censored_csf_is_fine", {**RECORD, "ABETA": "<200", "PTAU": ">120"}, None),
+]
+
+
+def _csv(rows: list[str]) -> str:
+    return "\n".join(rows) + "\n"
+
+
+HEADER = "PTID,VISCODE,DX_bl,AGE,PTGENDER,PTEDUCAT,APOE4,ABETA,TAU,PTAU,FDG,AV45"
+ROW_A = "S1,bl,CN,71.2,Female,16,0,>1700,210.5,19.2,1.31,"
+ROW_B = "S2,bl,AD,77.7,Male,14,1,512,380,36.2,0.95,1.44"
+
+#: (name, cohort.csv content (str or bytes), error fragment or None)
+COHORT_CASES: list[tuple[str, str | bytes, str | None]] = [
+    ("header_only", _csv([HEADER]), "header but no rows"),
+    ("no_label_column", _csv([HEADER.replace("DX_bl,", ""), ROW_A.replace("CN,", "")]), "no diagnosis column"),
+    ("duplicate_ptid", _csv([HEADER, ROW_A, ROW_B, ROW_A]), "several baseline"),
+    ("duplicate_ptid_no_viscode", _csv([HEADER.replace("VISCODE,", ""), ROW_A.replace("bl,", ""), ROW_A.replace("bl,", "")]), "appears 2 times"),
+    ("formula_cell", _csv([HEADER, ROW_A.replace("71.2", '"=HYPERLINK(""http://x"")"')]), "is not a number"),
+    ("age_300", _csv([HEADER, ROW_A.replace("71.2", "300")]), "outside the plausible range"),
+    ("apoe4_5", _csv([HEADER, ROW_A.replace("Female,16,0", "Female,16,5")]), "outside the plausible range"),
+    ("utf16", _csv([HEADER, ROW_A]).encode("utf-16"), "NUL bytes"),
+    ("not_a_table", b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "NUL bytes"),
+    # extra ADNIMERGE columns are ignored, and a cp1252 / latin-1 file is read
+    ("latin1_extra_column_is_read", _csv([HEADER + ",SITE", ROW_A + ",Clínica", ROW_B + ",Hôpital"]).encode("latin-1"), None),
+]  # fmt: skip
+
+
+def write_record(folder: Path, record: object) -> Path:
+    path = folder / "row.json"
+    if isinstance(record, bytes):
+        path.write_bytes(record)
+    elif isinstance(record, str):
+        path.write_text(record)
+    else:
+        path.write_text(json.dumps(record))
+    return path
+
+
+def write_scan(folder: Path, file_name: str, build: Callable[[], bytes]) -> Path:
+    path = folder / file_name
+    path.write_bytes(build())
+    return path
+
+
+def write_ok_scan(folder: Path) -> Path:
+    return write_scan(folder, "ok.nii.gz", lambda: _gz(_ok_bytes()))
+
+
+def write_cohort(folder: Path, csv: str | bytes, scans: dict[str, bytes] | None = None) -> Path:
+    root = folder / "cohort"
+    (root / "images").mkdir(parents=True)
+    (root / "cohort.csv").write_bytes(csv if isinstance(csv, bytes) else csv.encode("utf-8"))
+    for ptid, raw in (scans or {}).items():
+        (root / "images" / f"{ptid}.nii.gz").write_bytes(raw)
+    return root
+
+
+def ok_scan_bytes() -> bytes:
+    return _gz(_ok_bytes())
