@@ -153,9 +153,14 @@ with pred_col:
     numeric = [f.name for f in FEATURES if not f.categories and f.editable]
     attribute = st.selectbox("Attribute", numeric, index=numeric.index("APOE4") if "APOE4" in numeric else 0)
     try:
-        curves = ice_curves(
-            predictor, scan, edited, attribute, n_points=32, support="plausible", models=names
-        )
+        try:  # the training rows' support (mean ± 3 SD) where a model has fitted preprocessing
+            curves = ice_curves(
+                predictor, scan, edited, attribute, n_points=32, support="training", models=names
+            )
+        except HyperFusionError:
+            curves = ice_curves(
+                predictor, scan, edited, attribute, n_points=32, support="plausible", models=names
+            )
     except HyperFusionError as exc:
         st.error(str(exc))
     else:
@@ -172,5 +177,5 @@ with pred_col:
             yaxis={"title": "P(AD)" if ad else "predicted age (years)"}, legend={"orientation": "h", "y": 1.15},
         )  # fmt: skip
         st.plotly_chart(fig, width="stretch", key="ice")
-        st.caption("Each line: one model's prediction as this attribute sweeps its plausible range, every other "
+        st.caption("Each line: one model's prediction as this attribute sweeps the training rows' range, every other "
                    "value as in the form; the dotted line marks the current value.")  # fmt: skip

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from hyperfusion.data.schema import feature
 from hyperfusion.errors import DataError
 from hyperfusion.explain.whatif import attribute_grid, ice_curves, partial_dependence
 
@@ -8,13 +9,14 @@ from hyperfusion.explain.whatif import attribute_grid, ice_curves, partial_depen
 def test_grids_respect_types_and_ranges(env):
     assert attribute_grid("APOE4").tolist() == [0.0, 1.0, 2.0]
     assert attribute_grid("PTGENDER").tolist() == [0.0, 1.0]
+    lo, hi = feature("AGE").plausible_range
     age = attribute_grid("AGE", 64)
-    assert len(age) == 64 and age[0] == 40 and age[-1] == 100
+    assert len(age) == 64 and age[0] == lo and age[-1] == hi
     education = attribute_grid("PTEDUCAT", 64)
     assert np.array_equal(education, np.arange(0, 31))
     training = attribute_grid("AGE", 16, support="training", preprocessor=env.pre)
     j = env.pre.numeric_features.index("AGE")
-    assert training[0] == pytest.approx(max(40, env.pre.means_[j] - 3 * env.pre.scales_[j]))
+    assert training[0] == pytest.approx(max(lo, env.pre.means_[j] - 3 * env.pre.scales_[j]))
     with pytest.raises(DataError, match="unknown attribute"):
         attribute_grid("MMSE")
 
