@@ -65,7 +65,7 @@ class VolumeCache:
         if cached is not None:
             return cached
         arr = model_input(source_path, geometry)
-        _atomic_write(entry, lambda f: np.save(f, arr, allow_pickle=False))
+        atomic_write(entry, lambda f: np.save(f, arr, allow_pickle=False))
         return arr
 
     def entry_path(self, source_path: str | os.PathLike, geometry: Geometry) -> Path:
@@ -145,7 +145,7 @@ class VolumeCache:
         # Merge with what other processes wrote meanwhile; a lost race costs a re-hash, never a wrong hash.
         merged = {**self._read_index(), key: self._hashes[key]}
         payload = {"format": _INDEX_FORMAT, "files": {k: list(v) for k, v in merged.items()}}
-        _atomic_write(self.root / _INDEX_NAME, lambda f: f.write(json.dumps(payload).encode()))
+        atomic_write(self.root / _INDEX_NAME, lambda f: f.write(json.dumps(payload).encode()))
 
 
 def _load_entry(path: Path, expected_shape: tuple[int, ...]) -> np.ndarray | None:
@@ -164,7 +164,7 @@ def _load_entry(path: Path, expected_shape: tuple[int, ...]) -> np.ndarray | Non
     return arr
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Write through ``write(fileobj)`` to a temporary file beside ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

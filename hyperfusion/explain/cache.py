@@ -10,12 +10,10 @@ dashboard keeps its maps across restarts and processes sharing the folder never 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import os
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -24,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from hyperfusion.data.volume_cache import atomic_write
 from hyperfusion.explain.maps import ImageAttribution
 
 __all__ = ["AttributionCache", "attribution_key", "canonical_record"]
@@ -122,17 +121,5 @@ class AttributionCache:
     def _write(self, key: str, attribution: ImageAttribution) -> None:
         views, meta = attribution.to_state()
         self.root.mkdir(parents=True, exist_ok=True)
-        _atomic(self.root / f"{key}.npy", lambda f: np.save(f, np.asarray(views), allow_pickle=False))
-        _atomic(self.root / f"{key}.json", lambda f: f.write(json.dumps(meta, default=float).encode()))
-
-
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        atomic_write(self.root / f"{key}.npy", lambda f: np.save(f, np.asarray(views), allow_pickle=False))
+        atomic_write(self.root / f"{key}.json", lambda f: f.write(json.dumps(meta, default=float).encode()))
