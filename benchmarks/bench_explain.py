@@ -26,9 +26,8 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pandas as pd
 
-from hyperfusion.bench import BenchResult, interleaved_medians, median_time
+from hyperfusion.bench import BenchResult, interleaved_medians, median_time, random_record_rows
 
 MODELS = ("hyperfusion", "image_only", "tabular_only", "concat", "film", "daft", "attention_gmu")
 RECORD = {"AGE": 74.0, "PTGENDER": "Female", "PTEDUCAT": 16, "APOE4": 1, "ABETA": 700.0, "TAU": 300.0,
@@ -48,12 +47,7 @@ def _demo_predictor(tmp: Path, models=MODELS):
 
     g = ad_box(2.0)
     rng = np.random.default_rng(0)
-    rows = pd.DataFrame({
-        "AGE": rng.normal(73, 7, 50), "PTGENDER": rng.integers(0, 2, 50).astype(float),
-        "PTEDUCAT": rng.integers(8, 20, 50).astype(float), "APOE4": rng.integers(0, 3, 50).astype(float),
-        "ABETA": rng.normal(900, 300, 50), "TAU": rng.normal(280, 80, 50), "PTAU": rng.normal(26, 8, 50),
-        "FDG": rng.normal(1.2, 0.1, 50), "AV45": rng.normal(1.2, 0.2, 50),
-    })  # fmt: skip
+    rows = random_record_rows(rng)
     card = {"geometry": g.to_dict(), "tabular": {"preprocessing": TabularPreprocessor().fit(rows).to_dict()}}
     scan = tmp / "scan.nii.gz"
     nib.save(nib.Nifti1Image(rng.uniform(0, 100, g.box_shape).astype(np.float32), box_affine(g)), scan)

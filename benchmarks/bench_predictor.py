@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from hyperfusion.bench import BenchResult, median_time
+from hyperfusion.bench import BenchResult, median_time, random_record_rows
 from hyperfusion.data import TabularPreprocessor, ad_box
 from hyperfusion.data.geometry import box_affine
 from hyperfusion.inference.model_files import save_model
@@ -30,14 +30,7 @@ def run(repeats: int) -> list[BenchResult]:
     torch.set_num_threads(1)  # as the dashboard runs its Predictor (app/dashboard.py)
     g = ad_box(2.0)
     rng = np.random.default_rng(0)
-    import pandas as pd
-
-    rows = pd.DataFrame({
-        "AGE": rng.normal(73, 7, 50), "PTGENDER": rng.integers(0, 2, 50).astype(float),
-        "PTEDUCAT": rng.integers(8, 20, 50).astype(float), "APOE4": rng.integers(0, 3, 50).astype(float),
-        "ABETA": rng.normal(900, 300, 50), "TAU": rng.normal(280, 80, 50), "PTAU": rng.normal(26, 8, 50),
-        "FDG": rng.normal(1.2, 0.1, 50), "AV45": rng.normal(1.2, 0.2, 50),
-    })  # fmt: skip
+    rows = random_record_rows(rng)
     card = {"geometry": g.to_dict(), "tabular": {"preprocessing": TabularPreprocessor().fit(rows).to_dict()}}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
