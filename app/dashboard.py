@@ -14,9 +14,11 @@ Heavy objects (cohort tables, the Predictor, demo scans, saliency maps) are cach
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -257,19 +259,78 @@ def page_setup(title: str) -> None:
         st.caption(RESEARCH_NOTICE)
 
 
+UPLOAD_PREFIX = "uploaded: "
+
+
+@dataclass
+class Subject:
+    """The subject every page shows: a cohort subject, or the scan and record uploaded in this session.
+
+    ``scan`` is a file path for cohort subjects and the file's bytes for an upload (kept in this session's
+    memory only); ``recorded`` holds the raw record values (ADNIMERGE names), ``truth`` the diagnosis when known.
+    """
+
+    id: str
+    scan: str | bytes | None
+    recorded: dict
+    truth: str | None
+    uploaded: bool = False
+    row: pd.Series | None = None
+
+    @property
+    def label(self) -> str:
+        return self.id
+
+
+def uploaded_subject() -> Subject | None:
+    """The subject uploaded in this session (Upload page), if any."""
+    up = st.session_state.get("uploaded")
+    if not up or "scan" not in up:
+        return None
+    from hyperfusion.data.cohort import parse_record
+
+    recorded = recorded_values(pd.Series(parse_record(up["record"], source="the uploaded record")))
+    return Subject(UPLOAD_PREFIX + up["name"], up["scan"], recorded, up.get("truth"), uploaded=True)
+
+
+def cohort_subject(c: Cohort, ptid: str, with_scan: bool = True) -> Subject:
+    row = c.table.loc[c.table["PTID"] == ptid].iloc[0]
+    truth = row.get("DX")
+    return Subject(
+        ptid,
+        scan_path(c, ptid) if with_scan else None,
+        recorded_values(row),
+        truth if isinstance(truth, str) else None,
+        row=row,
+    )
+
+
 def _subject_chosen() -> None:
     st.session_state["subject"] = st.session_state["_subject_widget"]
 
 
-def subject_picker(c: Cohort) -> str:
+def subject_picker(c: Cohort, with_scan: bool = True) -> Subject:
     """The current subject, shared by every page through st.session_state["subject"] (a widget's own state
-    is dropped on pages that do not show it, so the choice is copied out of it)."""
+    is dropped on pages that do not show it, so the choice is copied out of it). The subject uploaded in this
+    session, if any, is the first choice."""
     ptids = c.table["PTID"].tolist()
-    if st.session_state.get("subject") not in ptids:
-        st.session_state["subject"] = ptids[0]
+    up = uploaded_subject()
+    options = ([up.id] if up else []) + ptids
+    if st.session_state.get("subject") not in options:
+        st.session_state["subject"] = options[0]
     st.session_state["_subject_widget"] = st.session_state["subject"]
-    st.selectbox("Subject", ptids, key="_subject_widget", on_change=_subject_chosen)
-    return st.session_state["subject"]
+    st.selectbox("Subject", options, key="_subject_widget", on_change=_subject_chosen)
+    chosen = st.session_state["subject"]
+    if up is not None and chosen == up.id:
+        return up
+    return cohort_subject(c, chosen, with_scan=with_scan)
+
+
+def load_scan(scan: str | bytes):
+    """The scan as a nibabel image (validated; bytes stay in memory)."""
+    from hyperfusion.data.nifti import load_nifti
+
+    return load_nifti(scan, name="the uploaded scan") if isinstance(scan, bytes) else load_nifti(scan)
 
 
 def as_float(v) -> float:
@@ -293,13 +354,22 @@ def attribution_methods() -> list[dict]:
 
 
 def attribution_map(
-    predictor, name: str, scan: str, record: dict, method: str, target: int | None, baseline: str
+    predictor,
+    name: str,
+    scan: str | bytes,
+    record: dict,
+    method: str,
+    target: int | None,
+    baseline: str,
+    cache: bool = True,
 ) -> tuple[np.ndarray, dict]:
     """One model's (or ensemble's) attribution map on the scan's own voxel grid, float32 (I, J, K), signed,
     and its description and per-region summary (through hyperfusion.explain's single entry point)."""
     from hyperfusion.explain import explain_image
 
-    attribution = explain_image(predictor, name, scan, record, method, target=target, baseline=baseline)
+    attribution = explain_image(
+        predictor, name, scan, record, method, target=target, baseline=baseline, cache=cache
+    )
     image = attribution.to_subject(scan)
     return image.get_fdata(dtype=np.float32), attribution.summary(scan)
 
@@ -318,6 +388,35 @@ def cached_attribution(
     if not predictor.models[name].members[0].uses_image:
         raise HyperFusionError(f"{name} does not read the image: it has no image attribution map")
     return attribution_map(predictor, name, scan, json.loads(record_json), method, target, baseline)
+
+
+def subject_attribution(
+    models: tuple[tuple[str, str], ...],
+    name: str,
+    subject: Subject,
+    record: dict,
+    method: str,
+    target: int | None,
+    baseline: str,
+) -> tuple[np.ndarray, dict]:
+    """``cached_attribution`` for a cohort subject; an uploaded subject's maps are kept in this session only
+    (never in the process-wide caches, so nothing derived from an upload outlives the session)."""
+    record_json = json.dumps(record, sort_keys=True, default=str)
+    if not subject.uploaded:
+        return cached_attribution(models, name, subject.scan, record_json, method, target, baseline)
+    store = st.session_state.setdefault("_upload_maps", OrderedDict())
+    key = (models, name, hashlib.sha256(subject.scan).hexdigest(), record_json, method, target, baseline)
+    if key not in store:
+        with st.spinner("Computing the attribution map …"):
+            predictor = predictor_for(models)
+            if not predictor.models[name].members[0].uses_image:
+                raise HyperFusionError(f"{name} does not read the image: it has no image attribution map")
+            store[key] = attribution_map(
+                predictor, name, subject.scan, record, method, target, baseline, False
+            )
+        while len(store) > 6:
+            store.popitem(last=False)
+    return store[key]
 
 
 def current_record(ptid: str, recorded: dict) -> dict:

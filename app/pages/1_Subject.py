@@ -14,10 +14,16 @@ db.page_setup("Subject")
 st.title("Subject and what-if")
 
 cohort = db.cohort()
-ptid = db.subject_picker(cohort)
-row = cohort.table.loc[cohort.table["PTID"] == ptid].iloc[0]
-recorded = db.recorded_values(row)
-st.caption(f"Diagnosis ({cohort.label_column}): **{row['DX']}** · source: {cohort.source}")
+subject = db.subject_picker(
+    cohort, with_scan=False
+)  # the scan is generated / read only when a model needs it
+ptid = subject.id
+recorded = subject.recorded
+if subject.uploaded:
+    st.caption("Uploaded in this session (kept in memory only) · diagnosis: "
+               f"**{subject.truth or 'not given'}**")  # fmt: skip
+else:
+    st.caption(f"Diagnosis ({cohort.label_column}): **{subject.truth}** · source: {cohort.source}")
 
 
 def _reset() -> None:
@@ -83,7 +89,7 @@ with pred_col:
     needs_scan = any(
         member.uses_image for m in usable for member in predictor.models[m.name].members
     )  # fmt: skip
-    scan = db.scan_path(cohort, ptid) if needs_scan else None
+    scan = subject.scan if subject.uploaded else db.scan_path(cohort, ptid) if needs_scan else None
     names = [m.name for m in usable if scan is not None or not any(
         member.uses_image for member in predictor.models[m.name].members)]  # fmt: skip
     if needs_scan and scan is None:

@@ -1,9 +1,6 @@
 """Attribution: three linked orthogonal views of the subject's scan with an attribution overlay."""
 
-import json
-
 import dashboard as db
-import nibabel as nib
 import numpy as np
 import streamlit as st
 import viewer
@@ -14,20 +11,20 @@ db.page_setup("Attribution")
 st.title("Attribution")
 
 cohort = db.cohort()
-ptid = db.subject_picker(cohort)
+subject = db.subject_picker(cohort)
+ptid = subject.id
 models, _ = db.discover_models(db.settings()["models"])
 usable = db.models_for(cohort, models)
 key = tuple((m.name, m.path) for m in usable)
 predictor = db.predictor_for(key) if usable else None
 image_models = [m.name for m in usable if any(x.uses_image for x in predictor.models[m.name].members)]
-scan = db.scan_path(cohort, ptid)
+scan = subject.scan
 if scan is None:
     st.info(f"No scan for {ptid}. Choose another subject or upload one.")
     st.stop()
 
 # The record as edited on the subject page (the recorded values otherwise)
-row = cohort.table.loc[cohort.table["PTID"] == ptid].iloc[0]
-record = db.current_record(ptid, db.recorded_values(row))
+record = db.current_record(ptid, subject.recorded)
 
 controls, view = st.columns([1, 3], gap="medium")
 with controls:
@@ -57,13 +54,11 @@ with controls:
     )
     radiological = st.toggle("Radiological (R on the left)", value=True)
 
-img = nib.load(scan)
+img = db.load_scan(scan)
 maps = None
 if entry is not None:
     try:
-        maps, summary = db.cached_attribution(
-            key, model, scan, json.dumps(record, sort_keys=True, default=str), method, target, baseline
-        )
+        maps, summary = db.subject_attribution(key, model, subject, record, method, target, baseline)
         if not signed:
             maps = np.abs(maps)
     except HyperFusionError as exc:

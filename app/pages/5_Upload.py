@@ -20,6 +20,20 @@ csv_file = st.file_uploader(
     "Record: one CSV row with ADNIMERGE column names (or use the form)", key="upload_csv"
 )
 
+
+def forget_upload() -> None:
+    """Drop the upload from this session (the models' cached image features of it go too)."""
+    up = st.session_state.pop("uploaded", None)
+    st.session_state.pop("_upload_maps", None)
+    st.session_state.pop("upload_form_record", None)
+    if st.session_state.get("subject", "").startswith(db.UPLOAD_PREFIX):
+        st.session_state.pop("subject")
+    if up and "scan" in up:
+        models, _ = db.discover_models(db.settings()["models"])
+        if models:
+            db.predictor_for(tuple((m.name, m.path) for m in models)).forget(up["scan"])
+
+
 problems = []
 scan_bytes = None
 if scan_file is not None:
@@ -70,7 +84,9 @@ for p in problems:
     st.error(p)
 
 if scan_bytes is not None and record is not None:
-    st.session_state["uploaded"] = {"name": scan_file.name}
+    # In this session's memory only: the subject picker of every page offers it first
+    st.session_state["uploaded"] = {"name": scan_file.name, "scan": scan_bytes, "record": dict(record)}
+    st.session_state["subject"] = db.UPLOAD_PREFIX + scan_file.name
     models, _ = db.discover_models(db.settings()["models"])
     if not models:
         st.info("No model loaded. Add model directories in the sidebar (Settings).")
@@ -92,5 +108,22 @@ if scan_bytes is not None and record is not None:
                          "gap (years)": round(float(p.extras["brain_age_gap"][0]), 1)})  # fmt: skip
     st.subheader("Predictions")
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="upload_predictions")
+    st.markdown(
+        "This subject is now the current subject of every page (listed first in each subject picker)."
+    )
+    links = st.columns(3)
+    links[0].page_link("pages/1_Subject.py", label="Edit its record (what-if) →")
+    links[1].page_link("pages/2_Attribution.py", label="Its attribution map →")
+    if links[2].button("Forget the uploaded subject"):
+        forget_upload()
+        st.rerun()
 elif scan_bytes is None and not problems:
-    st.info("Upload a scan and give a record to see every model's prediction.")
+    current = st.session_state.get("uploaded")
+    if current and "scan" in current:
+        st.info(f"{current['name']} is this session's uploaded subject (in memory only). Upload another scan to "
+                "replace it.")  # fmt: skip
+        if st.button("Forget the uploaded subject"):
+            forget_upload()
+            st.rerun()
+    else:
+        st.info("Upload a scan and give a record to see every model's prediction.")

@@ -212,6 +212,15 @@ class Predictor:
                 self._features.popitem(last=False)
         return feats
 
+    def forget(self, scan: str | Path | bytes) -> int:
+        """Drop every cached image feature of ``scan`` (e.g. when a user removes an upload); returns how many."""
+        digest = self._scan_key(scan)
+        with self._lock:
+            keys = [k for k in self._features if k[1] == digest]
+            for k in keys:
+                del self._features[k]
+        return len(keys)
+
     # --- predictions ---------------------------------------------------------------------------------------
     def _member_values(self, member: LoadedModel, feats: ImageFeatures, tabular: torch.Tensor) -> np.ndarray:
         n_records = tabular.shape[0]

@@ -74,3 +74,34 @@ def test_upload_of_a_bad_scan_says_what_is_wrong_and_a_good_one_is_predicted(app
     at.file_uploader(key="upload_csv").set_value(("row.csv", row, "text/csv")).run()
     assert not at.exception and not at.error
     assert set(at.dataframe[0].value["model"]) == {"hyperfusion", "tabular_only"}
+
+
+def test_an_uploaded_subject_is_the_current_subject_of_every_page_and_can_be_forgotten(app_env):
+    at = _open("pages/5_Upload.py")
+    good = sorted((Path(app_env["cohort"]) / "images").glob("*.nii.gz"))[1]
+    at.file_uploader(key="upload_scan").set_value(("mine.nii.gz", good.read_bytes(), "application/gzip"))
+    row = b"AGE,PTGENDER,PTEDUCAT,APOE4,ABETA\n71,Male,12,2,<200\n"
+    at.file_uploader(key="upload_csv").set_value(("row.csv", row, "text/csv")).run()
+    assert not at.exception and not at.error
+    assert "scan" in at.session_state["uploaded"]
+
+    at.switch_page("pages/1_Subject.py").run()
+    assert not at.exception
+    assert at.selectbox(key="_subject_widget").value == "uploaded: mine.nii.gz"
+    assert at.number_input(key="value_AGE").value == 71
+    assert at.session_state["missing_FDG"] is True  # not in the uploaded row
+    table = next(d.value for d in at.dataframe if "P(AD)" in d.value.columns)
+    assert set(table["model"]) == {"hyperfusion", "tabular_only"}
+
+    at.switch_page("pages/2_Attribution.py").run()
+    assert not at.exception and not at.error
+    assert any("Crosshair at x =" in c.value for c in at.caption)
+    assert len(at.get("image")) == 1
+    assert at.session_state["_upload_maps"]  # the upload's map lives in the session, not the global cache
+
+    at.switch_page("pages/5_Upload.py").run()
+    next(b for b in at.button if b.label == "Forget the uploaded subject").click().run()
+    assert not at.exception
+    assert "uploaded" not in at.session_state
+    at.switch_page("pages/1_Subject.py").run()
+    assert at.selectbox(key="_subject_widget").value == app_env["ptids"][0]

@@ -118,3 +118,15 @@ def test_same_weights_with_another_card_are_another_model(setup, tmp_path):
     b = Predictor({"y": other}).models["y"].members[0]
     assert a is not b and a.card["weights_sha256"] == b.card["weights_sha256"]
     assert b.preprocessor.n_fit_rows_ == 10
+
+
+def test_forget_drops_only_that_scans_features(setup):
+    cohort, _, dirs = setup
+    predictor = Predictor({"hyperfusion": dirs["hyperfusion"], "concat": dirs["concat"]})
+    a = open(cohort.table.loc[1, "image_path"], "rb").read()  # an upload arrives as bytes
+    b = cohort.table.loc[2, "image_path"]
+    predictor.predict(a, _record(cohort, 1))
+    predictor.predict(b, _record(cohort, 2))
+    assert predictor.forget(a) == 2  # one entry per image model
+    assert predictor.forget(a) == 0
+    assert len(predictor._features) == 2  # the other scan's features stay
