@@ -185,3 +185,83 @@ with pred_col:
         st.plotly_chart(fig, width="stretch", key="ice")
         st.caption("Each line: one model's prediction as this attribute sweeps the training rows' range, every other "
                    "value as in the form; the dotted line marks the current value.")  # fmt: skip
+
+    if ad:
+        st.subheader("What would change the prediction? (counterfactual)")
+        from hyperfusion.explain import counterfactual, nearest_subject
+
+        cf_cols = st.columns([2, 1, 2])
+        cf_model = cf_cols[0].selectbox("Model", list(ad), key="cf_model")
+        predicted = classes[int(ad[cf_model].value[1].argmax())]
+        others = [c for c in classes if c != predicted]
+        cf_target = cf_cols[1].selectbox(
+            "Make it", others, index=others.index("AD") if "AD" in others else 0, key="cf_target"
+        )
+        editable_names = [f.name for f in FEATURES if f.editable]
+        fixed = cf_cols[2].multiselect(
+            "Keep fixed", editable_names, default=["PTGENDER"], key="cf_fixed",
+            help="attributes the search may not change (sex by default; add age for changes a person could make)",
+        )  # fmt: skip
+        record_key = (ptid, cf_model, cf_target, tuple(fixed), tuple(sorted(map(str, edited.items()))))
+        if st.button(f"Find the smallest change that makes {cf_model} predict {cf_target}"):
+            with st.spinner("Searching over the record (the scan's features are reused) …"):
+                try:
+                    st.session_state["counterfactual"] = (
+                        record_key,
+                        counterfactual(
+                            predictor, cf_model, scan, edited, cf_target, immutable=fixed,
+                            cohort=None if subject.uploaded else cohort,
+                        ),
+                    )  # fmt: skip
+                except HyperFusionError as exc:
+                    st.error(str(exc))
+        stored = st.session_state.get("counterfactual")
+        if stored and stored[0] == record_key:
+            cf = stored[1]
+            (st.success if cf.found else st.warning)(cf.message)
+            if cf.changes:
+                units = {f.name: f.unit for f in FEATURES}
+                st.dataframe(
+                    pd.DataFrame(
+                        [{"attribute": n, "now": a, "counterfactual": b, "unit": units[n]}
+                         for n, (a, b) in cf.changes.items()]
+                    ),
+                    hide_index=True, key="cf_changes",
+                )  # fmt: skip
+
+                def _apply(changes=cf.changes) -> None:
+                    for n, (_, b) in changes.items():
+                        f = next(f for f in FEATURES if f.name == n)
+                        st.session_state[f"missing_{n}"] = False
+                        st.session_state[f"value_{n}"] = (
+                            f.categories[int(b)]
+                            if f.categories
+                            else int(b)
+                            if f.type == "count"
+                            else float(b)
+                        )
+
+                st.button("Put these values in the form", on_click=_apply)
+            st.caption(
+                f"P({cf.target_name}): {cf.original_probabilities[cf.target]:.3f} now → "
+                f"{cf.probabilities[cf.target]:.3f} with the change · {cf.evaluated} records tried, within the "
+                "training rows' range of each attribute. A counterfactual describes the model, not the patient."
+            )
+        # The nearest real subject of the other class: a real record to compare with (same sex, similar age)
+        nearest = nearest_subject(cohort, edited, cf_target, exclude=[ptid])
+        if nearest is None:
+            st.caption(f"No {cf_target} subject of this sex in the cohort to compare with.")
+        else:
+            gap = nearest["age_difference"]
+            st.markdown(
+                f"Nearest real **{cf_target}** subject: **{nearest['PTID']}** (record distance "
+                f"{nearest['distance']:.2f} SD" + (f", {gap:+.1f} years" if gap is not None else "") + ")"
+            )
+            diff = [
+                {"attribute": f.name, "this subject": edited.get(f.name), nearest["PTID"]: nearest["record"].get(f.name)}
+                for f in FEATURES
+            ]  # fmt: skip
+            st.dataframe(pd.DataFrame(diff).astype(str), hide_index=True, key="nearest_record")
+            if st.button(f"Open {nearest['PTID']}"):
+                st.session_state["subject"] = nearest["PTID"]
+                st.rerun()

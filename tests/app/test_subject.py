@@ -63,3 +63,32 @@ def test_ice_curves_for_every_model_with_the_current_value_marked(app_env):
     ages = list(x)
     assert len(ages) == 32 and 40 < min(ages) < max(ages) < 110  # the training rows' support, not 5-110
     assert any(s.get("type") == "line" for s in ice["layout"].get("shapes", []))  # the current value
+
+
+def test_counterfactual_found_applied_to_the_form_moves_the_prediction_and_nearest_subject_opens(app_env):
+    at = AppTest.from_file(str(HOME), default_timeout=120).run()
+    at.switch_page("pages/1_Subject.py").run()
+    at.selectbox(key="_subject_widget").select(app_env["ptids"][0]).run()
+    at.selectbox(key="cf_model").select("tabular_only").run()
+    target = at.selectbox(key="cf_target").value
+    table = next(d.value for d in at.dataframe if "P(AD)" in d.value.columns).set_index("model")
+    assert table.loc["tabular_only", "predicted"] != target  # the target is another class
+    next(b for b in at.button if b.label.startswith("Find the smallest change")).click().run()
+    assert not at.exception
+    cf = at.session_state["counterfactual"][1]
+    assert cf.found, cf.message
+    assert "PTGENDER" not in cf.changes  # kept fixed by default
+    changes = next(d.value for d in at.dataframe if "counterfactual" in d.value.columns)
+    assert set(changes["attribute"]) == set(cf.changes)
+    next(b for b in at.button if b.label == "Put these values in the form").click().run()
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "P(AD)" in d.value.columns).set_index("model")
+    assert table.loc["tabular_only", "predicted"] == target  # the form now holds the counterfactual record
+    assert any("edited · recorded" in c.value for c in at.caption)
+
+    nearest = next(m.value for m in at.markdown if m.value.startswith("Nearest real"))
+    other = nearest.split("**")[3]
+    assert other in app_env["ptids"] and other != app_env["ptids"][0]
+    next(b for b in at.button if b.label == f"Open {other}").click().run()
+    assert at.session_state["subject"] == other
+    assert at.selectbox(key="_subject_widget").value == other
