@@ -1,5 +1,6 @@
 """HyperFusion dashboard: the first page (what is loaded, what is missing, where to go)."""
 
+import json
 import time
 
 _START = time.perf_counter()
@@ -59,4 +60,22 @@ with right:
 
 st.page_link("pages/1_Subject.py", label="Subject and what-if →")
 st.page_link("pages/3_Cohort.py", label="Cohort table →")
+
+with st.expander("Open a shared scenario (JSON file from “Share this scenario”)"):
+    shared = st.file_uploader("Scenario JSON", type=["json"], key="scenario_json")
+    if shared is not None:
+        import share
+
+        try:
+            scenario = json.loads(shared.getvalue().decode("utf-8"))
+            if not isinstance(scenario, dict) or not all(isinstance(v, str) for v in scenario.values()):
+                raise ValueError("expected one JSON object of text values, as the dashboard writes it")
+        except (ValueError, UnicodeDecodeError) as exc:
+            st.error(f"{shared.name}: not a scenario file ({exc}). Download one with “Scenario (JSON)”.")
+        else:
+            for problem in share.apply_scenario(cohort, scenario):
+                st.warning(problem)
+            st.page_link("pages/1_Subject.py", label=f"Open {scenario.get('subject', 'the subject')} →")
 st.caption(f"Page ready in {time.perf_counter() - _START:.2f} s.")
+
+db.page_footer()

@@ -228,6 +228,9 @@ def page_setup(title: str) -> None:
     try:
         c = cohort()
         synthetic = c.is_synthetic
+        import share  # (a sibling module that imports this one)
+
+        share.apply_link_once(c)
     except (HyperFusionError, OSError):
         pass
     models, _ = discover_models(s["models"])
@@ -239,6 +242,8 @@ def page_setup(title: str) -> None:
         st.warning(f"**{RESEARCH_NOTICE}**", icon="⚠️")
     if uploaded:
         st.caption(f"Uploaded subject in this session: {uploaded['name']} (kept in memory only).")
+    for problem in st.session_state.pop("link_problems", []):
+        st.warning(f"Shared link: {problem}")
     with st.sidebar:
         st.markdown("### Settings")
         with st.form("settings_form"):
@@ -303,6 +308,18 @@ def cohort_subject(c: Cohort, ptid: str, with_scan: bool = True) -> Subject:
         truth if isinstance(truth, str) else None,
         row=row,
     )
+
+
+def page_footer() -> None:
+    """Call last on every page: keeps the address bar equal to the scenario and offers its downloads."""
+    import share
+
+    try:
+        c = cohort()
+    except (HyperFusionError, OSError):
+        return
+    models, _ = discover_models(settings()["models"])
+    share.share_panel(c, c.is_synthetic or any(m.synthetic for m in models))
 
 
 def _subject_chosen() -> None:

@@ -1,10 +1,9 @@
 """Subject and what-if: the record as a form, every model's prediction live as values change."""
 
-import math
-
 import dashboard as db
 import pandas as pd
 import plotly.graph_objects as go
+import share
 import streamlit as st
 
 from hyperfusion.data.schema import FEATURES
@@ -28,20 +27,16 @@ else:
 
 def _reset() -> None:
     """Put the form back to the recorded values (also on a change of subject)."""
-    for f in FEATURES:
-        value = recorded[f.name]
-        st.session_state[f"missing_{f.name}"] = value is None
-        if f.categories:
-            st.session_state[f"value_{f.name}"] = value or f.categories[0]
-        else:
-            number = db.as_float(str(value).lstrip("<>")) if value is not None else math.nan
-            lo, hi = f.plausible_range
-            default = number if math.isfinite(number) else (lo + hi) / 2
-            st.session_state[f"value_{f.name}"] = int(default) if f.type == "count" else float(default)
+    st.session_state.update(share.form_values(recorded))
     st.session_state["form_subject"] = ptid
 
 
-if st.session_state.get("form_subject") != ptid or f"value_{FEATURES[0].name}" not in st.session_state:
+link = st.session_state.get("form_from_link")
+if link and link["PTID"] == ptid:  # a shared link's edits fill the form once
+    st.session_state.update(share.form_values(link["record"]))
+    st.session_state["form_subject"] = ptid
+    del st.session_state["form_from_link"]
+elif st.session_state.get("form_subject") != ptid or f"value_{FEATURES[0].name}" not in st.session_state:
     _reset()
 
 form_col, pred_col = st.columns([2, 3], gap="large")
@@ -76,6 +71,9 @@ with form_col:
             value_col.caption(f"edited · recorded: {raw if raw is not None else 'missing'}")
 
 st.session_state["edited_record"] = {"PTID": ptid, "record": edited}
+share.report_part(
+    "record", [{"attribute": n, "recorded": recorded[n], "edited": edited[n]} for n in recorded]
+)
 
 with pred_col:
     st.subheader("Predictions")
@@ -135,6 +133,7 @@ with pred_col:
                 }
             )
         st.dataframe(pd.DataFrame(table), hide_index=True, key="ad_predictions")
+        share.report_part("predictions", table)
     if ages:
         table = [
             {
@@ -147,6 +146,7 @@ with pred_col:
             for n, p in ages.items()
         ]
         st.dataframe(pd.DataFrame(table), hide_index=True, key="age_predictions")
+        share.report_part("brain_age", table)
     st.caption(
         "Δ: change from the prediction for the recorded values. Spread: standard deviation across the "
         "ensemble's members (0 for a single model)."
@@ -265,3 +265,5 @@ with pred_col:
             if st.button(f"Open {nearest['PTID']}"):
                 st.session_state["subject"] = nearest["PTID"]
                 st.rerun()
+
+db.page_footer()

@@ -70,3 +70,5 @@ event = st.dataframe(
 if event.selection.rows:
     st.session_state["subject"] = view["PTID"].iloc[event.selection.rows[0]]
     st.switch_page("pages/1_Subject.py")
+
+db.page_footer()

@@ -30,3 +30,5 @@ for m in models:
                 f"Weights sha256: `{card.get('weights_sha256', '')[:16]}…`"
             )
             st.json(card, expanded=False)
+
+db.page_footer()

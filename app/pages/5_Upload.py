@@ -127,3 +127,5 @@ elif scan_bytes is None and not problems:
             st.rerun()
     else:
         st.info("Upload a scan and give a record to see every model's prediction.")
+
+db.page_footer()

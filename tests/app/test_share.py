@@ -1,0 +1,92 @@
+"""The scenario as a link (query parameters), a JSON file and an HTML report."""
+
+import json
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+HOME = Path(__file__).resolve().parents[2] / "app" / "Home.py"
+
+
+def _subject_page(query: dict | None = None) -> AppTest:
+    """Open the dashboard (with a link's query parameters) and go to the subject page; the link's warnings
+    are shown on the first page opened, kept in ``at.link_warnings``."""
+    at = AppTest.from_file(str(HOME), default_timeout=60)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    at.run()
+    at.link_warnings = " ".join(w.value for w in at.warning)
+    return at.switch_page("pages/1_Subject.py").run()
+
+
+def test_the_address_bar_follows_the_subject_and_its_edits(app_env):
+    at = _subject_page()
+    ptid = app_env["ptids"][2]
+    at.selectbox(key="_subject_widget").select(ptid).run()
+    assert at.query_params["subject"] == [ptid] or at.query_params["subject"] == ptid
+    assert "APOE4" not in at.query_params  # nothing edited yet
+    at.checkbox(key="missing_APOE4").uncheck().run()
+    at.number_input(key="value_APOE4").set_value(2).run()
+    at.number_input(key="value_AGE").set_value(66.5).run()
+    params = {k: at.query_params[k] for k in at.query_params}
+    params = {k: v[0] if isinstance(v, list) else v for k, v in params.items()}
+    assert params["APOE4"] == "2" and params["AGE"] == "66.5"
+    assert set(params) - {"subject", "APOE4", "AGE"} == set()
+
+
+def test_a_link_opens_the_subject_with_its_edits_and_reports_bad_values(app_env):
+    ptid = app_env["ptids"][3]
+    at = _subject_page({"subject": ptid, "APOE4": "2", "FDG": "missing", "AGE": "300", "colour": "red"})
+    assert not at.exception
+    assert at.selectbox(key="_subject_widget").value == ptid
+    assert at.number_input(key="value_APOE4").value == 2
+    assert at.checkbox(key="missing_FDG").value is True
+    warnings = at.link_warnings
+    assert "AGE" in warnings and "plausible range" in warnings  # age 300 left as recorded, and said so
+    assert "colour" in warnings
+    recorded_age = at.number_input(key="value_AGE").value
+    assert recorded_age != 300
+    # the predictions are for the linked record: the edited caption is shown
+    assert any("edited · recorded" in c.value for c in at.caption)
+
+
+def test_a_link_to_an_unknown_subject_says_so_and_keeps_the_page_working(app_env):
+    at = _subject_page({"subject": "NOPE_1"})
+    assert not at.exception
+    assert "NOPE_1" in at.link_warnings
+    assert at.selectbox(key="_subject_widget").value == app_env["ptids"][0]
+
+
+def test_html_report_holds_the_scenario_tables_figures_and_notices():
+    import sys
+
+    sys.path.insert(0, str(HOME.parent))
+    import share
+
+    png = b"\\x89PNG\\r\\n\\x1a\\nfake"
+    parts = {
+        "predictions": [{"model": "hyperfusion", "P(AD)": 0.71}, {"model": "<script>", "P(AD)": 0.2}],
+        "attribution_png": png,
+    }
+    page = share.html_report({"subject": "SYN_0004", "APOE4": "2"}, parts, synthetic=True)
+    assert "SYN_0004" in page and "hyperfusion" in page and "0.71" in page
+    assert "SYNTHETIC" in page and "Research use only" in page
+    assert "<script>" not in page and "&lt;script&gt;" in page  # values are escaped
+    assert "data:image/png;base64," in page
+
+
+def test_home_page_opens_a_scenario_json_and_rejects_a_bad_one(app_env):
+    at = AppTest.from_file(str(HOME), default_timeout=60).run()
+    ptid = app_env["ptids"][4]
+    scenario = {"subject": ptid, "APOE4": "0", "cohort": str(app_env["cohort"])}
+    at.file_uploader(key="scenario_json").set_value(
+        ("s.json", json.dumps(scenario).encode(), "application/json")
+    ).run()
+    assert not at.exception and len(at.warning) == 1  # the research notice only
+    assert at.session_state["subject"] == ptid
+    at.switch_page("pages/1_Subject.py").run()
+    assert at.number_input(key="value_APOE4").value == 0
+    at.switch_page("Home.py").run()
+    at.file_uploader(key="scenario_json").set_value(("s.json", b"[1, 2", "application/json")).run()
+    assert not at.exception
+    assert any("not a scenario file" in e.value for e in at.error)
