@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -144,10 +145,11 @@ def _train_run(a: argparse.Namespace) -> int:
 
     from hyperfusion.data import load_cohort
     from hyperfusion.data.geometry import ad_box, brain_box
+    from hyperfusion.demo import scans_for
     from hyperfusion.inference.model_files import save_model
     from hyperfusion.training.fold import TrainConfig, train_fold
 
-    cohort = load_cohort(a.data)
+    cohort = load_cohort(a.data if a.model == "tabular_only" else scans_for(a.data))
     geometry = ad_box(a.voxel_size) if a.task == "ad" else brain_box(a.voxel_size)
     devices = int(a.devices) if str(a.devices).isdigit() else a.devices
     config = TrainConfig(
@@ -225,21 +227,24 @@ def _load_run(path: str):
         dirs = sorted(d for d in root.iterdir() if (d / CARD_FILE).is_file()) if root.is_dir() else []
         if not dirs:
             raise HyperFusionError(f"{root}: neither a model directory (card.json) nor a directory of them")
-    return Run(label=root.name, members=[Member(*load_model(d)) for d in dirs])
+    # one fold of an ensemble folder is named with its parent (film/fold0), so the report says what it is
+    label = f"{root.resolve().parent.name}/{root.name}" if re.fullmatch(r"fold\d+", root.name) else root.name
+    return Run(label=label, members=[Member(*load_model(d)) for d in dirs])
 
 
 def _evaluate_run(a: argparse.Namespace) -> int:
     from hyperfusion.data import load_cohort
+    from hyperfusion.demo import scans_for
     from hyperfusion.training.evaluate import write_report
 
-    cohort = load_cohort(a.data)
+    cohort = load_cohort(scans_for(a.data))
     runs = [_load_run(p) for p in a.models]
     labels = [r.label for r in runs]
     # two folders of one name (seed0/hyperfusion, seed1/hyperfusion) stay apart
     for i, run in enumerate(runs):
         if labels.count(run.label) > 1:
             run.label = f"{run.label}#{i}"
-    result = write_report(cohort, runs, a.out, n_boot=a.bootstrap)
+    result = write_report(cohort, runs, a.out, n_boot=a.bootstrap, data_label=a.data)
     if a.faithfulness:
         if not cohort.is_synthetic:
             raise HyperFusionError(
@@ -294,8 +299,9 @@ def _subject_inputs(a: argparse.Namespace):
     scan, record, cohort = a.image, None, None
     if a.data is not None:
         from hyperfusion.data import load_cohort
+        from hyperfusion.demo import scans_for
 
-        cohort = load_cohort(a.data)
+        cohort = load_cohort(scans_for(a.data))
     if a.subject is not None:
         if cohort is None:
             raise DataError("--subject needs --data COHORT_DIR")
@@ -437,14 +443,21 @@ def _import_reference_run(a: argparse.Namespace) -> int:
 # --- demo --------------------------------------------------------------------------------------------------
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "action", choices=["build", "status"], help="build: make what is missing; status: list steps"
-    )
+        "action", choices=["build", "status", "verify"],
+        help="build: make what is missing; status: list steps; verify: re-run every evaluate command of "
+        "RESULTS.md and compare (exit 1 and a diff if they differ)",
+    )  # fmt: skip
     p.add_argument("--workers", type=int, default=1, help="processes for generating the synthetic scans")
     p.add_argument("--verbose", action="store_true", help="progress bars")
 
 
 def _demo_run(a: argparse.Namespace) -> int:
-    from hyperfusion.demo import build
+    from hyperfusion.demo import build, verify
+
+    if a.action == "verify":
+        same, diff = verify()
+        print("RESULTS.md reproduced exactly" if same else diff)
+        return 0 if same else 1
 
     for entry in build(quiet=not a.verbose, workers=a.workers, dry_run=a.action == "status"):
         print(json.dumps(entry))

@@ -10,15 +10,21 @@ build goes on where it stopped, and can run in the background across several sit
 2. the AD models: the four fold models of split seed 0 for hyperfusion, concat, image_only and tabular_only,
    fold 0 for film, daft and attention_gmu; the three brain-age models;
 3. the interaction sweep: hyperfusion, concat and image_only (fold 0) on cohorts generated at λ = 0 and 0.5 (the
-   main cohort is λ = 1); these models are evaluated but not shipped;
-4. ``assets/demo/RESULTS.md`` from ``hyperfusion evaluate``'s reports, and ``assets/demo/build.json`` with the
-   configuration and the CPU time of every step.
+   main cohort is λ = 1); their tables and models ship under ``assets/demo/sweep/`` (outside ``models/``, so the
+   dashboard does not list models of other cohorts);
+4. ``assets/demo/RESULTS.md`` from the ``hyperfusion evaluate`` commands of :func:`evaluate_commands` (run
+   through the CLI itself, so anyone can re-run them; ``hyperfusion demo verify`` does and compares), and
+   ``assets/demo/build.json`` with the configuration and the time of every step.
+
+A shipped table (``cohort.csv`` + ``cohort.json`` of a synthetic cohort, no ``images/``) can be given anywhere a
+cohort is expected: :func:`scans_for` regenerates its scans into the cache on first use.
 
 Everything here is synthetic and says so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -44,6 +50,9 @@ DEMO = {
     "ad_voxel_size": 2.0,
     "brain_age_voxel_size": 4.0,
     "init_features": 4,
+    # the brain-age network at half the paper's width (16, 32, 64): a 3.7 s training step of 32 whole brains at
+    # 4 mm on this 2-core CPU becomes 1.0 s
+    "brain_age_channels": [8, 16, 32],
     # lr 1e-3 instead of the paper's 1e-4: the CPU demo trains for tens of epochs, not 200-280
     "lr": 1e-3,
     "epochs": 30,
@@ -70,18 +79,41 @@ def _synth_config(spec: dict):
     return SynthConfig(**spec)
 
 
+def cache_name(config) -> str:
+    """The cache folder of a synthetic cohort's scans."""
+    return f"{config.task}_seed{config.seed}_l{config.interaction_strength:g}"
+
+
+def scans_for(cohort_dir: str | Path, workers: int = 1, progress: bool = False) -> Path:
+    """A cohort directory whose table finds its scans: ``cohort_dir`` itself, or, for a shipped synthetic table
+    (``cohort.json`` with the generator's configuration and no ``images/``), the generated copy in the cache
+    (made on first use; the generator is deterministic, so it is the cohort the table came from)."""
+    from hyperfusion.data.synthetic import ensure_cohort, read_config
+
+    path = Path(cohort_dir)
+    if not path.is_dir() or (path / "images").is_dir():
+        return path
+    config = read_config(path)
+    if config is None:
+        return path
+    return ensure_cohort(
+        work_dir() / "cohorts" / cache_name(config), config, workers=workers, progress=progress
+    )
+
+
 def ensure_demo_cohort(
     task: str = "ad", assets: Path = ASSETS, workers: int = 1, progress: bool = False
 ) -> Path:
     """The demo cohort directory with its scans, generated into the cache on first use from the shipped config."""
-    from hyperfusion.data.synthetic import ensure_cohort, read_config
-
     shipped = assets / "cohorts" / task
-    config = read_config(shipped)
-    if config is None:
-        config = _synth_config(DEMO[f"{task}_cohort"])
-    return ensure_cohort(work_dir() / "cohorts" / f"{task}_seed{config.seed}_l{config.interaction_strength:g}",
-                         config, workers=workers, progress=progress)  # fmt: skip
+    if (shipped / "cohort.json").is_file():
+        return scans_for(shipped, workers=workers, progress=progress)
+    from hyperfusion.data.synthetic import ensure_cohort
+
+    config = _synth_config(DEMO[f"{task}_cohort"])
+    return ensure_cohort(
+        work_dir() / "cohorts" / cache_name(config), config, workers=workers, progress=progress
+    )
 
 
 @dataclass
@@ -105,7 +137,12 @@ def _train_step(
             epochs = DEMO["tabular_epochs"] if model == "tabular_only" else DEMO["epochs"]
         else:
             epochs = DEMO["brain_age_epochs"]
-        overrides = {} if model == "tabular_only" else {"init_features": DEMO["init_features"]}
+        if model == "tabular_only":
+            overrides = {}
+        elif task == "ad":
+            overrides = {"init_features": DEMO["init_features"]}
+        else:
+            overrides = {"channels": list(DEMO["brain_age_channels"])}
         config = TrainConfig(
             task=task, model=model, fold=fold, split_seed=DEMO["split_seed"], epochs=epochs,
             batch_size=DEMO["batch_size"], lr=DEMO["lr"], geometry=geometry.to_dict(), model_overrides=overrides,
@@ -157,48 +194,68 @@ def plan(assets: Path = ASSETS, quiet: bool = True, workers: int = 1) -> list[St
         steps.append(_train_step(label, "brain_age", model, 0, ba, models / label, quiet))
     for lam in DEMO["sweep_lambdas"]:
         spec = {**DEMO["ad_cohort"], "interaction_strength": lam}
-        cohort = cohort_step("ad", spec, None)
+        cohort = cohort_step("ad", spec, assets / "sweep" / "cohorts" / f"lambda{lam:g}")
         for model in DEMO["sweep_models"]:
             label = f"sweep/lambda{lam:g}/{model}"
-            steps.append(_train_step(label, "ad", model, 0, cohort, work_dir() / label, quiet))
+            out = assets / "sweep" / "models" / f"lambda{lam:g}" / model
+            steps.append(_train_step(label, "ad", model, 0, cohort, out, quiet))
     steps.append(Step("RESULTS.md", lambda: (assets / "RESULTS.md").is_file(), lambda: write_results(assets)))
     return steps
 
 
-def _evaluate(cohort_dir: Path, model_dirs: list[Path], out: Path) -> dict:
-    from hyperfusion.cli import _load_run
-    from hyperfusion.data import load_cohort
-    from hyperfusion.training.evaluate import write_report
+def evaluate_commands(assets: Path = ASSETS) -> dict[str, list[str]]:
+    """The ``hyperfusion evaluate`` arguments of every demo report (report name -> argv after ``evaluate``),
+    with paths relative to the repository when the assets are the repository's."""
 
-    runs = [_load_run(str(d)) for d in model_dirs]
-    for run in runs:  # fold0 / fold0 / fold0 would collide: name each run by its architecture
-        run.label = run.architecture
-    return write_report(load_cohort(cohort_dir), runs, out)
+    def rel(path: Path) -> str:  # the commands run from the repository root (see _run_evaluate)
+        try:
+            return str(path.resolve().relative_to(REPO_ROOT))
+        except ValueError:
+            return str(path.resolve())
 
-
-def write_results(assets: Path = ASSETS) -> None:
-    """Evaluate every demo model and the sweep; write assets/demo/RESULTS.md."""
     models = assets / "models"
-    reports = assets / "reports"
-    ad_dirs = [models / "ad" / m for m in DEMO["four_fold_models"]]
-    ad_dirs += [models / "ad" / m / "fold0" for m in DEMO["one_fold_models"]]
-    ad_cohort = ensure_demo_cohort("ad", assets)
-    _evaluate(ad_cohort, ad_dirs, reports / "ad")
-    ba_dirs = [models / "brain_age" / m for m in DEMO["brain_age_models"]]
-    _evaluate(ensure_demo_cohort("brain_age", assets), ba_dirs, reports / "brain_age")
-    sweep_rows = []
+    ad = [models / "ad" / m for m in DEMO["four_fold_models"]]
+    ad += [models / "ad" / m / "fold0" for m in DEMO["one_fold_models"]]
+    commands = {
+        "ad": ["--data", rel(assets / "cohorts" / "ad"), "--models", *map(rel, ad), "--faithfulness", "saliency"],
+        "brain_age": ["--data", rel(assets / "cohorts" / "brain_age"), "--models",
+                      *(rel(models / "brain_age" / m) for m in DEMO["brain_age_models"])],
+    }  # fmt: skip
     for lam in [*DEMO["sweep_lambdas"], 1.0]:
         if lam == 1.0:
-            cohort, dirs = ad_cohort, [models / "ad" / m / "fold0" for m in DEMO["sweep_models"]]
+            cohort, dirs = (
+                assets / "cohorts" / "ad",
+                [models / "ad" / m / "fold0" for m in DEMO["sweep_models"]],
+            )
         else:
-            cohort = work_dir() / "cohorts" / f"ad_seed{DEMO['ad_cohort']['seed']}_l{lam:g}"
-            dirs = [work_dir() / "sweep" / f"lambda{lam:g}" / m for m in DEMO["sweep_models"]]
-        result = _evaluate(cohort, dirs, reports / f"sweep_lambda{lam:g}")
+            cohort = assets / "sweep" / "cohorts" / f"lambda{lam:g}"
+            dirs = [assets / "sweep" / "models" / f"lambda{lam:g}" / m for m in DEMO["sweep_models"]]
+        commands[f"sweep_lambda{lam:g}"] = ["--data", rel(cohort), "--models", *map(rel, dirs)]
+    return commands
+
+
+def _run_evaluate(argv: list[str], out: Path) -> dict:
+    from hyperfusion.cli import main
+
+    out.mkdir(parents=True, exist_ok=True)
+    with contextlib.chdir(REPO_ROOT):
+        code = main(["evaluate", *argv, "--out", str(out.resolve())])
+    if code:
+        raise RuntimeError(f"hyperfusion evaluate {' '.join(argv)} failed ({code})")
+    return json.loads((out / "results.json").read_text())
+
+
+def results_markdown(assets: Path, reports: Path) -> str:
+    """RESULTS.md from the reports under ``reports`` (one folder per entry of :func:`evaluate_commands`)."""
+    commands = evaluate_commands(assets)
+    sweep_rows = []
+    for lam in [*DEMO["sweep_lambdas"], 1.0]:
+        result = json.loads((reports / f"sweep_lambda{lam:g}" / "results.json").read_text())
         for entry in result["runs"].values():
             m = entry["metrics"]
-            arch = entry["architecture"]
             sweep_rows.append(
-                f"| {lam:g} | {arch} | {m['balanced_accuracy']:.3f} | {m['auc']:.3f} | {m['f1']:.3f} |"
+                f"| {lam:g} | {entry['architecture']} | {m['balanced_accuracy']:.3f} | {m['auc']:.3f} | "
+                f"{m['f1']:.3f} |"
             )
     text = [
         "# Demo results (SYNTHETIC data)",
@@ -206,7 +263,9 @@ def write_results(assets: Path = ASSETS) -> None:
         "Every number below is measured on the synthetic cohorts of `hyperfusion demo build`, not on real patients.",
         f"Configuration: `{json.dumps(DEMO)}`",
         "",
-        "## AD classification, test partition (split seed 0); fold ensembles where four folds exist",
+        "## AD classification, test partition (split seed 0)",
+        "",
+        "Rows without `/fold0` are the inverse-entropy-weighted ensembles of the four fold models.",
         "",
         (reports / "ad" / "results.md").read_text(),
         "## Brain age, test partition",
@@ -218,10 +277,40 @@ def write_results(assets: Path = ASSETS) -> None:
         "|---|---|---|---|---|",
         *sweep_rows,
         "",
-        "Reproduce a table: `hyperfusion evaluate --data COHORT --models MODEL_DIRS... --out REPORT` (commands in "
-        "the README).",
+        "## Reproduce",
+        "",
+        "Each table is the output of one command (run from the repository root; `hyperfusion demo verify` runs "
+        "them all and compares with this file):",
+        "",
+        "```",
+        *(f"hyperfusion evaluate {' '.join(argv)} --out reports/{name}" for name, argv in commands.items()),
+        "```",
     ]
-    (assets / "RESULTS.md").write_text("\n".join(text) + "\n")
+    return "\n".join(text) + "\n"
+
+
+def write_results(assets: Path = ASSETS) -> None:
+    """Evaluate every demo model and the sweep (through the CLI); write the reports and assets/demo/RESULTS.md."""
+    reports = assets / "reports"
+    for name, argv in evaluate_commands(assets).items():
+        _run_evaluate(argv, reports / name)
+    (assets / "RESULTS.md").write_text(results_markdown(assets, reports))
+
+
+def verify(assets: Path = ASSETS) -> tuple[bool, str]:
+    """Re-run every evaluate command into a temporary folder; (same as RESULTS.md?, a unified diff if not)."""
+    import difflib
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, argv in evaluate_commands(assets).items():
+            _run_evaluate(argv, Path(tmp) / name)
+        fresh = results_markdown(assets, Path(tmp))
+    shipped = (assets / "RESULTS.md").read_text()
+    diff = "".join(
+        difflib.unified_diff(shipped.splitlines(True), fresh.splitlines(True), "RESULTS.md", "fresh")
+    )
+    return fresh == shipped, diff
 
 
 def build(assets: Path = ASSETS, quiet: bool = True, workers: int = 1, dry_run: bool = False) -> list[dict]:

@@ -250,8 +250,12 @@ def markdown_table(result: dict, task: str) -> str:
 
 
 def write_report(cohort: Cohort, runs: Sequence[Run], out_dir: str | Path, *, n_boot: int = 500,
-                 cache: VolumeCache | None = None) -> dict:  # fmt: skip
-    """Score every run on the test partition and write results.json, results.md and PNG figures."""
+                 cache: VolumeCache | None = None, data_label: str | Path | None = None) -> dict:  # fmt: skip
+    """Score every run on the test partition and write results.json, results.md and PNG figures.
+
+    ``data_label``: the cohort as the user named it (default its path); results.md shows it, and results.json's
+    ``data.path`` is its absolute form (a shipped table whose scans were regenerated elsewhere keeps its name).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     test = score_runs(cohort, runs, cache=cache)
@@ -260,13 +264,18 @@ def write_report(cohort: Cohort, runs: Sequence[Run], out_dir: str | Path, *, n_
         raise DataError("all models of one report must solve the same task")
     result = summarise(cohort, runs, test, n_boot=n_boot)
     result["task"] = task
-    result["data"] = {"path": str(cohort.path), "source": cohort.source, "synthetic": cohort.is_synthetic}
+    label = str(data_label if data_label is not None else cohort.path)
+    result["data"] = {
+        "path": str(Path(label).resolve()),
+        "source": cohort.source,
+        "synthetic": cohort.is_synthetic,
+    }
     result["test_ptids"] = cohort.table["PTID"].iloc[test].tolist()
     result["predictions"] = {r.label: np.asarray(r.predictions).round(6).tolist() for r in runs}
     (out_dir / "results.json").write_text(json.dumps(result, indent=1, default=float))
     banner = "**Synthetic data.** " if cohort.is_synthetic else ""
     (out_dir / "results.md").write_text(
-        f"{banner}Test partition of `{cohort.path}`.\n\n" + markdown_table(result, task)
+        f"{banner}Test partition of `{label}`.\n\n" + markdown_table(result, task)
     )
     _figures(cohort, runs, test, result, out_dir)
     return result

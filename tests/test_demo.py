@@ -1,0 +1,100 @@
+"""`hyperfusion demo build | status | verify` at a tiny size: every step, resuming, and RESULTS.md reproduced."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hyperfusion import demo
+from hyperfusion.cli import main
+
+TINY = {
+    **demo.DEMO,
+    "ad_cohort": {"task": "ad", "n": 40, "seed": 3, "voxel_size": 4.0, "interaction_strength": 1.0},
+    "brain_age_cohort": {"task": "brain_age", "n": 16, "seed": 4, "voxel_size": 4.0, "whole_brain": True,
+                         "interaction_strength": 1.0},  # fmt: skip
+    "ad_voxel_size": 4.0,
+    "init_features": 2,
+    "epochs": 1,
+    "tabular_epochs": 2,
+    "pretrain_epochs": 1,
+    "brain_age_epochs": 1,
+    "four_fold_models": ["tabular_only"],
+    "one_fold_models": ["image_only"],
+    "brain_age_models": ["image_only"],
+    "sweep_lambdas": [0.0],
+    "sweep_models": ["image_only"],
+}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(demo, "DEMO", TINY)
+    mp.setenv("HYPERFUSION_CACHE", str(root / "cache"))
+    assets = root / "assets"
+    log = demo.build(assets)
+    yield assets, log
+    mp.undo()
+
+
+def test_build_makes_every_step_and_ships_tables_not_scans(built):
+    assets, log = built
+    assert [e["status"] for e in log] == ["built"] * len(log)
+    names = [e["step"] for e in log]
+    assert names[-1] == "RESULTS.md"
+    assert sum(n.startswith("train ad/tabular_only/fold") for n in names) == 4
+    for d in ("cohorts/ad", "cohorts/brain_age", "sweep/cohorts/lambda0"):
+        assert {p.name for p in (assets / d).iterdir()} == {"cohort.csv", "cohort.json"}
+    assert (assets / "sweep/models/lambda0/image_only/model.safetensors").is_file()
+    assert not (assets / "models" / "sweep").exists()  # the dashboard lists assets/models only
+    text = (assets / "RESULTS.md").read_text()
+    assert "SYNTHETIC" in text and "image_only/fold0" in text and "| 0 | image_only |" in text
+    assert "Attribution faithfulness (saliency" in text
+    timing = json.loads((assets / "build.json").read_text())["steps"]
+    assert set(timing) == set(names) and all(v["wall_s"] >= 0 for v in timing.values())
+
+
+def test_an_interrupted_build_redoes_only_what_is_missing(built, monkeypatch):
+    assets, _ = built
+    monkeypatch.setattr(demo, "DEMO", TINY)
+    card = assets / "models/ad/image_only/fold0/card.json"
+    card.rename(card.with_suffix(".bak"))  # as if the build stopped before this model was saved
+    results = assets / "RESULTS.md"
+    kept = results.read_text()
+    results.unlink()
+    status = {e["step"]: e["status"] for e in demo.build(assets, dry_run=True)}
+    assert {k for k, v in status.items() if v == "to do"} == {"train ad/image_only/fold0", "RESULTS.md"}
+    log = demo.build(assets)
+    assert [e["step"] for e in log if e["status"] == "built"] == ["train ad/image_only/fold0", "RESULTS.md"]
+    assert card.is_file()
+    assert results.read_text().count("|") == kept.count("|")  # the same tables again
+
+
+def test_verify_reruns_the_evaluate_commands_and_catches_a_changed_number(built, monkeypatch, capsys):
+    assets, _ = built
+    monkeypatch.setattr(demo, "DEMO", TINY)
+    same, diff = demo.verify(assets)
+    assert same, diff
+    results = assets / "RESULTS.md"
+    text = results.read_text()
+    line = next(ln for ln in text.splitlines() if ln.startswith("| tabular_only |"))
+    results.write_text(text.replace(line, line.replace("|", "| 0.999 |", 2).replace("| 0.999 |", "|", 1)))
+    same, diff = demo.verify(assets)
+    assert not same and "0.999" in diff
+    results.write_text(text)
+
+
+def test_evaluate_accepts_a_shipped_table_and_names_single_folds(built, monkeypatch, tmp_path, capsys):
+    assets, _ = built
+    monkeypatch.setattr(demo, "DEMO", TINY)
+    out = tmp_path / "report"
+    code = main(["evaluate", "--data", str(assets / "cohorts/ad"), "--models",
+                 str(assets / "models/ad/image_only/fold0"), "--out", str(out), "--bootstrap", "20"])  # fmt: skip
+    assert code == 0
+    result = json.loads((out / "results.json").read_text())
+    assert list(result["runs"]) == ["image_only/fold0"]
+    assert result["data"]["path"] == str((assets / "cohorts/ad").resolve())
+    assert f"Test partition of `{assets / 'cohorts/ad'}`" in (out / "results.md").read_text()
+    assert Path(demo.scans_for(assets / "cohorts/ad"), "images").is_dir()  # regenerated into the cache
