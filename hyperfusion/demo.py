@@ -65,6 +65,7 @@ DEMO = {
     "brain_age_models": ["hyperfusion", "image_only", "concat"],
     "sweep_lambdas": [0.0, 0.5],
     "sweep_models": ["hyperfusion", "concat", "image_only"],
+    "bootstrap": 500,  # resamples for the reports' 95 % intervals
 }
 
 
@@ -231,7 +232,7 @@ def evaluate_commands(assets: Path = ASSETS) -> dict[str, list[str]]:
             cohort = assets / "sweep" / "cohorts" / f"lambda{lam:g}"
             dirs = [assets / "sweep" / "models" / f"lambda{lam:g}" / m for m in DEMO["sweep_models"]]
         commands[f"sweep_lambda{lam:g}"] = ["--data", rel(cohort), "--models", *map(rel, dirs)]
-    return commands
+    return {name: [*argv, "--bootstrap", str(DEMO["bootstrap"])] for name, argv in commands.items()}
 
 
 def _run_evaluate(argv: list[str], out: Path) -> dict:
