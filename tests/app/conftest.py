@@ -3,6 +3,7 @@ variables, so no test needs the demo build."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -44,3 +45,25 @@ def app_env(tiny_setup, monkeypatch) -> dict:
     monkeypatch.setenv("HYPERFUSION_COHORT", str(tiny_setup["cohort"]))
     monkeypatch.setenv("HYPERFUSION_MODELS", str(tiny_setup["models"]))
     return tiny_setup
+
+
+@pytest.fixture(scope="session")
+def image_only_model(tiny_setup, tmp_path_factory) -> Path:
+    """An image-only network on the same geometry, a second image model to compare with (kept out of
+    ``tiny_setup`` so the other pages' tests see the models they expect)."""
+    root = tmp_path_factory.mktemp("dashboard_more_models")
+    cohort = load_cohort(tiny_setup["cohort"])
+    g = ad_box(4.0)
+    pre = TabularPreprocessor().fit(cohort.table)
+    card = {"geometry": g.to_dict(), "tabular": {"preprocessing": pre.to_dict()}, "data": {"synthetic": True}}
+    torch.manual_seed(11)
+    net = build_model("image_only", "ad", init_features=4, input_shape=list(g.input_shape))
+    save_model(net.eval(), card, root / "image_only")
+    return root / "image_only"  # a model directory as a root: the model is named after it
+
+
+@pytest.fixture
+def app_env_two_image_models(app_env, image_only_model, monkeypatch) -> dict:
+    """``app_env`` with the image-only model as a second model root."""
+    monkeypatch.setenv("HYPERFUSION_MODELS", os.pathsep.join([str(app_env["models"]), str(image_only_model)]))
+    return {**app_env, "image_only": image_only_model}
