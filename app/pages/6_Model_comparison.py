@@ -1,37 +1,280 @@
-"""Model comparison: the evaluation reports (hyperfusion evaluate's results.json) side by side."""
+"""Model comparison: one evaluation report (hyperfusion evaluate's results.json) at a time, joined with the cohort
+it was measured on: the paper's table, confusion matrices, ROC and calibration curves, subgroups, the subjects
+fusion and the unimodal models disagree on, and (synthetic data) attribution faithfulness."""
 
-import json
 from pathlib import Path
 
 import dashboard as db
-import pandas as pd
+import numpy as np
+import plotly.graph_objects as go
+import reports as rp
 import streamlit as st
+
+from hyperfusion.data.schema import CLASS_NAMES
+from hyperfusion.errors import HyperFusionError
+from hyperfusion.training import metrics as M
+
+
+def confusion_figure(label: str, cm: np.ndarray) -> go.Figure:
+    """A confusion matrix coloured by the share of each true class (so rare classes stay readable)."""
+    share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    text = [[f"{cm[i, j]}<br>({share[i, j]:.0%})" for j in range(cm.shape[1])] for i in range(cm.shape[0])]
+    fig = go.Figure(
+        go.Heatmap(
+            z=share, x=list(CLASS_NAMES), y=list(CLASS_NAMES), text=text, texttemplate="%{text}",
+            colorscale="Blues", zmin=0, zmax=1, showscale=False,
+            hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
+        )
+    )  # fmt: skip
+    fig.update_layout(
+        title=label, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        xaxis={"title": "predicted", "side": "bottom"}, yaxis={"title": "true", "autorange": "reversed"},
+    )  # fmt: skip
+    return fig
+
+
+def curve_figures(
+    positive: np.ndarray, scores: dict[str, np.ndarray], cls: str
+) -> tuple[go.Figure, go.Figure]:
+    """One-vs-rest ROC and reliability curves of each model's P(cls): one trace per model."""
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    roc, calibration = go.Figure(), go.Figure()
+    for label, p in scores.items():
+        fpr, tpr, _ = roc_curve(positive, p)
+        roc.add_scatter(
+            x=fpr, y=tpr, mode="lines", name=f"{label} (AUC {roc_auc_score(positive, p):.2f})",
+            hovertemplate="FPR %{x:.2f}, TPR %{y:.2f}<extra>" + label + "</extra>",
+        )  # fmt: skip
+        observed, predicted = calibration_curve(positive, p, n_bins=10, strategy="uniform")
+        # the ECE of the pair (rest, cls) is this class's one-vs-rest ECE (up to ties at the bin edges)
+        ece = M.expected_calibration_error(positive.astype(int), np.column_stack([1 - p, p]))
+        calibration.add_scatter(
+            x=predicted, y=observed, mode="lines+markers", name=f"{label} (ECE {ece:.2f})",
+            hovertemplate="predicted %{x:.2f}, observed %{y:.2f}<extra>" + label + "</extra>",
+        )  # fmt: skip
+    for fig, x_title, y_title in (
+        (roc, "false positive rate (1 − specificity)", "true positive rate (sensitivity)"),
+        (calibration, f"mean predicted P({cls})", f"observed share of {cls}"),
+    ):
+        fig.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line={"dash": "dot", "color": "grey"})
+        fig.update_layout(
+            height=420, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"y": -0.25, "orientation": "h"},
+            xaxis={"title": x_title, "range": [0, 1]}, yaxis={"title": y_title, "range": [0, 1.02]},
+        )  # fmt: skip
+    roc.update_layout(title=f"ROC: {cls} vs the other classes")
+    calibration.update_layout(title=f"Reliability: is P({cls}) the observed rate?")
+    return roc, calibration
+
 
 db.page_setup("Model comparison")
 st.title("Model comparison")
 
-reports = Path(db.settings()["assets"]) / "reports"
-found = sorted(reports.glob("*/results.json")) if reports.is_dir() else []
+assets = db.settings()["assets"]
+found, problems = rp.find_reports(assets)
+for p in problems:
+    st.info(p)
 if not found:
-    st.info(f"No evaluation report yet in {reports} (the demo build writes them when it finishes; or run "
-            "`hyperfusion evaluate --data COHORT --models MODEL_DIRS... --out REPORT_DIR`).")  # fmt: skip
+    st.info(f"No evaluation report yet in {Path(assets) / 'reports'} (the demo build writes them when it "
+            "finishes; or run `hyperfusion evaluate --data COHORT --models MODEL_DIRS... --out REPORT_DIR`).")  # fmt: skip
     st.stop()
-for path in found:
-    result = json.loads(path.read_text())
-    st.subheader(
-        f"{path.parent.name} · task {result.get('task')} · {result.get('test_subjects', '?')} test subjects"
+
+by_name = {r.name: r for r in found}
+name = st.selectbox(
+    "Report", list(by_name), format_func=lambda n: by_name[n].title(), key="comparison_report"
+)
+report = by_name[name]
+if report.synthetic:
+    st.warning(
+        "**SYNTHETIC data**: every number on this page was measured on generated subjects, not patients."
     )
-    if result.get("data", {}).get("synthetic"):
-        st.caption("Measured on SYNTHETIC data.")
-    rows = []
-    for label, entry in result.get("runs", {}).items():
-        row = {"model": label, "members": entry.get("members")}
-        for key, value in entry.get("metrics", {}).items():
-            ci = entry.get("ci95", {}).get(key)
-            row[key] = f"{value:.3f} [{ci['ci95'][0]:.3f}, {ci['ci95'][1]:.3f}]" if ci else round(value, 3)
-        rows.append(row)
-    st.dataframe(pd.DataFrame(rows), hide_index=True)
-    pictures = [p for p in ("confusion.png", "roc.png", "calibration.png", "predicted_vs_age.png")
-                if (path.parent / p).is_file()]  # fmt: skip
-    for col, name in zip(st.columns(max(len(pictures), 1)), pictures):
-        col.image(str(path.parent / name), caption=name.removesuffix(".png"))
+st.caption(f"`{report.path}` · measured on `{report.cohort_path or 'an unnamed cohort'}` · test partition of "
+           f"{report.result.get('test_subjects', len(report.test_ptids))} subjects.")  # fmt: skip
+
+cohort, note = rp.report_cohort(report, assets)
+predictions = report.predictions()
+frame = rp.subject_frame(report, cohort) if cohort is not None and report.test_ptids else None
+if note and cohort is None:
+    st.info(f"{note} The curves, subgroups and per-subject tables need its table (truth, sex, age); shown "
+            "below is what the report holds by itself.")  # fmt: skip
+elif note:
+    st.caption(note)
+if frame is not None and not predictions:
+    st.info("This report has no per-subject predictions (written by an older `hyperfusion evaluate`): run it "
+            "again for the curves, subgroups and disagreements.")  # fmt: skip
+    frame = None
+
+ad = report.task == "ad"
+models = list(report.runs)
+chosen = models
+if ad:
+    chosen = st.multiselect("Models shown in the confusion matrices and curves", models, default=models,
+                            key="comparison_models")  # fmt: skip
+tab_names = ["Summary", *(["Confusion", "ROC and calibration"] if ad else []), "Subgroups"]
+tab_names += ["Disagreements"] if ad else []
+tab_names += ["Faithfulness"] if report.synthetic and ad else []
+tabs = dict(zip(tab_names, st.tabs(tab_names)))
+
+# --- the paper's table ---------------------------------------------------------------------------------------
+with tabs["Summary"]:
+    table = rp.metrics_table(report)
+    st.dataframe(
+        table,
+        hide_index=True,
+        column_config=rp.column_labels(table.columns, "value [95 % bootstrap interval]"),
+        key="paper_table",
+    )
+    st.caption("Each cell: the value on the test partition, and [low, high] its 95 % percentile bootstrap interval "
+               "over subjects where the report computed one. Hover a column header for its meaning.")  # fmt: skip
+    groups = rp.groups_table(report)
+    if len(groups) and (groups["runs"] > 1).any():
+        st.markdown("**Mean ± SD over repeated runs** (split seeds × initialisations) per architecture")
+        st.dataframe(
+            groups,
+            hide_index=True,
+            column_config=rp.column_labels(groups.columns, "mean ± SD over the runs"),
+            key="groups_table",
+        )
+    significance = rp.significance_table(report)
+    if len(significance):
+        st.markdown("**Is HyperFusion better?** One-sided Mann–Whitney U test over the repeated runs")
+        st.dataframe(significance, hide_index=True, column_config=rp.column_labels(significance.columns, "one-sided p-value"),
+                     key="significance_table")  # fmt: skip
+        st.caption("p-values per metric (for MAE: HyperFusion's error lower). With few runs per group even a "
+                   "complete separation cannot reach a small p: see 'smallest possible p'.")  # fmt: skip
+    if not ad:
+        st.page_link(
+            "pages/7_Brain_age.py", label="Predicted against chronological age, and the sex what-if →"
+        )
+
+# --- confusion matrices ------------------------------------------------------------------------------------
+if ad:
+    with tabs["Confusion"]:
+        cells = []
+        for label in chosen:
+            cm = report.runs[label].get("confusion")
+            if cm is None and frame is not None and label in predictions:
+                cm = M.confusion(frame["y"].to_numpy(), predictions[label]).tolist()
+            if cm is not None:
+                cells.append((label, np.asarray(cm, dtype=int)))
+        if not cells:
+            st.info("No confusion matrix for the chosen models in this report.")
+        per_row = 3
+        for start in range(0, len(cells), per_row):
+            for col, (label, cm) in zip(st.columns(per_row), cells[start : start + per_row]):
+                col.plotly_chart(confusion_figure(label, cm), width="stretch", key=f"confusion_{label}")
+        st.caption("Rows: the true diagnosis; columns: the model's prediction. Each cell: subjects (share of the "
+                   "row, i.e. the recall on the diagonal).")  # fmt: skip
+
+# --- ROC and calibration -----------------------------------------------------------------------------------
+if ad:
+    with tabs["ROC and calibration"]:
+        if frame is None:
+            st.info("The curves need each test subject's truth: the report's cohort table is not available.")
+        else:
+            cls = st.selectbox("Class (one vs rest)", list(CLASS_NAMES), index=len(CLASS_NAMES) - 1,
+                               key="comparison_class")  # fmt: skip
+            c = CLASS_NAMES.index(cls)
+            positive = frame["y"].to_numpy() == c
+            shown = [m for m in chosen if m in predictions]
+            if positive.all() or not positive.any():
+                st.info(
+                    f"The test partition has {'only' if positive.all() else 'no'} {cls} subjects: no curve."
+                )
+            else:
+                roc, calibration = curve_figures(positive, {m: predictions[m][:, c] for m in shown}, cls)
+                left, right = st.columns(2)
+                left.plotly_chart(roc, width="stretch", key="roc")
+                right.plotly_chart(calibration, width="stretch", key="calibration")
+                st.caption(f"{int(positive.sum())} {cls} and {int((~positive).sum())} other test subjects. Dotted: "
+                           "chance (ROC) and perfect calibration (reliability: subjects binned by predicted "
+                           "probability in tenths; points above the line = the model under-estimates).")  # fmt: skip
+
+# --- subgroups ---------------------------------------------------------------------------------------------
+with tabs["Subgroups"]:
+    if frame is None:
+        st.info(
+            "Subgroup results need each test subject's sex and age: the report's cohort table is not available."
+        )
+        if not ad and report.runs:
+            st.dataframe(
+                rp.metrics_table(report).filter(regex="^(model|mae_female|mae_male)$"), hide_index=True
+            )
+    else:
+        metric = "balanced accuracy" if ad else "MAE (years)"
+        st.markdown(f"**{metric}** of every model within each group; *subjects*: test subjects in the group.")
+        st.dataframe(rp.subgroup_table(report, frame, "sex"), hide_index=True, key="by_sex")
+        st.dataframe(rp.subgroup_table(report, frame, "age band"), hide_index=True, key="by_age_band")
+        st.caption(f"Groups of fewer than {rp.FEW_SUBJECTS} subjects are flagged: one or two subjects move their "
+                   "value a lot. Age bands in years at the baseline visit.")  # fmt: skip
+
+# --- disagreements -----------------------------------------------------------------------------------------
+if ad:
+    with tabs["Disagreements"]:
+        fusions = [m for m in predictions if report.architecture(m) not in rp.UNIMODAL]
+        unimodal = [m for m in predictions if report.architecture(m) in rp.UNIMODAL]
+        if not fusions or not unimodal:
+            st.info("This needs per-subject predictions of a fusion model and of at least one unimodal model "
+                    "(image_only, tabular_only) in the report.")  # fmt: skip
+        else:
+            hyper = [m for m in fusions if report.architecture(m) == "hyperfusion"]
+            left, right = st.columns(2)
+            fusion = left.selectbox("Fusion model", fusions, index=fusions.index(hyper[0]) if hyper else 0,
+                                    key="disagree_fusion")  # fmt: skip
+            default = [next(m for m in unimodal if report.architecture(m) == a) for a in rp.UNIMODAL
+                       if any(report.architecture(m) == a for m in unimodal)]  # fmt: skip
+            others = right.multiselect("Unimodal models", unimodal, default=default, key="disagree_others")
+            if others:
+                table = rp.disagreements(report, fusion, others, frame)
+                st.markdown(f"**{len(table)} of {len(report.test_ptids)} test subjects** on whom {fusion} predicts "
+                            f"another class than {' or '.join(others)}.")  # fmt: skip
+                if "correct" in table.columns:
+                    helps = table["correct"].str.split(", ").apply(lambda right: fusion in right)
+                    show = st.radio(
+                        "Show", ["all of them", f"{fusion} right", f"{fusion} wrong"], horizontal=True,
+                        key="disagree_filter", help="right: predicts the true diagnosis",
+                    )  # fmt: skip
+                    if show != "all of them":
+                        table = table[helps if show.endswith("right") else ~helps].reset_index(drop=True)
+                event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="single-row",
+                                     key="disagreement_table")  # fmt: skip
+                st.caption("P(truth): the model's probability of the true diagnosis. Click a row to open the "
+                           "subject (record, what-if and attribution).")  # fmt: skip
+                if event.selection.rows:
+                    ptid = table["PTID"].iloc[event.selection.rows[0]]
+                    try:
+                        current = db.cohort().path
+                    except (HyperFusionError, OSError):
+                        current = None
+                    if cohort is not None and current is not None and rp.same_cohort(current, cohort.path):
+                        st.session_state["subject"] = ptid
+                        st.switch_page("pages/1_Subject.py")
+                    elif cohort is None:
+                        st.info(f"{ptid} cannot be opened: the report's cohort is not on this machine.")
+                    else:
+                        st.info(f"The dashboard shows the cohort `{current}`, not the report's (`{cohort.path}`), "
+                                f"so {ptid} is not in it.")  # fmt: skip
+                        if st.button(f"Switch the dashboard to the report's cohort and open {ptid}",
+                                     key="open_in_report_cohort"):  # fmt: skip
+                            st.session_state["settings"] = {**db.settings(), "cohort": str(cohort.path)}
+                            st.session_state["subject"] = ptid
+                            st.switch_page("pages/1_Subject.py")
+
+# --- faithfulness (synthetic) ------------------------------------------------------------------------------
+if "Faithfulness" in tabs:
+    with tabs["Faithfulness"]:
+        entry = report.result.get("faithfulness")
+        if not entry:
+            st.info("This report has no attribution-faithfulness scores. Add them (synthetic cohorts only: they "
+                    "record where the disease was planted) by evaluating again with `--faithfulness`:")  # fmt: skip
+            st.code(f"hyperfusion evaluate --data {report.cohort_path or 'COHORT'} --models MODEL_DIRS... "
+                    f"--out {report.path.parent} --faithfulness saliency", language="bash", wrap_lines=True)  # fmt: skip
+        else:
+            st.markdown(f"Do the **{entry.get('method')}** maps point at the atrophy planted in the synthetic scans? "
+                        f"Scored on {len(entry.get('subjects', []))} AD test subjects per image model: enrichment "
+                        "above 1 and AUROC above 0.5 mean the map finds the planted regions better than chance.")  # fmt: skip
+            table = rp.faithfulness_table(report)
+            config = {k: st.column_config.NumberColumn(k.replace("_", " "), help=h)
+                      for k, h in rp.FAITHFULNESS_HELP.items()}  # fmt: skip
+            st.dataframe(table, hide_index=True, column_config=config, key="faithfulness_table")

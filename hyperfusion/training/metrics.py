@@ -3,12 +3,13 @@
 Classification: balanced accuracy (BA), macro precision, macro F1, macro one-vs-rest AUC, per-class recall,
 confusion matrix, one-vs-rest expected calibration error and Brier score. Regression (brain age): MAE, Pearson
 r, R², and the usual linear age-bias correction. Bootstrap confidence intervals and the one-sided Mann–Whitney
-U test between repeated runs. Built on scikit-learn and SciPy.
+U test between repeated runs. Any of them within subgroups (sex, age band). Built on scikit-learn and SciPy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 from scipy import stats
@@ -142,3 +143,53 @@ def inverse_entropy_ensemble(member_proba: np.ndarray, eps: float = 1e-12) -> np
     weights = 1.0 / (entropy + eps)
     weights /= weights.sum(axis=0, keepdims=True)
     return (weights[..., None] * p).sum(axis=0)
+
+
+#: Age-band edges (years) of the subgroup tables: <65, 65–75, 75–85, ≥85.
+AGE_BAND_EDGES = (65.0, 75.0, 85.0)
+
+
+def age_bands(age: np.ndarray, edges: Sequence[float] = AGE_BAND_EDGES) -> np.ndarray:
+    """Each age's band label ("<65", "65–75", …, "≥85"; "unknown" where the age is missing), object (N,).
+
+    A band holds its lower edge: 65.0 is in "65–75".
+    """
+    age = np.asarray(age, dtype=float)
+    names = band_names(edges)
+    index = np.searchsorted(np.asarray(edges, dtype=float), age, side="right")
+    return np.array([names[i] if np.isfinite(a) else "unknown" for i, a in zip(index, age)], dtype=object)
+
+
+def band_names(edges: Sequence[float] = AGE_BAND_EDGES) -> list[str]:
+    """The labels :func:`age_bands` gives, youngest first."""
+    e = [f"{x:g}" for x in edges]
+    return [f"<{e[0]}", *(f"{a}–{b}" for a, b in zip(e, e[1:])), f"≥{e[-1]}"]
+
+
+def metrics_by_group(
+    groups: Sequence[Hashable],
+    metric: Callable[..., dict[str, float]],
+    *arrays: np.ndarray,
+    order: Sequence[Hashable] | None = None,
+) -> dict[Hashable, dict[str, float]]:
+    """``metric(*arrays)`` within each group of subjects, with the group's size as "n".
+
+    Args:
+        groups: each subject's group (e.g. sex, or :func:`age_bands`), length N.
+        metric: e.g. :func:`classification_metrics` or :func:`regression_metrics`.
+        arrays: the metric's arguments, each with N rows.
+        order: the groups to report, in this order (default: as they first appear); empty groups are left out.
+    """
+    groups = np.asarray(groups, dtype=object)
+    keys = list(dict.fromkeys(groups.tolist())) if order is None else list(order)
+    out: dict[Hashable, dict[str, float]] = {}
+    for key in keys:
+        mask = groups == key
+        if not mask.any():
+            continue
+        with warnings.catch_warnings():
+            # a small group often lacks a class the predictions name: scikit-learn warns, the value stands
+            warnings.simplefilter("ignore", UserWarning)
+            values = metric(*(np.asarray(a)[mask] for a in arrays))
+        out[key] = {"n": int(mask.sum()), **values}
+    return out

@@ -75,3 +75,26 @@ def test_inverse_entropy_ensemble_trusts_confident_member():
     assert mix[0, 0] > 0.7  # plain averaging would give 0.58
     same = m.inverse_entropy_ensemble(np.concatenate([unsure, unsure]))
     np.testing.assert_allclose(same, unsure[0])
+
+
+def test_age_bands_hold_their_lower_edge_and_mark_missing_ages():
+    bands = m.age_bands(np.array([50.0, 64.9, 65.0, 74.99, 75.0, 85.0, 97.0, np.nan]))
+    assert bands.tolist() == ["<65", "<65", "65–75", "65–75", "75–85", "≥85", "≥85", "unknown"]
+    assert m.band_names() == ["<65", "65–75", "75–85", "≥85"]
+    assert m.band_names((40, 60)) == ["<40", "40–60", "≥60"]
+
+
+def test_metrics_by_group_matches_the_metric_on_each_subset():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 60)
+    proba = rng.dirichlet(np.ones(3), 60)
+    sex = np.where(rng.random(60) < 0.4, "Female", "Male")
+    out = m.metrics_by_group(sex, m.classification_metrics, y, proba, order=["Female", "Male", "unknown"])
+    assert list(out) == ["Female", "Male"]  # an empty group is left out
+    assert out["Female"]["n"] + out["Male"]["n"] == 60
+    female = m.classification_metrics(y[sex == "Female"], proba[sex == "Female"])
+    assert out["Female"]["balanced_accuracy"] == pytest.approx(female["balanced_accuracy"])
+    age = rng.uniform(50, 90, 60)
+    by_band = m.metrics_by_group(m.age_bands(age), m.regression_metrics, age, age + 2.0)
+    assert all(v["mae"] == pytest.approx(2.0) for v in by_band.values())
+    assert sum(v["n"] for v in by_band.values()) == 60

@@ -1,0 +1,244 @@
+"""Brain age: predicted against chronological age, the brain-age gap by sex, and one subject's sex what-if.
+
+The page works on a brain-age cohort even while the dashboard's main cohort is the AD one: the dashboard's cohort
+when it was made for brain age, else the brain-age demo cohort; the models are those of task brain_age.
+"""
+
+import math
+
+import dashboard as db
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import reports as rp
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from hyperfusion.errors import HyperFusionError
+from hyperfusion.training import metrics as M
+
+SEX_COLOURS = {"Female": "#d6604d", "Male": "#4393c3", "unknown": "#999999"}
+OTHER_SEX = {"Female": "Male", "Male": "Female"}
+
+db.page_setup("Brain age")
+st.title("Brain age")
+st.markdown(
+    "The **brain age** is the age a model reads from the T1 scan; the **gap** (predicted − chronological age) is "
+    "positive when the brain looks older than its years. The paper's brain-age HyperFusion lets the subject's "
+    "**sex** generate the weights of the network's last layers."
+)
+
+s = db.settings()
+cohort, cohort_source = rp.brain_age_cohort(s)
+models = rp.task_models(s["models"], "brain_age")
+found, _ = rp.find_reports(s["assets"], task="brain_age")
+BUILD_HINT = (
+    "Build the demo's brain-age cohort, models and report with `hyperfusion demo build`, or train your own with "
+    "`hyperfusion train --task brain_age --model hyperfusion --data COHORT --out MODEL_DIR` and add MODEL_DIR in "
+    "the sidebar's settings."
+)
+if (cohort is None or not models) and not found:
+    what = "no brain-age cohort" if cohort is None else "no brain-age model"
+    st.info(f"Nothing to show yet: {what} ({cohort_source if cohort is None else 'none among ' + s['models']}). "
+            + BUILD_HINT)  # fmt: skip
+    st.stop()
+if cohort is not None:
+    synthetic = " · **SYNTHETIC** subjects" if cohort.is_synthetic else ""
+    st.caption(f"Cohort: {cohort_source}, `{cohort.path}` · {len(cohort)} subjects{synthetic} · brain-age models: "
+               f"{', '.join(m.name for m in models) or 'none'}")  # fmt: skip
+if not models:
+    st.info(
+        "No brain-age model among the model directories: only the evaluation report is shown. " + BUILD_HINT
+    )
+
+
+# --- predicted against chronological age ---------------------------------------------------------------------
+def _bias_corrected_from_cards(frame: pd.DataFrame, predictor) -> dict[str, dict | None]:
+    """Bias-corrected metrics with the linear age-bias correction each model's card carries (fitted on its
+    validation subjects), as hyperfusion evaluate does."""
+    out: dict[str, dict | None] = {}
+    for model, g in frame.groupby("model", sort=False):
+        bias = predictor.models[model].members[0].card.get("metrics", {}).get("age_bias")
+        if bias:
+            age = g["AGE"].to_numpy()
+            corrected = M.correct_age_bias(age, g["predicted"].to_numpy(), bias["slope"], bias["intercept"])
+            out[model] = M.regression_metrics(age, corrected)
+    return out
+
+
+def scatter_figure(frame: pd.DataFrame) -> go.Figure:
+    """One panel per model: predicted against chronological age, coloured by sex, with the identity line."""
+    names = list(dict.fromkeys(frame["model"]))
+    per_row = min(len(names), 3)
+    rows = math.ceil(len(names) / per_row)
+    titles = []
+    for name in names:
+        g = frame[frame["model"] == name]
+        m = M.regression_metrics(g["AGE"].to_numpy(), g["predicted"].to_numpy())
+        titles.append(f"{name} · MAE {m['mae']:.1f} y · r {m['r']:.2f}")
+    fig = make_subplots(rows=rows, cols=per_row, subplot_titles=titles, shared_yaxes=True, shared_xaxes=True,
+                        horizontal_spacing=0.04, vertical_spacing=0.12)  # fmt: skip
+    values = np.concatenate([frame["AGE"].to_numpy(), frame["predicted"].to_numpy()])
+    lo, hi = float(np.nanmin(values)) - 2, float(np.nanmax(values)) + 2
+    for i, name in enumerate(names):
+        r, c = i // per_row + 1, i % per_row + 1
+        g = frame[frame["model"] == name]
+        for sex, part in g.groupby("sex", sort=True):
+            fig.add_scatter(
+                x=part["AGE"], y=part["predicted"], mode="markers", name=sex, legendgroup=sex, showlegend=i == 0,
+                marker={"color": SEX_COLOURS.get(sex), "size": 7, "opacity": 0.8}, customdata=part[["PTID", "gap"]],
+                hovertemplate="%{customdata[0]}: age %{x:.1f}, predicted %{y:.1f} (gap %{customdata[1]:+.1f})"
+                "<extra>" + name + "</extra>", row=r, col=c,
+            )  # fmt: skip
+        fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="predicted = chronological", legendgroup="id",
+                        showlegend=i == 0, line={"dash": "dot", "color": "grey"}, hoverinfo="skip", row=r, col=c)  # fmt: skip
+        fig.update_xaxes(title_text="chronological age (years)", range=[lo, hi], row=r, col=c)
+    fig.update_yaxes(title_text="predicted age (years)", range=[lo, hi], col=1)
+    fig.update_layout(height=380 * rows, margin={"l": 10, "r": 10, "t": 50, "b": 10},
+                      legend={"orientation": "h", "y": -0.18})  # fmt: skip
+    return fig
+
+
+def gap_figure(frame: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    for sex, part in frame.groupby("sex", sort=True):
+        fig.add_box(x=part["model"], y=part["gap"], name=sex, marker_color=SEX_COLOURS.get(sex), boxmean=True,
+                    boxpoints="all", jitter=0.4, pointpos=0, customdata=part["PTID"],
+                    hovertemplate="%{customdata}: gap %{y:+.1f} years<extra>" + sex + "</extra>")  # fmt: skip
+    fig.add_hline(y=0, line_dash="dot", line_color="grey")
+    fig.update_layout(boxmode="group", height=380, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      yaxis={"title": "brain-age gap: predicted − chronological (years)"},
+                      legend={"orientation": "h", "y": 1.1})  # fmt: skip
+    return fig
+
+
+st.subheader("Predicted versus chronological age")
+sources = [f"evaluation report '{r.name}' (held-out test subjects)" for r in found]
+if cohort is not None and models:
+    sources.append("compute now on this cohort's first subjects")
+source = st.radio("Predictions from", sources, key="brain_age_source", horizontal=True)
+frame: pd.DataFrame | None = None
+corrected: dict[str, dict | None] = {}
+if source.startswith("evaluation report"):
+    report = found[sources.index(source)]
+    if report.synthetic:
+        st.caption(f"Report `{report.path}`, measured on SYNTHETIC data.")
+    report_cohort, note = rp.report_cohort(report, s["assets"])
+    predictions = report.predictions()
+    if report_cohort is None or not predictions:
+        why = note if report_cohort is None else "it holds no per-subject predictions (an older report)"
+        st.info(
+            f"This report cannot be plotted: {why}. Compute the predictions instead (the other source above)."
+        )
+    else:
+        if note:
+            st.caption(note)
+        frame = rp.age_frame(rp.subject_frame(report, report_cohort), predictions)
+        corrected = {label: entry.get("bias_corrected") for label, entry in report.runs.items()}
+        st.caption(f"The report's test partition: {len(report.test_ptids)} subjects no model was trained or "
+                   "validated on.")  # fmt: skip
+else:
+    store = st.session_state.setdefault("brain_age_computed", {})
+    key = (str(cohort.path), tuple((m.name, m.path) for m in models))
+    n = st.number_input("Subjects to predict (the cohort's first N)", 1, len(cohort), min(20, len(cohort)),
+                        key="brain_age_n", help="about 0.1 s per subject and model once the scan is read")  # fmt: skip
+    if st.button(f"Predict the first {n} subjects with {len(models)} model(s)", key="brain_age_predict"):
+        predictor = db.predictor_for(key[1])
+        subjects = cohort.table.head(int(n))
+        bar = st.progress(0.0, text="predicting …")
+        rows, skipped = [], []
+        for i, (_, row) in enumerate(subjects.iterrows()):
+            scan = db.scan_path(cohort, row["PTID"])
+            if scan is None:
+                skipped.append(row["PTID"])
+            else:
+                preds = predictor.predict(scan, db.recorded_values(row), models=[m.name for m in models])
+                rows.append({"PTID": row["PTID"], **{k: float(p.value[0]) for k, p in preds.items()}})
+            bar.progress((i + 1) / len(subjects), text=f"predicted {i + 1} of {len(subjects)}")
+        store[key] = {"rows": rows, "skipped": skipped}
+    if key in store:
+        done = pd.DataFrame(store[key]["rows"])
+        if store[key]["skipped"]:
+            st.info(f"No scan for {len(store[key]['skipped'])} subject(s), left out: "
+                    f"{', '.join(store[key]['skipped'][:10])}")  # fmt: skip
+        if len(done):
+            table = cohort.table.set_index("PTID").loc[done["PTID"]]
+            subjects = pd.DataFrame({"PTID": done["PTID"], "AGE": table["AGE"].to_numpy(float),
+                                     "sex": rp.sex_names(table["PTGENDER"]).to_numpy()})  # fmt: skip
+            frame = rp.age_frame(subjects, {m.name: done[m.name].to_numpy() for m in models})
+            corrected = _bias_corrected_from_cards(frame, db.predictor_for(key[1]))
+            st.caption(f"The cohort's first {len(done)} subjects. Some of them may have been in the models' "
+                       "training data, so these errors can be optimistic; `hyperfusion evaluate` scores the "
+                       "held-out test partition.")  # fmt: skip
+
+if frame is not None and len(frame):
+    st.plotly_chart(scatter_figure(frame), width="stretch", key="brain_age_scatter")
+    metrics = rp.age_metrics(frame, corrected)
+    st.dataframe(metrics, hide_index=True, key="brain_age_metrics")
+    st.caption("Points on the dotted line: predicted = chronological age. MAE: mean absolute error; r: Pearson "
+               "correlation; mean gap: the average over-estimate. Bias-corrected: after the linear correction of "
+               "the models' pull towards the mean age, fitted on their validation subjects (Smith et al. 2019).")  # fmt: skip
+    st.subheader("Brain-age gap by sex")
+    st.plotly_chart(gap_figure(frame), width="stretch", key="brain_age_gap")
+    st.caption("Boxes: median and quartiles, dashed: mean; each point is one subject. A model fair to both sexes "
+               "has both boxes centred at the same height.")  # fmt: skip
+
+# --- one subject: the sex what-if ----------------------------------------------------------------------------
+st.subheader("One subject: what if the sex were the other one?")
+if cohort is None or not models:
+    st.info("This needs a brain-age cohort and brain-age models. " + BUILD_HINT)
+    st.stop()
+ptids = cohort.table["PTID"].tolist()
+if st.session_state.get("brain_age_subject") not in ptids:
+    shared = st.session_state.get("subject")  # the dashboard's subject, when it is in this cohort
+    st.session_state["brain_age_subject"] = shared if shared in ptids else ptids[0]
+ptid = st.selectbox("Subject", ptids, key="brain_age_subject")
+row = cohort.table.loc[cohort.table["PTID"] == ptid].iloc[0]
+recorded = db.recorded_values(row)
+sex = recorded.get("PTGENDER")
+first = sex if sex in OTHER_SEX else "Female"
+second = OTHER_SEX[first]
+age = float(row["AGE"])
+dx = row.get("DX")
+st.caption(f"Chronological age **{age:.1f}** · recorded sex **{sex or 'not recorded'}**"
+           + (f" · diagnosis {dx}" if isinstance(dx, str) else ""))  # fmt: skip
+scan = db.scan_path(cohort, ptid)
+if scan is None:
+    st.info(f"No scan for {ptid}: brain-age models read the scan.")
+    st.stop()
+predictor = db.predictor_for(tuple((m.name, m.path) for m in models))
+try:
+    preds = predictor.predict(scan, [{**recorded, "PTGENDER": first}, {**recorded, "PTGENDER": second}])
+except HyperFusionError as exc:
+    st.error(str(exc))
+    st.stop()
+label_first = f"as {first}" + (" (recorded)" if sex else "")
+table = pd.DataFrame(
+    [
+        {
+            "model": name,
+            label_first: round(float(p.value[0]), 1),
+            f"as {second}": round(float(p.value[1]), 1),
+            f"difference ({second} − {first}), years": round(float(p.value[1] - p.value[0]), 2),
+            "gap, recorded sex": round(float(p.value[0]) - age, 1) if sex else None,
+        }
+        for name, p in preds.items()
+    ]
+)
+fig = go.Figure()
+names = list(preds)
+for name in names:
+    fig.add_scatter(x=[preds[name].value[0], preds[name].value[1]], y=[name, name], mode="lines",
+                    line={"color": "lightgrey", "width": 6}, showlegend=False, hoverinfo="skip")  # fmt: skip
+for i, which in enumerate((first, second)):
+    fig.add_scatter(x=[float(preds[n].value[i]) for n in names], y=names, mode="markers", name=f"as {which}",
+                    marker={"color": SEX_COLOURS[which], "size": 14, "symbol": "circle" if i == 0 else "diamond"},
+                    hovertemplate="%{y}: %{x:.1f} years<extra>as " + which + "</extra>")  # fmt: skip
+fig.add_vline(x=age, line_dash="dot", annotation_text=f"chronological {age:.1f}")
+fig.update_layout(height=140 + 60 * len(names), margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                  xaxis={"title": "predicted brain age (years)"}, yaxis={"autorange": "reversed"},
+                  legend={"orientation": "h", "y": 1.25})  # fmt: skip
+st.plotly_chart(fig, width="stretch", key="sex_whatif")
+st.dataframe(table, hide_index=True, key="sex_whatif_table")
+st.caption("A model that does not read sex (image_only) gives the same age both ways. The difference is what "
+              "the model attributes to sex alone for this scan.")  # fmt: skip
