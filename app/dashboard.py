@@ -85,11 +85,18 @@ def _info(name: str, path: Path, members: list[Path]) -> ModelInfo:
     )
 
 
+def _one_architecture(dirs: list[Path]) -> bool:
+    """Whether model directories can be one ensemble (folds of one architecture and task), rather than a
+    folder of different models (assets/demo/models/brain_age holds hyperfusion, image_only and concat)."""
+    kinds = {(c["architecture"]["task"], c["architecture"]["name"]) for c in map(_card, dirs)}
+    return len(kinds) == 1
+
+
 def discover_models(roots: str) -> tuple[list[ModelInfo], list[str]]:
     """Models and ensembles under the roots (``os.pathsep``-separated); returns (models, problems).
 
-    A directory with ``card.json`` is a model; one whose sub-directories all hold cards is an ensemble of them;
-    any other directory is searched (three levels deep). Models are named by their path under the root.
+    A directory with ``card.json`` is a model; one whose sub-directories all hold cards of one architecture is
+    an ensemble of them; any other directory is searched (three levels deep). Models are named by their path under the root.
     """
     found: list[ModelInfo] = []
     problems: list[str] = []
@@ -101,7 +108,7 @@ def discover_models(roots: str) -> tuple[list[ModelInfo], list[str]]:
                 return
             children = sorted(d for d in path.iterdir() if d.is_dir())
             members = [d for d in children if (d / "card.json").is_file()]
-            if members and len(members) == len(children):
+            if members and len(members) == len(children) and _one_architecture(members):
                 found.append(_info(name or path.name, path, members))
             elif depth < 3:
                 for d in children:
@@ -231,6 +238,7 @@ def page_setup(title: str) -> None:
         import share  # (a sibling module that imports this one)
 
         share.apply_link_once(c)
+        share.restore_choices()
     except (HyperFusionError, OSError):
         pass
     models, _ = discover_models(s["models"])

@@ -391,29 +391,9 @@ def brain_age_cohort(settings: dict) -> tuple[Cohort | None, str]:
 
 
 def task_models(roots: str, task: str) -> list[db.ModelInfo]:
-    """The models of ``task`` under the model roots.
-
-    dashboard.discover_models takes a folder whose sub-folders all hold cards for one ensemble; the demo's
-    ``models/brain_age/{hyperfusion,image_only,concat}`` is such a folder, but of three different models, so a
-    "ensemble" of several architectures is taken apart here into its models.
-    """
+    """The models of ``task`` under the model roots."""
     models, _ = db.discover_models(roots)
-    out = []
-    for m in models:
-        cards = [json.loads(Path(c).read_text()) for c in m.cards]
-        if len({c["architecture"]["name"] for c in cards}) == 1:
-            out.append(m)
-            continue
-        for path, card in zip(m.cards, cards):
-            folder = Path(path).parent
-            out.append(
-                db.ModelInfo(
-                    name=f"{m.name}/{folder.name}", path=str(folder), task=card["architecture"]["task"],
-                    architecture=card["architecture"]["name"], members=1,
-                    synthetic=bool(card.get("data", {}).get("synthetic", False)), cards=(path,),
-                )
-            )  # fmt: skip
-    return [m for m in out if m.task == task]
+    return [m for m in models if m.task == task]
 
 
 def age_frame(subjects: pd.DataFrame, predictions: dict[str, np.ndarray]) -> pd.DataFrame:

@@ -32,6 +32,7 @@ from hyperfusion.errors import HyperFusionError
 
 ATTRIBUTION_KEYS = ("model", "model_b", "mode", "method", "target", "baseline")  # widget keys attr_<key>
 MISSING = "missing"
+ATTR_LAST = "_attr_last"  # the attribution choices last seen, kept across pages
 
 
 def _text(value) -> str:
@@ -57,11 +58,22 @@ def current_scenario(c: Cohort) -> dict[str, str]:
         if edited and edited.get("PTID") == subject:
             row = c.table.loc[c.table["PTID"] == subject].iloc[0]
             out.update(edits_of(db.recorded_values(row), edited["record"]))
+    last = st.session_state.setdefault(ATTR_LAST, {})
     for key in ATTRIBUTION_KEYS:
         value = st.session_state.get(f"attr_{key}")
         if value is not None:
-            out[key] = str(value)
+            last[key] = str(value)
+        if key in last:
+            out[key] = last[key]
     return out
+
+
+def restore_choices() -> None:
+    """Re-seed the attribution page's choices (Streamlit drops a widget's state on pages that do not show it);
+    call before any widget is drawn."""
+    for key, value in st.session_state.get(ATTR_LAST, {}).items():
+        if f"attr_{key}" not in st.session_state:
+            st.session_state[f"attr_{key}"] = value
 
 
 def apply_scenario(c: Cohort, scenario: dict[str, str]) -> list[str]:
@@ -95,9 +107,11 @@ def apply_scenario(c: Cohort, scenario: dict[str, str]) -> list[str]:
                 record[name] = value
             st.session_state["edited_record"] = {"PTID": ptid, "record": record}
             st.session_state["form_from_link"] = {"PTID": ptid, "record": record}
-    pending = {k: scenario[k] for k in ATTRIBUTION_KEYS if k in scenario}
-    if pending:
-        st.session_state["attr_from_link"] = pending
+    # the attribution page checks each choice against what it offers (attribution_views.keep_choice)
+    last = st.session_state.setdefault(ATTR_LAST, {})
+    for key in ATTRIBUTION_KEYS:
+        if key in scenario:
+            st.session_state[f"attr_{key}"] = last[key] = scenario[key]
     return problems
 
 
@@ -127,13 +141,6 @@ def form_values(record: dict) -> dict:
             default = min(max(number, lo), hi) if math.isfinite(number) else (lo + hi) / 2
             state[f"value_{f.name}"] = int(default) if f.type == "count" else float(default)
     return state
-
-
-def pick(options: list[str], key: str, default: int = 0) -> int:
-    """The index of the link's choice for the attribution widget ``attr_<key>`` (consumed once), else default."""
-    pending = st.session_state.get("attr_from_link") or {}
-    value = pending.pop(key, None)
-    return options.index(value) if value in options else default
 
 
 # --- export --------------------------------------------------------------------------------------------------

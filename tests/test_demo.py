@@ -11,8 +11,14 @@ from hyperfusion.cli import main
 TINY = {
     **demo.DEMO,
     "ad_cohort": {"task": "ad", "n": 32, "seed": 3, "voxel_size": 4.0, "interaction_strength": 1.0},
-    "brain_age_cohort": {"task": "brain_age", "n": 12, "seed": 4, "voxel_size": 4.0, "whole_brain": True,
-                         "interaction_strength": 1.0},  # fmt: skip
+    "brain_age_cohort": {
+        "task": "brain_age",
+        "n": 12,
+        "seed": 4,
+        "voxel_size": 4.0,
+        "whole_brain": True,
+        "interaction_strength": 1.0,
+    },  # fmt: skip
     "ad_voxel_size": 4.0,
     "init_features": 2,
     "epochs": 1,

@@ -4,6 +4,7 @@ models side by side, or one model under the recorded and the edited record, with
 import attribution_views as av
 import dashboard as db
 import numpy as np
+import share
 import streamlit as st
 import viewer
 
@@ -199,6 +200,7 @@ png = viewer.render_rows(volume, layers, cursor, radiological=radiological, opac
 
 with view:
     picture.image(png, width="stretch")
+    share.report_part("attribution_png", png)
     mm = volume.mm_of(cursor)
     at_cursor = "".join(
         f" · {'difference' if m.difference else m.model} {d[cursor]:.3g}" for m, d in zip(maps, drawn)
@@ -288,3 +290,5 @@ with view:
             if len(tables) > 1:
                 st.markdown(f"**{m.title}**")
             st.dataframe(t, hide_index=True)
+
+db.page_footer()

@@ -278,3 +278,5 @@ if "Faithfulness" in tabs:
             config = {k: st.column_config.NumberColumn(k.replace("_", " "), help=h)
                       for k, h in rp.FAITHFULNESS_HELP.items()}  # fmt: skip
             st.dataframe(table, hide_index=True, column_config=config, key="faithfulness_table")
+
+db.page_footer()

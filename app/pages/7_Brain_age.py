@@ -242,3 +242,5 @@ st.plotly_chart(fig, width="stretch", key="sex_whatif")
 st.dataframe(table, hide_index=True, key="sex_whatif_table")
 st.caption("A model that does not read sex (image_only) gives the same age both ways. The difference is what "
               "the model attributes to sex alone for this scan.")  # fmt: skip
+
+db.page_footer()

@@ -90,3 +90,22 @@ def test_home_page_opens_a_scenario_json_and_rejects_a_bad_one(app_env):
     at.file_uploader(key="scenario_json").set_value(("s.json", b"[1, 2", "application/json")).run()
     assert not at.exception
     assert any("not a scenario file" in e.value for e in at.error)
+
+
+def test_a_link_restores_the_attribution_choices_and_the_address_keeps_them_on_other_pages(app_env):
+    ptid = app_env["ptids"][1]
+    at = AppTest.from_file(str(HOME), default_timeout=120)
+    for k, v in {"subject": ptid, "method": "integrated_gradients", "target": "CN", "model": "nope"}.items():
+        at.query_params[k] = v
+    at.run()
+    at.switch_page("pages/2_Attribution.py").run()
+    assert not at.exception
+    assert at.selectbox(key="attr_method").value == "integrated_gradients"
+    assert at.radio(key="attr_target").value == "CN"
+    assert at.selectbox(key="attr_model").value == "hyperfusion"  # "nope" is not offered: the first model
+    at.switch_page("pages/1_Subject.py").run()
+    at.switch_page("pages/2_Attribution.py").run()  # widget state is dropped between pages: re-seeded
+    assert at.selectbox(key="attr_method").value == "integrated_gradients"
+    params = {k: at.query_params[k] for k in at.query_params}
+    params = {k: v[0] if isinstance(v, list) else v for k, v in params.items()}
+    assert params["method"] == "integrated_gradients" and params["model"] == "hyperfusion"
