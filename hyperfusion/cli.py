@@ -273,14 +273,9 @@ def _read_record(path: str) -> dict:
         raise DataError(f"{path}: not valid JSON ({exc}); write the record as a JSON object") from None
     if not isinstance(record, dict):
         raise DataError(f'{path}: the record must be a JSON object like {{"AGE": 74, "PTGENDER": "Female"}}')
-    from hyperfusion.data.cohort import parse_record
+    from hyperfusion.data.cohort import parse_record, require_some_value
 
-    parsed = parse_record(record, source=path)
-    if all(value != value for name, value in parsed.items() if not name.endswith("_censored")):
-        raise DataError(
-            f"{path}: every value of the record is missing, so a prediction would rest on imputed values "
-            'only. Give at least AGE and PTGENDER, e.g. {"AGE": 74, "PTGENDER": "Female"}'
-        )
+    require_some_value(parse_record(record, source=path), path, example='{"AGE": 74, "PTGENDER": "Female"}')
     return record
 
 
