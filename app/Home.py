@@ -6,11 +6,13 @@ _START = time.perf_counter()
 
 import dashboard as db  # noqa: E402
 import streamlit as st  # noqa: E402
+from in_memory import keep_uploads_in_memory  # noqa: E402
 from messages import plain  # noqa: E402
 
 from hyperfusion.errors import HyperFusionError  # noqa: E402
 
 db.page_setup("Home")
+keep_uploads_in_memory()  # process-wide: from the first page on, no upload is spooled to a temporary file
 st.title("HyperFusion")
 st.markdown(
     "Brain MRI fused with the patient record: a hypernetwork generates weights of the image network "

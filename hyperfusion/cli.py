@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -503,7 +504,14 @@ def _app_run(a: argparse.Namespace) -> int:
         raise HyperFusionError(
             f"dashboard not found at {home}: run from a source checkout (pip install -e .)"
         )
-    return subprocess.call(_app_command(a, str(home)))
+    command = _app_command(a, str(home))
+    if os.name == "posix":
+        # Become the server: a SIGTERM to `hyperfusion app` (a supervisor, `kill`) then stops Streamlit itself,
+        # where a child process would be left serving without its parent
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(command[0], command)
+    return subprocess.call(command)
 
 
 COMMANDS: list[Command] = [

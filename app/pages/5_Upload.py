@@ -7,6 +7,7 @@ never becomes the session's subject, and nothing of it is written to disk.
 import dashboard as db
 import pandas as pd
 import streamlit as st
+from in_memory import keep_uploads_in_memory
 from messages import plain
 
 from hyperfusion.data.cohort import parse_record, record_from_csv, require_some_value
@@ -15,6 +16,7 @@ from hyperfusion.data.schema import FEATURES
 from hyperfusion.errors import HyperFusionError
 
 db.page_setup("Upload")
+keep_uploads_in_memory()  # before the uploaders: the server would spool a large file to a temporary file
 st.title("Upload a subject")
 st.caption("Nothing uploaded is written to disk: the scan and the record stay in this session's memory.")
 
