@@ -22,7 +22,10 @@ st.caption("Nothing uploaded is written to disk: the scan and the record stay in
 
 scan_file = st.file_uploader("T1 scan registered to MNI152 (.nii or .nii.gz)", key="upload_scan")
 csv_file = st.file_uploader(
-    "Record: one CSV row with ADNIMERGE column names (or use the form)", key="upload_csv"
+    "Record: one CSV row with ADNIMERGE column names (or use the form)",
+    key="upload_csv",
+    help="A header line and one line of values, separated by ',', ';' or tabs (UTF-8 or Windows-1252). Columns "
+    "other than the model's attributes are ignored and listed; a misspelt attribute column is refused.",
 )
 
 
