@@ -7,10 +7,13 @@ _START = time.perf_counter()
 
 import dashboard as db  # noqa: E402
 import streamlit as st  # noqa: E402
+from in_memory import keep_uploads_in_memory  # noqa: E402
+from messages import plain  # noqa: E402
 
 from hyperfusion.errors import HyperFusionError  # noqa: E402
 
 db.page_setup("Home")
+keep_uploads_in_memory()  # process-wide: from the first page on, no upload is spooled to a temporary file
 st.title("HyperFusion")
 st.markdown(
     "Brain MRI fused with the patient record: a hypernetwork generates weights of the image network "
@@ -25,7 +28,10 @@ with left:
     try:
         cohort = db.cohort()
     except (HyperFusionError, OSError) as exc:
-        st.error(f"The cohort could not be read: {exc}. Point the sidebar's settings at a cohort directory.")
+        st.error(plain(f"The cohort could not be read: {exc}"))
+        st.info(
+            "Point the sidebar's settings (Settings → Cohort) at a cohort directory or an ADNIMERGE table."
+        )
         st.stop()
     summary = cohort.summary()
     st.markdown(
@@ -35,6 +41,11 @@ with left:
     st.table({"class": list(summary["class_counts"]), "subjects": list(summary["class_counts"].values())})
     if db.is_demo_cohort(cohort):
         st.caption("The demo scans are generated into the cache the first time a scan is needed (once).")
+    elif summary["subjects_with_scan"] < len(cohort):
+        st.caption(
+            f"{len(cohort) - summary['subjects_with_scan']} of {len(cohort)} subjects have no scan in images/: "
+            "only the tabular models score them (the Cohort page's scan column says which)."
+        )
 with right:
     st.subheader("Models")
     models, problems = db.discover_models(s["models"])

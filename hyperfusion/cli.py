@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -278,14 +279,9 @@ def _read_record(path: str) -> dict:
         raise DataError(f"{path}: not valid JSON ({exc}); write the record as a JSON object") from None
     if not isinstance(record, dict):
         raise DataError(f'{path}: the record must be a JSON object like {{"AGE": 74, "PTGENDER": "Female"}}')
-    from hyperfusion.data.cohort import parse_record
+    from hyperfusion.data.cohort import parse_record, require_some_value
 
-    parsed = parse_record(record, source=path)
-    if all(value != value for name, value in parsed.items() if not name.endswith("_censored")):
-        raise DataError(
-            f"{path}: every value of the record is missing, so a prediction would rest on imputed values "
-            'only. Give at least AGE and PTGENDER, e.g. {"AGE": 74, "PTGENDER": "Female"}'
-        )
+    require_some_value(parse_record(record, source=path), path, example='{"AGE": 74, "PTGENDER": "Female"}')
     return record
 
 
@@ -521,7 +517,14 @@ def _app_run(a: argparse.Namespace) -> int:
         raise HyperFusionError(
             f"dashboard not found at {home}: run from a source checkout (pip install -e .)"
         )
-    return subprocess.call(_app_command(a, str(home)))
+    command = _app_command(a, str(home))
+    if os.name == "posix":
+        # Become the server: a SIGTERM to `hyperfusion app` (a supervisor, `kill`) then stops Streamlit itself,
+        # where a child process would be left serving without its parent
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(command[0], command)
+    return subprocess.call(command)
 
 
 COMMANDS: list[Command] = [

@@ -4,14 +4,23 @@ import dashboard as db
 import numpy as np
 import pandas as pd
 import streamlit as st
+from messages import plain
 
 from hyperfusion.data.schema import FEATURE_NAMES
+from hyperfusion.errors import HyperFusionError
 
 db.page_setup("Cohort")
 st.title("Cohort")
 
-cohort = db.cohort()
+try:
+    cohort = db.cohort()
+except (HyperFusionError, OSError) as exc:
+    st.error(plain(f"The cohort could not be read: {exc}"))
+    st.info("Point the sidebar's settings (Settings → Cohort) at a cohort directory or an ADNIMERGE table.")
+    st.stop()
 table = cohort.table
+# The shipped demo table gets its scans generated on first need; any other cohort's missing scans are missing
+scans_known = not db.is_demo_cohort(cohort)
 filters = st.columns([2, 2, 2, 1, 2, 1])
 search = filters[0].text_input("Search PTID")
 dx = filters[1].multiselect(
@@ -37,6 +46,13 @@ if missing_only:
 view = shown[["PTID", "DX", *FEATURE_NAMES]].copy()
 view["PTGENDER"] = view["PTGENDER"].map({0.0: "Female", 1.0: "Male"})
 view["missing"] = shown[biomarkers].isna().sum(axis=1).to_numpy()
+if scans_known:
+    view["scan"] = np.where(shown["image_path"].notna(), "yes", "missing")
+    lacking = table.loc[table["image_path"].isna(), "PTID"].tolist()
+    if lacking:
+        listed = ", ".join(lacking[:20]) + (f" and {len(lacking) - 20} more" if len(lacking) > 20 else "")
+        st.info(plain(f"{len(lacking)} subject(s) listed in the cohort table have no scan in images/: {listed}. "
+                      "Only the tabular models score them."))  # fmt: skip
 
 # Predictions: computed on request for the shown subjects (each needs its scan's image features once)
 models, _ = db.discover_models(db.settings()["models"])
@@ -47,15 +63,23 @@ if usable and st.button(f"Predict the first {limit} shown subjects with {len(usa
     predictor = db.predictor_for(tuple((m.name, m.path) for m in usable))
     bar = st.progress(0.0, text="scoring …")
     ptids = view["PTID"].head(int(limit)).tolist()
+    failed = []
     for n, ptid in enumerate(ptids):
         row = table.loc[table["PTID"] == ptid].iloc[0]
         scan = db.scan_path(cohort, ptid)
         names = [m.name for m in usable if scan is not None or m.architecture == "tabular_only"]
-        for name, p in predictor.predict(scan, db.recorded_values(row), models=names).items():
+        try:
+            preds = predictor.predict(scan, db.recorded_values(row), models=names)
+        except HyperFusionError as exc:  # e.g. a corrupt scan: the other subjects are still scored
+            failed.append(str(exc))
+            preds = {}
+        for name, p in preds.items():
             scores[(cohort.path.as_posix(), name, ptid)] = (
                 p.class_names[int(p.value[0].argmax())] if p.task == "ad" else round(float(p.value[0]), 1)
             )
         bar.progress((n + 1) / len(ptids), text=f"scored {n + 1} of {len(ptids)}")
+    for message in failed:
+        st.error(plain(f"Not scored: {message}"))
 for m in usable:
     view[m.name] = [scores.get((cohort.path.as_posix(), m.name, p)) for p in view["PTID"]]
 

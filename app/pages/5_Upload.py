@@ -1,23 +1,31 @@
-"""Upload: a NIfTI scan plus a record (form or one CSV row) -> every model's prediction. Kept in memory only."""
+"""Upload: a NIfTI scan plus a record (form or one CSV row) -> every model's prediction. Kept in memory only.
 
-import io
+Whatever is wrong with an upload is shown as a message naming the file and what to do; a refused scan or record
+never becomes the session's subject, and nothing of it is written to disk.
+"""
 
 import dashboard as db
 import pandas as pd
 import streamlit as st
+from in_memory import keep_uploads_in_memory
+from messages import plain
 
-from hyperfusion.data.cohort import parse_record
-from hyperfusion.data.nifti import load_nifti
+from hyperfusion.data.cohort import parse_record, record_from_csv, require_some_value
+from hyperfusion.data.nifti import check_file_name, load_nifti
 from hyperfusion.data.schema import FEATURES
 from hyperfusion.errors import HyperFusionError
 
 db.page_setup("Upload")
+keep_uploads_in_memory()  # before the uploaders: the server would spool a large file to a temporary file
 st.title("Upload a subject")
 st.caption("Nothing uploaded is written to disk: the scan and the record stay in this session's memory.")
 
 scan_file = st.file_uploader("T1 scan registered to MNI152 (.nii or .nii.gz)", key="upload_scan")
 csv_file = st.file_uploader(
-    "Record: one CSV row with ADNIMERGE column names (or use the form)", key="upload_csv"
+    "Record: one CSV row with ADNIMERGE column names (or use the form)",
+    key="upload_csv",
+    help="A header line and one line of values, separated by ',', ';' or tabs (UTF-8 or Windows-1252). Columns "
+    "other than the model's attributes are ignored and listed; a misspelt attribute column is refused.",
 )
 
 
@@ -34,30 +42,33 @@ def forget_upload() -> None:
             db.predictor_for(tuple((m.name, m.path) for m in models)).forget(up["scan"])
 
 
-problems = []
-scan_bytes = None
+scan_note = st.empty()  # what was read from the scan; emptied again if the models refuse the scan
+problems: list[str] = []
+notes: list[str] = []
+scan_bytes: bytes | None = None
 if scan_file is not None:
-    scan_bytes = scan_file.getvalue()
+    data = scan_file.getvalue()
     try:
-        img = load_nifti(scan_bytes, name=scan_file.name)
-        zooms = ", ".join(f"{z:g}" for z in img.header.get_zooms()[:3])
-        st.success(f"{scan_file.name}: {img.shape} voxels of {zooms} mm")
+        # An upload, like a path, must be named .nii / .nii.gz: the name is all that other tools go by
+        check_file_name(scan_file.name, data)
+        img = load_nifti(data, name=scan_file.name)
     except HyperFusionError as exc:
         problems.append(str(exc))
-        scan_bytes = None
+    else:
+        scan_bytes = data
+        zooms = ", ".join(f"{z:g}" for z in img.header.get_zooms()[:3])
+        scan_note.success(plain(f"{scan_file.name}: {img.shape} voxels of {zooms} mm"))
 
-record = None
+record: dict | None = None
 if csv_file is not None:
     try:
-        rows = pd.read_csv(io.BytesIO(csv_file.getvalue()), dtype=str, keep_default_na=False)
-        if len(rows) != 1:
-            raise HyperFusionError(f"{csv_file.name}: expected exactly one row, found {len(rows)}")
-        raw = {k: v for k, v in rows.iloc[0].to_dict().items() if k not in ("RID", "EXAMDATE", "SITE")}
-        record = raw
-        parse_record(raw, source=csv_file.name)
-    except (HyperFusionError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        problems.append(f"{csv_file.name}: {exc}" if not isinstance(exc, HyperFusionError) else str(exc))
-        record = None
+        record, ignored = record_from_csv(csv_file.getvalue(), name=csv_file.name)
+    except HyperFusionError as exc:
+        problems.append(str(exc))
+    else:
+        if ignored:  # an ADNIMERGE export carries many other columns: say which were not read
+            shown = ", ".join(ignored[:12]) + (f" and {len(ignored) - 12} more" if len(ignored) > 12 else "")
+            notes.append(f"{csv_file.name}: ignored {len(ignored)} column(s) the models do not read: {shown}")
 else:
     with st.form("upload_record"):
         st.markdown("Record (leave a value empty when it is missing)")
@@ -75,28 +86,35 @@ else:
     record = st.session_state.get("upload_form_record")
     if record is not None:
         try:
-            parse_record(record, source="the form")
+            require_some_value(parse_record(record, source="the form"), "the form")
         except HyperFusionError as exc:
             problems.append(str(exc))
             record = None
 
 for p in problems:
-    st.error(p)
+    st.error(plain(p))
+for n in notes:
+    st.info(plain(n))
 
 if scan_bytes is not None and record is not None:
-    # In this session's memory only: the subject picker of every page offers it first
-    st.session_state["uploaded"] = {"name": scan_file.name, "scan": scan_bytes, "record": dict(record)}
-    st.session_state["subject"] = db.UPLOAD_PREFIX + scan_file.name
     models, _ = db.discover_models(db.settings()["models"])
     if not models:
         st.info("No model loaded. Add model directories in the sidebar (Settings).")
         st.stop()
     predictor = db.predictor_for(tuple((m.name, m.path) for m in models))
     try:
-        preds = predictor.predict(scan_bytes, record)
-    except HyperFusionError as exc:
-        st.error(str(exc))
+        preds = predictor.predict(scan_bytes, record, scan_name=scan_file.name)
+    except HyperFusionError as exc:  # e.g. a scan outside the models' MNI152 box: known only against a model
+        scan_note.empty()
+        # Drop whatever features some model already computed from the refused scan
+        if scan_bytes != st.session_state.get("uploaded", {}).get("scan"):
+            predictor.forget(scan_bytes)
+        st.error(plain(exc))
         st.stop()
+    # Only a scan and record that gave predictions become the session's subject (in its memory only): the
+    # subject picker of every page offers it first
+    st.session_state["uploaded"] = {"name": scan_file.name, "scan": scan_bytes, "record": dict(record)}
+    st.session_state["subject"] = db.UPLOAD_PREFIX + scan_file.name
     rows = []
     for name, p in preds.items():
         if p.task == "ad":
@@ -120,8 +138,8 @@ if scan_bytes is not None and record is not None:
 elif scan_bytes is None and not problems:
     current = st.session_state.get("uploaded")
     if current and "scan" in current:
-        st.info(f"{current['name']} is this session's uploaded subject (in memory only). Upload another scan to "
-                "replace it.")  # fmt: skip
+        st.info(plain(f"{current['name']} is this session's uploaded subject (in memory only). Upload another "
+                      "scan to replace it."))  # fmt: skip
         if st.button("Forget the uploaded subject"):
             forget_upload()
             st.rerun()

@@ -16,6 +16,9 @@ column and the value; rows without a usable label are dropped and counted, never
 
 from __future__ import annotations
 
+import csv
+import difflib
+import io
 import json
 import math
 import re
@@ -39,6 +42,8 @@ from hyperfusion.errors import DataError
 
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "none", "null", "-"})
 COGNITIVE_COLUMNS = ("MMSE", "ADAS13", "CDRSB")
+#: Columns a record may hold; parse_record reads the attributes and ignores the others.
+RECORD_COLUMNS = frozenset({*FEATURE_NAMES, "PTID", "VISCODE", "DX", "DX_bl", "Group", *COGNITIVE_COLUMNS})
 _PTID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _CENSORED_RE = re.compile(r"^\s*([<>])\s*=?\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$")
 _SEX_MAP = {"female": 0.0, "f": 0.0, "male": 1.0, "m": 1.0}
@@ -171,8 +176,7 @@ def parse_record(record: Mapping[str, object], *, source: str = "record") -> dic
         raise DataError(
             f"{source}: a record must be an object of column -> value, got {type(record).__name__}"
         )
-    allowed = set(FEATURE_NAMES) | {"PTID", "VISCODE", "DX", "DX_bl", "Group", *COGNITIVE_COLUMNS}
-    unknown = sorted(str(k) for k in record if k not in allowed)
+    unknown = sorted(str(k) for k in record if k not in RECORD_COLUMNS)
     if unknown:
         raise DataError(
             f"{source}: unknown field(s) {unknown}; expected ADNIMERGE names {list(FEATURE_NAMES)}"
@@ -184,6 +188,99 @@ def parse_record(record: Mapping[str, object], *, source: str = "record") -> dic
         if f.censorable:
             out[f"{f.name}_censored"] = flag
     return out
+
+
+def require_some_value(parsed: Mapping[str, float], source: str, example: str = "") -> None:
+    """Refuse a parsed record whose every attribute is missing: its prediction would rest on imputation only."""
+    if all(value != value for name, value in parsed.items() if not name.endswith("_censored")):
+        raise DataError(
+            f"{source}: every value of the record is missing, so a prediction would rest on imputed values "
+            "only. Give at least AGE and PTGENDER" + (f", e.g. {example}" if example else "")
+        )
+
+
+_DELIMITERS = (",", ";", "\t")  # spreadsheets in some locales write ";" (decimal commas); "Text" exports tabs
+
+
+def _looks_like_attribute(column: str) -> tuple[str, bool] | None:
+    """The attribute a column name is probably a misspelling of, and whether it is the same name but for case
+    and punctuation ('APOE_4', 'age') rather than merely close ('PTGENDR'); None if it looks like none."""
+    plain = re.sub(r"[^a-z0-9]", "", column.lower())
+    for name in FEATURE_NAMES:
+        if plain == name.lower():
+            return name, True
+    # A typo changes a character or two; ADNIMERGE's own relatives of the attributes (ABETA42, PTEDUCAT_bl)
+    # are longer by more than that and are ignored like any other column
+    near = [n for n in FEATURE_NAMES if abs(len(n) - len(column)) <= 1]
+    close = difflib.get_close_matches(column.upper(), near, n=1, cutoff=0.8)
+    return (close[0], False) if close else None
+
+
+def record_from_csv(raw: bytes, *, name: str) -> tuple[dict[str, str], list[str]]:
+    """One subject's record from a CSV file: a header line of ADNIMERGE column names and one line of values.
+
+    Returns (record, ignored): the values of the columns a record may hold (text as written, checked as by
+    :func:`parse_record`) and the names of the other columns, which are ignored (a row exported from
+    ADNIMERGE has a hundred). A column that looks like a misspelt attribute ('APOE_4', 'age') is refused,
+    not ignored, so that a typo never turns a value into a missing one. UTF-8 (with or without BOM),
+    Windows-1252 and Latin-1 are read; ``,``, ``;`` and tab separators are recognised from the header line.
+
+    Raises:
+        DataError: not a text CSV, no header or no row, several rows, a row longer or shorter than the header,
+            a repeated column, a misspelt attribute column, a malformed value, or every value missing.
+    """
+    text = decode_table(raw, name)
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    if not first:
+        raise DataError(f"{name}: the file is empty; give a header line of column names and a line of values")
+    delimiter = max(_DELIMITERS, key=first.count)  # a tie (one column): ","
+    try:
+        rows = [
+            [cell.strip() for cell in row]
+            for row in csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True)
+            if len(row) > 1 or (row and row[0].strip())  # blank lines are not rows
+        ]
+    except csv.Error as exc:
+        raise DataError(f"{name}: cannot be read as CSV ({exc})") from None
+    header, values = rows[0], rows[1:]
+    if not values:
+        raise DataError(f"{name}: a header line but no values; put the subject's values on the second line")
+    if len(values) > 1:
+        raise DataError(
+            f"{name}: holds {len(values)} rows; upload one subject's record (a header line and one row of values)"
+        )
+    row = values[0]
+    if len(row) != len(header):
+        raise DataError(
+            f"{name}: the row has {len(row)} values but the header names {len(header)} columns; "
+            f"check the separators (found {delimiter!r}) and quote values that contain one"
+        )
+    repeated = sorted({c for c in header if c and header.count(c) > 1})
+    if repeated:
+        raise DataError(f"{name}: column {repeated[0]!r} appears {header.count(repeated[0])} times; keep one")
+    record: dict[str, str] = {}
+    ignored: list[str] = []
+    for column, value in zip(header, row):
+        if column in RECORD_COLUMNS:
+            record[column] = value
+        elif column:
+            ignored.append(column)
+        elif value:
+            raise DataError(f"{name}: the value {value!r} has no column name in the header; name its column")
+    for column in ignored:
+        match = _looks_like_attribute(column)
+        if match is None:
+            continue
+        meant, same_name = match
+        if meant not in record:
+            raise DataError(
+                f"{name}: column {column!r} is not an ADNIMERGE name; did you mean {meant!r}? Rename the column "
+                "(as it is, the value would be ignored and taken as missing)"
+            )
+        if same_name:  # 'APOE_4' beside 'APOE4': which one holds the value meant is anybody's guess
+            raise DataError(f"{name}: columns {column!r} and {meant!r} both name {meant}; keep one of them")
+    require_some_value(parse_record(record, source=name), name)
+    return record, ignored
 
 
 def map_diagnosis(raw: object, *, file: Path | str, line: int, column: str) -> str | None:
@@ -203,20 +300,38 @@ def map_diagnosis(raw: object, *, file: Path | str, line: int, column: str) -> s
 
 
 # --- tables ------------------------------------------------------------------------------------------------
-def _read_csv(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"{path}: no such file; give a cohort directory or an ADNIMERGE-format .csv")
-    raw = path.read_bytes()
-    for encoding in ("utf-8-sig", "cp1252", "latin-1"):
+def decode_table(raw: bytes, label: str | Path) -> str:
+    """The text of a CSV file: UTF-8 (a BOM is dropped), else Windows-1252 / Latin-1, as spreadsheets write it.
+
+    Raises DataError for what is not a text table at all (a gzip file, a ZIP / .xlsx workbook, UTF-16 text or
+    other binary data holding NUL bytes), saying how to save it instead.
+    """
+    if raw[:2] == b"\x1f\x8b":
+        raise DataError(f"{label}: is gzip-compressed (a scan?), not a CSV text file; give the table as .csv")
+    if raw[:4] == b"PK\x03\x04":
+        raise DataError(
+            f"{label}: is a ZIP archive (an Excel .xlsx?), not a CSV text file; save it as CSV UTF-8"
+        )
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise DataError(
+            f"{label}: is UTF-16 text (it holds NUL bytes), e.g. Excel's 'Unicode Text'; save it as CSV UTF-8"
+        )
+    text = ""
+    for encoding in ("utf-8-sig", "cp1252", "latin-1"):  # latin-1 decodes any byte: the loop always ends
         try:
             text = raw.decode(encoding)
             break
         except UnicodeDecodeError:
             continue
     if "\x00" in text:
-        raise DataError(f"{path}: not a text CSV file (it holds NUL bytes)")
-    import io
+        raise DataError(f"{label}: not a text CSV file (it holds NUL bytes)")
+    return text
 
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; give a cohort directory or an ADNIMERGE-format .csv")
+    text = decode_table(path.read_bytes(), path)
     try:
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
@@ -423,6 +538,9 @@ __all__ = [
     "load_cohort",
     "parse_record",
     "parse_value",
+    "record_from_csv",
+    "require_some_value",
+    "decode_table",
     "map_diagnosis",
     "feature_frame",
     "feature",

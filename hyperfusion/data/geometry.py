@@ -383,7 +383,9 @@ MIN_BOX_COVERAGE = 0.05
 MIN_BOX_SIGNAL = 0.01
 
 
-def check_registered(image: NiftiSource, geometry: Geometry, box: np.ndarray | None = None) -> None:
+def check_registered(
+    image: NiftiSource, geometry: Geometry, box: np.ndarray | None = None, *, name: str | None = None
+) -> None:
     """Refuse a scan that is not where an MNI152-registered brain would be (``mni_box`` only).
 
     Two checks, both in world mm through the scan's affine: at least :data:`MIN_BOX_COVERAGE` of the box's
@@ -391,10 +393,11 @@ def check_registered(image: NiftiSource, geometry: Geometry, box: np.ndarray | N
     resampled ``box`` is given, at least :data:`MIN_BOX_SIGNAL` of its voxels must be non-zero. A scan in
     scanner coordinates, far from the MNI origin, fails the first; a brain shifted out of a large empty field
     of view fails the second. Any voxel size or orientation (oblique included) passes when registered.
+    ``name``: how the messages call the scan (default: its path or file name).
     """
     if geometry.mode != "mni_box":
         return
-    label = _label(image, "scan")
+    label = name or _label(image, "scan")
     shape, affine = scan_grid(image, name=label)
     lattice = [np.linspace(0, n - 1, min(n, 8)) for n in geometry.box_shape]
     idx = np.stack(np.meshgrid(*lattice, indexing="ij"), axis=0).reshape(3, -1)
@@ -415,16 +418,18 @@ def check_registered(image: NiftiSource, geometry: Geometry, box: np.ndarray | N
         )
 
 
-def model_input(source: NiftiSource, geometry: Geometry) -> np.ndarray:
+def model_input(source: NiftiSource, geometry: Geometry, *, name: str | None = None) -> np.ndarray:
     """A scan as the network sees it: float32 (n_views, 1, D, H, W'), C-contiguous.
 
     load_nifti -> check_registered -> resample_box -> zscore_nonzero over the whole box -> split_views ->
-    channel axis.
+    channel axis. ``name``: how messages call the scan (default: its path; an upload's bytes: its file name).
     """
-    image = load_nifti(source, name=_label(source, "scan"))
-    check_registered(image, geometry)
+    label = name or _label(source, "scan")
+    image = load_nifti(source, name=label)
+    # the loaded image has no file name of its own: every check names the source
+    check_registered(image, geometry, name=label)
     box = resample_box(image, geometry)
-    check_registered(image, geometry, box)
+    check_registered(image, geometry, box, name=label)
     box = zscore_nonzero(box)
     return np.ascontiguousarray(split_views(box, geometry)[:, None])
 

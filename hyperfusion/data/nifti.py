@@ -120,6 +120,15 @@ def scan_grid(source: NiftiSource, *, name: str | None = None) -> tuple[tuple[in
     return (img.shape[0], img.shape[1], img.shape[2]), img.affine
 
 
+def check_file_name(filename: str, head: bytes, *, name: str | None = None) -> None:
+    """Refuse a file name that is not ``.nii`` / ``.nii.gz``, or that says gzip when the content is not (or the
+    reverse), as :func:`load_nifti` does for paths; for uploads, whose bytes alone ``load_nifti`` accepts.
+
+    ``head``: the file's first bytes (two suffice).
+    """
+    _check_suffix(filename, head[:2], name or filename, require=True)
+
+
 # --- bytes -> image ---------------------------------------------------------------------------------------
 def _check_suffix(filename: str, head: bytes, label: str, require: bool = False) -> None:
     """Refuse a name that lies about the content: viewers and other tools trust the suffix."""

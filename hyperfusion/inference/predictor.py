@@ -182,18 +182,28 @@ class Predictor:
     def _scan_key(self, scan: str | Path | bytes) -> str:
         return image_sha256(scan)
 
-    def views(self, member: LoadedModel, scan: str | Path | bytes) -> np.ndarray:
-        """The scan as ``member`` sees it: float32 (n_views, 1, D, H, W') (through the volume cache for paths)."""
+    def views(self, member: LoadedModel, scan: str | Path | bytes, name: str | None = None) -> np.ndarray:
+        """The scan as ``member`` sees it: float32 (n_views, 1, D, H, W') (through the volume cache for paths).
+
+        ``name``: how error messages call the scan (e.g. an upload's file name; default: its path).
+        """
         if isinstance(scan, str | Path) and self.cache is not None:
             array = self.cache.get(scan, member.geometry)
         else:
-            array = model_input(scan if not isinstance(scan, bytes) else load_nifti(scan), member.geometry)
+            source = load_nifti(scan, name=name) if isinstance(scan, bytes) else scan
+            array = model_input(source, member.geometry, name=name)
         return np.ascontiguousarray(array)
 
-    def _views(self, member: LoadedModel, scan: str | Path | bytes) -> torch.Tensor:
-        return torch.from_numpy(self.views(member, scan))
+    def _views(self, member: LoadedModel, scan: str | Path | bytes, name: str | None = None) -> torch.Tensor:
+        return torch.from_numpy(self.views(member, scan, name))
 
-    def features(self, member: LoadedModel, scan: str | Path | bytes | None, scan_key: str | None = None):
+    def features(
+        self,
+        member: LoadedModel,
+        scan: str | Path | bytes | None,
+        scan_key: str | None = None,
+        name: str | None = None,
+    ):
         """Image features of every view of ``scan`` for ``member`` (cached per model and scan content)."""
         if not member.uses_image:
             return ()
@@ -205,7 +215,7 @@ class Predictor:
                 self._features.move_to_end(key)
                 return self._features[key]
         with torch.no_grad():
-            feats = member.network.encode_image(self._views(member, scan))
+            feats = member.network.encode_image(self._views(member, scan, name))
         with self._lock:
             self._features[key] = feats
             while len(self._features) > self._max_features:
@@ -244,8 +254,12 @@ class Predictor:
         scan: str | Path | bytes | None,
         records: Mapping[str, object] | Sequence[Mapping[str, object]],
         models: Sequence[str] | None = None,
+        scan_name: str | None = None,
     ) -> dict[str, Prediction]:
-        """Each model's prediction for ``scan`` under each record (raw ADNIMERGE values, parsed here)."""
+        """Each model's prediction for ``scan`` under each record (raw ADNIMERGE values, parsed here).
+
+        ``scan_name``: how error messages call the scan (an upload's file name; default: its path).
+        """
         if isinstance(records, Mapping):
             records = [records]
         parsed = [parse_record(r) for r in records]
@@ -255,7 +269,7 @@ class Predictor:
             entry = self.models[name]
             values = []
             for member in entry.members:
-                feats = self.features(member, scan, scan_key)
+                feats = self.features(member, scan, scan_key, scan_name)
                 values.append(self._member_values(member, feats, member.tabular(parsed)))
             stack = np.stack(values)
             if entry.task == "ad":

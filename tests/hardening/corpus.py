@@ -6,7 +6,9 @@ and the fragment the one-line error must contain (``None``: the input is odd but
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -166,6 +168,61 @@ def _csv(rows: list[str]) -> str:
 HEADER = "PTID,VISCODE,DX_bl,AGE,PTGENDER,PTEDUCAT,APOE4,ABETA,TAU,PTAU,FDG,AV45"
 ROW_A = "S1,bl,CN,71.2,Female,16,0,>1700,210.5,19.2,1.31,"
 ROW_B = "S2,bl,AD,77.7,Male,14,1,512,380,36.2,0.95,1.44"
+
+
+def record_csv(record: dict, delimiter: str = ",", encoding: str = "utf-8", newline: str = "\n") -> bytes:
+    """A record as the dashboard's upload takes it: a header line of column names and one line of values."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator=newline)
+    writer.writerow(list(record))
+    writer.writerow(["" if v is None else v for v in record.values()])
+    return out.getvalue().encode(encoding)
+
+
+# The JSON-only cases of RECORD_CASES, as the CSV file a dashboard user would upload instead
+_CSV_FORM_OF_RAW = {
+    "not_an_object": (b"[74, 1]\n", "a header line but no values"),
+    "not_json": (b"AGE=74\n", "a header line but no values"),
+    "latin1_bytes": (b"AGE,PTGENDER\n74,F\xe9minin\n", "'F\u00e9minin' is not one of Female/Male"),
+}
+# Where the dashboard's CSV upload answers differently from the CLI's JSON record: other ADNIMERGE columns are
+# ignored with a note, but a column that looks like a misspelt attribute is refused
+_CSV_FRAGMENT = {"unknown_column": "columns 'APOE_4' and 'APOE4' both name APOE4"}
+_CP1252_EXPORT = (
+    "RID,PTID,VISCODE,SITE,EXAMDATE,DX_bl,AGE,PTGENDER,PTEDUCAT,APOE4,ABETA,TAU,PTAU,FDG,AV45,MMSE,COMMENT\n"
+    "3,S3,bl,Clínica Sant Pau,2011-02-01,LMCI,79.1,Male,12,2,<200,400,<8,1.10,1.52,27,revisión\n"
+).encode("cp1252")
+
+#: (name, bytes of the uploaded CSV record, error fragment or None): the record corpus as the dashboard's
+#: "one CSV row" upload sees it, and what only a CSV file can get wrong
+CSV_RECORD_CASES: list[tuple[str, bytes, str | None]] = [
+    *[(name, record_csv(rec), _CSV_FRAGMENT.get(name, fragment))
+      for name, rec, fragment in RECORD_CASES if isinstance(rec, dict)],
+    *[(name, *_CSV_FORM_OF_RAW[name]) for name, rec, _ in RECORD_CASES if not isinstance(rec, dict)],
+    ("empty_file", b"", "the file is empty"),
+    ("blank_lines_only", b"\n \n\r\n", "the file is empty"),
+    ("header_only", b"AGE,PTGENDER,APOE4\n", "a header line but no values"),
+    ("several_rows", _csv([HEADER, ROW_A, ROW_B]).encode(), "holds 2 rows; upload one subject's record"),
+    ("ragged_row", b"AGE,PTGENDER\n74,Female,16\n", "the row has 3 values but the header names 2 columns"),
+    ("duplicate_column", b"AGE,PTGENDER,AGE\n74,Female,75\n", "column 'AGE' appears 2 times"),
+    ("value_without_column", b"AGE,PTGENDER,\n74,Female,16\n", "the value '16' has no column name"),
+    ("misspelt_column", b"AGE,PTGENDER,APOE_4\n74,Female,1\n", "column 'APOE_4' is not an ADNIMERGE name; did you mean 'APOE4'?"),
+    ("lower_case_column", b"age,PTGENDER\n74,Female\n", "did you mean 'AGE'?"),
+    ("formula_in_sex", record_csv({**RECORD, "PTGENDER": "=1+1"}), "'=1+1' is not one of Female/Male"),
+    ("formula_in_apoe4", record_csv({**RECORD, "APOE4": "@SUM(1+1)*cmd|' /C calc'!A0"}), "is not a number"),
+    ("utf16", record_csv(RECORD, encoding="utf-16"), "is UTF-16 text"),
+    ("scan_as_record", gzip.compress(b"not a table"), "is gzip-compressed"),
+    ("xlsx_as_record", b"PK\x03\x04" + bytes(64), "is a ZIP archive"),
+    ("binary", b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "NUL bytes"),
+    # odd but valid: these must work
+    ("utf8_bom_crlf", b"\xef\xbb\xbf" + record_csv(RECORD, newline="\r\n"), None),
+    ("semicolons", record_csv(RECORD, delimiter=";"), None),
+    ("tabs", record_csv(RECORD, delimiter="\t"), None),
+    ("quoted_and_padded", b'"AGE" , "PTGENDER" ,APOE4\n "74" , Female , 1\n\n', None),
+    ("cp1252_adnimerge_export_with_other_columns", _CP1252_EXPORT, None),
+    ("formula_in_an_ignored_column", b"AGE,PTGENDER,NOTE\n74,Female,=cmd|' /C calc'!A0\n", None),
+]  # fmt: skip
+
 
 #: (name, cohort.csv content (str or bytes), error fragment or None)
 COHORT_CASES: list[tuple[str, str | bytes, str | None]] = [

@@ -110,6 +110,7 @@ def test_scan_corpus_through_the_cli(workspace, capsys, name, file_name, build, 
         assert abs(sum(probs.values()) - 1) < 1e-5
     else:
         _assert_refused(rc, out, err, fragment)
+        assert str(scan) in err  # the message names the file, also for the checks against the model's box
         rc, out, err = _run_cli(
             ["explain", "--model", str(MODEL), "--image", str(scan), "--tabular", str(row),
              "--method", "saliency", "--out", str(out_map), "--quiet"], capsys,

@@ -103,7 +103,8 @@ def test_the_real_server_listens_on_loopback_only_and_checks_xsrf(tmp_path):
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "hyperfusion.cli", "app", "--port", str(port)], cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "HOME": str(tmp_path)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        env={**os.environ, "HOME": str(tmp_path), "PYTHONPATH": str(REPO)},  # this checkout's code, not an install
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
@@ -129,6 +130,9 @@ def test_the_real_server_listens_on_loopback_only_and_checks_xsrf(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+    # `hyperfusion app` is the server process itself: stopping it stops the server (none is left running)
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
 
 
 # --- logs ------------------------------------------------------------------------------------------------
