@@ -7,13 +7,11 @@ _START = time.perf_counter()
 
 import dashboard as db  # noqa: E402
 import streamlit as st  # noqa: E402
-from in_memory import keep_uploads_in_memory  # noqa: E402
 from messages import plain  # noqa: E402
 
 from hyperfusion.errors import HyperFusionError  # noqa: E402
 
 db.page_setup("Home")
-keep_uploads_in_memory()  # process-wide: from the first page on, no upload is spooled to a temporary file
 st.title("HyperFusion")
 st.markdown(
     "Brain MRI fused with the patient record: a hypernetwork generates weights of the image network "
@@ -82,7 +80,7 @@ with st.expander("Open a shared scenario (JSON file from “Share this scenario�
             if not isinstance(scenario, dict) or not all(isinstance(v, str) for v in scenario.values()):
                 raise ValueError("expected one JSON object of text values, as the dashboard writes it")
         except (ValueError, UnicodeDecodeError) as exc:
-            st.error(f"{shared.name}: not a scenario file ({exc}). Download one with “Scenario (JSON)”.")
+            st.error(plain(f"{shared.name}: not a scenario file ({exc}). Download one with “Scenario (JSON)”."))
         else:
             for problem in share.apply_scenario(cohort, scenario):
                 st.warning(problem)

@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import os
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,7 +155,18 @@ def predictor_for(paths: tuple[tuple[str, str], ...]):
     # what-if stall when two threads contend with other work (measured: an edit 18 ms at 1 thread vs 46 ms at 2
     # on the busy 2-core machine; the cold prediction 140 vs 568 ms)
     torch.set_num_threads(1)
-    return Predictor(dict(paths))
+    predictor = Predictor(dict(paths))
+    _PREDICTORS.add(predictor)
+    return predictor
+
+
+_PREDICTORS: weakref.WeakSet = weakref.WeakSet()  # every Predictor this server process made
+
+
+def forget_scan(scan: bytes) -> None:
+    """Drop an upload's image features from every predictor of the process (they are keyed by content)."""
+    for predictor in list(_PREDICTORS):
+        predictor.forget(scan)
 
 
 # --- cohort --------------------------------------------------------------------------------------------------
@@ -167,6 +179,18 @@ def cohort() -> Cohort:
     path = Path(settings()["cohort"]).expanduser()
     table = path / "cohort.csv" if path.is_dir() else path
     return cached_cohort(str(path), table.stat().st_mtime if table.exists() else 0.0)
+
+
+def require_cohort() -> Cohort:
+    """The cohort, or a message saying why it cannot be read and where to change it (the page stops there)."""
+    from messages import plain
+
+    try:
+        return cohort()
+    except (HyperFusionError, OSError) as exc:
+        st.error(plain(f"The cohort could not be read: {exc}"))
+        st.info("Point the sidebar's settings at a cohort directory or an ADNIMERGE table.")
+        st.stop()
 
 
 def cohort_task(c: Cohort) -> str | None:
@@ -229,7 +253,10 @@ def recorded_values(row: pd.Series) -> dict:
 # --- page furniture ------------------------------------------------------------------------------------------
 def page_setup(title: str) -> None:
     """Page config, the notices and the settings sidebar; call first on every page."""
+    from in_memory import keep_uploads_in_memory
+
     st.set_page_config(page_title=f"HyperFusion · {title}", layout="wide")
+    keep_uploads_in_memory()  # process-wide, whichever page a session opens first
     s = settings()
     synthetic = False
     try:
@@ -355,7 +382,10 @@ def load_scan(scan: str | bytes):
     """The scan as a nibabel image (validated; bytes stay in memory)."""
     from hyperfusion.data.nifti import load_nifti
 
-    return load_nifti(scan, name="the uploaded scan") if isinstance(scan, bytes) else load_nifti(scan)
+    if isinstance(scan, bytes):
+        up = st.session_state.get("uploaded") or {}
+        return load_nifti(scan, name=up.get("name", "the uploaded scan"))
+    return load_nifti(scan)
 
 
 def as_float(v) -> float:

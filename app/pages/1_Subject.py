@@ -5,6 +5,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import share
 import streamlit as st
+from messages import plain
 
 from hyperfusion.data.schema import FEATURES
 from hyperfusion.errors import HyperFusionError
@@ -12,7 +13,7 @@ from hyperfusion.errors import HyperFusionError
 db.page_setup("Subject")
 st.title("Subject and what-if")
 
-cohort = db.cohort()
+cohort = db.require_cohort()
 subject = db.subject_picker(
     cohort, with_scan=False
 )  # the scan is generated / read only when a model needs it
@@ -95,7 +96,7 @@ with pred_col:
     try:
         preds = predictor.predict(scan, [recorded, edited], models=names)
     except HyperFusionError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         st.stop()
 
     ad = {n: p for n, p in preds.items() if p.task == "ad"}
@@ -168,7 +169,7 @@ with pred_col:
                 predictor, scan, edited, attribute, n_points=32, support="plausible", models=names
             )
     except HyperFusionError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
     else:
         fig = go.Figure()
         for name, values in curves.predictions.items():
@@ -214,7 +215,7 @@ with pred_col:
                         ),
                     )  # fmt: skip
                 except HyperFusionError as exc:
-                    st.error(str(exc))
+                    st.error(plain(exc))
         stored = st.session_state.get("counterfactual")
         if stored and stored[0] == record_key:
             cf = stored[1]

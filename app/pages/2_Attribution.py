@@ -14,7 +14,7 @@ from hyperfusion.errors import HyperFusionError
 db.page_setup("Attribution")
 st.title("Attribution")
 
-cohort = db.cohort()
+cohort = db.require_cohort()
 subject = db.subject_picker(cohort)
 ptid = subject.id
 models, _ = db.discover_models(db.settings()["models"])

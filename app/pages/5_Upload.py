@@ -7,7 +7,6 @@ never becomes the session's subject, and nothing of it is written to disk.
 import dashboard as db
 import pandas as pd
 import streamlit as st
-from in_memory import keep_uploads_in_memory
 from messages import plain
 
 from hyperfusion.data.cohort import parse_record, record_from_csv, require_some_value
@@ -16,7 +15,6 @@ from hyperfusion.data.schema import FEATURES
 from hyperfusion.errors import HyperFusionError
 
 db.page_setup("Upload")
-keep_uploads_in_memory()  # before the uploaders: the server would spool a large file to a temporary file
 st.title("Upload a subject")
 st.caption("Nothing uploaded is written to disk: the scan and the record stay in this session's memory.")
 
@@ -37,9 +35,7 @@ def forget_upload() -> None:
     if st.session_state.get("subject", "").startswith(db.UPLOAD_PREFIX):
         st.session_state.pop("subject")
     if up and "scan" in up:
-        models, _ = db.discover_models(db.settings()["models"])
-        if models:
-            db.predictor_for(tuple((m.name, m.path) for m in models)).forget(up["scan"])
+        db.forget_scan(up["scan"])
 
 
 scan_note = st.empty()  # what was read from the scan; emptied again if the models refuse the scan
@@ -113,6 +109,10 @@ if scan_bytes is not None and record is not None:
         st.stop()
     # Only a scan and record that gave predictions become the session's subject (in its memory only): the
     # subject picker of every page offers it first
+    previous = st.session_state.get("uploaded") or {}
+    if previous.get("scan") not in (None, scan_bytes):  # a replaced upload's image features go at once
+        db.forget_scan(previous["scan"])
+        st.session_state.pop("_upload_maps", None)
     st.session_state["uploaded"] = {"name": scan_file.name, "scan": scan_bytes, "record": dict(record)}
     st.session_state["subject"] = db.UPLOAD_PREFIX + scan_file.name
     rows = []

@@ -12,6 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import reports as rp
 import streamlit as st
+from messages import plain
 from plotly.subplots import make_subplots
 
 from hyperfusion.errors import HyperFusionError
@@ -210,7 +211,7 @@ predictor = db.predictor_for(tuple((m.name, m.path) for m in models))
 try:
     preds = predictor.predict(scan, [{**recorded, "PTGENDER": first}, {**recorded, "PTGENDER": second}])
 except HyperFusionError as exc:
-    st.error(str(exc))
+    st.error(plain(exc))
     st.stop()
 label_first = f"as {first}" + (" (recorded)" if sex else "")
 table = pd.DataFrame(

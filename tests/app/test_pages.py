@@ -100,8 +100,15 @@ def test_an_uploaded_subject_is_the_current_subject_of_every_page_and_can_be_for
     assert at.session_state["_upload_maps"]  # the upload's map lives in the session, not the global cache
 
     at.switch_page("pages/5_Upload.py").run()
+    import hashlib
+    import sys
+
+    digest = hashlib.sha256(good.read_bytes()).hexdigest()
+    predictors = list(sys.modules["dashboard"]._PREDICTORS)
+    assert any(k[1] == digest for p in predictors for k in p._features)  # the upload's features are cached
     next(b for b in at.button if b.label == "Forget the uploaded subject").click().run()
     assert not at.exception
     assert "uploaded" not in at.session_state
+    assert not any(k[1] == digest for p in predictors for k in p._features)  # ... and gone from every predictor
     at.switch_page("pages/1_Subject.py").run()
     assert at.selectbox(key="_subject_widget").value == app_env["ptids"][0]
