@@ -59,7 +59,9 @@ def server(app_env):
         proc.kill()
 
 
-def test_open_a_subject_edit_apoe4_see_the_prediction_change_and_open_the_attribution(server, tmp_path):
+def test_open_a_subject_edit_apoe4_see_the_prediction_change_and_open_the_attribution(
+    server, app_env, tmp_path
+):
     shots = Path(os.environ.get("HYPERFUSION_ARTEFACTS") or tmp_path) / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as p:
@@ -97,5 +99,31 @@ def test_open_a_subject_edit_apoe4_see_the_prediction_change_and_open_the_attrib
         page.get_by_test_id("stImage").first.wait_for(timeout=30_000)
         page.wait_for_timeout(500)
         page.screenshot(path=str(shots / "3_attribution.png"), full_page=True)
+
+        # The saliency overlay changes with the edit: the recorded-vs-edited mode draws the difference map
+        page.get_by_text("recorded vs edited record").click()
+        difference = page.get_by_text(re.compile(r"Edited on the Subject page: APOE4"))
+        difference.wait_for(timeout=60_000)
+        largest = float(re.search(r"largest \|value\| is ([-+0-9.e]+)", difference.inner_text()).group(1))
+        assert largest > 0
+        assert not page.get_by_text("The two maps are identical").count()
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(shots / "4_attribution_difference.png"), full_page=True)
+
+        # Upload a scan and a one-row CSV record: every model predicts it, and it is the current subject
+        page.get_by_role("link", name=re.compile("Upload")).first.click()
+        page.get_by_text("Upload a subject").first.wait_for(timeout=30_000)
+        scan = sorted((Path(app_env["cohort"]) / "images").glob("*.nii.gz"))[0]
+        row = tmp_path / "row.csv"
+        row.write_text("AGE,PTGENDER,PTEDUCAT,APOE4\n72,Female,16,1\n")
+        inputs = page.locator("input[type=file]")
+        inputs.nth(0).set_input_files(str(scan))
+        inputs.nth(1).set_input_files(str(row))
+        page.get_by_text(re.compile("now the current subject of every page")).wait_for(timeout=60_000)
+        table = page.get_by_test_id("stDataFrame").first
+        table.wait_for(timeout=30_000)
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(shots / "5_upload.png"), full_page=True)
         browser.close()
-    assert (shots / "3_attribution.png").stat().st_size > 10_000
+    for name in ("3_attribution.png", "4_attribution_difference.png", "5_upload.png"):
+        assert (shots / name).stat().st_size > 10_000
