@@ -1,0 +1,93 @@
+"""First page usable within 5 s of start (issue #7): `hyperfusion app` from launch to a usable Home page.
+
+Each repeat starts the real server exactly as the README's first command does (`hyperfusion app`, the demo
+cohort and models, loopback), opens http://127.0.0.1:PORT in headless Chromium (already running, as a user's
+browser is) and stops the clock when the Home page shows its cohort and model tables and its "Page ready"
+line. Side by side, in alternation, the same is timed for a one-line Streamlit script: the floor any Streamlit
+app pays on this machine (Python start, the server, the websocket, the front end). Medians of ``repeats``.
+
+Needs Debian's chromium and playwright (installed by the README's test command).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hyperfusion.bench import BenchResult
+
+BUDGET_S = 5.0
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _time_to_page(browser, command: list[str], ready_text: str, env: dict) -> float:
+    port = _free_port()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([*command, "--port" if command[1:2] == ["app"] else "--server.port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{port}", wait_until="domcontentloaded")
+        page.get_by_text(ready_text).first.wait_for(timeout=60_000)
+        elapsed = time.perf_counter() - t0
+        page.close()
+        return elapsed
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run(repeats: int = 5) -> list[BenchResult]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).is_file():
+        raise RuntimeError("Debian's chromium is needed: run the README's test command once")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYPERFUSION_")}  # the demo defaults
+    with tempfile.TemporaryDirectory() as tmp:
+        trivial = Path(tmp) / "trivial.py"
+        trivial.write_text('import streamlit as st\nst.write("trivial page ready")\n')
+        floor_cmd = [sys.executable, "-m", "streamlit", "run", str(trivial), "--server.headless", "true",
+                     "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]  # fmt: skip
+        app_cmd = [shutil.which("hyperfusion") or "hyperfusion", "app"]
+        ours, floor = [], []
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                        args=["--no-sandbox", "--disable-background-networking"])  # fmt: skip
+            for _ in range(repeats):
+                floor.append(_time_to_page(browser, floor_cmd, "trivial page ready", env))
+                ours.append(_time_to_page(browser, app_cmd, "Page ready in", env))
+            browser.close()
+    measured, reference = statistics.median(ours), statistics.median(floor)
+    return [
+        BenchResult(
+            "first page usable after `hyperfusion app` (vs a one-line Streamlit app)",
+            measured,
+            reference,
+            f"<= {BUDGET_S:g} s",
+            measured <= BUDGET_S,
+            note=f"runs: {', '.join(f'{t:.2f}' for t in ours)} s; one-line app {reference:.2f} s",
+        )  # fmt: skip
+    ]
