@@ -83,6 +83,13 @@ if usable and st.button(f"Predict the first {limit} shown subjects with {len(usa
 for m in usable:
     view[m.name] = [scores.get((cohort.path.as_posix(), m.name, p)) for p in view["PTID"]]
 
+uploaded = db.uploaded_subject()
+if uploaded is not None:  # not a cohort row (it has no truth here), but one click from its pages
+    up_col, open_col = st.columns([4, 1], vertical_alignment="center")
+    up_col.info(plain(f"Also in this session: {uploaded.id} (uploaded, in memory only)."))
+    if open_col.button("Open the uploaded subject"):
+        st.session_state["subject"] = uploaded.id
+        st.switch_page("pages/1_Subject.py")
 st.caption(f"{len(view)} of {len(table)} subjects. Click a row to open the subject.")
 event = st.dataframe(
     pd.DataFrame(view).reset_index(drop=True),

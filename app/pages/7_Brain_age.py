@@ -189,21 +189,28 @@ st.subheader("One subject: what if the sex were the other one?")
 if cohort is None or not models:
     st.info("This needs a brain-age cohort and brain-age models. " + BUILD_HINT)
     st.stop()
-ptids = cohort.table["PTID"].tolist()
+uploaded = db.uploaded_subject()  # this session's upload, if any, is offered first
+ptids = ([uploaded.id] if uploaded else []) + cohort.table["PTID"].tolist()
 if st.session_state.get("brain_age_subject") not in ptids:
     shared = st.session_state.get("subject")  # the dashboard's subject, when it is in this cohort
     st.session_state["brain_age_subject"] = shared if shared in ptids else ptids[0]
 ptid = st.selectbox("Subject", ptids, key="brain_age_subject")
-row = cohort.table.loc[cohort.table["PTID"] == ptid].iloc[0]
-recorded = db.recorded_values(row)
+if uploaded is not None and ptid == uploaded.id:
+    subject = uploaded
+else:
+    subject = db.cohort_subject(cohort, ptid, with_scan=False)
+recorded = subject.recorded
 sex = recorded.get("PTGENDER")
 first = sex if sex in OTHER_SEX else "Female"
 second = OTHER_SEX[first]
-age = float(row["AGE"])
-dx = row.get("DX")
+age = db.as_float(recorded.get("AGE"))
+if not np.isfinite(age):
+    st.info(f"{ptid} has no age in its record: the brain-age gap needs the chronological age.")
+    st.stop()
+dx = subject.truth
 st.caption(f"Chronological age **{age:.1f}** · recorded sex **{sex or 'not recorded'}**"
            + (f" · diagnosis {dx}" if isinstance(dx, str) else ""))  # fmt: skip
-scan = db.scan_path(cohort, ptid)
+scan = subject.scan if subject.uploaded else db.scan_path(cohort, ptid)
 if scan is None:
     st.info(f"No scan for {ptid}: brain-age models read the scan.")
     st.stop()

@@ -148,3 +148,24 @@ def test_the_comparison_page_shows_a_brain_age_report_by_sex_and_age_band(ba_env
     assert _table(at, "age band", "subjects")["subjects"].iloc[:-1].sum() == result["test_subjects"]
     paper = _table(at, "members", "mae")
     assert paper.loc[0, "mae"].startswith(f"{result['runs']['hyperfusion']['metrics']['mae']:.2f} [")
+
+
+def test_an_uploaded_whole_brain_scan_gets_the_sex_what_if(ba_env):
+    at = AppTest.from_file(str(HOME), default_timeout=90).run()
+    row = load_cohort(ba_env["cohort"]).table.iloc[2]
+    scan = Path(row["image_path"]).read_bytes()
+    at.session_state["uploaded"] = {
+        "name": "mine.nii.gz",
+        "scan": scan,
+        "record": {"AGE": "61", "PTGENDER": "Male"},
+    }
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    assert at.selectbox(key="brain_age_subject").value == "uploaded: mine.nii.gz"  # offered first
+    assert any("Chronological age **61.0**" in c.value for c in at.caption)
+    table = _table(at, "model", "gap, recorded sex").set_index("model")
+    p = Predictor({"hf": ba_env["models"] / "brain_age" / "hyperfusion"}).predict(
+        scan, [{"AGE": 61, "PTGENDER": "Male"}, {"AGE": 61, "PTGENDER": "Female"}]
+    )["hf"]
+    assert table.loc["brain_age/hyperfusion", "as Male (recorded)"] == pytest.approx(p.value[0], abs=0.051)
+    assert table.loc["brain_age/hyperfusion", "as Female"] == pytest.approx(p.value[1], abs=0.051)

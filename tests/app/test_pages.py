@@ -112,3 +112,15 @@ def test_an_uploaded_subject_is_the_current_subject_of_every_page_and_can_be_for
     assert not any(k[1] == digest for p in predictors for k in p._features)  # ... and gone from every predictor
     at.switch_page("pages/1_Subject.py").run()
     assert at.selectbox(key="_subject_widget").value == app_env["ptids"][0]
+
+
+def test_the_cohort_page_opens_the_uploaded_subject(app_env):
+    at = AppTest.from_file(str(HOME), default_timeout=60).run()
+    scan = sorted((Path(app_env["cohort"]) / "images").glob("*.nii.gz"))[2].read_bytes()
+    at.session_state["uploaded"] = {"name": "u.nii.gz", "scan": scan, "record": {"AGE": "70", "APOE4": "1"}}
+    at.switch_page("pages/3_Cohort.py").run()
+    assert any("u.nii.gz" in i.value and "uploaded" in i.value for i in at.info)
+    next(b for b in at.button if b.label == "Open the uploaded subject").click().run()
+    assert not at.exception
+    assert at.session_state["subject"] == "uploaded: u.nii.gz"
+    assert at.selectbox(key="_subject_widget").value == "uploaded: u.nii.gz"
