@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 from pathlib import Path
@@ -10,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
-from streamlit.testing.v1 import AppTest
 
 from hyperfusion.data.schema import CLASS_NAMES
 from hyperfusion.data.synthetic.generator import GENERATOR_VERSION
+from tests.app.helpers import open_page
+from tests.app.helpers import table as page_table
 from tests.app.report_fixtures import build_ad_report
 
 HOME = Path(__file__).resolve().parents[2] / "app" / "Home.py"
@@ -34,20 +34,6 @@ def report_env(ad_report, monkeypatch) -> dict:
     return ad_report
 
 
-def _open() -> AppTest:
-    at = AppTest.from_file(str(HOME), default_timeout=90).run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, at.exception
-    return at
-
-
-def _array(a) -> np.ndarray:
-    if isinstance(a, dict):  # plotly sends arrays as base64 binary
-        out = np.frombuffer(base64.b64decode(a["bdata"]), dtype=a["dtype"])
-        return out.reshape([int(s) for s in str(a["shape"]).split(",")]) if "shape" in a else out
-    return np.asarray(a)
-
-
 def _charts(at) -> dict[str, dict]:
     """Plotly figures of the page by title."""
     out = {}
@@ -56,11 +42,6 @@ def _charts(at) -> dict[str, dict]:
         title = spec["layout"].get("title", {})
         out[title.get("text", "") if isinstance(title, dict) else title] = spec
     return out
-
-
-def _table(at, *columns: str):
-    """The first table with these columns (only tables with a row selection have a key in AppTest)."""
-    return next(d.value for d in at.dataframe if set(columns) <= set(d.value.columns))
 
 
 def _has_table(at, *columns: str) -> bool:
@@ -73,21 +54,21 @@ def _truth(ad_report) -> np.ndarray:
 
 
 def test_paper_table_group_spread_and_significance(report_env):
-    at = _open()
+    at = open_page(PAGE)
     result = report_env["result"]
-    table = _table(at, "members", "balanced_accuracy").set_index("model")
+    table = page_table(at, "members", "balanced_accuracy").set_index("model")
     assert list(table.index) == list(result["runs"])
     for label, entry in result["runs"].items():
         lo, hi = entry["ci95"]["balanced_accuracy"]["ci95"]
         assert table.loc[label, "balanced_accuracy"] == (
             f"{entry['metrics']['balanced_accuracy']:.3f} [{lo:.3f}, {hi:.3f}]"
         )
-    groups = _table(at, "runs", "architecture").set_index("architecture")
+    groups = page_table(at, "runs", "architecture").set_index("architecture")
     hf = result["groups"]["hyperfusion"]
     assert groups.loc["hyperfusion", "balanced_accuracy"] == (
         f"{hf['mean']['balanced_accuracy']:.3f} ± {hf['std']['balanced_accuracy']:.3f}"
     )
-    significance = _table(at, "comparison").set_index("comparison")
+    significance = page_table(at, "comparison").set_index("comparison")
     p = result["significance"]["hyperfusion > image_only"]["auc"]
     assert significance.loc["hyperfusion > image_only", "auc"] == pytest.approx(p, abs=1e-4)
     assert significance.loc["hyperfusion > image_only", "smallest possible p"] == pytest.approx(
@@ -97,7 +78,7 @@ def test_paper_table_group_spread_and_significance(report_env):
 
 
 def test_confusion_roc_and_calibration_have_one_trace_per_model(report_env):
-    at = _open()
+    at = open_page(PAGE)
     result = report_env["result"]
     charts = _charts(at)
     for label, entry in result["runs"].items():  # one heatmap per model, the report's counts as text
@@ -124,12 +105,12 @@ def test_confusion_roc_and_calibration_have_one_trace_per_model(report_env):
 
 
 def test_subgroup_counts_add_up_and_match_an_independent_computation(report_env):
-    at = _open()
+    at = open_page(PAGE)
     result = report_env["result"]
     table = report_env["table"].set_index("PTID").loc[result["test_ptids"]]
     y = _truth(report_env)
     proba = np.asarray(result["predictions"]["hyperfusion"])
-    by_sex = _table(at, "sex", "subjects")
+    by_sex = page_table(at, "sex", "subjects")
     groups = by_sex[by_sex["sex"] != "all test subjects"]
     assert groups["subjects"].sum() == result["test_subjects"]
     female = (table["PTGENDER"] == 0).to_numpy()
@@ -137,7 +118,7 @@ def test_subgroup_counts_add_up_and_match_an_independent_computation(report_env)
     assert row["subjects"] == female.sum()
     expected = balanced_accuracy_score(y[female], proba[female].argmax(1))
     assert row["hyperfusion"] == pytest.approx(expected, abs=1e-3)
-    by_band = _table(at, "age band", "subjects")
+    by_band = page_table(at, "age band", "subjects")
     bands = by_band[by_band["age band"] != "all test subjects"]
     assert bands["subjects"].sum() == result["test_subjects"]
     assert set(bands["age band"]) <= {"<65", "65–75", "75–85", "≥85"}
@@ -146,7 +127,7 @@ def test_subgroup_counts_add_up_and_match_an_independent_computation(report_env)
 
 
 def test_disagreements_list_exactly_the_differing_subjects_and_a_click_opens_one(report_env):
-    at = _open()
+    at = open_page(PAGE)
     result = report_env["result"]
     predicted = {k: np.asarray(v).argmax(1) for k, v in result["predictions"].items()}
     differ = (predicted["hyperfusion"] != predicted["image_only"]) | (
@@ -185,7 +166,7 @@ def test_a_subject_of_another_cohort_is_opened_after_switching_the_dashboard_to_
     report_env, app_env, monkeypatch
 ):
     monkeypatch.setenv("HYPERFUSION_COHORT", str(app_env["cohort"]))  # the dashboard shows another cohort
-    at = _open()
+    at = open_page(PAGE)
     ptid = at.dataframe(key="disagreement_table").value["PTID"].iloc[0]
     at.session_state["disagreement_table"] = {"selection": {"rows": [0], "columns": []}}
     at.run()
@@ -221,12 +202,12 @@ def test_faithfulness_scores_or_the_command_that_adds_them(report_env):
 
     out = _copy_report(report_env, "ad_faithful", add)
     try:
-        at = _open()
+        at = open_page(PAGE)
         assert at.selectbox(key="comparison_report").value == "ad"
         assert any("--faithfulness saliency" in c.value for c in at.code)  # the plain report: the command
         at.selectbox(key="comparison_report").select("ad_faithful").run()
         assert not at.exception
-        table = _table(at, "enrichment")
+        table = page_table(at, "enrichment")
         assert table.loc[0, "model"] == "hyperfusion" and table.loc[0, "enrichment"] == 4.0
         assert any("saliency" in m.value and "2 AD test subjects" in m.value for m in at.markdown)
     finally:
@@ -239,11 +220,11 @@ def test_a_report_whose_cohort_is_missing_shows_what_needs_no_table(report_env):
 
     out = _copy_report(report_env, "elsewhere", move)
     try:
-        at = _open()
+        at = open_page(PAGE)
         at.selectbox(key="comparison_report").select("elsewhere").run()
         assert not at.exception
         assert any("/nowhere/cohort" in i.value and "not on this machine" in i.value for i in at.info)
-        assert len(_table(at, "members", "balanced_accuracy")) == 5
+        assert len(page_table(at, "members", "balanced_accuracy")) == 5
         charts = _charts(at)
         assert "hyperfusion" in charts  # the confusion matrices come from the report itself
         assert not any(t.startswith("ROC") for t in charts)
@@ -273,9 +254,9 @@ def test_a_demo_report_joins_the_shipped_copy_of_its_generated_cohort(report_env
     (tmp_path / "no_models").mkdir()
     monkeypatch.setenv("HYPERFUSION_MODELS", str(tmp_path / "no_models"))
     monkeypatch.setenv("HYPERFUSION_CACHE", str(tmp_path / "cache"))
-    at = _open()
+    at = open_page(PAGE)
     assert any("shipped copy" in c.value for c in at.caption)
-    assert _table(at, "sex", "subjects")["subjects"].iloc[-1] == result["test_subjects"]
+    assert page_table(at, "sex", "subjects")["subjects"].iloc[-1] == result["test_subjects"]
     # the dashboard's cohort is the shipped table: a click opens the subject directly
     at.session_state["disagreement_table"] = {"selection": {"rows": [0], "columns": []}}
     at.run()

@@ -109,7 +109,9 @@ def test_an_uploaded_subject_is_the_current_subject_of_every_page_and_can_be_for
     next(b for b in at.button if b.label == "Forget the uploaded subject").click().run()
     assert not at.exception
     assert "uploaded" not in at.session_state
-    assert not any(k[1] == digest for p in predictors for k in p._features)  # ... and gone from every predictor
+    assert not any(
+        k[1] == digest for p in predictors for k in p._features
+    )  # ... and gone from every predictor
     at.switch_page("pages/1_Subject.py").run()
     assert at.selectbox(key="_subject_widget").value == app_env["ptids"][0]
 
