@@ -80,7 +80,9 @@ with st.expander("Open a shared scenario (JSON file from “Share this scenario�
             if not isinstance(scenario, dict) or not all(isinstance(v, str) for v in scenario.values()):
                 raise ValueError("expected one JSON object of text values, as the dashboard writes it")
         except (ValueError, UnicodeDecodeError) as exc:
-            st.error(plain(f"{shared.name}: not a scenario file ({exc}). Download one with “Scenario (JSON)”."))
+            st.error(
+                plain(f"{shared.name}: not a scenario file ({exc}). Download one with “Scenario (JSON)”.")
+            )
         else:
             for problem in share.apply_scenario(cohort, scenario):
                 st.warning(problem)

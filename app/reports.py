@@ -156,6 +156,10 @@ def report_cohort(report: Report, assets: str | Path) -> tuple[Cohort | None, st
     if not report.cohort_path:
         return None, "The report does not name the cohort it was measured on (no `data.path`)."
     candidates: list[tuple[Path, str | None]] = [(Path(report.cohort_path).expanduser(), None)]
+    parts = Path(report.cohort_path).parts
+    for i in range(len(parts) - 1):  # a shipped demo report, read from another checkout of the repository
+        if parts[i : i + 2] == ("assets", "demo"):
+            candidates.append((Path(assets, *parts[i + 2 :]), None))
     if (shipped := _shipped_copy(report, assets)) is not None:
         candidates.append(
             (

@@ -261,3 +261,19 @@ def test_a_demo_report_joins_the_shipped_copy_of_its_generated_cohort(report_env
     at.session_state["disagreement_table"] = {"selection": {"rows": [0], "columns": []}}
     at.run()
     assert at.title[0].value == "Subject and what-if"
+
+
+def test_a_shipped_demo_report_is_joined_from_another_checkout(report_env, tmp_path, monkeypatch):
+    """Demo reports are written in the build's checkout (…/assets/demo/cohorts/ad); another checkout reads its own."""
+    assets = tmp_path / "checkout" / "assets" / "demo"
+    shipped = assets / "cohorts" / "ad"
+    shipped.mkdir(parents=True)
+    shutil.copy(Path(report_env["cohort"]) / "cohort.csv", shipped / "cohort.csv")
+    result = json.loads(Path(report_env["report"]).read_text())
+    result["data"]["path"] = "/build-machine/repo/assets/demo/cohorts/ad"
+    (assets / "reports" / "ad").mkdir(parents=True)
+    (assets / "reports" / "ad" / "results.json").write_text(json.dumps(result))
+    monkeypatch.setenv("HYPERFUSION_DEMO_ASSETS", str(assets))
+    at = open_page(PAGE)
+    assert not any("not on this machine" in i.value for i in at.info)
+    assert page_table(at, "sex", "subjects")["subjects"].iloc[-1] == result["test_subjects"]
