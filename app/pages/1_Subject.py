@@ -192,7 +192,10 @@ with pred_col:
         from hyperfusion.explain import counterfactual, nearest_subject
 
         cf_cols = st.columns([2, 1, 2])
-        cf_model = cf_cols[0].selectbox("Model", list(ad), key="cf_model")
+        fusion = [m.name for m in usable if m.architecture == "hyperfusion" and m.name in ad]
+        cf_model = cf_cols[0].selectbox(
+            "Model", list(ad), index=list(ad).index(fusion[0]) if fusion else 0, key="cf_model"
+        )
         predicted = classes[int(ad[cf_model].value[1].argmax())]
         others = [c for c in classes if c != predicted]
         cf_target = cf_cols[1].selectbox(

@@ -39,14 +39,21 @@ with controls:
     mode = st.radio("Show", list(av.MODES), format_func=av.MODES.get, key="attr_mode")
     model = model_b = None
     if image_models:
-        av.keep_choice("attr_model", image_models)
+        # the fusion model first: it is what the tool is about (then the others, alphabetically)
+        fusion = next(
+            (m.name for m in usable if m.architecture == "hyperfusion" and m.name in image_models), None
+        )
+        av.keep_choice("attr_model", image_models, fusion)
         model = st.selectbox("Model", image_models, key="attr_model")
     else:
         st.info("No model for this cohort reads the scan: there is no image attribution map to show.")
     if mode == "models" and model is not None:
         others = [m for m in image_models if m != model]
         if others:
-            av.keep_choice("attr_model_b", others)
+            unimodal = next(
+                (m.name for m in usable if m.architecture == "image_only" and m.name in others), None
+            )
+            av.keep_choice("attr_model_b", others, unimodal)  # fusion against the image-only baseline
             model_b = st.selectbox("Second model", others, key="attr_model_b")
         else:
             st.info("Only one model here reads the scan: there is no second model to compare with.")
