@@ -38,7 +38,8 @@ with left:
     )
     st.table({"class": list(summary["class_counts"]), "subjects": list(summary["class_counts"].values())})
     if db.is_demo_cohort(cohort):
-        st.caption("The demo scans are generated into the cache the first time a scan is needed (once).")
+        st.caption("A synthetic table: each subject's scan is generated into the cache the first time it is "
+                   "needed (the first subjects' scans ship with it).")  # fmt: skip
     elif summary["subjects_with_scan"] < len(cohort):
         st.caption(
             f"{len(cohort) - summary['subjects_with_scan']} of {len(cohort)} subjects have no scan in images/: "

@@ -204,32 +204,31 @@ def models_for(c: Cohort, models: list[ModelInfo]) -> list[ModelInfo]:
 
 
 def is_demo_cohort(c: Cohort) -> bool:
+    """A shipped synthetic table (cohort.json with the generator's configuration, no images/): its scans are
+    generated on demand, subject by subject (the demo's cohorts and sweep tables are such tables)."""
+    from hyperfusion.data.synthetic import read_config
+
+    path = Path(c.path)
     return (
-        c.is_synthetic and Path(c.path).resolve().parent == (Path(settings()["assets"]) / "cohorts").resolve()
+        c.is_synthetic and path.is_dir() and not (path / "images").is_dir() and read_config(path) is not None
     )
 
 
-@st.cache_resource(show_spinner=False)
-def demo_cohort_dir(task: str, assets: str) -> Path:
-    from hyperfusion.demo import ensure_demo_cohort
-
-    return ensure_demo_cohort(task, Path(assets))
-
-
 def scan_path(c: Cohort, ptid: str) -> str | None:
-    """The subject's scan; for the shipped demo table, the generated demo cohort's (made on first need)."""
+    """The subject's scan; for a shipped synthetic table, that subject's generated scan (hyperfusion.demo
+    .subject_scan: shipped for the first subjects, else made in the cache in about a second)."""
     row = c.table.loc[c.table["PTID"] == ptid].iloc[0]
     if isinstance(row["image_path"], str):
         return row["image_path"]
     if is_demo_cohort(c):
-        task = cohort_task(c) or "ad"
+        from hyperfusion.demo import subject_scan
+
         with st.spinner(
-            f"Generating the synthetic {task} demo scans into the cache (once, about 2 minutes) …"
+            f"Generating the synthetic scan of {ptid} into the cache (a second; the first one on this machine "
+            "also builds the generator's atrophy fields, about a minute) …"
         ):
-            directory = demo_cohort_dir(task, settings()["assets"])
-        for suffix in (".nii.gz", ".nii"):
-            if (p := directory / "images" / f"{ptid}{suffix}").is_file():
-                return str(p)
+            path = subject_scan(c.path, ptid)
+        return str(path) if path is not None else None
     return None
 
 

@@ -66,6 +66,7 @@ DEMO = {
     "sweep_lambdas": [0.0, 0.5],
     "sweep_models": ["hyperfusion", "concat", "image_only"],
     "bootstrap": 500,  # resamples for the reports' 95 % intervals
+    "starter_scans": 12,  # scans of the first subjects shipped beside each demo table
 }
 
 
@@ -100,6 +101,32 @@ def scans_for(cohort_dir: str | Path, workers: int = 1, progress: bool = False) 
     return ensure_cohort(
         work_dir() / "cohorts" / cache_name(config), config, workers=workers, progress=progress
     )
+
+
+STARTER_DIR = "starter_scans"
+
+
+def subject_scan(cohort_dir: str | Path, ptid: str) -> Path | None:
+    """One subject's scan of a shipped synthetic table without generating the whole cohort: the generated
+    cohort's file if it is there, else the copy shipped in ``<table>/starter_scans`` (the first subjects, so
+    the dashboard shows a scan the moment it starts), else that subject alone, generated into the cache
+    (byte-identical to the full cohort's file; the first one on a machine also builds the atrophy fields,
+    about a minute). None when the directory is not a synthetic table."""
+    from hyperfusion.data.synthetic import read_config, write_subject_scan
+
+    path = Path(cohort_dir)
+    config = read_config(path)
+    if config is None:
+        return None
+    for candidate in (
+        work_dir() / "cohorts" / cache_name(config) / "images" / f"{ptid}.nii.gz",
+        path / STARTER_DIR / f"{ptid}.nii.gz",
+        work_dir() / "subjects" / cache_name(config) / f"{ptid}.nii.gz",
+    ):
+        if candidate.is_file():
+            return candidate
+    candidate.parent.mkdir(parents=True, exist_ok=True)
+    return write_subject_scan(config, ptid, candidate)
 
 
 def ensure_demo_cohort(
@@ -155,6 +182,22 @@ def _train_step(
     return Step(f"train {label}", lambda: (out / "card.json").is_file(), run)
 
 
+def _starter_step(task: str, cohort_dir: Callable[[], Path], out: Path) -> Step:
+    """Ship the scans of the first ``DEMO["starter_scans"]`` subjects beside the table (a few hundred kB), so
+    the dashboard's first subjects need no generation at all."""
+    n = DEMO["starter_scans"]
+
+    def names() -> list[str]:
+        return [f"SYN_{i:04d}.nii.gz" for i in range(1, n + 1)]
+
+    def run() -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in names():
+            (out / name).write_bytes((cohort_dir() / "images" / name).read_bytes())
+
+    return Step(f"starter scans {task}", lambda: all((out / name).is_file() for name in names()), run)
+
+
 def plan(assets: Path = ASSETS, quiet: bool = True, workers: int = 1) -> list[Step]:
     """Every step of the demo build, in order."""
     steps: list[Step] = []
@@ -183,6 +226,8 @@ def plan(assets: Path = ASSETS, quiet: bool = True, workers: int = 1) -> list[St
 
     ad = cohort_step("ad", DEMO["ad_cohort"], assets / "cohorts" / "ad")
     ba = cohort_step("brain_age", DEMO["brain_age_cohort"], assets / "cohorts" / "brain_age")
+    for task, cohort in (("ad", ad), ("brain_age", ba)):
+        steps.append(_starter_step(task, cohort, assets / "cohorts" / task / STARTER_DIR))
     for model in DEMO["four_fold_models"]:
         for fold in range(4):
             label = f"ad/{model}/fold{fold}"

@@ -26,6 +26,7 @@ from hyperfusion.data.synthetic.generator import (
     ensure_cohort,
     generate_cohort,
     read_config,
+    write_subject_scan,
 )
 from hyperfusion.data.synthetic.report import calibration_report
 from hyperfusion.data.synthetic.subject import SyntheticSubject, synthesize_subject
@@ -39,4 +40,5 @@ __all__ = [
     "generate_cohort",
     "read_config",
     "synthesize_subject",
+    "write_subject_scan",
 ]

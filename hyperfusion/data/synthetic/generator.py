@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import re
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -172,6 +173,23 @@ def _write_subject(index: int) -> tuple[dict, dict]:
     )
     latent = {**s.latent, **{f"{k}_ml": round(v, 4) for k, v in s.volumes_ml.items()}}
     return s.row, latent
+
+
+def write_subject_scan(config: SynthConfig, ptid: str, path: str | Path) -> Path:
+    """Write one subject's T1 of the cohort of ``config`` to ``path``, byte for byte the file
+    :func:`generate_cohort` writes as ``images/PTID.nii.gz`` (subjects are generated independently), so a
+    dashboard can show one subject without generating the whole cohort."""
+    from hyperfusion.data.synthetic.subject import synthesize_subject
+
+    match = re.fullmatch(r"SYN_(\d+)", ptid)
+    index = int(match.group(1)) - 1 if match else -1
+    if not 0 <= index < config.n:
+        raise DataError(f"{ptid!r} is not a subject of this synthetic cohort (SYN_0001 … SYN_{config.n:04d})")
+    s = synthesize_subject(index, config.n, **config.subject_kwargs())
+    if s.row["PTID"] != ptid:  # the numbering is the generator's; never hand out another subject's scan
+        raise DataError(f"subject {index} of the generator is {s.row['PTID']}, not {ptid}")
+    write_nifti(Path(path), s.image, s.grid.affine, _DESCRIPTION)
+    return Path(path)
 
 
 # --- driver ------------------------------------------------------------------------------------------------------
