@@ -25,8 +25,27 @@ from hyperfusion.explain.regions import region_summary
 __all__ = ["ImageAttribution"]
 
 
+class Completeness:
+    """``output_gap`` and ``relative_delta`` of a result with ``output``, ``baseline_output`` and ``delta``."""
+
+    @property
+    def output_gap(self) -> float | None:
+        """output − baseline_output: what IG's and DeepLIFT's maps sum to; None without a baseline."""
+        return None if self.baseline_output is None else self.output - self.baseline_output
+
+    @property
+    def relative_delta(self) -> float | None:
+        """|delta| / |output gap|: the completeness error as a share of the change explained."""
+        gap = self.output_gap
+        if self.delta is None or gap is None:
+            return None
+        if gap == 0:
+            return 0.0 if self.delta == 0 else float("inf")
+        return abs(self.delta) / abs(gap)
+
+
 @dataclass(frozen=True)
-class ImageAttribution:
+class ImageAttribution(Completeness):
     """One subject's attribution map on the model grid, and its provenance.
 
     Attributes:
@@ -84,21 +103,6 @@ class ImageAttribution:
     def box(self) -> np.ndarray:
         """The map over the full box (D, H, W), mirror undone, in MNI order for ``mni_box`` geometries."""
         return merge_views(self.views, self.geometry)
-
-    @property
-    def output_gap(self) -> float | None:
-        """output − baseline_output: what IG's and DeepLIFT's maps sum to."""
-        return None if self.baseline_output is None else self.output - self.baseline_output
-
-    @property
-    def relative_delta(self) -> float | None:
-        """|delta| / |output gap|: the completeness error as a share of the change explained."""
-        gap = self.output_gap
-        if self.delta is None or gap is None:
-            return None
-        if gap == 0:
-            return 0.0 if self.delta == 0 else float("inf")
-        return abs(self.delta) / abs(gap)
 
     def describe(self) -> dict[str, Any]:
         """Everything but the voxels, JSON-able (provenance for the per-region JSON and the dashboard)."""

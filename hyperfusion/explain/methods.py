@@ -59,6 +59,7 @@ from captum.attr import (
 from torch import Tensor, nn
 
 from hyperfusion.errors import DataError
+from hyperfusion.explain.maps import Completeness
 
 __all__ = [
     "METHODS",
@@ -113,7 +114,7 @@ class SubjectOutput(nn.Module):
 
 
 @dataclass
-class ViewAttribution:
+class ViewAttribution(Completeness):
     """One subject's attribution on the model grid.
 
     Attributes:
@@ -133,19 +134,6 @@ class ViewAttribution:
     delta: float | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     coarse: dict[str, Any] | None = None
-
-    @property
-    def output_gap(self) -> float | None:
-        """output − baseline_output (what IG's attributions sum to), None without a baseline."""
-        return None if self.baseline_output is None else self.output - self.baseline_output
-
-    @property
-    def relative_delta(self) -> float | None:
-        """|delta| / |output gap|: IG's completeness error as a share of what it explains."""
-        gap = self.output_gap
-        if self.delta is None or gap is None:
-            return None
-        return abs(self.delta) / abs(gap) if gap != 0 else float("inf") if self.delta else 0.0
 
 
 @dataclass
