@@ -15,3 +15,18 @@ class DataError(HyperFusionError, ValueError):
 
 class ModelFileError(HyperFusionError, ValueError):
     """A model directory that cannot be loaded safely."""
+
+
+def read_json_object(path, error: type[HyperFusionError] = DataError, damaged: str = "") -> dict:
+    """The JSON object in the UTF-8 file ``path``; anything else raises ``error`` naming the file (and
+    ``damaged``, what a bad file means for the user)."""
+    import json
+    from pathlib import Path
+
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: not valid JSON ({exc}){damaged}") from None
+    if not isinstance(value, dict):
+        raise error(f"{path}: must hold a JSON object{damaged}")
+    return value

@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import difflib
 import io
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -38,7 +37,7 @@ from hyperfusion.data.schema import (
     Feature,
     feature,
 )
-from hyperfusion.errors import DataError
+from hyperfusion.errors import DataError, read_json_object
 
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "none", "null", "-"})
 COGNITIVE_COLUMNS = ("MMSE", "ADAS13", "CDRSB")
@@ -483,12 +482,7 @@ def load_cohort(
             raise DataError(f"{path}: a cohort directory must hold cohort.csv (and images/, cohort.json)")
         meta_path = path / "cohort.json"
         if meta_path.is_file():
-            try:
-                provenance = json.loads(meta_path.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise DataError(f"{meta_path}: not valid JSON ({exc})") from None
-            if not isinstance(provenance, dict):
-                raise DataError(f"{meta_path}: must hold a JSON object")
+            provenance = read_json_object(meta_path)
         default_images = path / "images"
     else:
         table_path = path

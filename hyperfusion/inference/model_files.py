@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from hyperfusion import __version__
-from hyperfusion.errors import HyperFusionError, ModelFileError
+from hyperfusion.errors import HyperFusionError, ModelFileError, read_json_object
 from hyperfusion.models import FusionNetwork, build_model
 from hyperfusion.models.network import state_dict_mismatches
 
@@ -109,13 +109,7 @@ def load_model(model_dir: str | Path) -> tuple[FusionNetwork, dict[str, Any]]:
 
 
 def _read_card(card_path: Path) -> dict[str, Any]:
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{card_path} is not valid JSON ({exc}): the model file is damaged") from None
-    if not isinstance(card, dict):
-        raise ModelFileError(f"{card_path} must hold a JSON object")
-    return card
+    return read_json_object(card_path, ModelFileError, ": the model file is damaged")
 
 
 def _check_weights_file(weights_path: Path, card: dict[str, Any]) -> None:
