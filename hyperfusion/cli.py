@@ -264,6 +264,11 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tabular", help="the record, a JSON object of ADNIMERGE column names (ROW.json)")
     p.add_argument("--data", help="cohort directory: take the scan and record of --subject from it")
     p.add_argument("--subject", help="PTID of a subject of --data")
+    p.add_argument(
+        "--allow-unregistered", action="store_true",
+        help="predict even when the scan fails the entry check (not skull-stripped, not in MNI152 space, "
+        "implausible intensities); every output then carries a warning. Better: hyperfusion preprocess",
+    )  # fmt: skip
 
 
 def _read_record(path: str) -> dict:
@@ -318,11 +323,22 @@ def _subject_inputs(a: argparse.Namespace):
                 f"model reads one. Add images/{a.subject}.nii.gz or give --image"
             )
         raise DataError("this model reads a scan: give --image X.nii.gz (or --data and --subject)")
-    return predictor, name, scan, record, cohort
+    check = None
+    if scan is not None and predictor.models[name].members[0].uses_image:
+        from hyperfusion.inference.entry import require_readable, warning_lines
+
+        # refuse (one line naming `hyperfusion preprocess`) what the model cannot read, unless overridden
+        check = require_readable(scan, allow=a.allow_unregistered)
+        for line in warning_lines(check):
+            print(f"hyperfusion {a.command}: warning: {line}", file=sys.stderr)
+    return predictor, name, scan, record, cohort, check
 
 
 def _predict_run(a: argparse.Namespace) -> int:
-    predictor, name, scan, record, _ = _subject_inputs(a)
+    from hyperfusion.inference.entry import warning_lines
+    from hyperfusion.inference.ood import summary
+
+    predictor, name, scan, record, _, check = _subject_inputs(a)
     entry = predictor.models[name]
     pred = predictor.predict(scan, record)[name]
     out = {"model": name, "architecture": entry.architecture, "task": entry.task,
@@ -335,6 +351,10 @@ def _predict_run(a: argparse.Namespace) -> int:
         out["predicted_age"] = float(pred.value[0])
         out["brain_age_gap"] = float(pred.extras["brain_age_gap"][0])
         out["spread"] = float(pred.spread[0])
+    ood = pred.extras["ood"][0]
+    out["in_distribution"] = {**ood, "summary": summary(ood)}
+    out["scan_check"] = check.to_dict() if check is not None else None
+    out["warnings"] = warning_lines(check)
     _print_json(out)
     return 0
 
@@ -367,8 +387,9 @@ def _explain_args(p: argparse.ArgumentParser) -> None:
 
 def _explain_run(a: argparse.Namespace) -> int:
     from hyperfusion.explain.image import compare_records, explain_image
+    from hyperfusion.inference.entry import warning_lines
 
-    predictor, name, scan, record, cohort = _subject_inputs(a)
+    predictor, name, scan, record, cohort, check = _subject_inputs(a)
     settings = _parse_overrides(a.set)
     if a.steps is not None:
         settings["n_steps"] = a.steps
@@ -406,7 +427,7 @@ def _explain_run(a: argparse.Namespace) -> int:
         "baseline": info["baseline"], "baseline_output": info["baseline_output"], "delta": info["delta"],
         "relative_delta": info["relative_delta"], "coarse": info["coarse"], "compared": info["compared"],
         "region_abs_share": {r["region"]: round(r["abs_share"], 4) for r in regions["regions"]},
-        "region_source": regions["source"],
+        "region_source": regions["source"], "warnings": warning_lines(check),
     })  # fmt: skip
     return 0
 
