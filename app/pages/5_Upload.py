@@ -13,12 +13,20 @@ from hyperfusion.data.cohort import parse_record, record_from_csv, require_some_
 from hyperfusion.data.nifti import check_file_name, load_nifti
 from hyperfusion.data.schema import FEATURES
 from hyperfusion.errors import HyperFusionError
+from hyperfusion.inference.entry import DASHBOARD_FIX, check_scan, warning_lines
+from hyperfusion.inference.ood import summary as ood_summary
 
 db.page_setup("Upload")
 st.title("Upload a subject")
 st.caption("Nothing uploaded is written to disk: the scan and the record stay in this session's memory.")
 
 scan_file = st.file_uploader("T1 scan registered to MNI152 (.nii or .nii.gz)", key="upload_scan")
+anyway = st.toggle(
+    "Predict anyway when the scan fails the entry check (every output is then marked unreliable)",
+    key="upload_anyway",
+    help="The models were trained on skull-stripped T1 scans registered to MNI152. A scan that is not is "
+    "refused unless this is on; `hyperfusion preprocess` makes such a scan from a raw one.",
+)
 csv_file = st.file_uploader(
     "Record: one CSV row with ADNIMERGE column names (or use the form)",
     key="upload_csv",
@@ -42,6 +50,7 @@ scan_note = st.empty()  # what was read from the scan; emptied again if the mode
 problems: list[str] = []
 notes: list[str] = []
 scan_bytes: bytes | None = None
+scan_warnings: list[str] = []
 if scan_file is not None:
     data = scan_file.getvalue()
     try:
@@ -51,9 +60,21 @@ if scan_file is not None:
     except HyperFusionError as exc:
         problems.append(str(exc))
     else:
-        scan_bytes = data
         zooms = ", ".join(f"{z:g}" for z in img.header.get_zooms()[:3])
-        scan_note.success(plain(f"{scan_file.name}: {img.shape} voxels of {zooms} mm"))
+        # the entry check: skull-stripped, registered to MNI152, plausible T1 intensities
+        entry = check_scan(data, name=scan_file.name)
+        if entry.passed:
+            scan_bytes = data
+            scan_note.success(plain(f"{scan_file.name}: {img.shape} voxels of {zooms} mm; entry check passed"))
+        elif anyway:
+            scan_bytes = data
+            scan_warnings = warning_lines(entry)
+        else:
+            more = f" (and {len(entry.problems) - 1} more)" if len(entry.problems) > 1 else ""
+            problems.append(f"{scan_file.name}: {entry.problems[0]}{more}. {DASHBOARD_FIX}")
+        if not entry.passed:
+            with st.expander("Entry check: the figures"):
+                st.json(entry.to_dict())
 
 record: dict | None = None
 if csv_file is not None:
@@ -113,18 +134,23 @@ if scan_bytes is not None and record is not None:
     if previous.get("scan") not in (None, scan_bytes):  # a replaced upload's image features go at once
         db.forget_scan(previous["scan"])
         st.session_state.pop("_upload_maps", None)
-    st.session_state["uploaded"] = {"name": scan_file.name, "scan": scan_bytes, "record": dict(record)}
+    st.session_state["uploaded"] = {"name": scan_file.name, "scan": scan_bytes, "record": dict(record),
+                                    "warnings": scan_warnings}  # fmt: skip
     st.session_state["subject"] = db.UPLOAD_PREFIX + scan_file.name
     rows = []
     for name, p in preds.items():
         if p.task == "ad":
-            rows.append(
-                {"model": name, **{f"P({c})": round(float(v), 3) for c, v in zip(p.class_names, p.value[0])}}
-            )
+            row = {"model": name, **{f"P({c})": round(float(v), 3) for c, v in zip(p.class_names, p.value[0])}}
         else:
-            rows.append({"model": name, "brain age (years)": round(float(p.value[0]), 1),
-                         "gap (years)": round(float(p.extras["brain_age_gap"][0]), 1)})  # fmt: skip
+            row = {"model": name, "brain age (years)": round(float(p.value[0]), 1),
+                   "gap (years)": round(float(p.extras["brain_age_gap"][0]), 1)}  # fmt: skip
+        row["training data"] = ood_summary(p.extras["ood"][0])
+        if scan_warnings:
+            row["warning"] = "UNRELIABLE: the scan failed the entry check"
+        rows.append(row)
     st.subheader("Predictions")
+    for w in scan_warnings:
+        st.warning(plain(w))
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="upload_predictions")
     st.markdown(
         "This subject is now the current subject of every page (listed first in each subject picker)."
