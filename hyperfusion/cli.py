@@ -462,7 +462,7 @@ def _preprocess_run(a: argparse.Namespace) -> int:
             bar.total = total
             bar.update(done - bar.n)
             if status["status"] == "failed":
-                bar.write(f"hyperfusion preprocess: {status['PTID']} failed: {status['error']}")
+                bar.write(f"hyperfusion preprocess: {status['PTID']} failed: {status['error']}", file=sys.stderr)
 
         statuses = preprocess_batch(a.input, a.out, workers=a.workers, path_column=a.path_column,
                                     progress=tick, **options)  # fmt: skip

@@ -122,8 +122,9 @@ def preprocess_scan(
     step("brain extraction", 0.2)
     if skull_strip:
         mask = _extract_brain(nib.Nifti1Image(data, ras.affine), threads)
-    else:
-        mask = data > 0
+    else:  # already stripped: the brain is what is not (near) zero
+        positive = data[data > 0]
+        mask = data > (0.01 * float(np.percentile(positive, 99)) if positive.size else 0.0)
     if mask.sum() < 1000:
         raise DataError(f"{source}: brain extraction found no brain; is this a T1-weighted head scan?")
     info["input_signal_outside_brain"] = _outside_share(data, mask)
