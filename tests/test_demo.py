@@ -52,6 +52,9 @@ def built(tmp_path_factory):
 
 def test_build_makes_every_step_and_ships_tables_not_scans(built):
     assets, log = built
+    # every model is trained with its out-of-distribution reference, so the step that adds missing ones is done
+    assert {e["step"]: e["status"] for e in log}["ood references"] == "done"
+    log = [e for e in log if e["step"] != "ood references"]
     assert [e["status"] for e in log] == ["built"] * len(log)
     names = [e["step"] for e in log]
     assert names[-1] == "RESULTS.md"
@@ -142,3 +145,34 @@ def test_one_subject_scan_comes_from_the_shipped_starters_or_alone_byte_identica
             demo.subject_scan(table, "SYN_9999")
     finally:
         hidden.rename(full)
+
+
+def test_verify_retrain_reproduces_a_shipped_model(built, monkeypatch):
+    assets, _ = built
+    monkeypatch.setattr(demo, "DEMO", TINY)
+    same, line = demo.retrain("ad/image_only/fold0", assets)
+    assert same, line
+    assert "shipped" in line and "retrained" in line
+    with pytest.raises(FileNotFoundError, match="no shipped demo model"):
+        demo.retrain("ad/nothing/fold0", assets)
+
+
+def test_a_collapsed_model_stops_the_build(built, monkeypatch):
+    from hyperfusion.training import fold
+
+    assets, _ = built
+    monkeypatch.setattr(demo, "DEMO", {**TINY, "fail_on_collapse": True})
+    # a learning rate of 0 leaves the network at its initialisation: its predictions do not tell subjects apart
+    monkeypatch.setitem(fold.RECIPES, "cpu", {**fold.RECIPES["cpu"], "lr": 0.0})
+    card = assets / "models/ad/image_only/fold0/card.json"
+    backup = card.read_bytes()
+    card.unlink()
+    import shutil
+
+    shutil.rmtree(demo.work_dir() / "training" / "ad/image_only/fold0")  # a new run, not a resumed one
+    try:
+        with pytest.raises(demo.CollapsedError, match="collapsed"):
+            demo.build(assets, only="train ad/image_only/fold0")
+        assert not card.exists()  # nothing shipped
+    finally:
+        card.write_bytes(backup)
