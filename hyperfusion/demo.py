@@ -311,9 +311,15 @@ def plan(assets: Path = ASSETS, quiet: bool = True, workers: int = 1) -> list[St
     return steps
 
 
+def _built(path: Path) -> bool:
+    """A model directory, or a folder of fold models at least one of which is built."""
+    return (path / "card.json").is_file() or any(path.glob("fold*/card.json"))
+
+
 def evaluate_commands(assets: Path = ASSETS) -> dict[str, list[str]]:
     """The ``hyperfusion evaluate`` arguments of every demo report (report name -> argv after ``evaluate``),
-    with paths relative to the repository when the assets are the repository's."""
+    with paths relative to the repository when the assets are the repository's. Models not built (yet) are left
+    out, and a report none of whose models is built is skipped: RESULTS.md lists what is missing."""
 
     def rel(path: Path) -> str:  # the commands run from the repository root (see _run_evaluate)
         try:
@@ -323,22 +329,27 @@ def evaluate_commands(assets: Path = ASSETS) -> dict[str, list[str]]:
 
     models = assets / "models"
     ad = [models / "ad" / m for m in DEMO["four_fold_models"]]
-    ad += [models / "ad" / m / "fold0" for m in DEMO["one_fold_models"]]
-    commands = {
-        "ad": ["--data", rel(assets / "cohorts" / "ad"), "--models", *map(rel, ad), "--faithfulness", "saliency"],
-        "brain_age": ["--data", rel(assets / "cohorts" / "brain_age"), "--models",
-                      *(rel(models / "brain_age" / m) for m in DEMO["brain_age_models"])],
-    }  # fmt: skip
+    ad = [d for d in ad + [models / "ad" / m / "fold0" for m in DEMO["one_fold_models"]] if _built(d)]
+    brain_age = [models / "brain_age" / m for m in DEMO["brain_age_models"] if _built(models / "brain_age" / m)]
+    commands: dict[str, list[str]] = {}
+    if ad:
+        commands["ad"] = ["--data", rel(assets / "cohorts" / "ad"), "--models", *map(rel, ad),
+                          "--faithfulness", "saliency"]  # fmt: skip
+        if (assets / "cohorts" / "ad_test" / "cohort.json").is_file():
+            # every subject of an independent cohort (another seed of the same world), none seen in training
+            commands["ad_test"] = ["--data", rel(assets / "cohorts" / "ad_test"), "--models", *map(rel, ad),
+                                   "--subjects", "all"]  # fmt: skip
+    if brain_age:
+        commands["brain_age"] = ["--data", rel(assets / "cohorts" / "brain_age"), "--models", *map(rel, brain_age)]
     for lam in [*DEMO["sweep_lambdas"], 1.0]:
         if lam == 1.0:
-            cohort, dirs = (
-                assets / "cohorts" / "ad",
-                [models / "ad" / m / "fold0" for m in DEMO["sweep_models"]],
-            )
+            cohort = assets / "cohorts" / "ad"
+            dirs = [models / "ad" / m / "fold0" for m in DEMO["sweep_models"]]
         else:
             cohort = assets / "sweep" / "cohorts" / f"lambda{lam:g}"
             dirs = [assets / "sweep" / "models" / f"lambda{lam:g}" / m for m in DEMO["sweep_models"]]
-        commands[f"sweep_lambda{lam:g}"] = ["--data", rel(cohort), "--models", *map(rel, dirs)]
+        if all(_built(d) for d in dirs):
+            commands[f"sweep_lambda{lam:g}"] = ["--data", rel(cohort), "--models", *map(rel, dirs)]
     return {name: [*argv, "--bootstrap", str(DEMO["bootstrap"])] for name, argv in commands.items()}
 
 
@@ -356,35 +367,53 @@ def _run_evaluate(argv: list[str], out: Path) -> dict:
 def results_markdown(assets: Path, reports: Path) -> str:
     """RESULTS.md from the reports under ``reports`` (one folder per entry of :func:`evaluate_commands`)."""
     commands = evaluate_commands(assets)
+
+    def ci(entry: dict, key: str) -> str:
+        value, interval = entry["metrics"][key], entry.get("ci95", {}).get(key)
+        return f"{value:.3f} [{interval['ci95'][0]:.3f}, {interval['ci95'][1]:.3f}]" if interval else f"{value:.3f}"
+
     sweep_rows = []
     for lam in [*DEMO["sweep_lambdas"], 1.0]:
+        if f"sweep_lambda{lam:g}" not in commands:
+            continue
         result = json.loads((reports / f"sweep_lambda{lam:g}" / "results.json").read_text())
         for entry in result["runs"].values():
-            m = entry["metrics"]
-            sweep_rows.append(
-                f"| {lam:g} | {entry['architecture']} | {m['balanced_accuracy']:.3f} | {m['auc']:.3f} | "
-                f"{m['f1']:.3f} |"
-            )
+            sweep_rows.append(f"| {lam:g} | {entry['architecture']} | {ci(entry, 'balanced_accuracy')} | "
+                              f"{ci(entry, 'auc')} |")  # fmt: skip
+    missing = [step.name for step in plan(assets) if step.name.startswith("train ") and not step.done()]
     text = [
         "# Demo results (SYNTHETIC data)",
         "",
         "Every number below is measured on the synthetic cohorts of `hyperfusion demo build`, not on real patients.",
         f"Configuration: `{json.dumps(DEMO)}`",
         "",
-        "## AD classification, test partition (split seed 0)",
-        "",
-        "Rows without `/fold0` are the inverse-entropy-weighted ensembles of the four fold models.",
-        "",
-        (reports / "ad" / "results.md").read_text(),
-        "## Brain age, test partition",
-        "",
-        (reports / "brain_age" / "results.md").read_text(),
-        "## Interaction sweep (fold 0 models; λ = interaction strength of the synthetic cohort)",
-        "",
-        "| λ | model | BA | AUC | F1 |",
-        "|---|---|---|---|---|",
-        *sweep_rows,
-        "",
+    ]
+    if missing:
+        text += ["**Not built yet** (`hyperfusion demo build` resumes with them; the tables below use the models "
+                 "that exist, and an ensemble's `members` column says how many folds it has): "
+                 + ", ".join(f"`{name[6:]}`" for name in missing) + ".", ""]  # fmt: skip
+    sections = [
+        ("ad", "AD classification, test partition (split seed 0)",
+         "Rows without `/fold0` are the inverse-entropy-weighted ensembles of the fold models (`members`); rows with "
+         "`/fold0` are single models, one split, no ensemble."),
+        ("ad_test", "AD classification, independent test cohort",
+         "Every subject of a cohort generated with another seed of the same world (`DEMO['ad_test_cohort']`): none "
+         "was seen in training or model selection, and the intervals are narrower."),
+        ("brain_age", "Brain age, test partition", ""),
+    ]  # fmt: skip
+    for name, title, note in sections:
+        if name in commands:
+            text += [f"## {title}", "", *([note, ""] if note else []), (reports / name / "results.md").read_text()]
+    if sweep_rows:
+        text += [
+            "## Interaction sweep (fold 0 models, test partition; λ = interaction strength of the synthetic cohort)",
+            "",
+            "| λ | model | BA [95 % CI] | AUC [95 % CI] |",
+            "|---|---|---|---|",
+            *sweep_rows,
+            "",
+        ]
+    text += [
         "## Reproduce",
         "",
         "Each table is the output of one command (run from the repository root; `hyperfusion demo verify` runs "
