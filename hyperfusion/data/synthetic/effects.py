@@ -65,18 +65,18 @@ AD_SEX_AGEING = 0.10  # AD task: men's ventricles and women's hippocampi age (1 
 # counted from young adulthood, BRAIN_AGE_SEX_ONSET). The shapes follow published lifespan trajectories:
 # cortical grey matter thins almost linearly from the twenties, most in frontal and lateral temporal cortex
 # (lobe rates add to the cortex's); white matter holds until mid-life and then declines ever faster; the
-# ventricles grow exponentially (about 2.5-fold from 30 to 80); the hippocampus declines slowly before 60 and
+# ventricles grow exponentially (measured: about 3-fold from 30 to 80); the hippocampus declines slowly before 60 and
 # about 1 %/year after 75. Total brain tissue then falls by about 0.2 %/year before 50 and 0.5 %/year after 70.
 # Sex: men faster in frontal and temporal cortex, white matter and ventricles, women in hippocampus and
 # parietal cortex, men a little faster over the whole cortex (so conditioning on sex changes how a volume
 # reads as an age).
 BRAIN_AGE_AGEING = {
-    "cortex": (-0.0070, 100.0, 0.10),
-    "frontal": (-0.0030, 100.0, 0.25),
-    "temporal": (-0.0030, 100.0, 0.25),
-    "parietal": (-0.0010, 100.0, -0.20),
-    "white_matter": (-0.0060, 25.0, 0.15),
-    "ventricles": (0.022, 20.0, 0.25),
+    "cortex": (-0.0070, 300.0, 0.10),
+    "frontal": (-0.0030, 300.0, 0.25),
+    "temporal": (-0.0030, 300.0, 0.25),
+    "parietal": (-0.0010, 300.0, -0.20),
+    "white_matter": (-0.0060, 30.0, 0.15),
+    "ventricles": (0.018, 20.0, 0.25),
     "hippocampus": (-0.008, 25.0, -0.20),
     "entorhinal": (-0.006, 25.0, 0.0),
     "amygdala": (-0.005, 25.0, 0.0),
