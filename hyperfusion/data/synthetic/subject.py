@@ -43,7 +43,7 @@ _TEMPLATE_MARGIN_MM = 24.0
 TRUTH_MAPS = ("disease", "age", "anatomy")
 # Brain-age task: ageing white matter loses T1 signal relative to grey matter (the GM/WM contrast falls with
 # age). The scanner's GM/WM intensity ratio rises by this much per unit of white-matter log-volume lost
-# relative to age 70 (about +0.05 at 90 and -0.03 at 20, against a scanner-to-scanner sd of 0.02).
+# relative to age 70 (about +0.04 at 90 and -0.04 at 20, against a scanner-to-scanner sd of 0.02).
 WM_CONTRAST_PER_LOG_VOLUME = -0.25
 
 
