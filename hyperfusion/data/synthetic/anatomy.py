@@ -85,6 +85,14 @@ REGIONS: tuple[Region, ...] = (
 )
 REGION_INDEX = {r.name: i for i, r in enumerate(REGIONS)}
 
+# Brain-age cohorts only: regions with their own ageing field beyond :data:`REGIONS` (kept apart so that the AD
+# task's fields, and so its output, do not change). White matter shrinks into the CSF around it: the ventricles
+# next to it and the sulci beyond the cortex.
+AGEING_REGIONS: tuple[Region, ...] = (
+    Region("white_matter_L", (2,), reach_mm=8.0),
+    Region("white_matter_R", (41,), reach_mm=8.0),
+)
+
 # Structures whose volume the calibration report measures (FreeSurfer-like definitions; "ventricles" are the
 # lateral plus inferior lateral ventricles, as in ADNIMERGE's Ventricles).
 MEASURED = {
@@ -96,6 +104,21 @@ MEASURED = {
     "amygdala_R": (54,),
     "ventricles_L": (4, 5),
     "ventricles_R": (43, 44),
+}
+# Brain-age cohorts also measure the structures that age most in healthy adults: cortical grey matter per
+# hemisphere (every Desikan-Killiany cortical label), the frontal, lateral temporal and parietal lobes, and the
+# cerebral white matter. ("brain", total tissue, is measured from the template's tissue maps, not from labels.)
+AGEING_MEASURED = {
+    "cortex_L": _ctx("L", _CTX_ALL),
+    "cortex_R": _ctx("R", _CTX_ALL),
+    "frontal_L": _ctx("L", _CTX_FRONTAL),
+    "frontal_R": _ctx("R", _CTX_FRONTAL),
+    "temporal_L": _ctx("L", _CTX_TEMPORAL),
+    "temporal_R": _ctx("R", _CTX_TEMPORAL),
+    "parietal_L": _ctx("L", _CTX_PARIETAL),
+    "parietal_R": _ctx("R", _CTX_PARIETAL),
+    "white_matter_L": (2,),
+    "white_matter_R": (41,),
 }
 
 
@@ -190,7 +213,8 @@ def ellipsoid_labels() -> np.ndarray:
 
     The hippocampus keeps the semi-axes 30, 13, 5.7 mm of the fitted ellipsoid, scaled to its 5.9 ml, with its
     long axis along 0.8 y - 0.6 z (head anterior and inferior). Cortex is the template's grey matter, split
-    into rough frontal, parietal and temporal lobes by MNI coordinates.
+    into rough frontal, parietal and temporal lobes by MNI coordinates; white matter is the template's (the
+    cerebellum's included).
     """
     t = load_template()
     pts = TEMPLATE_GRID.world_points()
@@ -201,6 +225,8 @@ def ellipsoid_labels() -> np.ndarray:
     left = x < 0
     base = np.where(left, 1000, 2000)
     labels[cortex] = base[cortex]  # "unknown" cortex
+    white = (t["wm"] > 0.5) & inside & ~cortex  # cerebral white matter (brain-age cohorts measure it)
+    labels[white] = np.where(left, 2, 41)[white]
     for ks, sel in (
         (_CTX_FRONTAL[-3], (y > 5) & (z > -20)),
         (_CTX_PARIETAL[2], (y < -25) & (z > 25)),

@@ -17,6 +17,14 @@ Interactions between the record and the image, each scaled by ``lam`` (the inter
   women and ``0.5 - 0.25 lam`` in men.
 * Sex-specific ageing (men's ventricles, women's hippocampi a little faster; for brain age the lobe-wise
   pattern) also scales with ``lam``, so that ``lam = 0`` is a purely additive world.
+
+Brain-age cohorts (healthy adults, 20-90 years) get their own ageing world (:func:`brain_age_ageing`): nearly
+linear cortical thinning from early adulthood, strongest in the frontal and lateral temporal lobes (the cortex
+shrinks into its sulci, which widen); white-matter loss that starts in mid-life and accelerates (a field of its
+own, :data:`~hyperfusion.data.synthetic.anatomy.AGEING_REGIONS`, so plans have that many more entries);
+ventricles that grow ever faster; hippocampal decline that accelerates after 60; men a little faster overall.
+Its individual variation is smaller than the AD task's (:data:`BRAIN_AGE_ANATOMY_SD`), so that age can be read
+from the anatomy about as well as real brain-age models read it from real scans.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtri
 
-from hyperfusion.data.synthetic.anatomy import REGION_INDEX, REGIONS
+from hyperfusion.data.synthetic.anatomy import AGEING_REGIONS, REGION_INDEX, REGIONS
 from hyperfusion.data.synthetic.records import APOE4_PROBS, FEMALE_SHARE
 
 # Disease, log-volume per unit severity s (AD mean s = 0.85: hippocampus about -23 %, ventricles about +40 %).
@@ -50,8 +58,31 @@ AGEING_RATE = {
     "ventricles": 0.024,
 }
 AD_SEX_AGEING = 0.10  # AD task: men's ventricles and women's hippocampi age (1 + 0.1 lam) times as fast
-BRAIN_AGE_LOBE_RATE = -0.002  # brain-age task: frontal, temporal, parietal grey matter, on top of cortex
-BRAIN_AGE_SEX_AGEING = 0.30  # men faster in frontal, temporal, ventricles; women in hippocampus, parietal
+
+# Brain-age task. Per structure: log-volume change per year at 70, the time constant of its acceleration
+# (years; the cumulative change from 70 is rate * tau * (exp((age - 70) / tau) - 1), near linear for a long tau)
+# and the sex difference in rate at lam = 1 (men age 1 + d times, women 1 - d times as fast as the average,
+# counted from young adulthood, BRAIN_AGE_SEX_ONSET). The shapes follow published lifespan trajectories:
+# cortical grey matter thins almost linearly from the twenties, most in frontal and lateral temporal cortex
+# (lobe rates add to the cortex's); white matter holds until mid-life and then declines ever faster; the
+# ventricles grow exponentially (measured: about 3-fold from 30 to 80); the hippocampus declines slowly before 60 and
+# about 1 %/year after 75. Total brain tissue then falls by about 0.2 %/year before 50 and 0.5 %/year after 70.
+# Sex: men faster in frontal and temporal cortex, white matter and ventricles, women in hippocampus and
+# parietal cortex, men a little faster over the whole cortex (so conditioning on sex changes how a volume
+# reads as an age).
+BRAIN_AGE_AGEING = {
+    "cortex": (-0.0070, 300.0, 0.10),
+    "frontal": (-0.0030, 300.0, 0.25),
+    "temporal": (-0.0030, 300.0, 0.25),
+    "parietal": (-0.0010, 300.0, -0.20),
+    "white_matter": (-0.0060, 30.0, 0.15),
+    "ventricles": (0.018, 20.0, 0.25),
+    "hippocampus": (-0.008, 25.0, -0.20),
+    "entorhinal": (-0.006, 25.0, 0.0),
+    "amygdala": (-0.005, 25.0, 0.0),
+    "parahippocampal": (-0.005, 25.0, 0.0),
+}
+BRAIN_AGE_SEX_ONSET = 20.0  # years: the sexes' trajectories part from here
 
 # Individual anatomy: log-volume sd and left/right correlation.
 ANATOMY_SD = {
@@ -65,6 +96,20 @@ ANATOMY_SD = {
     "parietal": (0.03, 0.8),
 }
 CORTEX_SD = 0.03
+# Brain-age task: healthy adults' individual variation, small enough that the true volumes predict age within
+# about 4-5 years (real volumetric brain-age models: 5-7 years; CNNs on scans: 3-5).
+BRAIN_AGE_ANATOMY_SD = {
+    "hippocampus": (0.05, 0.8),
+    "entorhinal": (0.08, 0.6),
+    "amygdala": (0.06, 0.7),
+    "parahippocampal": (0.06, 0.6),
+    "ventricles": (0.20, 0.8),
+    "frontal": (0.015, 0.8),
+    "temporal": (0.015, 0.8),
+    "parietal": (0.015, 0.8),
+    "white_matter": (0.02, 0.8),
+}
+BRAIN_AGE_CORTEX_SD = 0.015
 
 _LIMBIC = ("hippocampus_head", "amygdala", "entorhinal")
 _SPARING = ("hippocampus_body", "parahippocampal")
@@ -86,7 +131,8 @@ def _side(name: str) -> str:
 
 @dataclass(frozen=True)
 class AtrophyPlan:
-    """Log-volume changes per region (arrays of ``len(REGIONS)``) and the interaction terms that shaped them."""
+    """Log-volume changes per region (arrays over :func:`plan_regions`) and the interaction terms that shaped
+    them."""
 
     disease: np.ndarray
     age: np.ndarray
@@ -139,8 +185,15 @@ def disease_atrophy(latent: dict, lam: float) -> tuple[np.ndarray, float, float,
     return out, w, left, i2
 
 
+def plan_regions(task: str) -> tuple:
+    """The regions a plan of ``task`` covers: :data:`REGIONS`, and for brain age also :data:`AGEING_REGIONS`."""
+    return REGIONS + AGEING_REGIONS if task == "brain_age" else REGIONS
+
+
 def ageing_atrophy(latent: dict, lam: float, task: str) -> np.ndarray:
-    """Normal-ageing log-volume changes per region relative to age 70."""
+    """Normal-ageing log-volume changes per region (:func:`plan_regions`) relative to age 70."""
+    if task == "brain_age":
+        return brain_age_ageing(latent, lam)
     years = effective_years(float(latent["age"]))
     female = bool(latent["female"])
     sign = 1.0 if female else -1.0  # +1 where women age faster
@@ -149,30 +202,52 @@ def ageing_atrophy(latent: dict, lam: float, task: str) -> np.ndarray:
         fam = _family(region.name)
         struct = _structure(fam)
         rate = AGEING_RATE.get(struct, 0.0)
-        if task == "brain_age":
-            if struct in ("frontal", "temporal", "parietal"):
-                rate += BRAIN_AGE_LOBE_RATE
-            if struct in ("frontal", "temporal", "ventricles"):
-                rate *= 1.0 - sign * BRAIN_AGE_SEX_AGEING * lam
-            elif struct in ("hippocampus", "parietal"):
-                rate *= 1.0 + sign * BRAIN_AGE_SEX_AGEING * lam
-        else:
-            if struct == "ventricles":
-                rate *= 1.0 - sign * AD_SEX_AGEING * lam
-            elif struct == "hippocampus":
-                rate *= 1.0 + sign * AD_SEX_AGEING * lam
+        if struct == "ventricles":
+            rate *= 1.0 - sign * AD_SEX_AGEING * lam
+        elif struct == "hippocampus":
+            rate *= 1.0 + sign * AD_SEX_AGEING * lam
         out[i] = rate * years
     return out
 
 
-def anatomical_variation(rng: np.random.Generator, ventricle_common: float | None = None) -> np.ndarray:
+def brain_age_trajectory(structure: str, age: float, female: bool | None, lam: float) -> float:
+    """Brain-age task: log-volume change of ``structure`` at ``age`` relative to age 70 (the template), for a
+    woman, a man, or (``female=None``) the average of the two. 0 for structures that do not age."""
+    if structure not in BRAIN_AGE_AGEING:
+        return 0.0
+    rate, tau, men_excess = BRAIN_AGE_AGEING[structure]
+
+    def cumulative(a: float) -> float:
+        return rate * tau * math.expm1((a - 70.0) / tau)
+
+    change = cumulative(age)
+    if female is None:
+        return change
+    sign = -1.0 if female else 1.0
+    return change + sign * men_excess * lam * (change - cumulative(BRAIN_AGE_SEX_ONSET))
+
+
+def brain_age_ageing(latent: dict, lam: float) -> np.ndarray:
+    """Brain-age task: healthy ageing per region of ``plan_regions("brain_age")`` relative to age 70."""
+    age, female = float(latent["age"]), bool(latent["female"])
+    regions = plan_regions("brain_age")
+    return np.array([brain_age_trajectory(_structure(_family(r.name)), age, female, lam) for r in regions])
+
+
+def anatomical_variation(
+    rng: np.random.Generator, ventricle_common: float | None = None, task: str = "ad"
+) -> np.ndarray:
     """Individual log-volume offsets per region (left/right correlated; head and body share one offset).
 
     ``ventricle_common`` replaces the random standard-normal factor the two ventricles share (see
-    :func:`stratified_normal`).
+    :func:`stratified_normal`). Brain-age plans use :data:`BRAIN_AGE_ANATOMY_SD` over :func:`plan_regions`.
     """
-    out = np.zeros(len(REGIONS))
-    for struct, (sd, rho) in ANATOMY_SD.items():
+    regions = plan_regions(task)
+    table, cortex_sd = (
+        (BRAIN_AGE_ANATOMY_SD, BRAIN_AGE_CORTEX_SD) if task == "brain_age" else (ANATOMY_SD, CORTEX_SD)
+    )
+    out = np.zeros(len(regions))
+    for struct, (sd, rho) in table.items():
         common, left, right = rng.standard_normal(3)
         if struct == "ventricles" and ventricle_common is not None:
             common = ventricle_common
@@ -180,10 +255,10 @@ def anatomical_variation(rng: np.random.Generator, ventricle_common: float | Non
             "L": sd * (math.sqrt(rho) * common + math.sqrt(1 - rho) * left),
             "R": sd * (math.sqrt(rho) * common + math.sqrt(1 - rho) * right),
         }
-        for i, region in enumerate(REGIONS):
+        for i, region in enumerate(regions):
             if _structure(_family(region.name)) == struct:
                 out[i] = offsets[_side(region.name)]
-    out[REGION_INDEX["cortex"]] = CORTEX_SD * rng.standard_normal()
+    out[REGION_INDEX["cortex"]] = cortex_sd * rng.standard_normal()
     return out
 
 
@@ -206,15 +281,16 @@ def stratified_normal(seed: int, index: int) -> float:
 def atrophy_plan(
     latent: dict, lam: float, task: str, rng: np.random.Generator, ventricle_common: float | None = None
 ) -> AtrophyPlan:
-    """The subject's plan: disease (AD task only), ageing and individual anatomy, per region."""
+    """The subject's plan: disease (AD task only), ageing and individual anatomy, per region of
+    :func:`plan_regions`."""
     if task == "ad":
         disease, w, left, i2 = disease_atrophy(latent, lam)
     else:
-        disease, w, left, i2 = np.zeros(len(REGIONS)), 0.5, 0.5, 1.0
+        disease, w, left, i2 = np.zeros(len(plan_regions(task))), 0.5, 0.5, 1.0
     return AtrophyPlan(
         disease=disease,
         age=ageing_atrophy(latent, lam, task),
-        anatomy=anatomical_variation(rng, ventricle_common),
+        anatomy=anatomical_variation(rng, ventricle_common, task),
         limbic_share=w,
         left_share=left,
         sex_apoe_factor=i2,

@@ -29,6 +29,8 @@ import numpy as np
 from scipy import fft, ndimage
 
 from hyperfusion.data.synthetic.anatomy import (
+    AGEING_MEASURED,
+    AGEING_REGIONS,
     MEASURED,
     REGIONS,
     TEMPLATE_GRID,
@@ -271,23 +273,29 @@ def fields_key() -> tuple[str, str]:
     return f"{FIELDS_VERSION}-{source.replace(':', '-')}-{digest}", source
 
 
-@lru_cache(maxsize=2)
-def load_fields(cache_dir: str | None = None) -> AtrophyFields:
-    """The atrophy fields, built on first use (about a minute on two cores) and memory-mapped afterwards."""
-    key, source = fields_key()
-    root = Path(cache_dir) if cache_dir else cache_root()
+def _cached_build(root: Path, key: str, build) -> Path:
+    """The cache directory ``root/synthetic/key``, filled by ``build(tmp_dir)`` on first use, atomically."""
     directory = root / "synthetic" / key
     if not (directory / "meta.json").exists():
         root.joinpath("synthetic").mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root / "synthetic"))
         try:
-            _build(tmp, key, source, atlas_labels()[0])
+            build(tmp)
             try:
                 os.replace(tmp, directory)
             except OSError:  # another process finished first: keep its copy
                 pass
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    return directory
+
+
+@lru_cache(maxsize=2)
+def load_fields(cache_dir: str | None = None) -> AtrophyFields:
+    """The atrophy fields, built on first use (about a minute on two cores) and memory-mapped afterwards."""
+    key, source = fields_key()
+    root = Path(cache_dir) if cache_dir else cache_root()
+    directory = _cached_build(root, key, lambda tmp: _build(tmp, key, source, atlas_labels()[0]))
     meta = json.loads((directory / "meta.json").read_text())
     g = meta["grid"]
     return AtrophyFields(
@@ -304,5 +312,93 @@ def load_fields(cache_dir: str | None = None) -> AtrophyFields:
         template_volumes_ml=meta["template_volumes_ml"],
         brain_centre_mm=tuple(meta["brain_centre_mm"]),
         atlas_source=meta["atlas_source"],
+        key=meta["key"],
+    )
+
+
+# --- brain-age cohorts: white-matter fields and whole-brain measures -------------------------------------------
+AGEING_FIELDS_VERSION = "ageing-fields-1"
+# White matter changes by at most about +-25 % between 20 and 90: a short sweep covers it.
+_AGEING_SWEEP = (-0.6, -0.3, -0.1, 0.1, 0.3, 0.6)
+
+
+@dataclass(frozen=True)
+class AgeingFields:
+    """What brain-age cohorts add to :class:`AtrophyFields`, on the same grid: the fields of
+    :data:`~hyperfusion.data.synthetic.anatomy.AGEING_REGIONS` and the partial-volume masks of
+    :data:`~hyperfusion.data.synthetic.anatomy.AGEING_MEASURED` plus ``brain`` (grey + white matter).
+
+    A separate cache, so that the AD task's fields, cache key and output stay exactly as they were."""
+
+    velocity: np.ndarray  # (A, 3, X, Y, Z)
+    source: np.ndarray  # (A, X, Y, Z)
+    measure: np.ndarray  # (K, X, Y, Z)
+    curves: tuple
+    measured_names: tuple[str, ...]
+    template_volumes_ml: dict[str, float]
+    key: str
+
+    def strengths(self, change: np.ndarray) -> np.ndarray:
+        return np.array([invert_response(float(a), *c) for a, c in zip(change, self.curves)])
+
+
+def _build_ageing(directory: Path, key: str, fields: AtrophyFields, labels: np.ndarray) -> None:
+    t = load_template()
+    pooled = _pooled_grid()
+    start = [round((f - p) / FIELD_SPACING_MM) for f, p in zip(fields.grid.origin, pooled.origin)]
+    sl = tuple(slice(s0, s0 + n) for s0, n in zip(start, fields.grid.shape))
+    tissue = {k: _pool2(t[k])[sl] for k in ("gm", "wm", "csf")}
+    velocity = np.zeros((len(AGEING_REGIONS), 3, *fields.grid.shape), dtype=np.float32)
+    source = np.zeros((len(AGEING_REGIONS), *fields.grid.shape), dtype=np.float32)
+    curves = []
+    for i, region in enumerate(AGEING_REGIONS):
+        m = _pool2(region_indicator(labels, region))[sl]
+        if m.sum() == 0:
+            raise ValueError(f"the atlas has no voxel of {region.name}")
+        source[i] = _region_source(m, tissue, region.compensation, region.reach_mm)
+        velocity[i] = poisson_velocity(source[i], fields.grid.spacing)
+        curves.append(_response_curve(velocity[i], m, fields.grid, _AGEING_SWEEP))
+    names = (*AGEING_MEASURED, "brain")
+    masks = [_pool2(np.isin(labels, AGEING_MEASURED[n]).astype(np.float32))[sl] for n in AGEING_MEASURED]
+    masks.append(np.clip(tissue["gm"] + tissue["wm"], 0.0, 1.0))
+    measure = np.stack(masks)
+    voxel_ml = fields.grid.spacing**3 / 1000.0
+    np.save(directory / "velocity.npy", velocity)
+    np.save(directory / "source.npy", source)
+    np.save(directory / "measure.npy", measure)
+    meta = {
+        "key": key,
+        "version": AGEING_FIELDS_VERSION,
+        "regions": [r.name for r in AGEING_REGIONS],
+        "response_curves": {
+            r.name: {"delivered": c[0], "strength": c[1]} for r, c in zip(AGEING_REGIONS, curves)
+        },
+        "measured": list(names),
+        "template_volumes_ml": {
+            n: float(measure[i].sum(dtype=np.float64) * voxel_ml) for i, n in enumerate(names)
+        },
+    }
+    (directory / "meta.json").write_text(json.dumps(meta, indent=1))
+
+
+@lru_cache(maxsize=2)
+def load_ageing_fields(cache_dir: str | None = None) -> AgeingFields:
+    """The brain-age additions (:class:`AgeingFields`), built on first use (about half a minute) and
+    memory-mapped afterwards; keyed by their own version and the main fields' key."""
+    fields = load_fields(cache_dir)
+    key = f"{AGEING_FIELDS_VERSION}-{fields.key}"
+    root = Path(cache_dir) if cache_dir else cache_root()
+    directory = _cached_build(root, key, lambda tmp: _build_ageing(tmp, key, fields, atlas_labels()[0]))
+    meta = json.loads((directory / "meta.json").read_text())
+    return AgeingFields(
+        velocity=np.load(directory / "velocity.npy", mmap_mode="r"),
+        source=np.load(directory / "source.npy", mmap_mode="r"),
+        measure=np.load(directory / "measure.npy", mmap_mode="r"),
+        curves=tuple(
+            (tuple(meta["response_curves"][r]["delivered"]), tuple(meta["response_curves"][r]["strength"]))
+            for r in meta["regions"]
+        ),
+        measured_names=tuple(meta["measured"]),
+        template_volumes_ml=meta["template_volumes_ml"],
         key=meta["key"],
     )

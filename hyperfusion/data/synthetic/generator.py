@@ -33,6 +33,10 @@ from hyperfusion.data.synthetic.writer import write_csv, write_json, write_nifti
 from hyperfusion.errors import DataError
 
 GENERATOR_VERSION = "1.0.0"
+# The brain-age task's world (its ageing model) has a version of its own, recorded in brain-age cohorts only:
+# bumping it makes stale brain-age cohorts regenerate while AD cohorts, and their bytes, stay as they are.
+# 2: cortical, lobar and white-matter ageing, a measured ageing signal strong enough to read age within ~5 years.
+BRAIN_AGE_WORLD_VERSION = 2
 NOTICE = (
     "Synthetic data generated from the ICBM152 2009a template by hyperfusion; not real patients, "
     "not ADNI data. Research use only."
@@ -93,7 +97,7 @@ def cohort_metadata(config: SynthConfig) -> dict:
 
     fields = load_fields()
     grid = output_grid(config.voxel_size, config.whole_brain)
-    return {
+    meta = {
         "source": "synthetic",
         "notice": NOTICE,
         "generator": "hyperfusion.data.synthetic",
@@ -145,6 +149,21 @@ def cohort_metadata(config: SynthConfig) -> dict:
             },
         },
     }
+    if config.task == "brain_age":
+        from hyperfusion.data.synthetic.fields import load_ageing_fields
+
+        model = meta["model"]
+        for key in ("ageing_rate_per_year_at_70", "ageing_tau_years", "anatomy_sd_and_lr_correlation"):
+            del model[key]  # the AD world's; brain age has its own
+        model["brain_age_ageing_rate_at_70_tau_and_men_excess"] = effects.BRAIN_AGE_AGEING
+        model["brain_age_sex_onset_years"] = effects.BRAIN_AGE_SEX_ONSET
+        model["anatomy_sd_and_lr_correlation"] = effects.BRAIN_AGE_ANATOMY_SD
+        model["cortex_sd"] = effects.BRAIN_AGE_CORTEX_SD
+        model["wm_contrast_per_log_volume"] = subject.WM_CONTRAST_PER_LOG_VOLUME
+        meta["brain_age_world"] = BRAIN_AGE_WORLD_VERSION
+        meta["ageing_fields"] = load_ageing_fields().key
+        meta["regions"] = [r.name for r in effects.plan_regions(config.task)]
+    return meta
 
 
 # --- worker side -----------------------------------------------------------------------------------------------
@@ -261,6 +280,8 @@ def read_config(cohort_dir: str | Path) -> SynthConfig | None:
         meta = json.loads(path.read_text())
         if meta.get("source") != "synthetic" or meta.get("generator_version") != GENERATOR_VERSION:
             return None
+        if meta.get("task") == "brain_age" and meta.get("brain_age_world") != BRAIN_AGE_WORLD_VERSION:
+            return None  # an older brain-age world: regenerate rather than reuse
         knobs = dict(meta["knobs"])
         knobs["age_range"] = tuple(knobs["age_range"]) if knobs.get("age_range") else None
         return SynthConfig(**knobs)
@@ -270,11 +291,15 @@ def read_config(cohort_dir: str | Path) -> SynthConfig | None:
 
 def ensure_cohort(out_dir: str | Path, config: SynthConfig, workers: int = 1, progress: bool = True) -> Path:
     """The cohort of ``config`` at ``out_dir``: kept if already there (same knobs, generator version and
-    atrophy fields), generated otherwise."""
-    from hyperfusion.data.synthetic.fields import fields_key
+    atrophy fields; for brain age also the same ageing world and white-matter fields), generated otherwise."""
+    from hyperfusion.data.synthetic.fields import AGEING_FIELDS_VERSION, fields_key
 
     out = Path(out_dir)
     if read_config(out) == config and (out / "cohort.csv").exists():
-        if json.loads((out / "cohort.json").read_text()).get("fields") == fields_key()[0]:
+        meta = json.loads((out / "cohort.json").read_text())
+        if meta.get("fields") == fields_key()[0] and (
+            config.task != "brain_age"
+            or meta.get("ageing_fields") == f"{AGEING_FIELDS_VERSION}-{meta['fields']}"
+        ):
             return out
     return generate_cohort(out, config, workers=workers, progress=progress)

@@ -9,6 +9,10 @@ Three checks, printed as Markdown:
    The volume tolerance is +-5 percentage points.
 2. The record. Per diagnosis, means and missing rates against the real baseline summaries.
 3. Balanced accuracy of a logistic regression on the 9 attributes (the real cohort: about 0.61).
+
+Brain-age cohorts get the ageing report instead: volume change per decade by sex, the shape of the total-brain
+and ventricular trajectories against published lifespan curves, and the brain-age ceiling: how well a ridge
+regression on the true volumes (measured through each subject's warp, plus head size) predicts age.
 """
 
 from __future__ import annotations
@@ -159,33 +163,150 @@ def calibration_report(cohort_dir: str | Path) -> str:
     return "\n".join(lines)
 
 
+_AGEING_STRUCTURES = (
+    "cortex", "frontal", "temporal", "parietal", "white_matter", "brain", "hippocampus", "entorhinal",
+    "ventricles",
+)  # fmt: skip
+
+
+def _structure_volume(latent: pd.DataFrame, structure: str) -> pd.Series | None:
+    """Both hemispheres' volume (ml) of ``structure``, or None when the cohort did not measure it."""
+    if f"{structure}_ml" in latent:
+        return latent[f"{structure}_ml"]
+    if f"{structure}_L_ml" in latent:
+        return latent[f"{structure}_L_ml"] + latent[f"{structure}_R_ml"]
+    return None
+
+
+def _age_slope(latent: pd.DataFrame, log_volume: pd.Series, sel: pd.Series) -> float | None:
+    """Slope of ``log_volume`` on age among ``sel``, adjusted for log intracranial volume (per year)."""
+    if sel.sum() < 4:
+        return None
+    design = np.column_stack([np.ones(sel.sum()), latent.loc[sel, "age"], np.log(latent.loc[sel, "icv_l"])])
+    return float(np.linalg.lstsq(design, log_volume[sel], rcond=None)[0][1])
+
+
 def _ageing_section(latent: pd.DataFrame, meta: dict) -> list[str]:
-    """Brain-age cohorts: measured volume change per decade of age, by sex."""
+    """Brain-age cohorts: measured volume change per decade of age by sex, trajectory shapes, and the
+    brain-age ceiling."""
     lines = [
         f"## Ageing (ages {latent['age'].min():.0f}-{latent['age'].max():.0f} years, "
         f"interaction strength {meta['knobs']['interaction_strength']:g})",
         "",
         "Slope of the measured log-volume on age, adjusted for intracranial volume, percent per decade (both",
-        "hemispheres; at lambda > 0 men's ventricles and women's hippocampi age faster).",
+        "hemispheres; at lambda > 0 men age faster in frontal and temporal cortex, white matter and ventricles,",
+        "women in the hippocampus and parietal cortex).",
         "",
         "| structure | women | men |",
         "|---|---|---|",
     ]
-    for structure in ("hippocampus", "entorhinal", "ventricles"):
-        vol = np.log(latent[f"{structure}_L_ml"] + latent[f"{structure}_R_ml"])
+    for structure in _AGEING_STRUCTURES:
+        vol = _structure_volume(latent, structure)
+        if vol is None:
+            continue
         cells = []
         for female in (True, False):
-            sel = latent["female"] == female
-            if sel.sum() < 4:
-                cells.append("-")
-                continue
-            design = np.column_stack(
-                [np.ones(sel.sum()), latent.loc[sel, "age"], np.log(latent.loc[sel, "icv_l"])]
-            )
-            slope = np.linalg.lstsq(design, vol[sel], rcond=None)[0][1]
-            cells.append(f"{100 * np.expm1(10 * slope):+.1f} %")
+            slope = _age_slope(latent, np.log(vol), latent["female"] == female)
+            cells.append("-" if slope is None else f"{100 * np.expm1(10 * slope):+.1f} %")
         lines.append(f"| {structure} | " + " | ".join(cells) + " |")
-    return lines + [""]
+    lines += [""] + _trajectory_lines(latent) + _ceiling_lines(latent, meta["seed"])
+    return lines
+
+
+def _trajectory_lines(latent: pd.DataFrame) -> list[str]:
+    """Total brain tissue's rate by age band and the ventricles' growth from 30 to 80, against published
+    lifespan curves (about -0.2 %/year before 50 and -0.5 %/year after 70; ventricles 2-3 times larger)."""
+    out = []
+    brain = _structure_volume(latent, "brain")
+    if brain is not None:
+        cells = []
+        for lo, hi in ((20, 50), (50, 70), (70, 91)):
+            slope = _age_slope(latent, np.log(brain), (latent["age"] >= lo) & (latent["age"] < hi))
+            if slope is not None:
+                cells.append(f"{lo}-{min(hi, 90)} y: {100 * np.expm1(slope):+.2f} %/year")
+        if cells:
+            out.append("Total brain tissue (grey + white matter), by age band: " + ", ".join(cells) + ".")
+    vent = np.log(_structure_volume(latent, "ventricles") / latent["icv_l"])
+    young, old = latent["age"].between(25, 35), latent["age"].between(75, 85)
+    if young.sum() >= 3 and old.sum() >= 3:
+        ratio = float(np.exp(vent[old].mean() - vent[young].mean()))
+        out.append(
+            f"Ventricles (per litre of head size), aged 75-85 against 25-35: {ratio:.1f} times as large."
+        )
+    return out + [""] if out else []
+
+
+def _age_features(latent: pd.DataFrame, with_sex: bool) -> np.ndarray:
+    """Log true volumes (every ``*_ml`` column) and log head size; with sex, also female and female x each."""
+    cols = [c for c in latent.columns if c.endswith("_ml")]
+    x = np.log(latent[cols].to_numpy(dtype=np.float64))
+    x = np.column_stack([x, np.log(latent["icv_l"].to_numpy(dtype=np.float64))])
+    if with_sex:
+        female = latent["female"].to_numpy(dtype=np.float64)[:, None]
+        x = np.column_stack([x, female, x * female])
+    return x
+
+
+def _ridge():
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+
+
+def brain_age_ceiling(
+    latent: pd.DataFrame, test: pd.DataFrame | None = None, seed: int = 0, folds: int = 5
+) -> dict[str, float]:
+    """How well the true volumes predict age: mean absolute error (years) of a ridge regression on the log
+    volumes measured through each subject's warp (``truth/subjects.csv``'s ``*_ml`` columns) and log head size.
+
+    Cross-validated (``folds``-fold, shuffled with ``seed``) on ``latent``, or, given ``test`` (another cohort's
+    ``subjects.csv``), fitted on ``latent`` and scored on ``test``. Keys: ``"mean"`` (predicting the training
+    mean: the floor a model must beat), ``"ridge"`` (volumes and head size), ``"ridge + sex"`` (also sex and sex
+    x every feature: what conditioning on sex can add).
+    """
+    from sklearn.model_selection import KFold, cross_val_predict
+
+    age = latent["age"].to_numpy(dtype=np.float64)
+    out = {}
+    if test is None:
+        cv = KFold(n_splits=folds, shuffle=True, random_state=seed)
+        means = np.empty_like(age)
+        for train, held in cv.split(age):
+            means[held] = age[train].mean()
+        out["mean"] = float(np.abs(means - age).mean())
+        for name, sex in (("ridge", False), ("ridge + sex", True)):
+            pred = cross_val_predict(_ridge(), _age_features(latent, sex), age, cv=cv)
+            out[name] = float(np.abs(pred - age).mean())
+        return out
+    truth = test["age"].to_numpy(dtype=np.float64)
+    out["mean"] = float(np.abs(age.mean() - truth).mean())
+    for name, sex in (("ridge", False), ("ridge + sex", True)):
+        model = _ridge().fit(_age_features(latent, sex), age)
+        out[name] = float(np.abs(model.predict(_age_features(test, sex)) - truth).mean())
+    return out
+
+
+def _ceiling_lines(latent: pd.DataFrame, seed: int) -> list[str]:
+    if len(latent) < 20:
+        return ["## Brain-age ceiling", "", "Too few subjects to cross-validate (20 or more are needed).", ""]
+    scores = brain_age_ceiling(latent, seed=seed)
+    return [
+        "## Brain-age ceiling",
+        "",
+        "Mean absolute error (years) of a ridge regression that reads age from the true volumes (the",
+        "structures measured through each subject's warp, log-transformed, plus log head size), 5-fold",
+        "cross-validated: what a model that sees the anatomy perfectly could reach without reading intensities.",
+        "Real brain-age models reach 3-5 years on healthy adults' scans.",
+        "",
+        "| predictor | MAE (years) |",
+        "|---|---|",
+        f"| the training mean | {scores['mean']:.2f} |",
+        f"| ridge on true volumes + head size | {scores['ridge']:.2f} |",
+        f"| ... and sex, sex x volumes | {scores['ridge + sex']:.2f} |",
+        "",
+    ]
 
 
 def _volume_section(latent: pd.DataFrame, dx: pd.Series) -> list[str]:

@@ -13,7 +13,7 @@ at ``psi(x)``, so they move together. Ground-truth maps hold the planted log-vol
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -21,8 +21,13 @@ from scipy import ndimage
 
 from hyperfusion.data.synthetic.anatomy import TEMPLATE_GRID, load_template
 from hyperfusion.data.synthetic.deform import divergence, exponentiate, identity_index, smooth_random_field
-from hyperfusion.data.synthetic.effects import AtrophyPlan, atrophy_plan, stratified_normal
-from hyperfusion.data.synthetic.fields import AtrophyFields, load_fields
+from hyperfusion.data.synthetic.effects import (
+    AtrophyPlan,
+    atrophy_plan,
+    brain_age_trajectory,
+    stratified_normal,
+)
+from hyperfusion.data.synthetic.fields import AgeingFields, AtrophyFields, load_ageing_fields, load_fields
 from hyperfusion.data.synthetic.geometry import Grid, grid_covering, output_grid, sample
 from hyperfusion.data.synthetic.records import sample_subject, subject_rng
 from hyperfusion.data.synthetic.scanner import STREAM_SCANNER, acquire, bias_field, scanner_settings
@@ -36,6 +41,10 @@ _FIELD_MARGIN_MM = 10.0
 _MEASURE_MARGIN_MM = 12.0  # head size (up to +-10 %) and displacements move structures by a few mm
 _TEMPLATE_MARGIN_MM = 24.0
 TRUTH_MAPS = ("disease", "age", "anatomy")
+# Brain-age task: ageing white matter loses T1 signal relative to grey matter (the GM/WM contrast falls with
+# age). The scanner's GM/WM intensity ratio rises by this much per unit of white-matter log-volume lost
+# relative to age 70 (about +0.04 at 90 and -0.04 at 20, against a scanner-to-scanner sd of 0.02).
+WM_CONTRAST_PER_LOG_VOLUME = -0.25
 
 
 @dataclass
@@ -68,6 +77,14 @@ class RenderContext:
     lattices: tuple[Grid, ...]
     template_grid: Grid
     template: np.ndarray  # (4, ...) t1, gm, wm, mask, smoothed for the output voxel size
+    # Brain-age task only: the white-matter fields and whole-brain measures, and their grid (a crop of the
+    # field grid around the brain).
+    ageing: AgeingFields | None = None
+    ageing_velocity: np.ndarray | None = None
+    ageing_source: np.ndarray | None = None
+    ageing_measure_grid: Grid | None = None
+    ageing_measure: np.ndarray | None = None
+    ageing_measure_points: np.ndarray | None = None
 
 
 def _lattice(spacing: float, fields: AtrophyFields) -> Grid:
@@ -77,7 +94,7 @@ def _lattice(spacing: float, fields: AtrophyFields) -> Grid:
 
 
 @lru_cache(maxsize=2)
-def render_context(voxel_size: float, whole_brain: bool) -> RenderContext:
+def render_context(voxel_size: float, whole_brain: bool, task: str = "ad") -> RenderContext:
     fields = load_fields()
     out = output_grid(voxel_size, whole_brain)
     lo = out.origin
@@ -104,6 +121,21 @@ def render_context(voxel_size: float, whole_brain: bool) -> RenderContext:
             for k in ("t1", "gm", "wm", "mask")
         ]
     ).astype(np.float32)
+    extra = {}
+    if task == "brain_age":
+        ageing = load_ageing_fields()
+        brain = np.argwhere(np.asarray(ageing.measure[-1]) > 0)  # "brain": grey + white matter
+        b_lo = np.asarray(fields.grid.origin) + fields.grid.spacing * brain.min(axis=0)
+        b_hi = np.asarray(fields.grid.origin) + fields.grid.spacing * brain.max(axis=0)
+        agrid, asl = fields.grid.crop(tuple(b_lo - _MEASURE_MARGIN_MM), tuple(b_hi + _MEASURE_MARGIN_MM))
+        extra = {
+            "ageing": ageing,
+            "ageing_velocity": ageing.velocity[(slice(None), slice(None), *fsl)],
+            "ageing_source": ageing.source[(slice(None), *fsl)],
+            "ageing_measure_grid": agrid,
+            "ageing_measure": np.array(ageing.measure[(slice(None), *asl)], order="C"),
+            "ageing_measure_points": agrid.world_points(),
+        }
     return RenderContext(
         out_grid=out,
         fields=fields,
@@ -119,6 +151,7 @@ def render_context(voxel_size: float, whole_brain: bool) -> RenderContext:
         lattices=tuple(_lattice(spacing, fields) for _, spacing in RANDOM_DISPLACEMENTS),
         template_grid=tgrid,
         template=template,
+        **extra,
     )
 
 
@@ -134,15 +167,25 @@ def _weighted_sum(weights: np.ndarray, stack: np.ndarray) -> np.ndarray:
 def _measure_volumes(ctx: RenderContext, u_mm: np.ndarray, centre: np.ndarray, scale: np.float32) -> dict:
     """Volumes (ml) of the measured structures in the subject: the atlas's partial-volume masks carried
     through the subject's map, integrated on the 2 mm field grid around them (whatever grid the scan is
-    written on)."""
-    z = centre + (ctx.measure_points - centre) / scale
-    y = z + np.moveaxis(sample(u_mm, ctx.field_grid, z, "border"), 0, -1)
-    warped = sample(ctx.measure, ctx.measure_grid, y)
-    voxel_ml = ctx.measure_grid.spacing**3 / 1000.0
-    return {
-        name: float(warped[i].sum(dtype=np.float64) * voxel_ml)
-        for i, name in enumerate(ctx.fields.measured_names)
-    }
+    written on). Brain-age cohorts also measure the cortex, lobes, white matter and total brain tissue."""
+    out = {}
+    stages = [(ctx.measure_grid, ctx.measure_points, ctx.measure, ctx.fields.measured_names)]
+    if ctx.ageing is not None:
+        stages.append(
+            (
+                ctx.ageing_measure_grid,
+                ctx.ageing_measure_points,
+                ctx.ageing_measure,
+                ctx.ageing.measured_names,
+            )
+        )
+    for grid, points, masks, names in stages:
+        z = centre + (points - centre) / scale
+        y = z + np.moveaxis(sample(u_mm, ctx.field_grid, z, "border"), 0, -1)
+        warped = sample(masks, grid, y)
+        voxel_ml = grid.spacing**3 / 1000.0
+        out.update({name: float(warped[i].sum(dtype=np.float64) * voxel_ml) for i, name in enumerate(names)})
+    return out
 
 
 _SLAB_VOXELS = 1_000_000  # output voxels sampled at once: bounds memory for 1 mm whole brains
@@ -189,7 +232,7 @@ def synthesize_subject(
     ``voxel_size`` in mm; ``whole_brain`` picks the template's field of view instead of the hippocampal box;
     ``interaction_strength`` is lambda in [0, 1]; ``age_range`` (years) only for ``task="brain_age"``.
     """
-    ctx = render_context(float(voxel_size), bool(whole_brain))
+    ctx = render_context(float(voxel_size), bool(whole_brain), task)
     row, latent = sample_subject(seed, index, n, task, age_range)
     plan = atrophy_plan(
         latent,
@@ -204,18 +247,30 @@ def synthesize_subject(
     v_rand = np.zeros((3, *ctx.field_grid.shape), dtype=np.float32)
     for (rms, _), lattice in zip(RANDOM_DISPLACEMENTS, ctx.lattices):
         v_rand += sample(smooth_random_field(rng_disp, lattice, rms), lattice, ctx.field_points, "border")
-    weights = -ctx.fields.strengths(plan.total)
+    n_main = len(ctx.fields.curves)
+    weights = -ctx.fields.strengths(plan.total[:n_main])
     velocity = v_rand + _weighted_sum(weights, ctx.velocity)
+    if ctx.ageing is not None:  # brain age: the white-matter fields
+        velocity += _weighted_sum(-ctx.ageing.strengths(plan.total[n_main:]), ctx.ageing_velocity)
     spacing = np.float32(ctx.field_grid.spacing)
     u_mm = exponentiate(velocity / spacing, ctx.identity) * spacing
 
     # Scan -> template: undo head size about the brain's centre, then follow the displacement.
     scale = np.float32((latent["icv_l"] / ICV_REFERENCE_L) ** (1.0 / 3.0))
     centre = np.asarray(ctx.fields.brain_centre_mm, dtype=np.float32)
-    truth_src = np.stack([_weighted_sum(a, ctx.source) for a in (plan.disease, plan.age, plan.anatomy)])
+    truth_src = np.stack(
+        [_weighted_sum(a[:n_main], ctx.source) for a in (plan.disease, plan.age, plan.anatomy)]
+    )
+    if ctx.ageing is not None:
+        for i, a in enumerate((plan.disease, plan.age, plan.anatomy)):
+            truth_src[i] += _weighted_sum(a[n_main:], ctx.ageing_source)
     # The random velocity's own volume change: flowing along +v shrinks where div v > 0.
     truth_src[2] -= divergence(v_rand, float(spacing))
     settings = scanner_settings(latent["field_strength"], subject_rng(seed, index, STREAM_SCANNER))
+    if task == "brain_age":  # ageing white matter: less GM/WM contrast (the same random draws as before)
+        age, female = float(latent["age"]), bool(latent["female"])
+        wm_change = brain_age_trajectory("white_matter", age, female, interaction_strength)
+        settings = replace(settings, gm_ratio=settings.gm_ratio + WM_CONTRAST_PER_LOG_VOLUME * wm_change)
     pulled = _pull_back(ctx, u_mm, centre, scale, truth_src, settings.bias)
     t1, gm, wm, mask = pulled[:4]
     pulled[4:7] *= mask > 0.5  # truth only inside the brain
@@ -233,6 +288,7 @@ def synthesize_subject(
         "limbic_share": round(plan.limbic_share, 6),
         "left_share": round(plan.left_share, 6),
         "sex_apoe_factor": round(plan.sex_apoe_factor, 6),
+        **({"scanner_gm_ratio": round(settings.gm_ratio, 4)} if task == "brain_age" else {}),
         "scanner_wm_level": round(settings.wm_level, 3),
         "scanner_noise_fraction": round(settings.noise_fraction, 5),
     }
