@@ -223,6 +223,11 @@ def train_fold(
         "metrics": {"validation": {module.monitor[0]: best}},
         "code_version": __version__,
     }
+    # --- partition membership, for the evaluation protocol (hyperfusion.training.protocol) ---------------------
+    from hyperfusion.training.protocol import membership_record
+
+    card["split"] = membership_record(cohort, config.split_seed, config.fold, train_idx, val_idx, test_idx)
+    # --- end of the partition membership block ---------------------------------------------------------------
     if config.task == "brain_age":
         from hyperfusion.training.evaluate import Member, predict_subjects
         from hyperfusion.training.metrics import fit_age_bias

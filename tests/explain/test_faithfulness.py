@@ -28,9 +28,11 @@ def test_scores_of_a_perfect_and_of_a_uniform_map():
     assert mask_scores(perfect, mask, within)["volume_share"] == pytest.approx(mask[0].mean())
 
 
-def test_truth_mask_lands_on_the_model_grid():
+def test_truth_mask_lands_on_the_model_grid_and_marks_tissue_loss_only():
     truth = np.zeros(G.box_shape, np.float32)
-    truth[3, 10, 5] = -0.4  # atrophy: negative change counts too
+    truth[3, 10, 5] = -0.4  # tissue lost: in the mask
+    truth[3, 12, 5] = 0.4  # ventricle / CSF grown into the space: not the disease the maps should find
+    truth[3, 14, 5] = -0.01  # the smooth fields' tiny tails: below the threshold
     views = truth_mask(nib.Nifti1Image(truth, box_affine(G)), G)
     assert views.shape == (2, *G.input_shape) and views.sum() == 1
     assert views[1, 3, 10, G.box_shape[2] // 2 - 1 - 5]  # x < 0: the left hemisphere, mirrored
@@ -56,8 +58,8 @@ def test_evaluate_faithfulness_on_a_cohort_with_truth(env, tmp_path):
     for ptid in ptids:  # the test cohort's planted "hippocampi": where its scans are brightest
         img = nib.load(root / "images" / f"{ptid}.nii.gz")
         data = img.get_fdata()
-        nib.save(nib.Nifti1Image((data > np.percentile(data, 97)).astype(np.float32), img.affine),
-                 root / "truth" / f"{ptid}.nii.gz")  # fmt: skip
+        lost = -(data > np.percentile(data, 97)).astype(np.float32)  # tissue loss is negative in the truth
+        nib.save(nib.Nifti1Image(lost, img.affine), root / "truth" / f"{ptid}.nii.gz")
     cohort = load_cohort(root)
     report = evaluate_faithfulness(env.predictor, "hyperfusion", cohort, "saliency", subjects=ptids,
                                    deletion_steps=2)  # fmt: skip
