@@ -135,7 +135,9 @@ def lattice_index(
     The map's |attribution| is averaged per phase, each phase's share of the sum of those averages taken, and
     the mean share of the ``hot_phases`` hottest phases divided by the even share 1 / #phases. A map without
     structure at that period scores near 1 (a little above: each phase holds few voxels on a small grid); a
-    map that is a lattice of hot spots one per stride scores up to #phases / ``hot_phases``.
+    map that is a lattice of hot spots one per stride scores up to #phases / ``hot_phases``. On a grid only a
+    few strides long, a map concentrated in a few voxels anywhere also scores high: read it beside the
+    untrained control's value and the maps themselves.
 
     Args:
         attribution: (V, D, H, W') or (D, H, W); views are folded together (they share the network's grid).
