@@ -149,3 +149,21 @@ def test_evaluate_adds_attribution_faithfulness_on_synthetic_cohorts(tmp_path, c
     (root / "cohort.json").write_text("{}")  # no longer synthetic: refused with a message
     assert main([*argv[:-4], "--faithfulness", "saliency"]) == 2
     assert "needs a synthetic cohort" in capsys.readouterr().err
+
+
+def test_brain_age_bias_correction_is_per_member_and_never_reads_the_test_ages():
+    from hyperfusion.training.evaluate import _bias_corrected
+
+    rng = np.random.default_rng(3)
+    age = rng.uniform(50, 90, 40)
+    biases = [{"slope": 0.6, "intercept": 28.0}, {"slope": 0.8, "intercept": 12.0}]  # each member's validation fit
+    preds = [b["slope"] * age + b["intercept"] + rng.normal(0, 1, 40) for b in biases]
+    run = Run("ba", [Member(None, {"architecture": {"name": "hyperfusion", "task": "brain_age"},
+                                   "metrics": {"age_bias": b}}) for b in biases])  # fmt: skip
+    run.member_predictions = preds
+    expected = np.mean([(p - b["intercept"]) / b["slope"] for p, b in zip(preds, biases)], axis=0)
+    assert _bias_corrected(run, age) == M.regression_metrics(age, expected)
+    assert _bias_corrected(run, age)["mae"] < 1.5  # each member's own bias removed
+    # one member's slope is too flat to invert: no corrected figure rather than a blown-up one
+    run.members[1].card["metrics"]["age_bias"] = {"slope": 0.02, "intercept": 70.0}
+    assert _bias_corrected(run, age) is None
