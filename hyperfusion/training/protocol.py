@@ -213,6 +213,13 @@ def select_subjects(cohort: Cohort, runs: Sequence[Run], subjects: str = "test")
     else:
         from hyperfusion.training.evaluate import held_out_rows
 
+        for name, member in members:
+            trained_on, _ = _training_identity(member.card)
+            if trained_on is not None and trained_on != here:
+                raise DataError(
+                    f"{cohort.path} is not the cohort {name} was trained on (cohort {here}, the model's "
+                    f"{trained_on}); score an independent cohort with --subjects all"
+                )
         rows, seed = held_out_rows(cohort, runs)
         old = [name for name, split in splits.items() if split is None]
         notes.append(

@@ -111,7 +111,7 @@ def test_a_test_subject_in_a_models_training_rows_is_refused(trained):
         select_subjects(cohort, [run, Run("other", [moved])])
 
 
-def test_older_cards_recompute_the_partition_and_say_so(trained):
+def test_older_cards_recompute_the_partition_and_say_so(trained, tmp_path):
     data, models = trained
     cohort = load_cohort(data)
     run = _load_run(str(models / "ens"))
@@ -119,6 +119,9 @@ def test_older_cards_recompute_the_partition_and_say_so(trained):
     selection = select_subjects(cohort, [Run("old", old)])
     assert selection.mode == "recomputed" and "do not record their partition" in selection.notes[0]
     assert set(cohort.table["PTID"].to_numpy()[selection.rows]) == set(run.members[0].card["split"]["test"])
+    other = load_cohort(_write(tmp_path / "other", seed=5))  # the card's provenance names another cohort
+    with pytest.raises(DataError, match="is not the cohort old"):
+        select_subjects(other, [Run("old", old)])
 
 
 def test_subjects_all_is_refused_on_the_training_cohort_and_scores_an_independent_one(trained, tmp_path, capsys):
