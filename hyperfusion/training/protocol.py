@@ -221,7 +221,7 @@ def select_subjects(cohort: Cohort, runs: Sequence[Run], subjects: str = "test")
                     f"{trained_on}); score an independent cohort with --subjects all"
                 )
         rows, seed = held_out_rows(cohort, runs)
-        old = [name for name, split in splits.items() if split is None]
+        old = [run.label for run in runs if any(m.card.get("split") is None for m in run.members)]
         notes.append(
             f"The model file(s) of {', '.join(old)} do not record their partition membership (written before it "
             f"was stored): the test partition was recomputed from this table with split seed {seed}. If the "
