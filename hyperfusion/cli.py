@@ -109,11 +109,35 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--seed", type=int, default=0, help="initialisation / shuffling seed")
     p.add_argument("--out", required=True, help="model directory to write (training logs go in OUT/training)")
-    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument(
+        "--preset", choices=["paper", "cpu"], default="paper",
+        help="the recipe: 'paper' (the paper's settings, for paper-size runs) or 'cpu' (what the CPU demo models "
+        "need: cosine decay with warm-up, early stopping, light dropout, balanced classes, anatomy-keeping "
+        "augmentation, init_features 4); the flags below override the preset's values",
+    )  # fmt: skip
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (paper 200, cpu 100)")
     p.add_argument("--batch-size", type=int, default=None, help="default: 32 (ad), 64 (brain_age)")
-    p.add_argument("--lr", type=float, default=None, help="default: the paper's per task")
+    p.add_argument("--lr", type=float, default=None, help="default: the preset's (paper: the paper's per task)")
     p.add_argument("--weight-decay", type=float, default=None)
-    p.add_argument("--class-weights", choices=["paper", "balanced"], default="paper")
+    p.add_argument("--schedule", choices=["constant", "cosine"], default=None, help="learning-rate schedule")
+    p.add_argument("--warmup-epochs", type=float, default=None, help="linear learning-rate warm-up")
+    p.add_argument(
+        "--patience", type=int, default=None,
+        help="stop after this many epochs without a better validation score (0: never); the best epoch is kept",
+    )  # fmt: skip
+    p.add_argument(
+        "--augment", choices=["on", "off"], default=None,
+        help="small affine + intensity augmentation of training views (cpu preset: on)",
+    )  # fmt: skip
+    p.add_argument(
+        "--dropout", type=float, nargs=6, default=None, metavar="P",
+        help="AD ResNet dropout: blocks 1-4 then before fc1 and fc2 (paper: 0.1 0.2 0.2 0.3 0.6 0.5)",
+    )  # fmt: skip
+    p.add_argument(
+        "--init-image-from", default=None, metavar="MODEL_DIR",
+        help="start the image branch (stem, blocks 1-4) from a trained image_only model of the same fold",
+    )  # fmt: skip
+    p.add_argument("--class-weights", choices=["paper", "balanced"], default=None)
     p.add_argument("--imputation", choices=["median", "iterative"], default="median")
     p.add_argument(
         "--pretrain-epochs", type=int, default=100, help="tabular pre-training of HyperFusion's embedding"
@@ -155,22 +179,37 @@ def _train_run(a: argparse.Namespace) -> int:
     from hyperfusion.data.geometry import ad_box, brain_box
     from hyperfusion.demo import scans_for
     from hyperfusion.inference.model_files import save_model
-    from hyperfusion.training.fold import TrainConfig, train_fold
+    from hyperfusion.training.fold import recipe_config, train_fold
 
     cohort = load_cohort(a.data if a.model == "tabular_only" else scans_for(a.data), label_column=a.label_column)
     _label_note(cohort)
     geometry = ad_box(a.voxel_size) if a.task == "ad" else brain_box(a.voxel_size)
     devices = int(a.devices) if str(a.devices).isdigit() else a.devices
-    config = TrainConfig(
-        task=a.task, model=a.model, fold=a.fold, split_seed=a.split_seed, seed=a.seed, epochs=a.epochs,
+    overrides = _parse_overrides(a.set)
+    if a.dropout is not None:
+        overrides.update(block_dropout=list(a.dropout[:4]), head_dropout=list(a.dropout[4:]))
+    init_image = None
+    if a.init_image_from:
+        from hyperfusion.inference.model_files import load_model
+
+        source, source_card = load_model(a.init_image_from)
+        if source_card["architecture"]["name"] != "image_only":
+            raise HyperFusionError(f"--init-image-from {a.init_image_from}: not an image_only model")
+        if source_card.get("training", {}).get("fold") != a.fold:
+            raise HyperFusionError(f"--init-image-from {a.init_image_from}: trained on another fold")
+        init_image = source.state_dict()
+    config = recipe_config(
+        a.preset, task=a.task, model=a.model, fold=a.fold, split_seed=a.split_seed, seed=a.seed, epochs=a.epochs,
         batch_size=a.batch_size or (32 if a.task == "ad" else 64), lr=a.lr, weight_decay=a.weight_decay,
-        class_weights=a.class_weights, imputation=a.imputation, geometry=geometry.to_dict(),
-        model_overrides=_parse_overrides(a.set), pretrain_epochs=a.pretrain_epochs, num_workers=a.num_workers,
-        accelerator=a.accelerator, devices=devices, strategy=a.strategy, num_nodes=a.num_nodes,
-        precision=a.precision,
+        schedule=a.schedule, warmup_epochs=a.warmup_epochs, patience=a.patience, class_weights=a.class_weights,
+        imputation=a.imputation, geometry=geometry.to_dict(), model_overrides=overrides,
+        pretrain_epochs=a.pretrain_epochs, num_workers=a.num_workers, accelerator=a.accelerator, devices=devices,
+        strategy=a.strategy, num_nodes=a.num_nodes, precision=a.precision, init_image_from=a.init_image_from,
     )  # fmt: skip
+    if a.augment is not None:  # "on": the default ranges (hyperfusion.data.augment.AugmentConfig)
+        config.augment = {} if a.augment == "on" else None
     out = Path(a.out)
-    result = train_fold(cohort, config, out / "training", quiet=a.quiet)
+    result = train_fold(cohort, config, out / "training", quiet=a.quiet, init_image=init_image)
     from lightning.pytorch.utilities import rank_zero_only
 
     if rank_zero_only.rank == 0:  # under DDP only one process writes the model
@@ -448,17 +487,30 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--workers", type=int, default=1, help="processes for generating the synthetic scans")
     p.add_argument("--verbose", action="store_true", help="progress bars")
+    p.add_argument(
+        "--only", metavar="PATTERN", default=None,
+        help="build only the steps whose names match this shell pattern (see status), e.g. 'train ad/*/fold1'",
+    )  # fmt: skip
+    p.add_argument(
+        "--retrain", metavar="MODEL", default=None,
+        help="with verify: retrain one shipped model from nothing (e.g. ad/hyperfusion/fold0) and compare its "
+        "validation score with the shipped one (within 0.01)",
+    )  # fmt: skip
 
 
 def _demo_run(a: argparse.Namespace) -> int:
-    from hyperfusion.demo import build, verify
+    from hyperfusion.demo import build, retrain, verify
 
+    if a.action == "verify" and a.retrain:
+        same, line = retrain(a.retrain, quiet=not a.verbose)
+        print(line)
+        return 0 if same else 1
     if a.action == "verify":
         same, diff = verify()
         print("RESULTS.md reproduced exactly" if same else diff)
         return 0 if same else 1
 
-    for entry in build(quiet=not a.verbose, workers=a.workers, dry_run=a.action == "status"):
+    for entry in build(quiet=not a.verbose, workers=a.workers, dry_run=a.action == "status", only=a.only):
         print(json.dumps(entry))
     return 0
 

@@ -20,6 +20,7 @@ TINY = {
         "whole_brain": True,
         "interaction_strength": 1.0,
     },  # fmt: skip
+    "ad_test_cohort": {"task": "ad", "n": 24, "seed": 9, "voxel_size": 4.0, "interaction_strength": 1.0},
     "ad_voxel_size": 4.0,
     "init_features": 2,
     "epochs": 1,
@@ -33,6 +34,7 @@ TINY = {
     "sweep_models": ["image_only"],
     "bootstrap": 20,
     "starter_scans": 3,
+    "fail_on_collapse": False,  # one epoch on 32 subjects: collapse is expected; its own test below
 }
 
 

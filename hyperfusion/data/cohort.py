@@ -138,15 +138,15 @@ class Cohort:
 
 
 def cohort_identity(cohort: Cohort) -> str:
-    """What names the cohort a subject ID belongs to, so that a model's stored partition is matched only to
-    its own cohort.
+    """Who the cohort's subjects are, so that a model's stored partition is matched only to its own cohort.
 
     Real tables: the source ("ADNI", or "table" for an ADNI-format table of unstated provenance), since their
     PTIDs are real people's identities. Synthetic cohorts number their subjects SYN_0001 … whatever the
-    generator's settings, so their identity is the generator's configuration (``cohort.json``): generator and
-    its version, task, seed, N, λ and the other knobs; a short hash of it ends the readable part. Cohorts of
-    one generator seed and task share their subjects' records (the seed draws them), even when λ or the version
-    differ: :func:`synthetic_lineage` names that family.
+    generator's settings, so their identity is what draws the subjects (``cohort.json``): task, seed, λ, the
+    age range and the generator version. Not N, since a cohort of N is the first N subjects of a larger one
+    (a subject's draw does not depend on N), nor the voxel size (the same subjects, rendered finer). Cohorts of
+    one seed and task share their subjects' records even when λ or the version differ:
+    :func:`synthetic_lineage` names that family.
     """
     if not cohort.is_synthetic:
         return str(cohort.source)
@@ -156,19 +156,15 @@ def cohort_identity(cohort: Cohort) -> str:
 def synthetic_identity(provenance: Mapping) -> str:
     """:func:`cohort_identity` of a synthetic cohort from its ``cohort.json`` content."""
     knobs = provenance.get("knobs")
-    if not isinstance(knobs, Mapping):  # a synthetic table of another generator: its whole description
+    if not isinstance(knobs, Mapping) and "seed" not in provenance:
+        # a synthetic table of another generator: its whole description
         digest = hashlib.sha256(json.dumps(dict(provenance), sort_keys=True, default=str).encode()).hexdigest()
         return f"synthetic:{provenance.get('generator', 'unknown')}:{digest[:12]}"
-    key = {
-        "generator": provenance.get("generator"),
-        "generator_version": provenance.get("generator_version"),
-        "knobs": dict(knobs),
-    }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
-    lam = knobs.get("interaction_strength")
+    knobs = knobs if isinstance(knobs, Mapping) else {}
     return (
-        f"synthetic:{knobs.get('task')}:seed{knobs.get('seed')}:n{knobs.get('n')}:lambda{lam}:"
-        f"v{provenance.get('generator_version')}:{digest[:12]}"
+        f"synthetic:{knobs.get('task', provenance.get('task'))}:seed={knobs.get('seed', provenance.get('seed'))}:"
+        f"lambda={knobs.get('interaction_strength')}:ages={knobs.get('age_range')}:"
+        f"v{provenance.get('generator_version')}"
     )
 
 

@@ -42,6 +42,14 @@ AD_HYPER_LAYERS = tuple(f"block{i}.{layer}" for i in range(1, 5) for layer in HY
 )
 
 
+def _dropouts(block: Sequence[float], head: Sequence[float]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Checked dropout rates: four for blocks 1-4, two for the head (before fc1, before fc2)."""
+    block, head = tuple(float(p) for p in block), tuple(float(p) for p in head)
+    if len(block) != 4 or len(head) != 2 or not all(0.0 <= p < 1.0 for p in (*block, *head)):
+        raise ValueError(f"block_dropout needs 4 rates and head_dropout 2, each in [0, 1); got {block}, {head}")
+    return block, head
+
+
 def _stem(init_features: int, bn_momentum: float) -> nn.Sequential:
     """Conv 3³ (1 -> f) -> BN -> ReLU -> MaxPool 2: (B, 1, D, H, W) -> (B, f, D/2, H/2, W/2)."""
     return nn.Sequential(
@@ -105,8 +113,12 @@ class ADResNet(StagedNetwork):
         concat_tabular: bool = False,
         block4_modulation: str | None = None,
         modulation_bottleneck: int = 7,
+        block_dropout: Sequence[float] = _BLOCK_DROPOUT,
+        head_dropout: Sequence[float] = _HEAD_DROPOUT,
+        shortcut_pool: bool = False,
     ) -> None:
         super().__init__()
+        block_dropout, head_dropout = _dropouts(block_dropout, head_dropout)
         unknown = sorted(set(hyper_layers) - set(AD_HYPER_LAYERS))
         if unknown:
             raise ValueError(f"unknown hyper layer(s) {unknown}; choose from {list(AD_HYPER_LAYERS)}")
@@ -131,24 +143,25 @@ class ADResNet(StagedNetwork):
             if i == 4 and block4_modulation is not None:
                 block_type = FiLMBlock if block4_modulation == "film" else DAFTBlock
                 block = block_type(
-                    c_in, c_out, n_tabular, stride, _BLOCK_DROPOUT[3], bn_momentum, modulation_bottleneck
-                )
+                    c_in, c_out, n_tabular, stride, block_dropout[3], bn_momentum, modulation_bottleneck,
+                    shortcut_pool=shortcut_pool,
+                )  # fmt: skip
             else:
                 hyper = [name.split(".")[1] for name in hyper_layers if name.startswith(f"block{i}.")]
                 block = PreActResBlock(
-                    c_in, c_out, stride, _BLOCK_DROPOUT[i - 1], bn_momentum,
+                    c_in, c_out, stride, block_dropout[i - 1], bn_momentum,
                     hyper=hyper, embedding=embedding, embedding_dim=embedding_dim,
-                    input_variance=hyper_input_variance,
+                    input_variance=hyper_input_variance, shortcut_pool=shortcut_pool,
                 )  # fmt: skip
             setattr(self, f"block{i}", block)
-        self.pool = pooled_head(_HEAD_DROPOUT[0])
+        self.pool = pooled_head(head_dropout[0])
         if concat_tabular:
             self.fc1 = ConcatLinear(16 * f, n_tabular, 4 * f)
         elif "fc1" in hyper_layers:
             self.fc1 = HyperLinear(16 * f, 4 * f, embedding(), embedding_dim, hyper_input_variance)
         else:
             self.fc1 = nn.Linear(16 * f, 4 * f)
-        self.act1 = nn.Sequential(OrderedDict(relu=nn.ReLU(), dropout=nn.Dropout(_HEAD_DROPOUT[1])))
+        self.act1 = nn.Sequential(OrderedDict(relu=nn.ReLU(), dropout=nn.Dropout(head_dropout[1])))
         if "fc2" in hyper_layers:
             self.fc2 = HyperLinear(4 * f, n_classes, embedding(), embedding_dim, hyper_input_variance)
         else:
@@ -222,8 +235,12 @@ class AttentionGMUNet(StagedNetwork):
         ehr_dim: int = 32,
         gmu_heads: int = 4,
         gmu_head_dim: int = 16,
+        block_dropout: Sequence[float] = _BLOCK_DROPOUT,
+        head_dropout: Sequence[float] = _HEAD_DROPOUT,
+        shortcut_pool: bool = False,
     ) -> None:
         super().__init__()
+        block_dropout, head_dropout = _dropouts(block_dropout, head_dropout)
         self.input_shape = tuple(int(s) for s in input_shape)
         self.n_tabular = n_tabular
         f = init_features
@@ -231,13 +248,17 @@ class AttentionGMUNet(StagedNetwork):
         widths = (f, 2 * f, 4 * f, 8 * f)
         for i in range(1, 4):
             stride = 1 if i == 1 else 2
-            block = PreActResBlock(widths[i - 1], widths[i], stride, _BLOCK_DROPOUT[i - 1], bn_momentum)
+            block = PreActResBlock(
+                widths[i - 1], widths[i], stride, block_dropout[i - 1], bn_momentum, shortcut_pool=shortcut_pool
+            )
             setattr(self, f"block{i}", block)
         self.attention = EHRSpatialAttention(8 * f, n_tabular, attention_dim)
-        self.block4 = PreActResBlock(8 * f, 16 * f, 2, _BLOCK_DROPOUT[3], bn_momentum)
-        self.pool = pooled_head(_HEAD_DROPOUT[0])
+        self.block4 = PreActResBlock(
+            8 * f, 16 * f, 2, block_dropout[3], bn_momentum, shortcut_pool=shortcut_pool
+        )
+        self.pool = pooled_head(head_dropout[0])
         self.gmu = GMUFusion(16 * f, n_tabular, ehr_dim, gmu_heads, gmu_head_dim)
-        self.act = nn.Dropout(_HEAD_DROPOUT[1])
+        self.act = nn.Dropout(head_dropout[1])
         self.classifier = nn.Linear(gmu_heads * gmu_head_dim, n_classes)
 
     @property

@@ -143,6 +143,7 @@ class PreActResBlock(nn.Module):
         embedding_dim: int = 8,
         input_variance: float = 1.0,
         modulation: FiLM | None = None,
+        shortcut_pool: bool = False,
     ) -> None:
         super().__init__()
         unknown = set(hyper) - set(HYPER_BLOCK_LAYERS)
@@ -180,14 +181,21 @@ class PreActResBlock(nn.Module):
         self.relu2 = nn.ReLU()
         self.drop2 = nn.Dropout3d(dropout)
         self.conv2 = conv("conv2", out_channels, out_channels, 3, 1, 1)
+        # A 1³ conv of stride s reads one voxel in s³ and passes no gradient to the others: stacked over the
+        # network's stride-2 stages that draws a lattice into every gradient map. With ``shortcut_pool`` the
+        # shortcut averages each s³ cell first (ResNet-D's shortcut) and its conv has stride 1: the same
+        # parameters, every voxel read. The paper's (and the authors' checkpoints') shortcut is the strided conv.
+        pooled = shortcut_pool and stride != 1
+        self.shortcut_pool = nn.AvgPool3d(stride, stride, ceil_mode=True) if pooled else None
+        s_stride = 1 if pooled else stride
         if "shortcut" in self.hyper:
             self.shortcut = HyperShortcut(
-                conv("shortcut", in_channels, out_channels, 1, stride, 0), bn_momentum
+                conv("shortcut", in_channels, out_channels, 1, s_stride, 0), bn_momentum
             )
         elif has_shortcut:
             self.shortcut = nn.Sequential(
                 nn.BatchNorm3d(in_channels, momentum=bn_momentum),
-                nn.Conv3d(in_channels, out_channels, 1, stride=stride),
+                nn.Conv3d(in_channels, out_channels, 1, stride=s_stride),
             )
         else:
             self.shortcut = nn.Identity()
@@ -211,7 +219,8 @@ class PreActResBlock(nn.Module):
         h = x
         for name in self._main[: self._first_conditioned_step()]:
             h = getattr(self, name)(h)
-        shortcut = self.shortcut.encode(x) if "shortcut" in self.hyper else (self.shortcut(x),)
+        xs = x if self.shortcut_pool is None else self.shortcut_pool(x)
+        shortcut = self.shortcut.encode(xs) if "shortcut" in self.hyper else (self.shortcut(xs),)
         return (h, *shortcut)
 
     def decode(self, parts: tuple[Tensor, ...], condition: Tensor | None) -> Tensor:
@@ -245,9 +254,13 @@ class FiLMBlock(PreActResBlock):
         dropout: float = 0.3,
         bn_momentum: float = 0.05,
         bottleneck: int = 7,
+        shortcut_pool: bool = False,
     ) -> None:
         modulation = self.modulation_type(n_condition, in_channels, bottleneck)
-        super().__init__(in_channels, out_channels, stride, dropout, bn_momentum, modulation=modulation)
+        super().__init__(
+            in_channels, out_channels, stride, dropout, bn_momentum, modulation=modulation,
+            shortcut_pool=shortcut_pool,
+        )  # fmt: skip
 
 
 class DAFTBlock(FiLMBlock):

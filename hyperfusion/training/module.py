@@ -11,7 +11,8 @@ ages) of the views are averaged, as the paper averages both hemispheres at evalu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import lightning as L
 import numpy as np
@@ -61,6 +62,10 @@ class FusionModule(L.LightningModule):
         task: "ad" (logits over CN / MCI / AD) or "brain_age" (one output, years).
         lr, weight_decay: Adam settings; default per task (module docstring).
         class_weights: cross-entropy weights for task "ad"; default the paper's.
+        schedule: "constant" (the paper) or "cosine": the learning rate decays from ``lr`` to
+            ``min_lr_ratio · lr`` along a half cosine over the run's steps.
+        warmup_epochs: the learning rate first rises linearly from ~0 to ``lr`` over this many epochs (either
+            schedule); a fresh network's BatchNorm statistics and the generated weights settle before full steps.
     """
 
     def __init__(
@@ -70,8 +75,18 @@ class FusionModule(L.LightningModule):
         lr: float | None = None,
         weight_decay: float | None = None,
         class_weights: Sequence[float] | None = PAPER_CLASS_WEIGHTS,
+        schedule: str = "constant",
+        warmup_epochs: float = 0.0,
+        min_lr_ratio: float = 0.01,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
+        if schedule not in ("constant", "cosine"):
+            raise ValueError(f"schedule must be 'constant' or 'cosine', not {schedule!r}")
+        self.schedule = schedule
+        self.warmup_epochs = float(warmup_epochs)
+        self.min_lr_ratio = float(min_lr_ratio)
+        self.augment = augment
         if task not in DEFAULTS:
             raise ValueError(f"task must be one of {sorted(DEFAULTS)}, not {task!r}")
         self.network = network
@@ -80,7 +95,7 @@ class FusionModule(L.LightningModule):
         self.weight_decay = DEFAULTS[task]["weight_decay"] if weight_decay is None else weight_decay
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
         self.register_buffer("class_weights", weights, persistent=False)
-        self.save_hyperparameters(ignore=["network"])
+        self.save_hyperparameters(ignore=["network", "augment"])
         self._val_out: list[torch.Tensor] = []
         self._val_target: list[torch.Tensor] = []
 
@@ -99,6 +114,9 @@ class FusionModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         image, tabular, target = batch
+        image = _image_or_none(image)
+        if self.augment is not None and image is not None:
+            image = self.augment(image)
         loss = self.loss(self(image, tabular), target)
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(target))
         return loss
@@ -127,5 +145,23 @@ class FusionModule(L.LightningModule):
             res = regression_metrics(target_np, out_np)
             self.log("val_mae", res["mae"], prog_bar=True)
 
+    def lr_factor(self, step: int, total_steps: int, steps_per_epoch: int) -> float:
+        """The learning rate at optimiser step ``step`` as a fraction of ``lr``."""
+        warmup = max(0, round(self.warmup_epochs * steps_per_epoch))
+        if step < warmup:
+            return (step + 1) / warmup
+        if self.schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        optimiser = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        if self.schedule == "constant" and self.warmup_epochs <= 0:
+            return optimiser
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        per_epoch = max(1, total // max(1, int(self.trainer.max_epochs or 1)))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimiser, lambda step: self.lr_factor(step, total, per_epoch)
+        )
+        return {"optimizer": optimiser, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

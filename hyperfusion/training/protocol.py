@@ -3,7 +3,7 @@
 A split recomputed from the table at evaluation time is only the training split if the table has not changed:
 dropping one row reshuffles the strata and moves hundreds of subjects between partitions, so test subjects can
 silently be training subjects. Training therefore stores the fold's membership in the model card
-(``card["split"]``, :func:`membership_record`): the PTIDs of its training, validation and test rows, the cohort
+(``card["split"]``, written by ``hyperfusion.training.fold.split_membership``): the PTIDs of its training, validation and test rows, the cohort
 they belong to (:func:`~hyperfusion.data.cohort.cohort_identity`: synthetic cohorts reuse SYN_0001 … across
 seeds, so a PTID alone does not name a subject) and a hash of it all.
 
@@ -42,33 +42,10 @@ _PARTS = ("train", "validation", "test")
 
 
 def membership_sha256(split: dict) -> str:
-    """The hash of a stored membership: cohort, label column, seed, fold and the three sorted PTID lists."""
-    key = {
-        "cohort_id": split["cohort_id"],
-        "label_column": split.get("label_column"),
-        "seed": split["seed"],
-        "fold": split["fold"],
-        **{part: sorted(split[part]) for part in _PARTS},
-    }
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-
-
-def membership_record(
-    cohort: Cohort, split_seed: int, fold: int, train: np.ndarray, validation: np.ndarray, test: np.ndarray
-) -> dict:
-    """``card["split"]``: the fold's partition membership (row indices of ``cohort.table`` in, PTIDs out)."""
-    ptids = cohort.table["PTID"].to_numpy()
-    split = {
-        "seed": int(split_seed),
-        "fold": int(fold),
-        "label_column": cohort.label_column or None,
-        "cohort_id": cohort_identity(cohort),
-        "train": [str(p) for p in ptids[np.asarray(train, dtype=int)]],
-        "validation": [str(p) for p in ptids[np.asarray(validation, dtype=int)]],
-        "test": [str(p) for p in ptids[np.asarray(test, dtype=int)]],
-    }
-    split["sha256"] = membership_sha256(split)
-    return split
+    """The hash of a stored membership (as training writes it, ``hyperfusion.training.fold.split_membership``):
+    the sorted training, validation and test PTID lists."""
+    parts = {part: sorted(split[part]) for part in _PARTS}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 def stored_split(card: dict, label: str) -> dict | None:
@@ -273,7 +250,6 @@ __all__ = [
     "TEST_PARTITION",
     "check_label_column",
     "check_no_leak",
-    "membership_record",
     "membership_sha256",
     "select_subjects",
     "stored_split",

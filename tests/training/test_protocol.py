@@ -162,8 +162,12 @@ def test_label_column_is_recorded_and_a_mismatch_refused(trained, tmp_path, caps
 def test_cohort_identity_tells_synthetic_cohorts_apart_and_names_real_sources(tmp_path):
     a = load_cohort(_write(tmp_path / "a", n=30, seed=1))
     b = load_cohort(_write(tmp_path / "b", n=30, seed=2))
-    assert cohort_identity(a) != cohort_identity(b) and "seed1" in cohort_identity(a)
+    assert cohort_identity(a) != cohort_identity(b) and "seed=1" in cohort_identity(a)
     assert cohort_identity(load_cohort(_write(tmp_path / "a2", n=30, seed=1))) == cohort_identity(a)
+    # the first 30 subjects of a cohort of 60 of the same seed are the same people: the same identity
+    bigger = _write(tmp_path / "a3", n=60, seed=1, provenance={"source": "synthetic", "generator": "tests",
+                    "knobs": {"task": "ad", "seed": 1, "n": 60, "interaction_strength": 1.0}})  # fmt: skip
+    assert cohort_identity(load_cohort(bigger)) == cohort_identity(a)
     real = load_cohort(_write(tmp_path / "r", n=30, provenance={"source": "ADNI"}))
     assert cohort_identity(real) == "ADNI"
     assert np.array_equal(a.table["PTID"], b.table["PTID"])  # the PTIDs alone would not tell them apart
