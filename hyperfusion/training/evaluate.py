@@ -1,10 +1,13 @@
-"""Evaluation with the paper's protocol: test-partition scoring, fold ensembles, tables, figures, significance.
+"""Evaluation with the paper's protocol: scoring, fold ensembles, modality reliance, tables, figures, significance.
 
 A *run* is one model directory or one ensemble (a directory of fold-model directories, combined per sample by
-inverse-entropy weighting as the paper). Runs are grouped by architecture name; where a group holds several
-runs (split seeds × initialisations) the paper's one-sided Mann–Whitney U test compares HyperFusion with every
-other group. Scoring goes through Lightning's predict loop with both hemispheres averaged, so the same code
-scores a cohort on a GPU cluster.
+inverse-entropy weighting as the paper). The subjects scored are the test subjects stored in the models' files,
+or every subject of an independent cohort (:mod:`hyperfusion.training.protocol` chooses them and refuses
+leaks). Each member encodes every subject's scan once (``encode_image``, both hemispheres, batched through
+Lightning's predict loop, so the same code scores a cohort on a GPU) and decodes the features with the record;
+the modality-reliance measure decodes them again with the scans, or the records, permuted among the subjects.
+Runs are grouped by architecture name; where a group holds several runs (split seeds × initialisations) the
+paper's one-sided Mann–Whitney U test compares HyperFusion with every other group.
 
 Inputs are plain networks and their cards (loading model files is the inference layer's job; the CLI glues).
 """
