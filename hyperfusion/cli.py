@@ -181,7 +181,8 @@ def _train_run(a: argparse.Namespace) -> int:
     from hyperfusion.inference.model_files import save_model
     from hyperfusion.training.fold import recipe_config, train_fold
 
-    cohort = load_cohort(a.data if a.model == "tabular_only" else scans_for(a.data), label_column=a.label_column)
+    data = a.data if a.model == "tabular_only" else scans_for(a.data)
+    cohort = load_cohort(data, label_column=a.label_column)
     _label_note(cohort)
     geometry = ad_box(a.voxel_size) if a.task == "ad" else brain_box(a.voxel_size)
     devices = int(a.devices) if str(a.devices).isdigit() else a.devices
@@ -242,7 +243,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
         help="seeds of the modality-reliance measure (scans, then records, permuted among the subjects); 0: skip",
     )  # fmt: skip
     p.add_argument("--label-column", default=None, help=LABEL_COLUMN_HELP)
-    p.add_argument("--batch-size", type=int, default=16, help="subjects per forward pass of the image encoders")
+    p.add_argument("--batch-size", type=int, default=16, help="subjects per pass of the image encoders")
 
 
 def _faithfulness(

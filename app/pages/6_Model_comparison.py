@@ -113,7 +113,12 @@ chosen = models
 if ad:
     chosen = st.multiselect("Models shown in the confusion matrices and curves", models, default=models,
                             key="comparison_models")  # fmt: skip
-tab_names = ["Summary", *(["Confusion", "ROC and calibration"] if ad else []), "Subgroups", "Modality reliance"]
+tab_names = [
+    "Summary",
+    *(["Confusion", "ROC and calibration"] if ad else []),
+    "Subgroups",
+    "Modality reliance",
+]
 tab_names += ["Disagreements"] if ad else []
 tab_names += ["Faithfulness"] if report.synthetic and ad else []
 tabs = dict(zip(tab_names, st.tabs(tab_names)))

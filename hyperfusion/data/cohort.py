@@ -124,7 +124,6 @@ class Cohort:
             "subjects_with_scan": int(t["image_path"].notna().sum()),
         }
 
-
     def label_note(self) -> str:
         """One sentence when the table's other diagnosis columns disagree with the one used, else ""."""
         parts = [
@@ -134,7 +133,9 @@ class Cohort:
         ]
         if not parts:
             return ""
-        return f"Labels from column {self.label_column}; " + "; ".join(parts) + " (choose with --label-column)."
+        return (
+            f"Labels from column {self.label_column}; " + "; ".join(parts) + " (choose with --label-column)."
+        )
 
 
 def cohort_identity(cohort: Cohort) -> str:
@@ -158,7 +159,9 @@ def synthetic_identity(provenance: Mapping) -> str:
     knobs = provenance.get("knobs")
     if not isinstance(knobs, Mapping) and "seed" not in provenance:
         # a synthetic table of another generator: its whole description
-        digest = hashlib.sha256(json.dumps(dict(provenance), sort_keys=True, default=str).encode()).hexdigest()
+        digest = hashlib.sha256(
+            json.dumps(dict(provenance), sort_keys=True, default=str).encode()
+        ).hexdigest()
         return f"synthetic:{provenance.get('generator', 'unknown')}:{digest[:12]}"
     knobs = knobs if isinstance(knobs, Mapping) else {}
     return (

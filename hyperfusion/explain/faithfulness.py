@@ -360,7 +360,14 @@ def evaluate_faithfulness(
     keys = [k for k in rows[0] if k not in ("PTID", "DX")]
     mean = {k: float(np.nanmean([float(r[k]) for r in rows])) for k in keys}
     strides = [int(stride)] * 3 if np.isscalar(stride) else [int(x) for x in stride]
-    return {"model": model, "method": method, "target": target, "subjects": rows, "mean": mean, "stride": strides}
+    return {
+        "model": model,
+        "method": method,
+        "target": target,
+        "subjects": rows,
+        "mean": mean,
+        "stride": strides,
+    }
 
 
 def untrained_control(card: Mapping[str, Any], seed: int = 0) -> torch.nn.Module:

@@ -176,7 +176,9 @@ def predict_subjects(
     accelerator: str = "cpu",
 ) -> np.ndarray:
     """Probabilities (N, C) or predicted ages (N,) for rows ``indices``, both hemispheres averaged."""
-    encoded = encode_subjects(member, cohort, indices, cache=cache, batch_size=batch_size, accelerator=accelerator)
+    encoded = encode_subjects(
+        member, cohort, indices, cache=cache, batch_size=batch_size, accelerator=accelerator
+    )
     return decode_subjects(member, encoded)
 
 
@@ -436,7 +438,17 @@ def reliance_markdown(result: dict, task: str) -> str:
         return ""
     record = "record" if task == "ad" else "sex"
     if task == "ad":
-        head = ["model", "BA", "AUC", "BA, scans permuted", "ΔBA", "ΔAUC", "BA, records permuted", "ΔBA", "ΔAUC"]
+        head = [
+            "model",
+            "BA",
+            "AUC",
+            "BA, scans permuted",
+            "ΔBA",
+            "ΔAUC",
+            "BA, records permuted",
+            "ΔBA",
+            "ΔAUC",
+        ]
     else:
         head = ["model", "MAE", "MAE, scans permuted", "increase", "MAE, sex permuted", "increase"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -444,7 +456,10 @@ def reliance_markdown(result: dict, task: str) -> str:
     seeds = 0
     for label, rel in runs.items():
         metrics = result["runs"][label]["metrics"]
-        cells = [label, *(f"{metrics[k]:.3f}" for k in (("balanced_accuracy", "auc") if task == "ad" else ("mae",)))]
+        cells = [
+            label,
+            *(f"{metrics[k]:.3f}" for k in (("balanced_accuracy", "auc") if task == "ad" else ("mae",))),
+        ]
         if task != "ad":
             cells[-1] = f"{metrics['mae']:.2f}"
         for modality in MODALITIES:
@@ -452,7 +467,9 @@ def reliance_markdown(result: dict, task: str) -> str:
             if entry is None:
                 cells += ["–"] * (3 if task == "ad" else 2)
             elif not entry["applicable"]:
-                cells += [f"reads no {modality if modality == 'scan' else record}"] + ["–"] * (2 if task == "ad" else 1)
+                cells += [f"reads no {modality if modality == 'scan' else record}"] + ["–"] * (
+                    2 if task == "ad" else 1
+                )
             elif task == "ad":
                 seeds = max(seeds, entry["seeds"])
                 cells += [
@@ -531,6 +548,7 @@ def write_report(cohort: Cohort, runs: Sequence[Run], out_dir: str | Path, *, n_
         notes.append(cohort.label_note())
     result["subjects"] = {"mode": selection.mode, "split_seed": selection.split_seed, "notes": notes}
     result["permutations"] = permutations
+    result["reliance_rule"] = {"min_drop": RELIANCE_MIN_DROP, "min_mae_increase": RELIANCE_MIN_MAE_INCREASE}
     result["test_ptids"] = cohort.table["PTID"].iloc[test].tolist()
     result["predictions"] = {r.label: np.asarray(r.predictions).round(6).tolist() for r in runs}
     (out_dir / "results.json").write_text(json.dumps(result, indent=1, default=float))

@@ -106,7 +106,9 @@ def _recomputed_membership(cohort: Cohort, card: dict, name: str) -> dict[str, s
     if "split_seed" not in training:
         raise DataError(f"{name}: the model card records neither its partition nor its split seed")
     task = (card.get("architecture") or {}).get("task", "ad")
-    partition = make_partitions(cohort.table, training["split_seed"], label_column="DX" if task == "ad" else None)
+    partition = make_partitions(
+        cohort.table, training["split_seed"], label_column="DX" if task == "ad" else None
+    )
     train, val, test = fold_indices(partition, int(training.get("fold", 0)))
     ptids = cohort.table["PTID"].to_numpy()
     return {"train": set(ptids[train]), "validation": set(ptids[val]), "test": set(ptids[test])}
@@ -186,7 +188,9 @@ def select_subjects(cohort: Cohort, runs: Sequence[Run], subjects: str = "test")
                 f"the {len(rows)} found are scored."
             )
         seeds = {split["seed"] for split in splits.values()}
-        selection = Selection(rows, "stored", split_seed=seeds.pop() if len(seeds) == 1 else None, notes=notes)
+        selection = Selection(
+            rows, "stored", split_seed=seeds.pop() if len(seeds) == 1 else None, notes=notes
+        )
     else:
         from hyperfusion.training.evaluate import held_out_rows
 

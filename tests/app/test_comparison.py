@@ -214,7 +214,10 @@ def test_modality_reliance_says_how_much_each_model_uses_the_scan_and_the_record
 
 def test_the_reports_notes_on_its_subjects_are_shown(report_env):
     def note(result):
-        result["subjects"] = {"mode": "recomputed", "notes": ["The model file(s) of x do not record their partition"]}
+        result["subjects"] = {
+            "mode": "recomputed",
+            "notes": ["The model file(s) of x do not record their partition"],
+        }
 
     out = _copy_report(report_env, "ad_noted", note)
     try:
@@ -234,8 +237,13 @@ def test_faithfulness_scores_or_the_command_that_adds_them(report_env):
             "method": "saliency",
             "subjects": ["A", "B"],
             "mean": {"hyperfusion": scores},
-            "untrained": {"hyperfusion": {"top_decile_enrichment": 1.4, "top_decile_outside_brain": 0.22,
-                                          "lattice": 9.0}},  # fmt: skip
+            "untrained": {
+                "hyperfusion": {
+                    "top_decile_enrichment": 1.4,
+                    "top_decile_outside_brain": 0.22,
+                    "lattice": 9.0,
+                }
+            },  # fmt: skip
         }
 
     out = _copy_report(report_env, "ad_faithful", add)
@@ -247,7 +255,10 @@ def test_faithfulness_scores_or_the_command_that_adds_them(report_env):
         assert not at.exception
         table = page_table(at, "enrichment")
         assert table.loc[0, "model"] == "hyperfusion" and table.loc[0, "enrichment"] == 4.0
-        assert table.loc[0, "top_decile_enrichment"] == 2.6 and table.loc[0, "untrained top_decile_enrichment"] == 1.4
+        assert (
+            table.loc[0, "top_decile_enrichment"] == 2.6
+            and table.loc[0, "untrained top_decile_enrichment"] == 1.4
+        )
         assert table.loc[0, "lattice"] == 1.5 and table.loc[0, "untrained lattice"] == 9.0
         assert any("saliency" in m.value and "2 AD test subjects" in m.value for m in at.markdown)
     finally:

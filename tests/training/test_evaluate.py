@@ -156,7 +156,10 @@ def test_brain_age_bias_correction_is_per_member_and_never_reads_the_test_ages()
 
     rng = np.random.default_rng(3)
     age = rng.uniform(50, 90, 40)
-    biases = [{"slope": 0.6, "intercept": 28.0}, {"slope": 0.8, "intercept": 12.0}]  # each member's validation fit
+    biases = [
+        {"slope": 0.6, "intercept": 28.0},
+        {"slope": 0.8, "intercept": 12.0},
+    ]  # each member's validation fit
     preds = [b["slope"] * age + b["intercept"] + rng.normal(0, 1, 40) for b in biases]
     run = Run("ba", [Member(None, {"architecture": {"name": "hyperfusion", "task": "brain_age"},
                                    "metrics": {"age_bias": b}}) for b in biases])  # fmt: skip

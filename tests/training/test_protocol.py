@@ -100,7 +100,9 @@ def test_a_test_subject_in_a_models_training_rows_is_refused(trained):
     assert len(select_subjects(cohort, [run]).rows) == len(run.members[0].card["split"]["test"])
     split = run.members[1].card["split"]
     leaked = _edited(run.members[1], train=[*split["train"], split["test"][0]])
-    with pytest.raises(DataError, match=r"1 of the \d+ evaluated subjects were in the training or validation rows"):
+    with pytest.raises(
+        DataError, match=r"1 of the \d+ evaluated subjects were in the training or validation rows"
+    ):
         select_subjects(cohort, [Run("ens", [run.members[0], leaked])])
     tampered = copy.deepcopy(run.members[0].card)
     tampered["split"]["test"] = tampered["split"]["test"][1:]  # edited without its hash
@@ -124,7 +126,9 @@ def test_older_cards_recompute_the_partition_and_say_so(trained, tmp_path):
         select_subjects(other, [Run("old", old)])
 
 
-def test_subjects_all_is_refused_on_the_training_cohort_and_scores_an_independent_one(trained, tmp_path, capsys):
+def test_subjects_all_is_refused_on_the_training_cohort_and_scores_an_independent_one(
+    trained, tmp_path, capsys
+):
     data, models = trained
     argv = ["evaluate", "--models", str(models / "ens"), "--bootstrap", "20", "--permutations", "0",
             "--subjects", "all"]  # fmt: skip
@@ -139,7 +143,9 @@ def test_subjects_all_is_refused_on_the_training_cohort_and_scores_an_independen
     assert main([*argv, "--data", str(independent), "--out", str(tmp_path / "r2")]) == 0
     result = json.loads((tmp_path / "r2" / "results.json").read_text())
     assert result["test_subjects"] == 90 and result["subjects"]["mode"] == "all"
-    assert (tmp_path / "r2" / "results.md").read_text().count("All 90 subjects of the independent cohort") == 1
+    assert (tmp_path / "r2" / "results.md").read_text().count(
+        "All 90 subjects of the independent cohort"
+    ) == 1
     # without --subjects all, another cohort is not mistaken for the training one (its PTIDs repeat)
     assert main([*argv[:-2], "--data", str(independent), "--out", str(tmp_path / "r3")]) == 2
     assert "is not the cohort" in capsys.readouterr().err
@@ -154,7 +160,10 @@ def test_label_column_is_recorded_and_a_mismatch_refused(trained, tmp_path, caps
     assert "trained on labels of column DX_bl" in err and "pass --label-column DX_bl" in err
     assert "DX_bl differs for 9 of 150 subjects" in err  # which column, and how many disagree
     assert main([*argv, "--out", str(tmp_path / "ok")]) == 0
-    assert "Labels from column DX_bl; DX differs for 9 of 150 subjects" in (tmp_path / "ok" / "results.md").read_text()
+    assert (
+        "Labels from column DX_bl; DX differs for 9 of 150 subjects"
+        in (tmp_path / "ok" / "results.md").read_text()
+    )
     card = json.loads((models / "ens" / "fold0" / "card.json").read_text())
     assert card["data"]["label_column"] == "DX_bl"
 

@@ -64,7 +64,9 @@ def setup(tmp_path_factory):
     with torch.no_grad():  # the class centres of the blob brightness: a nearest-centroid classifier
         reader.centres.copy_(torch.tensor([f[y == c].mean() for c in range(3)]))
     torch.manual_seed(0)
-    concat = build_model("concat", "ad", init_features=4, input_shape=list(G.input_shape), n_tabular=pre.n_outputs)
+    concat = build_model(
+        "concat", "ad", init_features=4, input_shape=list(G.input_shape), n_tabular=pre.n_outputs
+    )
     with torch.no_grad():
         for p in concat.parameters():  # larger random weights, so the record visibly moves the output
             p.add_(0.3 * torch.randn_like(p))
@@ -100,13 +102,21 @@ def test_a_model_that_ignores_its_scan_is_flagged_and_one_that_uses_it_is_not(se
     assert M.classification_metrics(y, runs[0].predictions)["balanced_accuracy"] > 0.8
     assert reader["scan"]["balanced_accuracy"]["drop"] > 0.3 and reader["scan"]["uses"]
     assert reader["scan"]["seeds"] == 5 and len(reader["scan"]["auc"]["values"]) == 5
-    assert reader["record"]["balanced_accuracy"]["drop"] == pytest.approx(0.0) and not reader["record"]["uses"]
+    assert (
+        reader["record"]["balanced_accuracy"]["drop"] == pytest.approx(0.0) and not reader["record"]["uses"]
+    )
     # the zeroed image path: permuting scans changes nothing, permuting records does
-    assert zeroed["scan"]["balanced_accuracy"]["values"] == [zeroed["scan"]["balanced_accuracy"]["unpermuted"]] * 5
+    assert (
+        zeroed["scan"]["balanced_accuracy"]["values"]
+        == [zeroed["scan"]["balanced_accuracy"]["unpermuted"]] * 5
+    )
     assert zeroed["scan"]["balanced_accuracy"]["drop"] == 0.0 and not zeroed["scan"]["uses"]
     assert any(not np.allclose(p, runs[1].predictions) for p in runs[1].permuted["record"])
     # a tabular-only network reads no scan: not computed, said so
-    assert tabular["scan"] == {"applicable": False, "note": tabular["scan"]["note"]} and "scan" in tabular["scan"]["note"]
+    assert (
+        tabular["scan"] == {"applicable": False, "note": tabular["scan"]["note"]}
+        and "scan" in tabular["scan"]["note"]
+    )
     assert "scan" not in runs[2].permuted
 
 
