@@ -307,6 +307,11 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tabular", help="the record, a JSON object of ADNIMERGE column names (ROW.json)")
     p.add_argument("--data", help="cohort directory: take the scan and record of --subject from it")
     p.add_argument("--subject", help="PTID of a subject of --data")
+    p.add_argument(
+        "--allow-unregistered", action="store_true",
+        help="predict even when the scan fails the entry check (not skull-stripped, not in MNI152 space, "
+        "implausible intensities); every output then carries a warning. Better: hyperfusion preprocess",
+    )  # fmt: skip
 
 
 def _read_record(path: str) -> dict:
@@ -361,11 +366,22 @@ def _subject_inputs(a: argparse.Namespace):
                 f"model reads one. Add images/{a.subject}.nii.gz or give --image"
             )
         raise DataError("this model reads a scan: give --image X.nii.gz (or --data and --subject)")
-    return predictor, name, scan, record, cohort
+    check = None
+    if scan is not None and predictor.models[name].members[0].uses_image:
+        from hyperfusion.inference.entry import require_readable, warning_lines
+
+        # refuse (one line naming `hyperfusion preprocess`) what the model cannot read, unless overridden
+        check = require_readable(scan, allow=a.allow_unregistered)
+        for line in warning_lines(check):
+            print(f"hyperfusion {a.command}: warning: {line}", file=sys.stderr)
+    return predictor, name, scan, record, cohort, check
 
 
 def _predict_run(a: argparse.Namespace) -> int:
-    predictor, name, scan, record, _ = _subject_inputs(a)
+    from hyperfusion.inference.entry import warning_lines
+    from hyperfusion.inference.ood import summary
+
+    predictor, name, scan, record, _, check = _subject_inputs(a)
     entry = predictor.models[name]
     pred = predictor.predict(scan, record)[name]
     out = {"model": name, "architecture": entry.architecture, "task": entry.task,
@@ -378,6 +394,10 @@ def _predict_run(a: argparse.Namespace) -> int:
         out["predicted_age"] = float(pred.value[0])
         out["brain_age_gap"] = float(pred.extras["brain_age_gap"][0])
         out["spread"] = float(pred.spread[0])
+    ood = pred.extras["ood"][0]
+    out["in_distribution"] = {**ood, "summary": summary(ood)}
+    out["scan_check"] = check.to_dict() if check is not None else None
+    out["warnings"] = warning_lines(check)
     _print_json(out)
     return 0
 
@@ -410,8 +430,9 @@ def _explain_args(p: argparse.ArgumentParser) -> None:
 
 def _explain_run(a: argparse.Namespace) -> int:
     from hyperfusion.explain.image import compare_records, explain_image
+    from hyperfusion.inference.entry import warning_lines
 
-    predictor, name, scan, record, cohort = _subject_inputs(a)
+    predictor, name, scan, record, cohort, check = _subject_inputs(a)
     settings = _parse_overrides(a.set)
     if a.steps is not None:
         settings["n_steps"] = a.steps
@@ -449,9 +470,65 @@ def _explain_run(a: argparse.Namespace) -> int:
         "baseline": info["baseline"], "baseline_output": info["baseline_output"], "delta": info["delta"],
         "relative_delta": info["relative_delta"], "coarse": info["coarse"], "compared": info["compared"],
         "region_abs_share": {r["region"]: round(r["abs_share"], 4) for r in regions["regions"]},
-        "region_source": regions["source"],
+        "region_source": regions["source"], "warnings": warning_lines(check),
     })  # fmt: skip
     return 0
+
+
+# --- preprocess --------------------------------------------------------------------------------------------
+def _preprocess_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--input", required=True,
+        help="a T1 scan (.nii/.nii.gz) or a DICOM series folder; or, for many subjects, a folder of them "
+        "(sub-folders or NIfTI files, named by PTID) or a CSV table with PTID and a scan path column",
+    )  # fmt: skip
+    p.add_argument("--out", required=True, help="output folder (one subject) or cohort directory (many)")
+    p.add_argument("--n4", action="store_true", help="N4 bias-field correction first (slower)")
+    p.add_argument("--no-skull-strip", action="store_true", help="the input is already skull-stripped")
+    p.add_argument("--workers", type=int, default=1, help="subjects preprocessed in parallel (many subjects)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads per subject")
+    p.add_argument("--path-column", default=None, help="the table's scan path column (default: scan/image/path)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _preprocess_run(a: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from hyperfusion.data.preprocess.batch import is_batch, preprocess_batch
+    from hyperfusion.data.preprocess.pipeline import preprocess_scan
+
+    options = {"n4": a.n4, "skull_strip": not a.no_skull_strip, "threads": a.threads}
+    if is_batch(a.input):
+        bar = tqdm(desc="subjects", unit="subject", file=sys.stderr, disable=a.quiet)
+
+        def tick(done: int, total: int, status: dict) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+            if status["status"] == "failed":
+                bar.write(f"hyperfusion preprocess: {status['PTID']} failed: {status['error']}", file=sys.stderr)
+
+        statuses = preprocess_batch(a.input, a.out, workers=a.workers, path_column=a.path_column,
+                                    progress=tick, **options)  # fmt: skip
+        bar.close()
+        counts = {k: sum(s["status"] == k for s in statuses) for k in ("done", "skipped", "failed")}
+        _print_json({"cohort": a.out, **counts, "failed_subjects": [s["PTID"] for s in statuses
+                     if s["status"] == "failed"], "summary": f"{a.out}/preprocess/summary.csv"})  # fmt: skip
+        return 1 if counts["failed"] else 0
+    bar = tqdm(total=100, desc="preprocess", unit="%", file=sys.stderr, disable=a.quiet, leave=False)
+
+    def progress(fraction: float, step: str) -> None:
+        bar.set_postfix_str(step)
+        bar.update(round(100 * fraction) - bar.n)
+
+    try:
+        result = preprocess_scan(a.input, a.out, progress=progress, **options)
+    finally:
+        bar.close()
+    qc = result.qc
+    _print_json({"scan": str(result.scan), "qc": qc["verdict"], "box_brain_share": qc["box_brain_share"],
+                 "template_ncc": qc["template_ncc"], "mask_dice": qc["mask_dice"], "seconds": qc["seconds"],
+                 "peak_memory_mb": qc["peak_memory_mb"], "qc_json": f"{a.out}/qc.json", "qc_png": f"{a.out}/qc.png"})  # fmt: skip
+    return 0 if result.passed else 1
 
 
 # --- import-reference --------------------------------------------------------------------------------------
@@ -590,6 +667,12 @@ COMMANDS: list[Command] = [
     ),
     Command("train", "train one model on one fold with the paper's protocol", _train_args, _train_run),
     Command("evaluate", "evaluate models and ensembles on the test partition", _evaluate_args, _evaluate_run),
+    Command(
+        "preprocess",
+        "raw T1 (DICOM or NIfTI, with skull, scanner space) -> skull-stripped and registered to MNI152, with QC",
+        _preprocess_args,
+        _preprocess_run,
+    ),
     Command("predict", "predict for one scan and record (JSON)", _predict_args, _predict_run),
     Command("explain", "write an attribution map as NIfTI", _explain_args, _explain_run),
     Command(

@@ -306,6 +306,7 @@ def plan(assets: Path = ASSETS, quiet: bool = True, workers: int = 1) -> list[St
             out = assets / "sweep" / "models" / f"lambda{lam:g}" / model
             image_only = assets / "sweep" / "models" / f"lambda{lam:g}" / "image_only"
             steps.append(_train_step(label, "ad", model, 0, cohort, out, quiet, image_only, table))
+    steps.append(Step("ood references", lambda: not _missing_ood(assets), lambda: add_ood_references(assets)))
     steps.append(Step("RESULTS.md", lambda: (assets / "RESULTS.md").is_file(), lambda: write_results(assets)))
     return steps
 
@@ -496,3 +497,46 @@ def retrain(label: str, assets: Path = ASSETS, quiet: bool = True, tolerance: fl
     after = fresh["metrics"]["validation"][metric]
     same = abs(after - before) <= tolerance
     return same, f"{label}: {metric} shipped {before:.4f}, retrained {after:.4f} (|Δ| ≤ {tolerance}: {same})"
+
+
+def _model_dirs(assets: Path) -> list[Path]:
+    return sorted(p.parent for root in (assets / "models", assets / "sweep" / "models") if root.is_dir()
+                  for p in root.rglob("card.json"))  # fmt: skip
+
+
+def _missing_ood(assets: Path) -> list[Path]:
+    return [d for d in _model_dirs(assets) if "ood" not in json.loads((d / "card.json").read_text())]
+
+
+def add_ood_references(assets: Path = ASSETS) -> list[Path]:
+    """Add the out-of-distribution reference (:func:`hyperfusion.inference.ood.ood_reference`) to every demo
+    model card that lacks it (models trained before the reference existed), from the model's own training rows
+    (the card's split membership); the weights are untouched. Returns the model directories updated."""
+    from hyperfusion.data import load_cohort
+    from hyperfusion.data.datasets import CohortDataset
+    from hyperfusion.data.geometry import Geometry
+    from hyperfusion.data.tabular import TabularPreprocessor
+    from hyperfusion.inference.model_files import load_model
+    from hyperfusion.inference.ood import ood_reference
+
+    updated = []
+    for model_dir in _missing_ood(assets):
+        network, card = load_model(model_dir)
+        cohort = load_cohort(scans_for(REPO_ROOT / card["data"]["path"]))
+        position = {p: i for i, p in enumerate(cohort.table["PTID"].astype(str))}
+        train_idx = [position[p] for p in card["split"]["train"]]
+        state = card["tabular"]["preprocessing"]
+        tabular_only = not network.uses_image
+        dataset = CohortDataset(
+            cohort, train_idx, task=card["task"], views="all", tabular_only=tabular_only,
+            preprocessor=TabularPreprocessor.from_dict(state) if state else None,
+            geometry=None if tabular_only else Geometry.from_dict(card["geometry"]),
+        )  # fmt: skip
+        card_path = model_dir / "card.json"
+        raw = json.loads(card_path.read_text())
+        raw["ood"] = ood_reference(network, dataset, cohort.table.iloc[train_idx])
+        tmp = card_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(raw, indent=2))
+        tmp.replace(card_path)
+        updated.append(model_dir)
+    return updated

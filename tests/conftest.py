@@ -68,9 +68,31 @@ def cohort_table() -> pd.DataFrame:
     return random_cohort_table(300, seed=1)
 
 
-def write_image_cohort(root: Path, n: int, seed: int = 0, voxel_mm: float = 4.0) -> Path:
+def mni_brain(shape: tuple[int, ...], affine: np.ndarray, scale: float = 100.0) -> np.ndarray:
+    """nilearn's skull-stripped MNI152 template (shipped inside nilearn) sampled on a grid: float32, 0 outside
+    the brain. A scan built from it passes the entry check (skull-stripped, registered, T1 contrast)."""
+    from scipy import ndimage
+
+    from hyperfusion.data.preprocess.template import template
+
+    t = template(2)
+    ijk = np.indices(shape, dtype=np.float64).reshape(3, -1)
+    world = affine[:3, :3] @ ijk + affine[:3, 3:4]
+    inv = np.linalg.inv(t.affine)
+    src = inv[:3, :3] @ world + inv[:3, 3:4]
+    values = ndimage.map_coordinates(np.asarray(t.dataobj, dtype=np.float32), src, order=1, cval=0.0)
+    return (scale * np.clip(values, 0, None)).reshape(shape).astype(np.float32)
+
+
+def write_image_cohort(
+    root: Path, n: int, seed: int = 0, voxel_mm: float = 4.0, brain_like: bool = False
+) -> Path:
     """A cohort directory of ``n`` random subjects with small box scans (brighter left hemisphere, and a
-    hippocampus-like blob that dims with the diagnosis so image models have something to learn)."""
+    hippocampus-like blob that dims with the diagnosis so image models have something to learn).
+
+    ``brain_like``: the scans are the MNI152 template with the same signals added inside the brain (weaker),
+    so that they pass the entry check of ``predict`` / ``explain`` / the Upload page; otherwise noise boxes.
+    """
     import json
 
     import nibabel as nib
@@ -89,11 +111,14 @@ def write_image_cohort(root: Path, n: int, seed: int = 0, voxel_mm: float = 4.0)
     rng = np.random.default_rng(seed)
     d, h, w = g.box_shape
     zz, yy, xx = np.meshgrid(np.arange(d), np.arange(h), np.arange(w), indexing="ij")
+    anatomy = mni_brain(g.box_shape, affine) if brain_like else None
     for i, ptid in enumerate(table["PTID"]):
         box = rng.uniform(50, 60, g.box_shape).astype(np.float32)
         box[..., : w // 2] += 100 + i
         for cx in (w // 4, 3 * w // 4):
             blob = ((zz - d / 2) ** 2 + (yy - h / 2) ** 2 + (xx - cx) ** 2) < (min(d, h, w) / 5) ** 2
             box[blob] += 80 * (1 - severity[i])
+        if anatomy is not None:  # the template, with a tenth of the signals above inside its brain
+            box = np.where(anatomy > 5, anatomy + 0.1 * (box - 50), 0).astype(np.float32)
         nib.save(nib.Nifti1Image(box, affine), root / "images" / f"{ptid}.nii.gz")
     return root

@@ -9,6 +9,7 @@ from messages import plain
 
 from hyperfusion.data.schema import FEATURES
 from hyperfusion.errors import HyperFusionError
+from hyperfusion.inference.ood import summary as ood_summary
 
 db.page_setup("Subject")
 st.title("Subject and what-if")
@@ -99,6 +100,8 @@ with pred_col:
         st.error(plain(exc))
         st.stop()
 
+    for w in (st.session_state.get("uploaded") or {}).get("warnings", []) if subject.uploaded else []:
+        st.warning(plain(w))  # an upload predicted despite a failed entry check: every output says so
     ad = {n: p for n, p in preds.items() if p.task == "ad"}
     ages = {n: p for n, p in preds.items() if p.task == "brain_age"}
     if ad:
@@ -131,6 +134,7 @@ with pred_col:
                     "Δ P(AD) vs recorded": round(float(p.value[1, 2] - p.value[0, 2]), 3),
                     "spread P(AD)": round(float(p.spread[1, 2]), 3),
                     "members": p.member_values.shape[0],
+                    "training data": ood_summary(p.extras["ood"][1]),  # out of distribution, said
                 }
             )
         st.dataframe(pd.DataFrame(table), hide_index=True, key="ad_predictions")
@@ -143,6 +147,7 @@ with pred_col:
                 "gap (years)": round(float(p.extras["brain_age_gap"][1]), 1),
                 "Δ vs recorded": round(float(p.value[1] - p.value[0]), 2),
                 "spread": round(float(p.spread[1]), 2),
+                "training data": ood_summary(p.extras["ood"][1]),
             }
             for n, p in ages.items()
         ]

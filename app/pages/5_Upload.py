@@ -4,6 +4,8 @@ Whatever is wrong with an upload is shown as a message naming the file and what 
 never becomes the session's subject, and nothing of it is written to disk.
 """
 
+import hashlib
+
 import dashboard as db
 import pandas as pd
 import streamlit as st
@@ -13,12 +15,20 @@ from hyperfusion.data.cohort import parse_record, record_from_csv, require_some_
 from hyperfusion.data.nifti import check_file_name, load_nifti
 from hyperfusion.data.schema import FEATURES
 from hyperfusion.errors import HyperFusionError
+from hyperfusion.inference.entry import DASHBOARD_FIX, check_scan, warning_lines
+from hyperfusion.inference.ood import summary as ood_summary
 
 db.page_setup("Upload")
 st.title("Upload a subject")
 st.caption("Nothing uploaded is written to disk: the scan and the record stay in this session's memory.")
 
 scan_file = st.file_uploader("T1 scan registered to MNI152 (.nii or .nii.gz)", key="upload_scan")
+anyway = st.toggle(
+    "Predict anyway when the scan fails the entry check (every output is then marked unreliable)",
+    key="upload_anyway",
+    help="The models were trained on skull-stripped T1 scans registered to MNI152. A scan that is not is "
+    "refused unless this is on; `hyperfusion preprocess` makes such a scan from a raw one.",
+)
 csv_file = st.file_uploader(
     "Record: one CSV row with ADNIMERGE column names (or use the form)",
     key="upload_csv",
@@ -38,22 +48,86 @@ def forget_upload() -> None:
         db.forget_scan(up["scan"])
 
 
+def run_preprocessing(name: str, raw: bytes) -> None:
+    """`hyperfusion preprocess` on the upload, with a progress bar; the result stays in this session's memory.
+
+    The pipeline's tools read and write files, so this one step works in a private temporary folder that is
+    deleted as soon as the result has been read back.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from hyperfusion.data.preprocess.pipeline import preprocess_scan
+
+    bar = st.progress(0.0, text="preprocessing")
+    suffix = ".nii.gz" if raw[:2] == b"\x1f\x8b" else ".nii"
+    try:
+        with tempfile.TemporaryDirectory(prefix="hyperfusion-upload-") as tmp:
+            source = Path(tmp) / f"upload{suffix}"
+            source.write_bytes(raw)
+            result = preprocess_scan(
+                source, Path(tmp) / "out", threads=2,
+                progress=lambda f, step: bar.progress(min(f, 1.0), text=f"preprocessing: {step}"),
+            )  # fmt: skip
+            stem = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else name.rsplit(".", 1)[0]
+            st.session_state["upload_preprocessed"] = {
+                "source_sha256": hashlib.sha256(raw).hexdigest(), "name": f"{stem}_preprocessed.nii.gz",
+                "scan": result.scan.read_bytes(), "qc": result.qc, "png": (result.out_dir / "qc.png").read_bytes(),
+            }  # fmt: skip
+    except HyperFusionError as exc:
+        st.session_state["upload_preprocess_error"] = f"{name}: preprocessing failed: {exc}"
+    finally:
+        bar.empty()
+
+
 scan_note = st.empty()  # what was read from the scan; emptied again if the models refuse the scan
 problems: list[str] = []
 notes: list[str] = []
 scan_bytes: bytes | None = None
+scan_warnings: list[str] = []
+scan_name = scan_file.name if scan_file is not None else ""
+preprocessed = None
 if scan_file is not None:
     data = scan_file.getvalue()
+    done = st.session_state.get("upload_preprocessed")
+    if done and done["source_sha256"] == hashlib.sha256(data).hexdigest():
+        # this upload was preprocessed in this session: the models read the result
+        preprocessed, data = done, done["scan"]
+        scan_name = done["name"]
     try:
         # An upload, like a path, must be named .nii / .nii.gz: the name is all that other tools go by
-        check_file_name(scan_file.name, data)
-        img = load_nifti(data, name=scan_file.name)
+        check_file_name(scan_name, data)
+        img = load_nifti(data, name=scan_name)
     except HyperFusionError as exc:
         problems.append(str(exc))
     else:
-        scan_bytes = data
         zooms = ", ".join(f"{z:g}" for z in img.header.get_zooms()[:3])
-        scan_note.success(plain(f"{scan_file.name}: {img.shape} voxels of {zooms} mm"))
+        # the entry check: skull-stripped, registered to MNI152, plausible T1 intensities
+        entry = check_scan(data, name=scan_name)
+        if entry.passed:
+            scan_bytes = data
+            scan_note.success(plain(f"{scan_name}: {img.shape} voxels of {zooms} mm; entry check passed"))
+        elif anyway:
+            scan_bytes = data
+            scan_warnings = warning_lines(entry)
+        else:
+            more = f" (and {len(entry.problems) - 1} more)" if len(entry.problems) > 1 else ""
+            problems.append(f"{scan_name}: {entry.problems[0]}{more}. {DASHBOARD_FIX}")
+        if not entry.passed:
+            with st.expander("Entry check: the figures"):
+                st.json(entry.to_dict())
+            if preprocessed is None and st.button("Preprocess this scan (brain extraction and registration to "
+                                                  "MNI152, about a minute)", key="upload_preprocess"):  # fmt: skip
+                run_preprocessing(scan_file.name, data)
+                st.rerun()
+    if preprocessed is not None:
+        qc = preprocessed["qc"]
+        st.image(preprocessed["png"], caption=f"{scan_name}: {qc['verdict']['summary']}")
+        st.dataframe(pd.DataFrame([{"brain share of the model box": qc["box_brain_share"],
+                                    "correlation with the template": qc["template_ncc"],
+                                    "brain-mask Dice with the template": qc["mask_dice"],
+                                    "skull present": qc["skull_present"], "seconds": qc["seconds"]["total"]}]),
+                     hide_index=True, key="upload_qc")  # fmt: skip
 
 record: dict | None = None
 if csv_file is not None:
@@ -87,6 +161,8 @@ else:
             problems.append(str(exc))
             record = None
 
+if (failed := st.session_state.pop("upload_preprocess_error", None)) is not None:
+    problems.append(failed)
 for p in problems:
     st.error(plain(p))
 for n in notes:
@@ -99,7 +175,7 @@ if scan_bytes is not None and record is not None:
         st.stop()
     predictor = db.predictor_for(tuple((m.name, m.path) for m in models))
     try:
-        preds = predictor.predict(scan_bytes, record, scan_name=scan_file.name)
+        preds = predictor.predict(scan_bytes, record, scan_name=scan_name)
     except HyperFusionError as exc:  # e.g. a scan outside the models' MNI152 box: known only against a model
         scan_note.empty()
         # Drop whatever features some model already computed from the refused scan
@@ -113,18 +189,23 @@ if scan_bytes is not None and record is not None:
     if previous.get("scan") not in (None, scan_bytes):  # a replaced upload's image features go at once
         db.forget_scan(previous["scan"])
         st.session_state.pop("_upload_maps", None)
-    st.session_state["uploaded"] = {"name": scan_file.name, "scan": scan_bytes, "record": dict(record)}
-    st.session_state["subject"] = db.UPLOAD_PREFIX + scan_file.name
+    st.session_state["uploaded"] = {"name": scan_name, "scan": scan_bytes, "record": dict(record),
+                                    "warnings": scan_warnings}  # fmt: skip
+    st.session_state["subject"] = db.UPLOAD_PREFIX + scan_name
     rows = []
     for name, p in preds.items():
         if p.task == "ad":
-            rows.append(
-                {"model": name, **{f"P({c})": round(float(v), 3) for c, v in zip(p.class_names, p.value[0])}}
-            )
+            row = {"model": name, **{f"P({c})": round(float(v), 3) for c, v in zip(p.class_names, p.value[0])}}
         else:
-            rows.append({"model": name, "brain age (years)": round(float(p.value[0]), 1),
-                         "gap (years)": round(float(p.extras["brain_age_gap"][0]), 1)})  # fmt: skip
+            row = {"model": name, "brain age (years)": round(float(p.value[0]), 1),
+                   "gap (years)": round(float(p.extras["brain_age_gap"][0]), 1)}  # fmt: skip
+        row["training data"] = ood_summary(p.extras["ood"][0])
+        if scan_warnings:
+            row["warning"] = "UNRELIABLE: the scan failed the entry check"
+        rows.append(row)
     st.subheader("Predictions")
+    for w in scan_warnings:
+        st.warning(plain(w))
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="upload_predictions")
     st.markdown(
         "This subject is now the current subject of every page (listed first in each subject picker)."

@@ -30,7 +30,7 @@ from hyperfusion.inference.predictor import ModelEntry, Predictor
 __all__ = ["RecordComparison", "compare_records", "default_cache", "explain_image", "resolve_target"]
 
 #: Changes whenever the maps this module computes would change for the same inputs (cache keys use it).
-EXPLAIN_VERSION = "hyperfusion-explain-1"
+EXPLAIN_VERSION = "hyperfusion-explain-2"  # 2: baseline-free maps restricted to the brain voxels
 
 _DEFAULT_CACHE = AttributionCache()
 
@@ -81,6 +81,20 @@ def _cache_for(cache: AttributionCache | bool | None) -> AttributionCache | None
     if cache is True:
         return _DEFAULT_CACHE
     return cache if isinstance(cache, AttributionCache) else None  # (an empty cache is falsy: len 0)
+
+
+def _on_support(views: np.ndarray, support: np.ndarray | None, uses_baseline: bool) -> np.ndarray:
+    """A gradient map (saliency, SmoothGrad, Grad-CAM) restricted to the scan's brain voxels.
+
+    Outside a skull-stripped brain the input is a constant fill (0 after normalisation) in every scan the model
+    ever saw; the gradient there answers "what if tissue appeared in the background", which no training scan
+    asked, and an untrained network of the same shape puts as much of its top decile there as a trained one.
+    Methods that compare with a baseline (integrated gradients, DeepLIFT, input × gradient) are left whole:
+    their maps must add up to the output's change (completeness), and at a zero baseline they are 0 there anyway.
+    """
+    if uses_baseline or support is None:
+        return views
+    return np.where(support, views, 0).astype(views.dtype, copy=False)
 
 
 def explain_image(
@@ -149,8 +163,10 @@ def explain_image(
             progress(1.0)
         return hit
     results = []
+    support = None
     for i, member in enumerate(members):
         views = predictor.views(member, scan)
+        support = np.asarray(views)[:, 0] != 0
         base = make_baseline(baseline, views, geometry, **base_kw).views if m.uses_baseline else None
 
         def member_progress(f: float, i: int = i) -> None:
@@ -176,7 +192,7 @@ def explain_image(
         model=model,
         task=entry.task,
         method=method,
-        views=np.mean([r.views for r in results], axis=0),
+        views=_on_support(np.mean([r.views for r in results], axis=0), support, m.uses_baseline),
         geometry=geometry,
         target=target_index,
         target_name=None if target_index is None else CLASS_NAMES[target_index],

@@ -30,6 +30,8 @@ from hyperfusion.data.tabular import TabularPreprocessor
 from hyperfusion.data.volume_cache import VolumeCache
 from hyperfusion.errors import ModelFileError
 from hyperfusion.inference.model_files import CARD_FILE, load_model
+from hyperfusion.inference.ood import combine as ood_combine
+from hyperfusion.inference.ood import ood_check
 from hyperfusion.models.network import ImageFeatures, select_features
 from hyperfusion.training.metrics import inverse_entropy_ensemble
 
@@ -267,10 +269,12 @@ class Predictor:
         out = {}
         for name in models or list(self.models):
             entry = self.models[name]
-            values = []
+            values, ood_parts = [], []
             for member in entry.members:
                 feats = self.features(member, scan, scan_key, scan_name)
                 values.append(self._member_values(member, feats, member.tabular(parsed)))
+                ages = values[-1] if member.task == "brain_age" else None
+                ood_parts.append(ood_check(member.card.get("ood"), parsed, feats or None, ages))
             stack = np.stack(values)
             if entry.task == "ad":
                 value = inverse_entropy_ensemble(stack) if len(stack) > 1 else stack[0]
@@ -279,5 +283,7 @@ class Predictor:
                 value = stack.mean(axis=0)
                 ages = np.array([r["AGE"] for r in parsed], dtype=float)
                 pred = Prediction(name, entry.task, value, stack, extras={"brain_age_gap": value - ages})
+            # whether each record (and the scan) lies inside what the models were trained on, and why not
+            pred.extras["ood"] = ood_combine(ood_parts)
             out[name] = pred
         return out

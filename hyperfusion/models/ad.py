@@ -89,6 +89,12 @@ class ADResNet(StagedNetwork):
         concat_tabular: concatenate the record to the pooled vector before fc1.
         block4_modulation: None, "film" or "daft" (block 4 replaced by the FiLM / DAFT block).
         modulation_bottleneck: hidden size of the FiLM / DAFT MLP (7).
+        block_dropout: Dropout3d of blocks 1-4 (the paper: 0.1, 0.2, 0.2, 0.3).
+        head_dropout: dropout before fc1 and before fc2 (the paper: 0.6, 0.5; far too much for a 64-wide pooled
+            vector at init_features 4, where the CPU recipe uses 0.2, 0.1).
+        shortcut_pool: strided shortcuts average each 2³ cell, then a 1³ conv of stride 1 (same parameters);
+            the paper's strided 1³ conv reads one voxel in eight, which draws a lattice at the network's total
+            stride (16) into every gradient-based attribution map.
 
     Shapes: image (B, 1, *input_shape), tabular (B, F) -> logits (B, n_classes).
 
@@ -200,7 +206,8 @@ class AttentionGMUNet(StagedNetwork):
         classifier           Linear H·d_h -> n_classes
 
     Args:
-        n_tabular, n_classes, init_features, input_shape, bn_momentum: as :class:`ADResNet`.
+        n_tabular, n_classes, init_features, input_shape, bn_momentum, block_dropout, head_dropout,
+            shortcut_pool: as :class:`ADResNet`.
         attention_dim: d_a of the attention's keys and query (16).
         ehr_dim: size of the record's encoding fed to the GMU (32).
         gmu_heads: H (4); 16f and ehr_dim must be divisible by it.

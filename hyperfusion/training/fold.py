@@ -357,6 +357,11 @@ def train_fold(
         # the usual linear age-bias correction, fitted on this fold's validation subjects
         slope, intercept = fit_age_bias(cohort.table["AGE"].to_numpy(float)[val_idx], predicted)
         card["metrics"]["age_bias"] = {"slope": slope, "intercept": intercept, "fitted_on": "validation"}
+    # --- out-of-distribution reference (issue 14; hyperfusion/inference/ood.py) --------------------------------
+    from hyperfusion.inference.ood import ood_reference
+
+    card["ood"] = ood_reference(network, train_ds, cohort.table.iloc[train_idx])
+    # --- end of the out-of-distribution block ---------------------------------------------------------------
     json.dumps(card)  # fail here, not when saving, if something is not JSON-able
     return TrainResult(network=network, card=card, best_score=best)
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(APP))  # the pages import the app's helper modules as Str
 def tiny_setup(tmp_path_factory) -> dict:
     """A 6-subject 4 mm cohort, a 2-member HyperFusion ensemble and a tabular-only model."""
     root = tmp_path_factory.mktemp("dashboard")
-    cohort_dir = write_image_cohort(root / "cohort", 6, seed=3)
+    cohort_dir = write_image_cohort(root / "cohort", 6, seed=3, brain_like=True)
     cohort = load_cohort(cohort_dir)
     g = ad_box(4.0)
     pre = TabularPreprocessor().fit(cohort.table)

@@ -52,13 +52,16 @@ def test_immutable_and_missing_values_stay(env):
 
 @pytest.mark.parametrize("model", ["hyperfusion", "tabular_only", "concat"])
 def test_random_models_flips_are_real(env, model):
-    scan, record = env.subject(5)
-    predicted = env.predictor.predict(scan, record, [model])[model].value[0].argmax()
     found = []
-    for target in {0, 1, 2} - {int(predicted)}:
-        cf = counterfactual(env.predictor, model, scan, record, target, n_random=128, grid_points=12)
-        _check(env, cf, record, scan)
-        found.append(cf.found)
+    for subject in (5, 6, 7, 8):  # a random network may hold one subject in place; not all of them
+        scan, record = env.subject(subject)
+        predicted = env.predictor.predict(scan, record, [model])[model].value[0].argmax()
+        for target in {0, 1, 2} - {int(predicted)}:
+            cf = counterfactual(env.predictor, model, scan, record, target, n_random=128, grid_points=12)
+            _check(env, cf, record, scan)  # every answer, found or not, is what it claims
+            found.append(cf.found)
+        if any(found):
+            break
     assert any(found)  # these seeds' random networks can be moved to at least one other class
 
 

@@ -129,7 +129,8 @@ def test_ensemble_map_is_the_members_mean(env):
                 member.network, views, member.tabular([parse_record(record)]), "saliency", target=1
             ).views
         )
-    np.testing.assert_allclose(ens.views, np.mean(maps, axis=0), rtol=1e-6)
+    brain = np.asarray(views)[:, 0] != 0  # a saliency map is kept on the brain's voxels
+    np.testing.assert_allclose(ens.views, np.where(brain, np.mean(maps, axis=0), 0), rtol=1e-6)
 
 
 def test_record_difference_maps(env):
@@ -179,3 +180,15 @@ def test_brain_age_models_explain_years(env, tmp_path):
     assert ice_curves(predictor, scan, record, "PTGENDER").predictions["age"].shape == (2,)
     with pytest.raises(DataError, match="years"):
         explain_image(predictor, "age", scan, record, "saliency", target="AD")
+
+
+def test_gradient_maps_stay_on_the_brain_and_baseline_maps_stay_whole(env):
+    scan, record = env.subject(4)
+    entry = env.predictor.models["hyperfusion"]
+    support = np.asarray(env.predictor.views(entry.members[0], scan))[:, 0] != 0
+    assert 0 < support.mean() < 1  # the test scan has background inside the box
+    saliency = explain_image(env.predictor, "hyperfusion", scan, record, "saliency", cache=False)
+    assert np.all(saliency.views[~support] == 0) and np.abs(saliency.views[support]).sum() > 0
+    ig = explain_image(env.predictor, "hyperfusion", scan, record, "integrated_gradients", baseline="blur",
+                       settings={"n_steps": 8}, cache=False)  # fmt: skip
+    assert np.abs(ig.views[~support]).sum() > 0  # completeness needs every voxel: left whole

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from hyperfusion.data.geometry import ad_box
+from tests.conftest import mni_brain
 from tests.data.conftest import nifti_bytes, rotation
 
 MODEL = Path(__file__).resolve().parents[2] / "assets" / "demo" / "models" / "ad" / "hyperfusion" / "fold0"
@@ -23,15 +24,21 @@ RECORD = {"AGE": 74.0, "PTGENDER": "Female", "PTEDUCAT": 16, "APOE4": 1, "ABETA"
 
 
 def brain(voxel_mm: float = 2.0, margin_mm: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
-    """A small RAS scan covering the AD box with a margin: uniform noise on a zero background."""
+    """A small RAS scan covering the AD box with a margin: the MNI152 template there (a registered,
+    skull-stripped T1 that passes the entry check), with a little noise inside the brain."""
     g = ad_box(2.0)
     lo = np.asarray(g.box_min_mm) - margin_mm
     hi = np.asarray(g.box_max_mm) + margin_mm
     shape = tuple(int(np.ceil((b - a) / voxel_mm)) for a, b in zip(lo, hi))
     affine = np.diag([voxel_mm] * 3 + [1.0])
     affine[:3, 3] = lo
-    data = np.random.default_rng(0).uniform(50, 100, shape).astype(np.float32)
-    return data, affine
+    return _template_on(shape, affine), affine
+
+
+def _template_on(shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
+    data = mni_brain(shape, affine)
+    noise = np.random.default_rng(0).uniform(0, 5, shape).astype(np.float32)
+    return np.where(data > 5, data + noise, 0).astype(np.float32)
 
 
 def _gz(raw: bytes) -> bytes:
@@ -61,13 +68,14 @@ def _with_affine(affine: np.ndarray) -> bytes:
 
 
 def _oblique() -> bytes:
+    """An oblique grid (12° about z, 8° about x) holding the registered brain: only the grid is tilted."""
     data, affine = brain(margin_mm=30.0)
     centre = affine @ np.r_[np.asarray(data.shape) / 2, 1.0]
     linear = rotation("z", 12.0) @ rotation("x", 8.0) @ affine[:3, :3]
     oblique = np.eye(4)
     oblique[:3, :3] = linear
     oblique[:3, 3] = centre[:3] - linear @ (np.asarray(data.shape) / 2)
-    return nifti_bytes(data, oblique)
+    return nifti_bytes(_template_on(data.shape, oblique), oblique)
 
 
 def _shifted(offset_mm: tuple[float, float, float]) -> bytes:
@@ -82,7 +90,7 @@ def _brain_outside_box() -> bytes:
     data[:] = 0
     inv = np.linalg.inv(affine)
     i, j, k = (inv @ np.array([0.0, 0.0, 100.0, 1.0]))[:3].astype(int)
-    data[i - 5 : i + 5, j - 5 : j + 5, k - 3 : k + 3] = 80.0
+    data[i - 5 : i + 5, j - 5 : j + 5, k - 3 : k + 3] = np.random.default_rng(1).uniform(60, 100, (10, 10, 6))
     return nifti_bytes(data, affine)
 
 
@@ -238,6 +246,65 @@ COHORT_CASES: list[tuple[str, str | bytes, str | None]] = [
     # extra ADNIMERGE columns are ignored, and a cp1252 / latin-1 file is read
     ("latin1_extra_column_is_read", _csv([HEADER + ",SITE", ROW_A + ",Clínica", ROW_B + ",Hôpital"]).encode("latin-1"), None),
 ]  # fmt: skip
+
+
+# --- the entry check (issue 14): valid NIfTI files that a model cannot read -------------------------------
+def _codes_zero() -> bytes:
+    def edit(h):
+        h.set_sform(None, code=0)
+        h.set_qform(None, code=0)
+
+    data, affine = brain()
+    return nifti_bytes(data, affine, header=edit)
+
+
+def _moved(degrees: float = 0.0, shift_mm: float = 0.0) -> bytes:
+    """The registered brain rotated about x (through the MNI origin) and shifted along y, on the same grid."""
+    data, affine = brain(margin_mm=30.0)
+    move = np.eye(4)
+    move[:3, :3] = rotation("x", degrees)
+    move[1, 3] = shift_mm
+    # a voxel at world p shows the template at move⁻¹ p: the brain itself has moved
+    return nifti_bytes(_template_on(data.shape, np.linalg.inv(move) @ affine), affine)
+
+
+def _whole_head() -> bytes:
+    """The registered brain inside a 'scalp': a 6–20 mm band of signal around it, as a head without stripping."""
+    from scipy import ndimage
+
+    data, affine = brain(margin_mm=30.0)
+    inside = data > 0
+    band = ndimage.binary_dilation(inside, iterations=10) & ~ndimage.binary_dilation(inside, iterations=3)
+    data[band] = np.random.default_rng(2).uniform(60, 110, int(band.sum()))
+    return nifti_bytes(data, affine)
+
+
+def _label_map() -> bytes:
+    data, affine = brain()
+    return nifti_bytes(np.digitize(data, [1, 40, 70]).astype(np.float32), affine)
+
+
+def _hounsfield() -> bytes:
+    data, affine = brain()
+    return nifti_bytes(np.where(data > 0, data * 0.4, -1000.0).astype(np.float32), affine)
+
+
+def _inverted_contrast() -> bytes:
+    data, affine = brain()
+    return nifti_bytes(np.where(data > 0, 130.0 - data, 0.0).astype(np.float32), affine)
+
+
+#: (name, file name, bytes builder, fragment): files every reader accepts, refused by the entry check of
+#: predict / explain / the Upload page (each message also names `hyperfusion preprocess`)
+ENTRY_CASES: list[tuple[str, str, Callable[[], bytes], str]] = [
+    ("unknown_space_codes_0", "scan.nii.gz", lambda: _gz(_codes_zero()), "sform and qform codes are 0"),
+    ("rotated_15_degrees", "scan.nii.gz", lambda: _gz(_moved(degrees=15.0)), "not aligned to MNI152"),
+    ("shifted_20_mm", "scan.nii.gz", lambda: _gz(_moved(shift_mm=20.0)), "not aligned to MNI152"),
+    ("whole_head", "scan.nii.gz", lambda: _gz(_whole_head()), "not skull-stripped"),
+    ("label_map", "scan.nii.gz", lambda: _gz(_label_map()), "mask or label map"),
+    ("hounsfield_units", "scan.nii.gz", lambda: _gz(_hounsfield()), "Hounsfield"),
+    ("inverted_contrast", "scan.nii.gz", lambda: _gz(_inverted_contrast()), "does not look like a T1"),
+]
 
 
 def write_record(folder: Path, record: object) -> Path:

@@ -24,6 +24,7 @@ from hyperfusion.data.nifti import load_nifti
 from hyperfusion.errors import DataError
 from tests.hardening.corpus import (
     COHORT_CASES,
+    ENTRY_CASES,
     HEADER,
     MODEL,
     RECORD,
@@ -209,3 +210,25 @@ def test_the_command_fails_cleanly_in_a_fresh_process(tmp_path, name):
     )  # fmt: skip
     _assert_refused(proc.returncode, proc.stdout, proc.stderr, fragment)
     assert _files(inputs) == before and not any(cwd.iterdir()) and not any(home.iterdir())
+
+
+# --- the entry check (issue 14) ----------------------------------------------------------------------------
+@pytest.mark.parametrize(("name", "file_name", "build", "fragment"), ENTRY_CASES, ids=[c[0] for c in ENTRY_CASES])
+def test_entry_corpus_through_the_cli(workspace, capsys, name, file_name, build, fragment):
+    inputs, cwd = workspace
+    scan = write_scan(inputs, file_name, build)
+    row = write_record(inputs, RECORD)
+    out_map = inputs / "map.nii.gz"
+    before = _files(inputs, cwd)
+    args = ["--model", str(MODEL), "--image", str(scan), "--tabular", str(row)]
+    for command in (["predict"], ["explain", "--method", "saliency", "--out", str(out_map), "--quiet"]):
+        rc, out, err = _run_cli([*command, *args], capsys)
+        _assert_refused(rc, out, err, fragment)
+        assert "hyperfusion preprocess" in err and str(scan) in err
+    assert _files(inputs, cwd) == before
+    # --allow-unregistered predicts anyway, and the answer carries the warning
+    rc, out, err = _run_cli(["predict", *args, "--allow-unregistered"], capsys)
+    assert rc == 0, err
+    result = json.loads(out)
+    assert result["warnings"] and fragment in result["warnings"][0] and not result["scan_check"]["passed"]
+    assert "warning: UNRELIABLE" in err

@@ -25,6 +25,7 @@ from tests.app.conftest import tiny_setup  # noqa: F401  (the dashboard tests' t
 from tests.hardening.corpus import (
     COHORT_CASES,
     CSV_RECORD_CASES,
+    ENTRY_CASES,
     HEADER,
     RECORD,
     ROW_A,
@@ -117,6 +118,32 @@ def session(watched) -> AppTest:
 
 
 # --- scans -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "file_name", "build", "fragment"), ENTRY_CASES, ids=[c[0] for c in ENTRY_CASES]
+)
+def test_entry_corpus_on_the_upload_page(session, watched, name, file_name, build, fragment):
+    """A valid file a model cannot read is refused with one line naming `hyperfusion preprocess`; with
+    'predict anyway' it is predicted, and the page and every row of the predictions say it is unreliable."""
+    at = session
+    before = snapshot(watched)
+    uploaded_as = f"{name}.{file_name}"
+    upload(at, (uploaded_as, build(), "application/octet-stream"), GOOD_ROW)
+    assert len(errors(at)) == 1, errors(at)
+    message = errors(at)[0]
+    assert fragment in message and uploaded_as in message and "hyperfusion preprocess" in message
+    assert predicted_models(at) == set() and at.session_state["uploaded"]["name"] == "good.nii.gz"
+    at.toggle(key="upload_anyway").set_value(True).run()
+    assert errors(at) == [] and predicted_models(at) == MODELS
+    table = next(d.value for d in at.dataframe if "model" in d.value.columns)
+    assert set(table["warning"]) == {"UNRELIABLE: the scan failed the entry check"}
+    assert any(fragment in shown(w.value) for w in at.warning)
+    assert at.session_state["uploaded"]["warnings"]
+    at.toggle(key="upload_anyway").set_value(False).run()
+    assert_predicts_the_good_upload(at)
+    assert "warning" not in next(d.value for d in at.dataframe if "model" in d.value.columns).columns
+    assert snapshot(watched) == before
+
+
 @pytest.mark.parametrize(
     ("name", "file_name", "build", "fragment"), SCAN_CASES, ids=[c[0] for c in SCAN_CASES]
 )

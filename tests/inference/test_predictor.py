@@ -16,7 +16,7 @@ G = ad_box(4.0)
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("pred")
-    cohort = load_cohort(write_image_cohort(root / "cohort", 20, seed=8))
+    cohort = load_cohort(write_image_cohort(root / "cohort", 20, seed=8, brain_like=True))
     pre = TabularPreprocessor().fit(cohort.table)
     card = {"geometry": G.to_dict(), "tabular": {"preprocessing": pre.to_dict()}, "data": {"synthetic": True}}
     dirs = {}

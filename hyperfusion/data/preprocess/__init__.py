@@ -1,0 +1,1 @@
+"""Preprocessing of real scans: template, pipeline, quality measures (filled below)."""
