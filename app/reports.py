@@ -358,8 +358,17 @@ def significance_table(report: Report) -> pd.DataFrame:
 
 
 FAITHFULNESS_HELP = {
-    "mass_share": "share of the map's total |attribution| inside the planted regions",
-    "volume_share": "the planted regions' share of the brain (what a uniform map would score)",
+    "top_decile_enrichment": "of the 10 % most attributed voxels, the share in the planted tissue loss ÷ the "
+    "loss's share of the brain: 1 = no better than an even spread",
+    "untrained top_decile_enrichment": "the same for an untrained network of the same configuration: what the "
+    "architecture draws before any learning",
+    "top_decile_outside_brain": "share of the 10 % most attributed voxels that lie outside the brain",
+    "untrained top_decile_outside_brain": "the same for the untrained network",
+    "lattice": "the hottest voxel phases modulo the network's stride ÷ an even share: 1 = no lattice; high = a "
+    "grid of hot spots drawn by the strided downsampling, not by the anatomy",
+    "untrained lattice": "the same for the untrained network",
+    "mass_share": "share of the map's total |attribution| inside the planted tissue loss",
+    "volume_share": "the planted tissue loss's share of the brain (what a uniform map would score)",
     "enrichment": "mass share ÷ volume share: 1 = no better than a uniform map",
     "auroc": "voxel-wise AUROC of |attribution| as a detector of the planted regions (0.5 = chance)",
     "pointing_game": "share of subjects whose strongest voxel lies in a planted region",
@@ -369,9 +378,44 @@ FAITHFULNESS_HELP = {
 
 
 def faithfulness_table(report: Report) -> pd.DataFrame:
+    """One row per image model: its scores and, beside the first three, its untrained control's."""
     entry = report.result.get("faithfulness") or {}
-    rows = [{"model": label, **{k: round(float(v), 3) for k, v in scores.items()}}
-            for label, scores in entry.get("mean", {}).items()]  # fmt: skip
+    rows = []
+    for label, scores in entry.get("mean", {}).items():
+        row: dict = {"model": label}
+        control = entry.get("untrained", {}).get(label, {})
+        for key, value in scores.items():
+            row[key] = round(float(value), 3)
+            if key in control:
+                row[f"untrained {key}"] = round(float(control[key]), 3)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+MODALITY_NAMES = {"scan": "scan", "record": "record"}
+
+
+def reliance_table(report: Report) -> pd.DataFrame:
+    """How much each model uses the scan and the record: one row per (model, input permuted) with the score
+    unpermuted, permuted (mean ± SD over the seeds), the drop (MAE: the increase) and the verdict."""
+    rows = []
+    ad = report.task == "ad"
+    for label, entry in report.runs.items():
+        for modality, rel in (entry.get("reliance") or {}).items():
+            what = modality if ad or modality == "scan" else "sex"
+            row: dict = {"model": label, "permuted": what}
+            if not rel.get("applicable", True):
+                row["verdict"] = f"reads no {what}: permuting it cannot change the output"
+                rows.append(row)
+                continue
+            for key in ("balanced_accuracy", "auc") if ad else ("mae",):
+                v = rel[key]
+                name = METRIC_LABELS[key][0]
+                row[name] = round(v["unpermuted"], 3)
+                row[f"{name} permuted"] = f"{v['permuted_mean']:.3f} ± {v['permuted_sd']:.3f}"
+                row[f"{name} {'drop' if ad else 'increase'}"] = round(v["drop"] if ad else v["increase"], 3)
+            row["verdict"] = f"uses the {what}" if rel["uses"] else f"barely uses the {what}"
+            rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -33,13 +33,19 @@ def _print_json(obj: object) -> None:
 
 
 # --- inspect -----------------------------------------------------------------------------------------------
+LABEL_COLUMN_HELP = "diagnosis column to use (Group, DX_bl or DX); default: the first of these the table has"
+
+
 def _inspect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="cohort directory or ADNIMERGE-format CSV table")
-    p.add_argument(
-        "--label-column",
-        default=None,
-        help="diagnosis column to use (Group, DX_bl or DX); default: the first of these the table has",
-    )
+    p.add_argument("--label-column", default=None, help=LABEL_COLUMN_HELP)
+
+
+def _label_note(cohort) -> None:
+    """Say on stderr which diagnosis column was used when the table's label columns disagree."""
+    note = cohort.label_note()
+    if note:
+        print(f"note: {note}", file=sys.stderr)
 
 
 def _inspect_run(a: argparse.Namespace) -> int:
@@ -150,6 +156,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-nodes", type=int, default=1)
     p.add_argument("--precision", default="32-true", help="e.g. bf16-mixed, 16-mixed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--label-column", default=None, help=LABEL_COLUMN_HELP)
 
 
 def _parse_overrides(items: list[str]) -> dict:
@@ -174,7 +181,9 @@ def _train_run(a: argparse.Namespace) -> int:
     from hyperfusion.inference.model_files import save_model
     from hyperfusion.training.fold import recipe_config, train_fold
 
-    cohort = load_cohort(a.data if a.model == "tabular_only" else scans_for(a.data))
+    data = a.data if a.model == "tabular_only" else scans_for(a.data)
+    cohort = load_cohort(data, label_column=a.label_column)
+    _label_note(cohort)
     geometry = ad_box(a.voxel_size) if a.task == "ad" else brain_box(a.voxel_size)
     devices = int(a.devices) if str(a.devices).isdigit() else a.devices
     overrides = _parse_overrides(a.set)
@@ -224,34 +233,27 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
         help="synthetic cohorts: also score METHOD's maps (e.g. saliency) against the planted truth",
     )  # fmt: skip
     p.add_argument("--faithfulness-subjects", type=int, default=20, help="AD test subjects scored per model")
+    p.add_argument(
+        "--subjects", choices=["test", "all"], default="test",
+        help="test: the test subjects stored in the model files (the paper's partition 4); all: every subject "
+        "of an independent cohort (refused on the cohort the models were trained on)",
+    )  # fmt: skip
+    p.add_argument(
+        "--permutations", type=int, default=5,
+        help="seeds of the modality-reliance measure (scans, then records, permuted among the subjects); 0: skip",
+    )  # fmt: skip
+    p.add_argument("--label-column", default=None, help=LABEL_COLUMN_HELP)
+    p.add_argument("--batch-size", type=int, default=16, help="subjects per pass of the image encoders")
 
 
 def _faithfulness(
     cohort, paths: list[str], runs, result: dict, method: str, n_subjects: int, out: str
 ) -> None:
-    """Attribution faithfulness of every image model on the first AD test subjects, added to the report."""
-    from pathlib import Path
+    """Attribution faithfulness of every image model (and of its untrained control) on the first AD evaluated
+    subjects, added to the report."""
+    from hyperfusion.training.evaluate import add_faithfulness
 
-    from hyperfusion.explain import evaluate_faithfulness
-    from hyperfusion.inference.predictor import Predictor
-
-    ad = [p for p, dx in zip(result["test_ptids"], cohort.table.set_index("PTID").loc[result["test_ptids"], "DX"])
-          if dx == "AD"][:n_subjects]  # fmt: skip
-    predictor = Predictor({run.label: path for run, path in zip(runs, paths)})
-    scores = {}
-    for run in runs:
-        if getattr(run.members[0].network, "uses_image", True):
-            scores[run.label] = evaluate_faithfulness(predictor, run.label, cohort, method, subjects=ad)[
-                "mean"
-            ]
-    result["faithfulness"] = {"method": method, "subjects": ad, "mean": scores}
-    (Path(out) / "results.json").write_text(json.dumps(result, indent=1, default=float))
-    keys = ["mass_share", "volume_share", "enrichment", "auroc", "pointing_game"]
-    lines = ["", f"Attribution faithfulness ({method}, {len(ad)} AD test subjects, against the planted truth):", "",
-             "| model | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]  # fmt: skip
-    lines += [f"| {k} | " + " | ".join(f"{v[key]:.3f}" for key in keys) + " |" for k, v in scores.items()]
-    with (Path(out) / "results.md").open("a") as f:
-        f.write("\n".join(lines) + "\n")
+    add_faithfulness(cohort, dict(zip((r.label for r in runs), paths)), runs, result, method, n_subjects, out)
 
 
 def _load_run(path: str):
@@ -277,21 +279,23 @@ def _evaluate_run(a: argparse.Namespace) -> int:
     from hyperfusion.demo import scans_for
     from hyperfusion.training.evaluate import write_report
 
-    cohort = load_cohort(scans_for(a.data))
+    cohort = load_cohort(scans_for(a.data), label_column=a.label_column)
+    _label_note(cohort)
     runs = [_load_run(p) for p in a.models]
     labels = [r.label for r in runs]
     # two folders of one name (seed0/hyperfusion, seed1/hyperfusion) stay apart
     for i, run in enumerate(runs):
         if labels.count(run.label) > 1:
             run.label = f"{run.label}#{i}"
-    result = write_report(cohort, runs, a.out, n_boot=a.bootstrap, data_label=a.data)
+    result = write_report(cohort, runs, a.out, n_boot=a.bootstrap, data_label=a.data, subjects=a.subjects,
+                          permutations=a.permutations, batch_size=a.batch_size)  # fmt: skip
     if a.faithfulness:
         if not cohort.is_synthetic:
             raise HyperFusionError(
                 "--faithfulness needs a synthetic cohort: only it knows where effects were planted"
             )
         _faithfulness(cohort, a.models, runs, result, a.faithfulness, a.faithfulness_subjects, a.out)
-    _print_json({"report": a.out, "test_subjects": result["test_subjects"],
+    _print_json({"report": a.out, "test_subjects": result["test_subjects"], "subjects": result["subjects"],
                  "metrics": {k: v["metrics"] for k, v in result["runs"].items()}})  # fmt: skip
     return 0
 

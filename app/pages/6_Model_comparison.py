@@ -92,6 +92,8 @@ if report.synthetic:
 st.caption(f"`{report.path}` · measured on `{report.cohort_path or 'an unnamed cohort'}` · test partition of "
            f"{report.result.get('test_subjects', len(report.test_ptids))} subjects.")  # fmt: skip
 
+for subject_note in report.result.get("subjects", {}).get("notes", []):
+    st.warning(subject_note)
 cohort, note = rp.report_cohort(report, assets)
 predictions = report.predictions()
 frame = rp.subject_frame(report, cohort) if cohort is not None and report.test_ptids else None
@@ -111,7 +113,12 @@ chosen = models
 if ad:
     chosen = st.multiselect("Models shown in the confusion matrices and curves", models, default=models,
                             key="comparison_models")  # fmt: skip
-tab_names = ["Summary", *(["Confusion", "ROC and calibration"] if ad else []), "Subgroups"]
+tab_names = [
+    "Summary",
+    *(["Confusion", "ROC and calibration"] if ad else []),
+    "Subgroups",
+    "Modality reliance",
+]
 tab_names += ["Disagreements"] if ad else []
 tab_names += ["Faithfulness"] if report.synthetic and ad else []
 tabs = dict(zip(tab_names, st.tabs(tab_names)))
@@ -209,6 +216,26 @@ with tabs["Subgroups"]:
         st.caption(f"Groups of fewer than {rp.FEW_SUBJECTS} subjects are flagged: one or two subjects move their "
                    "value a lot. Age bands in years at the baseline visit.")  # fmt: skip
 
+# --- modality reliance -------------------------------------------------------------------------------------
+with tabs["Modality reliance"]:
+    reliance = rp.reliance_table(report)
+    if not len(reliance):
+        st.info("This report has no modality-reliance scores (written by an older `hyperfusion evaluate`, or with "
+                "`--permutations 0`): run it again for them.")  # fmt: skip
+    else:
+        record = "record" if ad else "sex"
+        st.markdown(f"**How much does each model use the scan, and the {record}?** Each test subject is given "
+                    f"another test subject's scan (or {record}) and keeps its own {record} (or scan) and truth; a "
+                    "model that uses an input loses accuracy when it is shuffled.")  # fmt: skip
+        st.dataframe(reliance, hide_index=True, key="reliance_table")
+        seeds = max((r.get("seeds", 0) for e in report.runs.values() for r in (e.get("reliance") or {}).values()),
+                    default=0)  # fmt: skip
+        st.caption(f"Permuted: mean ± SD over {seeds} random permutations among the test subjects. "
+                   + ("Drop: the unpermuted score minus the permuted mean; below 0.02 in both BA and AUC the model "
+                      "barely uses that input." if ad else
+                      "Increase: the permuted MAE minus the unpermuted; below 0.5 years the model barely uses "
+                      "that input."))  # fmt: skip
+
 # --- disagreements -----------------------------------------------------------------------------------------
 if ad:
     with tabs["Disagreements"]:
@@ -271,9 +298,11 @@ if "Faithfulness" in tabs:
             st.code(f"hyperfusion evaluate --data {report.cohort_path or 'COHORT'} --models MODEL_DIRS... "
                     f"--out {report.path.parent} --faithfulness saliency", language="bash", wrap_lines=True)  # fmt: skip
         else:
-            st.markdown(f"Do the **{entry.get('method')}** maps point at the atrophy planted in the synthetic scans? "
-                        f"Scored on {len(entry.get('subjects', []))} AD test subjects per image model: enrichment "
-                        "above 1 and AUROC above 0.5 mean the map finds the planted regions better than chance.")  # fmt: skip
+            st.markdown(f"Do the **{entry.get('method')}** maps point at the tissue loss planted in the synthetic "
+                        f"scans? Scored on {len(entry.get('subjects', []))} AD test subjects per image model: "
+                        "enrichment above 1 and AUROC above 0.5 mean the map finds the planted loss better than "
+                        "chance. *untrained* columns: the same network before any training: where it scores as "
+                        "well, the map shows the architecture, not what the model learned.")  # fmt: skip
             table = rp.faithfulness_table(report)
             config = {k: st.column_config.NumberColumn(k.replace("_", " "), help=h)
                       for k, h in rp.FAITHFULNESS_HELP.items()}  # fmt: skip

@@ -8,6 +8,7 @@ from importlib import import_module
 
 _EXPORTS = {
     "Cohort": "cohort",
+    "cohort_identity": "cohort",
     "load_cohort": "cohort",
     "parse_record": "cohort",
     "Geometry": "geometry",

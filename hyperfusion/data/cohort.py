@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import csv
 import difflib
+import hashlib
 import io
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -73,6 +75,8 @@ class Cohort:
     dropped_without_label: int = 0
     baseline_rule: dict = field(default_factory=dict)
     target_column: str = "DX"  # "AGE" for a brain-age cohort (regression on age; diagnosis optional)
+    #: Other diagnosis columns of the table compared with the one used: {column: {"compared", "disagree"}}
+    label_agreement: dict = field(default_factory=dict)
 
     @property
     def task(self) -> str:
@@ -108,6 +112,7 @@ class Cohort:
             "source": self.source,
             "synthetic": self.is_synthetic,
             "label_column": self.label_column,
+            "label_agreement": self.label_agreement,
             "task": self.task,
             "rows_read": self.n_rows_read,
             "subjects": len(t),
@@ -118,6 +123,61 @@ class Cohort:
             "censored": censored,
             "subjects_with_scan": int(t["image_path"].notna().sum()),
         }
+
+    def label_note(self) -> str:
+        """One sentence when the table's other diagnosis columns disagree with the one used, else ""."""
+        parts = [
+            f"{col} differs for {v['disagree']} of {v['compared']} subjects"
+            for col, v in self.label_agreement.items()
+            if v["disagree"]
+        ]
+        if not parts:
+            return ""
+        return (
+            f"Labels from column {self.label_column}; " + "; ".join(parts) + " (choose with --label-column)."
+        )
+
+
+def cohort_identity(cohort: Cohort) -> str:
+    """Who the cohort's subjects are, so that a model's stored partition is matched only to its own cohort.
+
+    Real tables: the source ("ADNI", or "table" for an ADNI-format table of unstated provenance), since their
+    PTIDs are real people's identities. Synthetic cohorts number their subjects SYN_0001 … whatever the
+    generator's settings, so their identity is what draws the subjects (``cohort.json``): task, seed, λ, the
+    age range and the generator version. Not N, since a cohort of N is the first N subjects of a larger one
+    (a subject's draw does not depend on N), nor the voxel size (the same subjects, rendered finer). Cohorts of
+    one seed and task share their subjects' records even when λ or the version differ:
+    :func:`synthetic_lineage` names that family.
+    """
+    if not cohort.is_synthetic:
+        return str(cohort.source)
+    return synthetic_identity(cohort.provenance)
+
+
+def synthetic_identity(provenance: Mapping) -> str:
+    """:func:`cohort_identity` of a synthetic cohort from its ``cohort.json`` content."""
+    knobs = provenance.get("knobs")
+    if not isinstance(knobs, Mapping) and "seed" not in provenance:
+        # a synthetic table of another generator: its whole description
+        digest = hashlib.sha256(
+            json.dumps(dict(provenance), sort_keys=True, default=str).encode()
+        ).hexdigest()
+        return f"synthetic:{provenance.get('generator', 'unknown')}:{digest[:12]}"
+    knobs = knobs if isinstance(knobs, Mapping) else {}
+    return (
+        f"synthetic:{knobs.get('task', provenance.get('task'))}:seed={knobs.get('seed', provenance.get('seed'))}:"
+        f"lambda={knobs.get('interaction_strength')}:ages={knobs.get('age_range')}:"
+        f"v{provenance.get('generator_version')}"
+    )
+
+
+def synthetic_lineage(provenance: Mapping) -> str | None:
+    """Generator, task and seed of a synthetic cohort (None if unknown): cohorts that share it hold the same
+    subjects' records, whatever their λ or generator version."""
+    knobs = provenance.get("knobs")
+    if provenance.get("source") != "synthetic" or not isinstance(knobs, Mapping):
+        return None
+    return f"{provenance.get('generator')}:{knobs.get('task')}:seed{knobs.get('seed')}"
 
 
 # --- values ------------------------------------------------------------------------------------------------
@@ -500,6 +560,7 @@ def load_cohort(
     else:
         label_column = _pick_label_column(df, requested, table_path)
     baseline, rule = _baseline_rows(df, table_path)
+    agreement = _label_agreement(baseline, label_column) if label_column and not regression else {}
     table, dropped = _parse_table(
         baseline, table_path, label_column, images if images.is_dir() else None, regression=regression
     )
@@ -514,7 +575,27 @@ def load_cohort(
         n_rows_read=len(df),
         dropped_without_label=dropped,
         baseline_rule=rule,
+        label_agreement=agreement,
     )
+
+
+def _label_agreement(df: pd.DataFrame, used: str) -> dict:
+    """How the table's other diagnosis columns compare with ``used``, over the rows where both map to a class
+    (values that are missing or unknown in the other column are not compared: they never become labels)."""
+
+    def mapped(column: str) -> pd.Series:
+        text = df[column].astype(str).str.strip().str.upper()
+        return text.map(DIAGNOSIS_MAP)
+
+    ours = mapped(used)
+    out = {}
+    for col in LABEL_COLUMNS:
+        if col == used or col not in df.columns:
+            continue
+        theirs = mapped(col)
+        both = ours.notna() & theirs.notna()
+        out[col] = {"compared": int(both.sum()), "disagree": int((ours[both] != theirs[both]).sum())}
+    return out
 
 
 def feature_frame(rows: pd.DataFrame | Mapping[str, object] | list[Mapping[str, object]]) -> pd.DataFrame:
@@ -529,6 +610,7 @@ def feature_frame(rows: pd.DataFrame | Mapping[str, object] | list[Mapping[str, 
 
 __all__ = [
     "Cohort",
+    "cohort_identity",
     "load_cohort",
     "parse_record",
     "parse_value",

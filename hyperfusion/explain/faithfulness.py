@@ -16,6 +16,8 @@ faithful map makes it fall fast: a small area under the curve, below the area of
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,21 +37,155 @@ from hyperfusion.explain.methods import SubjectOutput
 from hyperfusion.explain.records import cohort_record
 from hyperfusion.inference.predictor import Predictor
 
-__all__ = ["deletion_curve", "evaluate_faithfulness", "mask_scores", "truth_mask"]
+__all__ = [
+    "brain_mask",
+    "deletion_curve",
+    "evaluate_faithfulness",
+    "faithfulness_summary",
+    "lattice_index",
+    "mask_scores",
+    "network_stride",
+    "top_decile_scores",
+    "truth_mask",
+    "untrained_control",
+]
 
 
-# The generator writes the planted log-volume change per voxel (negative: tissue lost, positive: CSF grown) and
-# calls |change| > 0.02 an effect; the smooth fields leave tiny values far from the regions, so 0 would be too wide.
+# The generator writes the planted log-volume change per voxel: negative where tissue was lost, positive where the
+# ventricles or CSF grew into the space. The disease the maps should find is the tissue loss, truth < -0.02 (the
+# smooth fields leave tiny values far from the regions, so 0 would be too wide); the grown CSF is not tissue.
 TRUTH_THRESHOLD = 0.02
+#: The share of voxels whose attribution counts as "top" in the top-decile scores
+TOP_FRACTION = 0.1
 
 
 def truth_mask(truth: NiftiSource, geometry: Geometry, threshold: float = TRUTH_THRESHOLD) -> np.ndarray:
-    """The truth map on the model grid as a mask, bool (V, D, H, W'): |truth| > ``threshold``.
+    """The planted tissue loss on the model grid as a mask, bool (V, D, H, W'): truth < -``threshold``.
 
     Sampled by nearest neighbour, so the mask is not smeared by interpolation.
     """
     box = resample_box(truth, geometry, order=0)
-    return split_views(np.abs(box) > threshold, geometry)
+    return split_views(box < -threshold, geometry)
+
+
+@functools.lru_cache(maxsize=8)
+def _template_brain(geometry_json: str) -> np.ndarray:
+    from hyperfusion.data.synthetic.anatomy import template_path
+
+    geometry = Geometry.from_dict(json.loads(geometry_json))
+    box = resample_box(template_path("t1"), geometry, order=0) > 0
+    views = split_views(box, geometry)
+    views.setflags(write=False)
+    return views
+
+
+def brain_mask(geometry: Geometry, views: np.ndarray | None = None) -> np.ndarray:
+    """The brain on the model grid, bool (V, D, H, W').
+
+    An MNI box: the skull-stripped MNI152 2009a template (what registered scans and the synthetic generator
+    share), sampled by nearest neighbour. Another geometry (a voxel crop of the authors' arrays) has no place in
+    MNI space: the scan's own non-zero voxels (``views``, (V, 1, D, H, W') or (V, D, H, W')) are the brain.
+    """
+    if geometry.mode == "mni_box":
+        return _template_brain(json.dumps(geometry.to_dict(), sort_keys=True))
+    if views is None:
+        raise DataError("a voxel-crop geometry has no template brain: pass the scan's views")
+    views = np.asarray(views)
+    return (views[:, 0] if views.ndim == 5 else views) != 0
+
+
+def top_decile_scores(
+    attribution: np.ndarray, mask: np.ndarray, brain: np.ndarray, fraction: float = TOP_FRACTION
+) -> dict[str, float]:
+    """Where the most attributed voxels lie: the top ``fraction`` of all voxels of the model grid by
+    |attribution| (ties broken by position), against the truth ``mask`` and the ``brain``.
+
+    Returns:
+        {"top_decile_in_mask": share of the top voxels inside the mask, "mask_share": the mask's share of the
+        brain, "top_decile_enrichment": their ratio (1 = no better than a map spread evenly over the brain),
+        "top_decile_outside_brain": share of the top voxels outside the brain}.
+    """
+    a = np.abs(np.asarray(attribution, dtype=np.float64)).ravel()
+    m, b = np.asarray(mask, bool).ravel(), np.asarray(brain, bool).ravel()
+    if not (a.shape == m.shape == b.shape):
+        raise DataError(f"attribution {a.shape}, mask {m.shape} and brain {b.shape} differ in size")
+    k = max(1, int(round(fraction * a.size)))
+    top = np.argsort(-a, kind="stable")[:k]
+    in_mask = float(m[top].mean())
+    share = float((m & b).sum() / b.sum()) if b.any() else float("nan")
+    return {
+        "top_decile_in_mask": in_mask,
+        "mask_share": share,
+        "top_decile_enrichment": in_mask / share if share > 0 else float("nan"),
+        "top_decile_outside_brain": float(1.0 - b[top].mean()),
+    }
+
+
+#: The hottest phases the lattice measure averages: a 2 × 2 × 2 block, the width of a hot spot that one
+#: stride-2 layer before the last spreads over
+HOT_PHASES = 8
+
+
+def lattice_index(
+    attribution: np.ndarray, stride: int | Sequence[int] = 16, hot_phases: int = HOT_PHASES
+) -> dict[str, Any]:
+    """How much a map is a lattice at the network's total stride.
+
+    Every voxel has a phase, its index modulo the stride on each axis (16³ = 4096 phases for the AD ResNet).
+    The map's |attribution| is averaged per phase, each phase's share of the sum of those averages taken, and
+    the mean share of the ``hot_phases`` hottest phases divided by the even share 1 / #phases. A map without
+    structure at that period scores near 1 (a little above: each phase holds few voxels on a small grid); a
+    map that is a lattice of hot spots one per stride scores up to #phases / ``hot_phases``. On a grid only a
+    few strides long, a map concentrated in a few voxels anywhere also scores high: read it beside the
+    untrained control's value and the maps themselves.
+
+    Args:
+        attribution: (V, D, H, W') or (D, H, W); views are folded together (they share the network's grid).
+        stride: the network's total stride, one for every axis or one per axis (:func:`network_stride`).
+        hot_phases: how many of the hottest phases are averaged.
+
+    Returns:
+        {"lattice": the ratio, "stride": [sD, sH, sW]}.
+    """
+    a = np.abs(np.asarray(attribution, dtype=np.float64))
+    if a.ndim == 3:
+        a = a[None]
+    strides = [int(stride)] * 3 if np.isscalar(stride) else [int(s) for s in stride]
+    if any(s < 1 for s in strides) or any(s > n for s, n in zip(strides, a.shape[1:])):
+        raise DataError(f"stride {strides} does not fit a map of shape {a.shape[1:]}")
+    index = np.indices(a.shape[1:])
+    phase = (index[0] % strides[0]) * (strides[1] * strides[2]) + (index[1] % strides[1]) * strides[2]
+    phase = np.broadcast_to(phase + index[2] % strides[2], a.shape).ravel()
+    n_phases = int(np.prod(strides))
+    means = np.bincount(phase, weights=a.ravel(), minlength=n_phases) / np.bincount(phase, minlength=n_phases)
+    total = means.sum()
+    if n_phases < 2 or total <= 0:
+        return {"lattice": float("nan"), "stride": strides}
+    hottest = np.sort(means)[::-1][: max(1, min(hot_phases, n_phases))]
+    return {"lattice": float(hottest.mean() / total * n_phases), "stride": strides}
+
+
+def network_stride(network: torch.nn.Module, input_shape: Sequence[int]) -> tuple[int, ...]:
+    """The network's total stride (the same on every axis): its input size over the size of its last image
+    feature map (the Grad-CAM layer), measured with one forward pass of zeros. The AD ResNet: 2 (stem pool) ×
+    2 × 2 × 2 = 16."""
+    layer = getattr(network, "gradcam_layer", None)
+    if layer is None:
+        raise DataError("the network reads no image: it has no stride")
+    shapes: list[tuple[int, ...]] = []
+    hook = layer.register_forward_hook(lambda _m, _i, out: shapes.append(tuple(out.shape[2:])))
+    was_training = network.training
+    try:
+        with torch.no_grad():
+            n_tabular = int(getattr(network, "n_tabular", 0) or 0)
+            network.eval()(torch.zeros(1, 1, *input_shape), torch.zeros(1, n_tabular))
+    finally:
+        hook.remove()
+        network.train(was_training)
+    # out = ceil(in / stride) on every axis: each axis bounds the stride from below by ceil(in / out), and the
+    # axis whose size the stride divides gives it exactly (the networks here downsample all axes alike)
+    stride = max(-(-int(i) // int(o)) for i, o in zip(input_shape, shapes[-1]))
+    return (stride,) * len(input_shape)
 
 
 def mask_scores(
@@ -164,6 +300,7 @@ def evaluate_faithfulness(
     settings: Mapping[str, Any] | None = None,
     threshold: float = TRUTH_THRESHOLD,
     deletion_steps: int = 10,
+    stride: int | Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Score ``method``'s maps of ``model`` on the synthetic cohort's subjects against their truth maps.
 
@@ -173,12 +310,14 @@ def evaluate_faithfulness(
         method, baseline, settings: as for :func:`~hyperfusion.explain.image.explain_image`.
         subjects: PTIDs to score (default every subject with a scan and a truth map).
         target: the class explained (default AD, whose effects the truth maps mark).
-        threshold: |truth| above this is the mask.
+        threshold: truth below -``threshold`` (tissue loss) is the mask.
         deletion_steps: points of the deletion curves (0: skip them).
+        stride: of the lattice measure (default: the network's, :func:`network_stride`).
 
     Returns:
-        {"subjects": [per subject: PTID, DX, :func:`mask_scores`, deletion and random-order areas],
-        "mean": the mean of each score over subjects}.
+        {"subjects": [per subject: PTID, DX, :func:`mask_scores` within the brain, :func:`top_decile_scores`,
+        ``lattice``, deletion and random-order areas], "mean": the mean of each score over subjects,
+        "stride"}.
     """
     truth_dir = Path(cohort.path) / "truth"
     if not truth_dir.is_dir():
@@ -189,6 +328,9 @@ def evaluate_faithfulness(
     table = cohort.table[cohort.table["image_path"].notna()]
     if subjects is not None:
         table = table[table["PTID"].isin(list(subjects))]
+    member = predictor.models[model].members[0]
+    if stride is None:
+        stride = network_stride(member.network, member.geometry.input_shape)
     rows = []
     for _, row in table.iterrows():
         truth = truth_dir / f"{row['PTID']}.nii.gz"
@@ -199,11 +341,12 @@ def evaluate_faithfulness(
             predictor, model, scan, record, method, target=target, baseline=baseline, settings=settings,
             cohort=cohort,
         )  # fmt: skip
-        member = predictor.models[model].members[0]
-        brain = predictor.views(member, scan)[:, 0] != 0
+        brain = brain_mask(attribution.geometry, predictor.views(member, scan))
         mask = truth_mask(truth, attribution.geometry, threshold)
         scores: dict[str, Any] = {"PTID": row["PTID"], "DX": row["DX"]}
         scores.update(mask_scores(attribution.views, mask, brain))
+        scores.update(top_decile_scores(attribution.views, mask, brain))
+        scores["lattice"] = lattice_index(attribution.views, stride)["lattice"]
         if deletion_steps:
             for order in ("attribution", "random"):
                 curve = deletion_curve(
@@ -216,4 +359,102 @@ def evaluate_faithfulness(
         raise DataError(f"{cohort.path}: no subject has both a scan and a truth map to score")
     keys = [k for k in rows[0] if k not in ("PTID", "DX")]
     mean = {k: float(np.nanmean([float(r[k]) for r in rows])) for k in keys}
-    return {"model": model, "method": method, "target": target, "subjects": rows, "mean": mean}
+    strides = [int(stride)] * 3 if np.isscalar(stride) else [int(x) for x in stride]
+    return {
+        "model": model,
+        "method": method,
+        "target": target,
+        "subjects": rows,
+        "mean": mean,
+        "stride": strides,
+    }
+
+
+def untrained_control(card: Mapping[str, Any], seed: int = 0) -> torch.nn.Module:
+    """A randomly initialised network of the card's architecture (``torch.manual_seed(seed)`` first), in eval
+    mode: what the maps show before any learning. Its hypernetwork heads keep the principled init of the
+    card's recorded input variance, as training starts them."""
+    from hyperfusion.models import build_model
+
+    arch = card["architecture"]
+    torch.manual_seed(seed)
+    return build_model(arch["name"], arch["task"], **arch["config"]).eval()
+
+
+#: The numbers of :func:`faithfulness_summary`, for the trained model and the untrained control
+SUMMARY_KEYS = ("top_decile_enrichment", "top_decile_outside_brain", "lattice", "enrichment", "auroc")
+
+
+def faithfulness_summary(
+    model: str | Path | Any,
+    cohort: Cohort,
+    indices: Sequence[int] | np.ndarray | None = None,
+    method: str = "saliency",
+    *,
+    target: int | str = "AD",
+    settings: Mapping[str, Any] | None = None,
+    stride: int | Sequence[int] | None = None,
+    control_seed: int = 0,
+    predictor: Predictor | None = None,
+) -> dict[str, Any]:
+    """Does ``method`` on ``model`` show what the model learned? Its maps against the planted tissue loss, the
+    same for an untrained network of the same configuration, and the lattice at the network's stride.
+
+    Args:
+        model: a model or ensemble directory, or a :class:`~hyperfusion.training.evaluate.Member` (network and
+            card, e.g. straight from training).
+        cohort: a synthetic cohort with ``truth/`` (loaded with its scans).
+        indices: rows of ``cohort.table`` to score (default all with a scan and a truth map); pass AD subjects:
+            the truth of a CN subject has little tissue loss to find.
+        method, target, settings: as for :func:`~hyperfusion.explain.image.explain_image`.
+        stride: of the lattice measure (default the network's, :func:`network_stride`).
+        control_seed: the untrained control's initialisation seed.
+        predictor: to reuse its volume cache (a fresh one otherwise).
+
+    Returns:
+        {"model", "method", "subjects" (PTIDs), "stride", "enrichment" (top decile in the mask ÷ the mask's share
+        of the brain), "outside_brain" (share of the top decile outside the brain), "lattice" (hottest phase's
+        share ÷ the even share), "untrained": the same three for the control, "enrichment_vs_untrained" (the
+        ratio of the two enrichments), "trained_mean" / "untrained_mean" (every score's mean)}.
+    """
+    import tempfile
+
+    from hyperfusion.inference.model_files import save_model
+
+    subjects = None if indices is None else cohort.table["PTID"].iloc[np.asarray(indices, dtype=int)].tolist()
+    predictor = predictor or Predictor()
+    with tempfile.TemporaryDirectory() as tmp:
+        if isinstance(model, str | Path):
+            path = Path(model)
+            predictor.add(path, "trained")
+        else:  # a Member: network and card
+            path = save_model(model.network, model.card, Path(tmp) / "trained")
+            predictor.add(path, "trained")
+        card = predictor.models["trained"].members[0].card
+        control = save_model(untrained_control(card, control_seed), card, Path(tmp) / "untrained")
+        predictor.add(control, "untrained")
+        kwargs = dict(subjects=subjects, target=target, settings=settings, deletion_steps=0, stride=stride)
+        trained = evaluate_faithfulness(predictor, "trained", cohort, method, **kwargs)
+        untrained = evaluate_faithfulness(predictor, "untrained", cohort, method, **kwargs)
+    t, u = trained["mean"], untrained["mean"]
+
+    def three(m: dict) -> dict[str, float]:
+        return {
+            "enrichment": m["top_decile_enrichment"],
+            "outside_brain": m["top_decile_outside_brain"],
+            "lattice": m["lattice"],
+        }
+
+    return {
+        "model": str(path) if isinstance(model, str | Path) else card["architecture"]["name"],
+        "method": method,
+        "subjects": [r["PTID"] for r in trained["subjects"]],
+        "stride": trained["stride"],
+        **three(t),
+        "untrained": three(u),
+        "enrichment_vs_untrained": t["top_decile_enrichment"] / u["top_decile_enrichment"]
+        if u["top_decile_enrichment"] > 0
+        else float("nan"),
+        "trained_mean": t,
+        "untrained_mean": u,
+    }

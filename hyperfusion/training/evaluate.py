@@ -1,10 +1,13 @@
-"""Evaluation with the paper's protocol: test-partition scoring, fold ensembles, tables, figures, significance.
+"""Evaluation with the paper's protocol: scoring, fold ensembles, modality reliance, tables, figures, significance.
 
 A *run* is one model directory or one ensemble (a directory of fold-model directories, combined per sample by
-inverse-entropy weighting as the paper). Runs are grouped by architecture name; where a group holds several
-runs (split seeds × initialisations) the paper's one-sided Mann–Whitney U test compares HyperFusion with every
-other group. Scoring goes through Lightning's predict loop with both hemispheres averaged, so the same code
-scores a cohort on a GPU cluster.
+inverse-entropy weighting as the paper). The subjects scored are the test subjects stored in the models' files,
+or every subject of an independent cohort (:mod:`hyperfusion.training.protocol` chooses them and refuses
+leaks). Each member encodes every subject's scan once (``encode_image``, both hemispheres, batched through
+Lightning's predict loop, so the same code scores a cohort on a GPU) and decodes the features with the record;
+the modality-reliance measure decodes them again with the scans, or the records, permuted among the subjects.
+Runs are grouped by architecture name; where a group holds several runs (split seeds × initialisations) the
+paper's one-sided Mann–Whitney U test compares HyperFusion with every other group.
 
 Inputs are plain networks and their cards (loading model files is the inference layer's job; the CLI glues).
 """
@@ -29,10 +32,17 @@ from hyperfusion.data.splits import TEST_PARTITION, make_partitions
 from hyperfusion.data.tabular import TabularPreprocessor
 from hyperfusion.data.volume_cache import VolumeCache
 from hyperfusion.errors import DataError
+from hyperfusion.models.network import ImageFeatures, concat_features
 from hyperfusion.training import metrics as M
 from hyperfusion.training.module import FusionModule
 
 CI_METRICS_AD = ("balanced_accuracy", "precision", "f1", "auc")
+#: What the modality-reliance measure permutes among the test subjects
+MODALITIES = ("scan", "record")
+#: Below these drops (balanced accuracy and AUC; brain age: MAE increase, years) a model is flagged as not
+#: using the permuted modality: its predictions barely depend on it
+RELIANCE_MIN_DROP = 0.02
+RELIANCE_MIN_MAE_INCREASE = 0.5
 PAPER_COLUMNS = [
     ("balanced_accuracy", "BA"), ("precision", "precision"), ("f1", "F1"), ("auc", "AUC"),
     ("recall_CN", "recall CN"), ("recall_MCI", "recall MCI"), ("recall_AD", "recall AD"),
@@ -55,6 +65,8 @@ class Run:
     members: list[Member]
     predictions: np.ndarray | None = None  # (N_test, C) probabilities or (N_test,) ages
     member_predictions: list[np.ndarray] = field(default_factory=list)
+    #: predictions with the test subjects' scans ("scan") or records ("record") permuted, one per seed
+    permuted: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     @property
     def architecture(self) -> str:
@@ -81,12 +93,77 @@ def dataset_for(
     )  # fmt: skip
 
 
-class _PredictModule(FusionModule):
-    def predict_step(self, batch, batch_idx: int):
-        from hyperfusion.training.module import predict_views
+@dataclass
+class Encoded:
+    """One member's inputs on the evaluated subjects: each subject's image features computed once (every view),
+    and its record. Decoding them with another subject's features or record is what the modality-reliance
+    permutations do, without running the image encoder again."""
 
-        image, tabular, _ = batch
-        return predict_views(self.network, image, tabular, self.task)
+    features: ImageFeatures  # each tensor (N * V, ...), subject-major; () for a tabular-only network
+    tabular: torch.Tensor  # (N, F) the preprocessed records (sex one-hot for brain age)
+    n_views: int
+
+
+class _EncodeModule(FusionModule):
+    def predict_step(self, batch, batch_idx: int):
+        image, _, _ = batch
+        b, views = image.shape[:2]
+        features = self.network.encode_image(image.reshape(b * views, *image.shape[2:]))
+        return tuple(f.detach().cpu() for f in features), views
+
+
+def encode_subjects(
+    member: Member,
+    cohort: Cohort,
+    indices: np.ndarray,
+    *,
+    cache: VolumeCache | None = None,
+    batch_size: int = 16,
+    accelerator: str = "cpu",
+) -> Encoded:
+    """Image features (both hemispheres) and records of rows ``indices``, through Lightning's predict loop."""
+    ds = dataset_for(member, cohort, indices, cache)
+    if not getattr(member.network, "uses_image", True):
+        return Encoded((), ds.tabular, 1)
+    module = _EncodeModule(member.network.eval(), member.card["architecture"]["task"], class_weights=None)
+    trainer = L.Trainer(
+        accelerator=accelerator, devices=1, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False,
+    )  # fmt: skip
+    batches = trainer.predict(module, DataLoader(ds, batch_size=batch_size))
+    return Encoded(concat_features([f for f, _ in batches]), ds.tabular, int(batches[0][1]))
+
+
+@torch.inference_mode()
+def decode_subjects(
+    member: Member,
+    encoded: Encoded,
+    *,
+    image_order: np.ndarray | None = None,
+    record_order: np.ndarray | None = None,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Probabilities (N, C) or predicted ages (N,), both hemispheres averaged, as ``predict_views`` computes them.
+
+    ``image_order`` / ``record_order``: subject i is decoded with the scan (features) of subject
+    ``image_order[i]`` / the record of subject ``record_order[i]`` (default its own).
+    """
+    network = member.network.eval()
+    task = member.card["architecture"]["task"]
+    n, views = len(encoded.tabular), encoded.n_views
+    image_order = np.arange(n) if image_order is None else np.asarray(image_order)
+    record_order = np.arange(n) if record_order is None else np.asarray(record_order)
+    device = next(iter(network.parameters()), torch.empty(0)).device
+    out = []
+    for start in range(0, n, batch_size):
+        subjects = np.arange(start, min(n, start + batch_size))
+        rows = torch.from_numpy((image_order[subjects][:, None] * views + np.arange(views)).ravel())
+        features = tuple(f[rows].to(device) for f in encoded.features)
+        tabular = encoded.tabular[torch.from_numpy(record_order[subjects])].repeat_interleave(views, dim=0)
+        y = network.decode(features, tabular.to(device))
+        y = y.softmax(dim=-1) if task == "ad" else y.reshape(-1)
+        out.append(y.reshape(len(subjects), views, *y.shape[1:]).mean(dim=1).float().cpu())
+    return torch.cat(out).numpy()
 
 
 def predict_subjects(
@@ -99,14 +176,18 @@ def predict_subjects(
     accelerator: str = "cpu",
 ) -> np.ndarray:
     """Probabilities (N, C) or predicted ages (N,) for rows ``indices``, both hemispheres averaged."""
-    ds = dataset_for(member, cohort, indices, cache)
-    module = _PredictModule(member.network.eval(), member.card["architecture"]["task"], class_weights=None)
-    trainer = L.Trainer(
-        accelerator=accelerator, devices=1, logger=False, enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False,
-    )  # fmt: skip
-    batches = trainer.predict(module, DataLoader(ds, batch_size=batch_size))
-    return torch.cat(batches).float().cpu().numpy()
+    encoded = encode_subjects(
+        member, cohort, indices, cache=cache, batch_size=batch_size, accelerator=accelerator
+    )
+    return decode_subjects(member, encoded)
+
+
+def combine_members(task: str, member_predictions: Sequence[np.ndarray]) -> np.ndarray:
+    """An ensemble's prediction: the paper's inverse-entropy weighting (AD), the mean age (brain age)."""
+    stack = np.stack(member_predictions)
+    if task == "ad":
+        return M.inverse_entropy_ensemble(stack) if len(stack) > 1 else stack[0]
+    return stack.mean(axis=0)  # the paper averages the brain-age models' outputs
 
 
 def _split_seed(run: Run) -> int:
@@ -129,25 +210,118 @@ def held_out_rows(cohort: Cohort, runs: Sequence[Run]) -> tuple[np.ndarray, int]
     return np.flatnonzero(partition == TEST_PARTITION), seed
 
 
-def score_runs(cohort: Cohort, runs: Sequence[Run], cache: VolumeCache | None = None) -> np.ndarray:
-    """Fill every run's test predictions (ensembles by inverse-entropy weighting); returns the test rows."""
-    test, _ = held_out_rows(cohort, runs)
+def permutation(n: int, seed: int, modality: str) -> np.ndarray:
+    """The seeded permutation of ``n`` test subjects used for ``modality`` ("scan" or "record")."""
+    return np.random.default_rng([seed, MODALITIES.index(modality)]).permutation(n)
+
+
+def score_runs(
+    cohort: Cohort,
+    runs: Sequence[Run],
+    cache: VolumeCache | None = None,
+    *,
+    rows: np.ndarray | None = None,
+    permutations: int = 0,
+    batch_size: int = 16,
+    accelerator: str = "cpu",
+) -> np.ndarray:
+    """Fill every run's predictions on ``rows`` (default: the test subjects the models' files name) and, with
+    ``permutations`` > 0, its predictions with the scans and, separately, the records permuted among those
+    subjects (``run.permuted``; the same permutations for every member, combined as the ensemble is); returns
+    the rows. One run's image features are held at a time."""
+    if rows is None:
+        from hyperfusion.training.protocol import select_subjects
+
+        rows = select_subjects(cohort, runs).rows
     for run in runs:
-        run.member_predictions = [predict_subjects(m, cohort, test, cache=cache) for m in run.members]
-        stack = np.stack(run.member_predictions)
-        if run.task == "ad":
-            run.predictions = M.inverse_entropy_ensemble(stack) if len(stack) > 1 else stack[0]
-        else:
-            run.predictions = stack.mean(axis=0)  # the paper averages the brain-age models' outputs
-    return test
+        encoded = [
+            encode_subjects(m, cohort, rows, cache=cache, batch_size=batch_size, accelerator=accelerator)
+            for m in run.members
+        ]
+        run.member_predictions = [decode_subjects(m, e) for m, e in zip(run.members, encoded)]
+        run.predictions = combine_members(run.task, run.member_predictions)
+        run.permuted = {}
+        net = run.members[0].network
+        reads = {"scan": getattr(net, "uses_image", True), "record": getattr(net, "uses_tabular", True)}
+        for modality in MODALITIES if permutations > 0 else ():
+            if not reads[modality]:
+                continue  # permuting what the network never reads cannot change its output
+            run.permuted[modality] = []
+            for seed in range(permutations):
+                order = permutation(len(rows), seed, modality)
+                key = "image_order" if modality == "scan" else "record_order"
+                members = [decode_subjects(m, e, **{key: order}) for m, e in zip(run.members, encoded)]
+                run.permuted[modality].append(combine_members(run.task, members))
+        del encoded
+    return rows
 
 
 def _with_ci(values: dict, metric_fn, arrays, keys, n_boot: int, seed: int) -> dict:
-    out = {}
-    for key in keys:
-        lo, hi = M.bootstrap_ci(lambda *a, k=key: metric_fn(*a)[k], *arrays, n_boot=n_boot, seed=seed)
-        out[key] = {"value": values[key], "ci95": [lo, hi]}
+    intervals = M.bootstrap_cis(metric_fn, keys, *arrays, n_boot=n_boot, seed=seed)
+    return {key: {"value": values[key], "ci95": list(intervals[key])} for key in keys}
+
+
+def _spread(values: list[float]) -> dict:
+    return {
+        "permuted_mean": float(np.mean(values)),
+        "permuted_sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+        "values": [float(v) for v in values],
+    }
+
+
+def modality_reliance(run: Run, y_or_age: np.ndarray) -> dict:
+    """How much ``run`` uses the scan and the record: its score with each permuted among the test subjects
+    (``run.permuted`` from :func:`score_runs`), against its own score.
+
+    AD: balanced accuracy and AUC, each with the permuted mean and SD over the seeds and the ``drop``
+    (unpermuted − permuted mean); ``uses`` is False when both drops are below :data:`RELIANCE_MIN_DROP`.
+    Brain age: MAE and its ``increase``; ``uses`` is False below :data:`RELIANCE_MIN_MAE_INCREASE` years.
+    A modality the network does not read is reported as not applicable (its permutation is a no-op).
+    """
+    net = run.members[0].network
+    reads = {"scan": getattr(net, "uses_image", True), "record": getattr(net, "uses_tabular", True)}
+    out: dict = {}
+    for modality in MODALITIES:
+        if not reads[modality]:
+            out[modality] = {
+                "applicable": False,
+                "note": f"the network does not read the {modality}: permuting it cannot change the output",
+            }
+            continue
+        preds = run.permuted.get(modality)
+        if not preds:
+            continue
+        entry: dict = {"applicable": True, "seeds": len(preds)}
+        if run.task == "ad":
+            base = M.classification_metrics(y_or_age, run.predictions)
+            for key in ("balanced_accuracy", "auc"):
+                permuted = [M.classification_metrics(y_or_age, p)[key] for p in preds]
+                entry[key] = {"unpermuted": base[key], **_spread(permuted)}
+                entry[key]["drop"] = base[key] - entry[key]["permuted_mean"]
+            entry["uses"] = bool(
+                max(entry["balanced_accuracy"]["drop"], entry["auc"]["drop"]) >= RELIANCE_MIN_DROP
+            )
+        else:
+            base = M.regression_metrics(y_or_age, run.predictions)["mae"]
+            permuted = [M.regression_metrics(y_or_age, p)["mae"] for p in preds]
+            entry["mae"] = {"unpermuted": base, **_spread(permuted)}
+            entry["mae"]["increase"] = entry["mae"]["permuted_mean"] - base
+            entry["uses"] = bool(entry["mae"]["increase"] >= RELIANCE_MIN_MAE_INCREASE)
+        out[modality] = entry
     return out
+
+
+def _bias_corrected(run: Run, age: np.ndarray) -> dict | None:
+    """Each member corrected with its own validation-fitted age bias, then averaged; None where a member has
+    none (or one too flat to invert). The true ages only score the result."""
+    biases = [m.card.get("metrics", {}).get("age_bias") for m in run.members]
+    if not all(biases) or any(abs(b["slope"]) < M.MIN_AGE_BIAS_SLOPE for b in biases):
+        return None
+    corrected = np.mean(
+        [M.correct_age_bias(p, b["slope"], b["intercept"]) for p, b in zip(run.member_predictions, biases)],
+        axis=0,
+    )
+    return M.regression_metrics(age, corrected)
 
 
 def summarise(cohort: Cohort, runs: Sequence[Run], test: np.ndarray, n_boot: int = 500) -> dict:
@@ -186,10 +360,12 @@ def summarise(cohort: Cohort, runs: Sequence[Run], test: np.ndarray, n_boot: int
                     if mask.sum() > 2
                 },  # fmt: skip
             }
-            bias = run.members[0].card.get("metrics", {}).get("age_bias")
-            if bias:
-                corrected = M.correct_age_bias(age, run.predictions, bias["slope"], bias["intercept"])
-                entry["bias_corrected"] = M.regression_metrics(age, corrected)
+            corrected = _bias_corrected(run, age)
+            if corrected is not None:
+                entry["bias_corrected"] = corrected
+        if run.permuted:
+            truth = cohort.labels()[test] if task == "ad" else table["AGE"].to_numpy(float)
+            entry["reliance"] = modality_reliance(run, truth)
         result["runs"][run.label] = entry
     groups: dict[str, list[str]] = {}
     for run in runs:
@@ -249,19 +425,114 @@ def markdown_table(result: dict, task: str) -> str:
     )
 
 
+def _pm(entry: dict, key: str, digits: int = 3) -> str:
+    v = entry[key]
+    return f"{v['permuted_mean']:.{digits}f} ± {v['permuted_sd']:.{digits}f}"
+
+
+def reliance_markdown(result: dict, task: str) -> str:
+    """The "Modality reliance" table: each run's score with the test subjects' scans, and separately their
+    records, permuted among them; "" when the report has no permutations."""
+    runs = {label: e["reliance"] for label, e in result["runs"].items() if e.get("reliance")}
+    if not runs:
+        return ""
+    record = "record" if task == "ad" else "sex"
+    if task == "ad":
+        head = [
+            "model",
+            "BA",
+            "AUC",
+            "BA, scans permuted",
+            "ΔBA",
+            "ΔAUC",
+            "BA, records permuted",
+            "ΔBA",
+            "ΔAUC",
+        ]
+    else:
+        head = ["model", "MAE", "MAE, scans permuted", "increase", "MAE, sex permuted", "increase"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    flagged = []
+    seeds = 0
+    for label, rel in runs.items():
+        metrics = result["runs"][label]["metrics"]
+        cells = [
+            label,
+            *(f"{metrics[k]:.3f}" for k in (("balanced_accuracy", "auc") if task == "ad" else ("mae",))),
+        ]
+        if task != "ad":
+            cells[-1] = f"{metrics['mae']:.2f}"
+        for modality in MODALITIES:
+            entry = rel.get(modality)
+            if entry is None:
+                cells += ["–"] * (3 if task == "ad" else 2)
+            elif not entry["applicable"]:
+                cells += [f"reads no {modality if modality == 'scan' else record}"] + ["–"] * (
+                    2 if task == "ad" else 1
+                )
+            elif task == "ad":
+                seeds = max(seeds, entry["seeds"])
+                cells += [
+                    _pm(entry, "balanced_accuracy"),
+                    f"{entry['balanced_accuracy']['drop']:+.3f}",
+                    f"{entry['auc']['drop']:+.3f}",
+                ]
+            else:
+                seeds = max(seeds, entry["seeds"])
+                cells += [_pm(entry, "mae", 2), f"{entry['mae']['increase']:+.2f}"]
+            if entry is not None and entry["applicable"] and not entry["uses"]:
+                flagged.append(f"{label} ({modality if modality == 'scan' else record})")
+        lines.append("| " + " | ".join(cells) + " |")
+    if task == "ad":
+        rule = (
+            f"Δ: the unpermuted score minus the mean over {seeds} permutations (± their SD). A model whose ΔBA "
+            f"and ΔAUC both stay below {RELIANCE_MIN_DROP} barely uses that input"
+        )
+    else:
+        rule = (
+            f"increase: the mean MAE over {seeds} permutations (± their SD) minus the unpermuted MAE. Below "
+            f"{RELIANCE_MIN_MAE_INCREASE} years the model barely uses that input"
+        )
+    text = [
+        "",
+        "### Modality reliance",
+        "",
+        f"How much does each model use the scan and the {record}? Each test subject is given another test "
+        f"subject's scan (or {record}), keeping its own {record} (or scan) and truth.",
+        "",
+        *lines,
+        "",
+        f"{rule}: {', '.join(flagged) if flagged else 'none'}.",
+        "",
+    ]
+    return "\n".join(text)
+
+
 def write_report(cohort: Cohort, runs: Sequence[Run], out_dir: str | Path, *, n_boot: int = 500,
-                 cache: VolumeCache | None = None, data_label: str | Path | None = None) -> dict:  # fmt: skip
-    """Score every run on the test partition and write results.json, results.md and PNG figures.
+                 cache: VolumeCache | None = None, data_label: str | Path | None = None, subjects: str = "test",
+                 permutations: int = 5, batch_size: int = 16) -> dict:  # fmt: skip
+    """Score every run and write results.json, results.md and PNG figures.
+
+    ``subjects``: "test" scores the test subjects stored in the models' files (the paper's partition 4; older
+    files: recomputed from the table), "all" every subject of an independent cohort
+    (:func:`hyperfusion.training.protocol.select_subjects`; it refuses subjects a model was trained or
+    validated on). ``permutations``: seeds of the modality-reliance measure (0: skip it).
 
     ``data_label``: the cohort as the user named it (default its path); results.md shows it, and results.json's
     ``data.path`` is its absolute form (a shipped table whose scans were regenerated elsewhere keeps its name).
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    test = score_runs(cohort, runs, cache=cache)
+    from hyperfusion.data.cohort import cohort_identity
+    from hyperfusion.training.protocol import check_label_column, select_subjects
+
     task = runs[0].task
     if any(r.task != task for r in runs):
         raise DataError("all models of one report must solve the same task")
+    check_label_column(cohort, runs)
+    selection = select_subjects(cohort, runs, subjects)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    test = score_runs(cohort, runs, cache=cache, rows=selection.rows, permutations=permutations,
+                      batch_size=batch_size)  # fmt: skip
     result = summarise(cohort, runs, test, n_boot=n_boot)
     result["task"] = task
     label = str(data_label if data_label is not None else cohort.path)
@@ -269,13 +540,26 @@ def write_report(cohort: Cohort, runs: Sequence[Run], out_dir: str | Path, *, n_
         "path": str(Path(label).resolve()),
         "source": cohort.source,
         "synthetic": cohort.is_synthetic,
+        "cohort_id": cohort_identity(cohort),
+        "label_column": cohort.label_column or None,
     }
+    notes = list(selection.notes)
+    if task == "ad" and cohort.label_note():
+        notes.append(cohort.label_note())
+    result["subjects"] = {"mode": selection.mode, "split_seed": selection.split_seed, "notes": notes}
+    result["permutations"] = permutations
+    result["reliance_rule"] = {"min_drop": RELIANCE_MIN_DROP, "min_mae_increase": RELIANCE_MIN_MAE_INCREASE}
     result["test_ptids"] = cohort.table["PTID"].iloc[test].tolist()
     result["predictions"] = {r.label: np.asarray(r.predictions).round(6).tolist() for r in runs}
     (out_dir / "results.json").write_text(json.dumps(result, indent=1, default=float))
     banner = "**Synthetic data.** " if cohort.is_synthetic else ""
+    if selection.mode == "all":
+        what = f"All {len(test)} subjects of the independent cohort `{label}`"
+    else:
+        what = f"Test partition of `{label}`"
+    warnings = "".join(f"> **Note:** {n}\n\n" for n in notes)
     (out_dir / "results.md").write_text(
-        f"{banner}Test partition of `{label}`.\n\n" + markdown_table(result, task)
+        f"{banner}{what}.\n\n" + warnings + markdown_table(result, task) + reliance_markdown(result, task)
     )
     _figures(cohort, runs, test, result, out_dir)
     return result
@@ -341,3 +625,105 @@ def _figures(cohort: Cohort, runs: Sequence[Run], test: np.ndarray, result: dict
         fig.tight_layout()
         fig.savefig(out_dir / "predicted_vs_age.png", dpi=110)
         plt.close(fig)
+
+
+#: The faithfulness columns of results.md: (key of the scores, header); the first three also for the control
+FAITHFULNESS_COLUMNS = [
+    ("top_decile_enrichment", "top-decile enrichment"),
+    ("top_decile_outside_brain", "top decile outside brain"),
+    ("lattice", "lattice"),
+    ("enrichment", "mass enrichment"),
+    ("auroc", "AUROC"),
+    ("pointing_game", "pointing game"),
+    ("deletion_area_attribution", "deletion area"),
+    ("deletion_area_random", "random deletion area"),
+]
+CONTROLLED = ("top_decile_enrichment", "top_decile_outside_brain", "lattice")
+
+
+def add_faithfulness(
+    cohort: Cohort,
+    paths: dict[str, str | Path],
+    runs: Sequence[Run],
+    result: dict,
+    method: str,
+    n_subjects: int,
+    out: str | Path,
+    control_seed: int = 0,
+) -> dict:
+    """Score ``method``'s maps of every image run against the planted tissue loss, and those of an untrained
+    network of the same configuration (the control: what the architecture draws before any learning), on the
+    first ``n_subjects`` AD subjects of the report; add them to results.json and results.md.
+
+    ``paths``: run label -> its model or ensemble directory. A synthetic cohort with ``truth/`` is needed.
+    """
+    import tempfile
+
+    from hyperfusion.explain.faithfulness import TRUTH_THRESHOLD, evaluate_faithfulness, untrained_control
+    from hyperfusion.inference.model_files import save_model
+    from hyperfusion.inference.predictor import Predictor
+
+    out = Path(out)
+    dx = cohort.table.set_index("PTID").loc[result["test_ptids"], "DX"]
+    ad = [p for p, d in zip(result["test_ptids"], dx) if d == "AD"][:n_subjects]
+    predictor = Predictor({run.label: paths[run.label] for run in runs})
+    scores, control, strides = {}, {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, run in enumerate(runs):
+            if not getattr(run.members[0].network, "uses_image", True):
+                continue
+            trained = evaluate_faithfulness(predictor, run.label, cohort, method, subjects=ad)
+            scores[run.label], strides[run.label] = trained["mean"], trained["stride"]
+            card = run.members[0].card
+            name = f"untrained control {i}"
+            predictor.add(save_model(untrained_control(card, control_seed), card, Path(tmp) / str(i)), name)
+            untrained = evaluate_faithfulness(
+                predictor, name, cohort, method, subjects=ad, deletion_steps=0, stride=trained["stride"]
+            )
+            control[run.label] = {k: untrained["mean"][k] for k in CONTROLLED}
+    result["faithfulness"] = {
+        "method": method,
+        "subjects": ad,
+        "mask": f"planted tissue loss, truth < -{TRUTH_THRESHOLD}",
+        "brain": "the MNI152 2009a template's brain on the model grid",
+        "top_fraction": 0.1,
+        "stride": strides,
+        "control_seed": control_seed,
+        "mean": scores,
+        "untrained": control,
+    }
+    (out / "results.json").write_text(json.dumps(result, indent=1, default=float))
+    with (out / "results.md").open("a") as f:
+        f.write(faithfulness_markdown(result["faithfulness"]))
+    return result["faithfulness"]
+
+
+def faithfulness_markdown(entry: dict) -> str:
+    """The faithfulness table of results.md (trained value, and the untrained control's in parentheses)."""
+    head = [h for _, h in FAITHFULNESS_COLUMNS]
+    lines = ["| model | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+    for label, values in entry["mean"].items():
+        cells = []
+        for key, _ in FAITHFULNESS_COLUMNS:
+            v = values.get(key)
+            cell = "–" if v is None else f"{v:.3f}"
+            if key in CONTROLLED and label in entry.get("untrained", {}):
+                cell += f" ({entry['untrained'][label][key]:.3f})"
+            cells.append(cell)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(
+        [
+            "",
+            f"### Attribution faithfulness ({entry['method']}, {len(entry['subjects'])} AD subjects, against the "
+            "planted truth)",
+            "",
+            *lines,
+            "",
+            f"Mask: the {entry['mask']}. Top decile: the 10 % most attributed voxels of the model grid; enrichment: "
+            "their share inside the mask ÷ the mask's share of the brain (1 = no better than an even spread). "
+            "Lattice: the hottest voxel phases modulo the network's stride ÷ an even share (1 = no lattice). In "
+            "parentheses: an untrained network of the same configuration (seed "
+            f"{entry.get('control_seed', 0)}): what the architecture draws before any learning.",
+            "",
+        ]
+    )

@@ -419,18 +419,11 @@ def _check_resume(config: TrainConfig, out_dir: Path) -> None:
 
 
 def cohort_id(cohort: Cohort) -> str:
-    """Who the cohort's subjects are: a synthetic cohort by its generator's seed and world (not its size, as a
-    cohort of N is the first N subjects of a larger one, nor its voxel size), a real table by its source (its
-    PTIDs are people's identities)."""
-    meta = cohort.provenance or {}
-    if cohort.is_synthetic:
-        knobs = meta.get("knobs", {})
-        return (
-            f"synthetic:{knobs.get('task', meta.get('task'))}:seed={knobs.get('seed', meta.get('seed'))}:"
-            f"lambda={knobs.get('interaction_strength')}:ages={knobs.get('age_range')}:"
-            f"v{meta.get('generator_version')}"
-        )
-    return str(cohort.source)
+    """Who the cohort's subjects are: :func:`hyperfusion.data.cohort.cohort_identity` (evaluation matches a
+    model's stored partition to a cohort by it)."""
+    from hyperfusion.data.cohort import cohort_identity
+
+    return cohort_identity(cohort)
 
 
 def split_membership(cohort: Cohort, config: TrainConfig, train_idx, val_idx, test_idx) -> dict:

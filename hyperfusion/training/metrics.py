@@ -99,10 +99,21 @@ def fit_age_bias(age: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:
     return float(slope), float(intercept)
 
 
-def correct_age_bias(age: np.ndarray, predicted: np.ndarray, slope: float, intercept: float) -> np.ndarray:
-    """Bias-corrected prediction: predicted − (slope · age + intercept) + age (the usual correction)."""
-    age = np.asarray(age, float)
-    return np.asarray(predicted, float) - (slope * age + intercept) + age
+#: An age-bias slope flatter than this is not inverted: the correction would multiply the error by > 10
+MIN_AGE_BIAS_SLOPE = 0.1
+
+
+def correct_age_bias(predicted: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+    """Bias-corrected prediction (predicted − intercept) / slope: the age at which the validation fit
+    (predicted = slope · age + intercept) expects this prediction.
+
+    It uses nothing about the subject's true age, unlike the other common form, predicted − (slope · age +
+    intercept) + age, which reads the test subject's age and so cannot be a prediction. Refuses (ValueError) a
+    slope flatter than :data:`MIN_AGE_BIAS_SLOPE`: inverting it would blow the error up.
+    """
+    if not abs(slope) >= MIN_AGE_BIAS_SLOPE:
+        raise ValueError(f"age-bias slope {slope:.3f} is too flat to invert (below {MIN_AGE_BIAS_SLOPE})")
+    return (np.asarray(predicted, float) - intercept) / slope
 
 
 def bootstrap_ci(
@@ -125,6 +136,32 @@ def bootstrap_ci(
         return float("nan"), float("nan")
     lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
+
+
+def bootstrap_cis(
+    metrics: Callable[..., dict[str, float]],
+    keys: Sequence[str],
+    *arrays: np.ndarray,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """:func:`bootstrap_ci` of several keys of one metrics function in one pass over the resamples: the same
+    resamples, hence the same intervals, as one :func:`bootstrap_ci` call per key with the same seed."""
+    rng = np.random.default_rng(seed)
+    n = len(arrays[0])
+    values: dict[str, list[float]] = {k: [] for k in keys}
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        out = metrics(*(np.asarray(a)[idx] for a in arrays))
+        for k in keys:
+            if np.isfinite(out[k]):
+                values[k].append(out[k])
+    intervals = {}
+    for k, v in values.items():
+        lo, hi = np.quantile(v, [alpha / 2, 1 - alpha / 2]) if v else (float("nan"), float("nan"))
+        intervals[k] = (float(lo), float(hi))
+    return intervals
 
 
 def mann_whitney_greater(a: Sequence[float], b: Sequence[float]) -> float:

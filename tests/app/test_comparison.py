@@ -190,14 +190,60 @@ def _copy_report(ad_report, name: str, change) -> Path:
     return out
 
 
+def test_modality_reliance_says_how_much_each_model_uses_the_scan_and_the_record(report_env):
+    at = open_page(PAGE)
+    result = report_env["result"]
+    table = page_table(at, "permuted", "verdict")
+    rows = {(r["model"], r["permuted"]): r for _, r in table.iterrows()}
+    assert len(rows) == 2 * len(result["runs"])  # every model, both inputs
+    for label, entry in result["runs"].items():
+        for modality, rel in entry["reliance"].items():
+            row = rows[(label, modality)]
+            if not rel["applicable"]:
+                assert row["verdict"].startswith(f"reads no {modality}")
+                continue
+            ba = rel["balanced_accuracy"]
+            assert row["BA"] == pytest.approx(ba["unpermuted"], abs=1e-3)
+            assert row["BA permuted"] == f"{ba['permuted_mean']:.3f} ± {ba['permuted_sd']:.3f}"
+            assert row["BA drop"] == pytest.approx(ba["drop"], abs=1e-3)
+            assert row["verdict"] == ("uses the " if rel["uses"] else "barely uses the ") + modality
+    assert rows[("tabular_only", "scan")]["verdict"].startswith("reads no scan")
+    assert rows[("image_only", "record")]["verdict"].startswith("reads no record")
+    assert any("5 random permutations" in c.value for c in at.caption)
+
+
+def test_the_reports_notes_on_its_subjects_are_shown(report_env):
+    def note(result):
+        result["subjects"] = {
+            "mode": "recomputed",
+            "notes": ["The model file(s) of x do not record their partition"],
+        }
+
+    out = _copy_report(report_env, "ad_noted", note)
+    try:
+        at = open_page(PAGE)
+        at.selectbox(key="comparison_report").select("ad_noted").run()
+        assert any("do not record their partition" in w.value for w in at.warning)
+    finally:
+        shutil.rmtree(out)
+
+
 def test_faithfulness_scores_or_the_command_that_adds_them(report_env):
-    scores = {"mass_share": 0.4, "volume_share": 0.1, "enrichment": 4.0, "auroc": 0.8, "pointing_game": 1.0}
+    scores = {"mass_share": 0.4, "volume_share": 0.1, "enrichment": 4.0, "auroc": 0.8, "pointing_game": 1.0,
+              "top_decile_enrichment": 2.6, "top_decile_outside_brain": 0.04, "lattice": 1.5}  # fmt: skip
 
     def add(result):
         result["faithfulness"] = {
             "method": "saliency",
             "subjects": ["A", "B"],
             "mean": {"hyperfusion": scores},
+            "untrained": {
+                "hyperfusion": {
+                    "top_decile_enrichment": 1.4,
+                    "top_decile_outside_brain": 0.22,
+                    "lattice": 9.0,
+                }
+            },  # fmt: skip
         }
 
     out = _copy_report(report_env, "ad_faithful", add)
@@ -209,6 +255,11 @@ def test_faithfulness_scores_or_the_command_that_adds_them(report_env):
         assert not at.exception
         table = page_table(at, "enrichment")
         assert table.loc[0, "model"] == "hyperfusion" and table.loc[0, "enrichment"] == 4.0
+        assert (
+            table.loc[0, "top_decile_enrichment"] == 2.6
+            and table.loc[0, "untrained top_decile_enrichment"] == 1.4
+        )
+        assert table.loc[0, "lattice"] == 1.5 and table.loc[0, "untrained lattice"] == 9.0
         assert any("saliency" in m.value and "2 AD test subjects" in m.value for m in at.markdown)
     finally:
         shutil.rmtree(out)

@@ -119,7 +119,7 @@ def test_evaluate_adds_attribution_faithfulness_on_synthetic_cohorts(tmp_path, c
     truth[4:12, 8:16, 4:12] = -0.3  # a planted "atrophy" block in the right hemisphere
     for ptid in cohort.table["PTID"]:
         nib.save(nib.Nifti1Image(truth, box_affine(g)), root / "truth" / f"{ptid}.nii.gz")
-    torch.manual_seed(0)
+    torch.manual_seed(1)  # not the control's seed 0
     net = build_model("concat", "ad", init_features=4, input_shape=list(g.input_shape)).eval()
     card = {"geometry": g.to_dict(), "tabular": {"preprocessing": TabularPreprocessor().fit(cohort.table).to_dict()},
             "training": {"split_seed": 0}}  # fmt: skip
@@ -132,9 +132,41 @@ def test_evaluate_adds_attribution_faithfulness_on_synthetic_cohorts(tmp_path, c
     faith = json.loads((out / "results.json").read_text())["faithfulness"]
     scores = faith["mean"]["concat"]
     assert faith["method"] == "saliency" and 1 <= len(faith["subjects"]) <= 3
-    assert scores["volume_share"] == pytest.approx((truth != 0).mean(), abs=0.01)
+    from hyperfusion.data.geometry import split_views
+    from hyperfusion.explain.faithfulness import brain_mask
+
+    brain = brain_mask(g)  # the planted block's share of the template brain on the model grid
+    assert scores["volume_share"] == pytest.approx((split_views(truth < 0, g) & brain).sum() / brain.sum())
+    assert scores["mask_share"] == pytest.approx(scores["volume_share"])
     assert 0 <= scores["mass_share"] <= 1 and 0 <= scores["auroc"] <= 1
-    assert "Attribution faithfulness (saliency" in (out / "results.md").read_text()
+    assert 0 <= scores["top_decile_outside_brain"] <= 1 and scores["lattice"] >= 1
+    control = faith["untrained"]["concat"]  # the untrained network of the same configuration
+    assert set(control) == {"top_decile_enrichment", "top_decile_outside_brain", "lattice"}
+    assert control["lattice"] != scores["lattice"]  # another network: another map
+    assert faith["stride"]["concat"] == [16, 16, 16]  # stem pool 2 x three stride-2 blocks
+    md = (out / "results.md").read_text()
+    assert "Attribution faithfulness (saliency" in md and "top-decile enrichment" in md
     (root / "cohort.json").write_text("{}")  # no longer synthetic: refused with a message
     assert main([*argv[:-4], "--faithfulness", "saliency"]) == 2
     assert "needs a synthetic cohort" in capsys.readouterr().err
+
+
+def test_brain_age_bias_correction_is_per_member_and_never_reads_the_test_ages():
+    from hyperfusion.training.evaluate import _bias_corrected
+
+    rng = np.random.default_rng(3)
+    age = rng.uniform(50, 90, 40)
+    biases = [
+        {"slope": 0.6, "intercept": 28.0},
+        {"slope": 0.8, "intercept": 12.0},
+    ]  # each member's validation fit
+    preds = [b["slope"] * age + b["intercept"] + rng.normal(0, 1, 40) for b in biases]
+    run = Run("ba", [Member(None, {"architecture": {"name": "hyperfusion", "task": "brain_age"},
+                                   "metrics": {"age_bias": b}}) for b in biases])  # fmt: skip
+    run.member_predictions = preds
+    expected = np.mean([(p - b["intercept"]) / b["slope"] for p, b in zip(preds, biases)], axis=0)
+    assert _bias_corrected(run, age) == M.regression_metrics(age, expected)
+    assert _bias_corrected(run, age)["mae"] < 1.5  # each member's own bias removed
+    # one member's slope is too flat to invert: no corrected figure rather than a blown-up one
+    run.members[1].card["metrics"]["age_bias"] = {"slope": 0.02, "intercept": 70.0}
+    assert _bias_corrected(run, age) is None

@@ -42,9 +42,14 @@ def test_regression_and_age_bias_correction():
     predicted = 0.7 * age + 16 + rng.normal(0, 2, 500)  # regression to the mean
     slope, intercept = m.fit_age_bias(age, predicted)
     assert slope == pytest.approx(0.7, abs=0.02)
-    corrected = m.correct_age_bias(age, predicted, slope, intercept)
+    corrected = m.correct_age_bias(predicted, slope, intercept)  # the true ages are not an argument
     assert m.regression_metrics(age, corrected)["mae"] < m.regression_metrics(age, predicted)["mae"]
     assert abs(np.corrcoef(age, corrected - age)[0, 1]) < 0.1  # the gap no longer tracks age
+    # each subject's corrected age depends on its own prediction only: shuffling the others changes nothing
+    order = rng.permutation(500)
+    np.testing.assert_allclose(m.correct_age_bias(predicted[order], slope, intercept), corrected[order])
+    with pytest.raises(ValueError, match="too flat"):
+        m.correct_age_bias(predicted, 0.01, intercept)
 
 
 def test_bootstrap_ci_covers_estimate_and_narrows_with_n():
