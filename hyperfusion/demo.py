@@ -487,7 +487,10 @@ def build(
             "cpu_s": round(time.process_time() - cpu0, 1),
         }
         if log_path.is_file():  # another build process may have finished steps meanwhile
-            log["steps"] = {**json.loads(log_path.read_text()).get("steps", {}), **log["steps"]}
+            done = {s.name for s in steps if s.done()}
+            theirs = {k: v for k, v in json.loads(log_path.read_text()).get("steps", {}).items()
+                      if k in done and v.get("code_version") == __version__}  # fmt: skip
+            log["steps"] = {**theirs, **log["steps"]}
         log["steps"][step.name] = {**spent, "code_version": __version__}
         assets.mkdir(parents=True, exist_ok=True)
         tmp = log_path.with_suffix(f".{os.getpid()}.tmp")
