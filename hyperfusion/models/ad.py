@@ -104,6 +104,8 @@ class ADResNet(StagedNetwork):
     output, block 4's shortcut of it); image-only: features = (logits,), and ``decode`` returns them.
     """
 
+    #: the stages that read only the scan (what ``--init-image-from`` copies from an image-only model)
+    image_branch = ("stem", "block1", "block2", "block3", "block4")
     stage_names = ("stem", "block1", "block2", "block3", "block4", "pool", "fc1", "act1", "fc2")
 
     def __init__(
@@ -218,6 +220,7 @@ class AttentionGMUNet(StagedNetwork):
     GMU head.
     """
 
+    image_branch = ("stem", "block1", "block2", "block3", "block4")
     stage_names = (
         "stem",
         "block1",

@@ -67,6 +67,8 @@ class BrainAgeNet(StagedNetwork):
     features = (prediction,), and ``decode`` returns it.
     """
 
+    #: the stages that read only the scan (what ``--init-image-from`` copies from an image-only model)
+    image_branch = ("stage1", "stage2", "stage3")
     stage_names = (
         "stage1", "stage2", "stage3", "dropout", "flatten",
         "linear1", "act1", "linear2", "act2", "linear3", "act3", "output",

@@ -375,7 +375,8 @@ def _shape_overrides(config: TrainConfig, geometry: Geometry, preprocessor) -> d
     return overrides
 
 
-#: the network's parts that read only the scan, copied by ``init_image`` (heads and fusion layers start fresh)
+#: the AD ResNet's parts that read only the scan, copied by ``init_image`` (heads and fusion layers start fresh);
+#: a network says its own with an ``image_branch`` attribute
 IMAGE_BRANCH = ("stem.", "block1.", "block2.", "block3.", "block4.")
 
 
@@ -384,16 +385,15 @@ def _init_image_branch(network: torch.nn.Module, source: Mapping[str, torch.Tens
     if not getattr(network, "uses_image", True):
         raise DataError(f"{config.model} reads no scan: there is no image branch to initialise")
     own = network.state_dict()
-    copied = {
-        k: v for k, v in source.items() if k.startswith(IMAGE_BRANCH) and k in own and own[k].shape == v.shape
-    }
+    branch = tuple(f"{stage}." for stage in getattr(network, "image_branch", ())) or IMAGE_BRANCH
+    copied = {k: v for k, v in source.items() if k.startswith(branch) and k in own and own[k].shape == v.shape}
     if not copied:
         raise DataError(
             f"--init-image-from {config.init_image_from}: no tensor of its image branch fits {config.model} "
             "(train it with the same architecture settings, e.g. init_features)"
         )
     network.load_state_dict(copied, strict=False)
-    skipped = sorted({k.split(".")[0] + "." + k.split(".")[1] for k in own if k.startswith(IMAGE_BRANCH)
+    skipped = sorted({k.split(".")[0] + "." + k.split(".")[1] for k in own if k.startswith(branch)
                       and k not in copied and not k.endswith("num_batches_tracked")})  # fmt: skip
     return {"from": config.init_image_from, "tensors": len(copied), "not_copied": skipped}
 

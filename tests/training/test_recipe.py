@@ -123,3 +123,17 @@ def test_image_branch_starts_from_the_image_only_model():
     tabular = build_model("tabular_only", "ad")
     with pytest.raises(DataError, match="no image branch"):
         _init_image_branch(tabular, source.state_dict(), _config(model="tabular_only"))
+
+
+def test_brain_age_image_branch_starts_from_its_image_only_model():
+    from hyperfusion.training.fold import _init_image_branch
+
+    kw = {"input_shape": [36, 36, 36], "channels": [2, 4, 4]}
+    source = build_model("image_only", "brain_age", **kw)
+    for p in source.parameters():
+        torch.nn.init.normal_(p)
+    for name in ("hyperfusion", "concat"):
+        target = build_model(name, "brain_age", **kw)
+        record = _init_image_branch(target, source.state_dict(), _config(model=name, init_image_from="x"))
+        assert record["tensors"] > 0
+        assert torch.equal(target.stage1.conv_a.weight, source.stage1.conv_a.weight)
