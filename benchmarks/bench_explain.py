@@ -1,4 +1,4 @@
-"""Explanation budgets (DESIGN.md, issue #6): ICE curves, saliency, Grad-CAM, integrated gradients.
+"""Explanation budgets (docs/architecture.md, issue #6): ICE curves, saliency, Grad-CAM, integrated gradients.
 
 Demo size: the 2 mm AD box (two 32×48×32 views), init_features 4, the seven AD architectures randomly
 initialised (timing does not depend on the weights), one random scan. Each result is measured side by side

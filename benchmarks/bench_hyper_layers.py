@@ -1,4 +1,4 @@
-"""Vectorised hyper layers vs the per-sample loop, batch 32, forward + backward (DESIGN.md: >= 5x faster).
+"""Vectorised hyper layers vs the per-sample loop, batch 32, forward + backward (docs/architecture.md: >= 5x faster).
 
 Two of the paper's layers: HyperFusion-AD's block-4 shortcut (generated Conv 1³, 128 -> 256, stride 2, on the
 8 × 12 × 8 output of block 3) and the four generated linear layers of brain-age HyperFusion (39,424 -> 16 -> 32

@@ -2,7 +2,7 @@
 
 Side by side in one run: a cold prediction (image features computed) against an edit (decode only), for the
 seven AD architectures at the demo size (2 mm box, init_features 8), randomly initialised (timing does not
-depend on the weights). Budget (DESIGN.md): an edit ≤ 50 ms median for all models together.
+depend on the weights). Budget (docs/architecture.md): an edit ≤ 50 ms median for all models together.
 """
 
 from __future__ import annotations

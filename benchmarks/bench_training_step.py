@@ -1,4 +1,4 @@
-"""HyperFusion training step vs the same backbone's image-only step (DESIGN.md budget: <= 1.2x the time).
+"""HyperFusion training step vs the same backbone's image-only step (docs/architecture.md budget: <= 1.2x the time).
 
 One Adam step (forward, loss, backward, update) in train mode, on one thread, measured in alternation with the
 image-only network of the same size. Sizes:
@@ -7,7 +7,7 @@ image-only network of the same size. Sizes:
 - AD paper: init_features 16 on the 64 × 96 × 64 crop, batch 4 (about 1.3 GB; the paper trains at batch 32).
 - Brain age paper: the 90 × 120 × 99 input, batch 2 (about 1.2 GB; the paper trains at batch 64).
 
-Also reports parameter counts next to REFERENCE.md's (HyperFusion-AD ≈ 3.86 M, ≈ 0.30 M of it in the
+Also reports parameter counts next to the paper's (docs/models.md) (HyperFusion-AD ≈ 3.86 M, ≈ 0.30 M of it in the
 generators) and prints every network's count.
 """
 
@@ -27,7 +27,7 @@ SIZES = {
     "AD paper (f=16, 64x96x64, batch 4)": ("ad", {}, 4),
     "brain age paper (90x120x99, batch 2)": ("brain_age", {}, 2),
 }
-PAPER_COUNTS = {"total": 3.86e6, "generators": 0.30e6}  # REFERENCE.md §1, HyperFusion-AD at init_features 16
+PAPER_COUNTS = {"total": 3.86e6, "generators": 0.30e6}  # docs/models.md §1, HyperFusion-AD at init_features 16
 
 
 def _training_step(name: str, task: str, overrides: dict, batch: int) -> Callable[[], None]:
@@ -97,10 +97,10 @@ def run(repeats: int) -> list[BenchResult]:
                 name=f"parameters, HyperFusion-AD {part}",
                 measured=counts[part],
                 reference=paper,
-                budget="within 2% of REFERENCE.md",
+                budget="within 2% of the paper's count",
                 passed=abs(counts[part] / paper - 1) <= 0.02,
                 unit="params",
-                note=f"{counts[part]:,d} vs ≈ {paper / 1e6:.2f} M in REFERENCE.md; the authors' checkpoint keys give "
+                note=f"{counts[part]:,d} vs ≈ {paper / 1e6:.2f} M in the paper; the authors' checkpoint keys give "
                 "exactly the same count",
             )
         )

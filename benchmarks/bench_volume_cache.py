@@ -2,7 +2,7 @@
 
 Both are timed in the same run on nilearn's MNI152 template (197×233×189, 1 mm, uint8 in a 1.6 MB
 ``.nii.gz``) written to a temporary folder, under the paper-equivalent AD box at 1 mm (two 64×96×64 views).
-Budget (DESIGN.md): the cached read is at least 20× faster.
+Budget (docs/architecture.md): the cached read is at least 20× faster.
 """
 
 from __future__ import annotations

@@ -65,7 +65,10 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--voxel-size", type=float, default=2.0, help="voxel size of the written scans, mm")
     p.add_argument("--whole-brain", action="store_true", help="write whole brains, not the hippocampal box")
     p.add_argument(
-        "--interaction-strength", type=float, default=1.0, help="lambda of SYNTHETIC.md, in [0, 1]"
+        "--interaction-strength",
+        type=float,
+        default=1.0,
+        help="strength λ in [0, 1] of the record-image interactions (docs/synthetic.md)",
     )
     p.add_argument("--workers", type=int, default=1, help="processes; the output is the same for any number")
     p.add_argument(

@@ -1,6 +1,6 @@
 """ADNI-format cohorts: a cohort directory or a raw ADNIMERGE table -> one row per subject.
 
-Two inputs are accepted (DESIGN.md, "Cohort on disk"):
+Two inputs are accepted (docs/architecture.md, "Cohort on disk"):
 
 * a cohort directory: ``cohort.csv`` (one row per subject, ADNIMERGE column names), ``images/PTID.nii.gz``,
   ``cohort.json`` (provenance), and for synthetic cohorts ``truth/``;

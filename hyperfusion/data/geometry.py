@@ -1,6 +1,6 @@
 """The model's input geometry: which part of a scan a network sees, on which grid, and the way back.
 
-Two modes (DESIGN.md, Geometry):
+Two modes (docs/architecture.md, Geometry):
 
 ``mni_box`` (the default)
     A box defined in MNI152 millimetres (RAS: x left->right, y posterior->anterior, z inferior->superior),
@@ -220,7 +220,7 @@ def _vec3(value: Any, name: str, kind: type) -> tuple:
 def ad_box(voxel_size_mm: float = 2.0) -> Geometry:
     """The paper-equivalent two-hippocampus box in MNI mm, split into hemispheres at x = 0.
 
-    x ∈ [−64, 64), y ∈ [−55, 41), z ∈ [−55, 9) mm (REFERENCE.md §1): box (D, H, W) = 64×96×128 at 1 mm,
+    x ∈ [−64, 64), y ∈ [−55, 41), z ∈ [−55, 9) mm (docs/models.md §1): box (D, H, W) = 64×96×128 at 1 mm,
     32×48×64 at 2 mm; each view is half as wide.
     """
     return Geometry(

@@ -1,4 +1,4 @@
-"""The feature schema: the nine tabular attributes of REFERENCE.md §1, in one place.
+"""The feature schema: the nine tabular attributes of docs/models.md §1, in one place.
 
 The tabular preprocessing, the cohort parser and the dashboard's record form all read this schema, so a unit,
 a range or a name is defined once. Column names are ADNIMERGE's.
@@ -66,7 +66,7 @@ FEATURES: tuple[Feature, ...] = (
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 _BY_NAME = {f.name: f for f in FEATURES}
 
-#: Diagnosis classes, in the order of the model outputs (REFERENCE.md §1: CN -> 0, MCI -> 1, AD -> 2).
+#: Diagnosis classes, in the order of the model outputs (docs/models.md §1: CN -> 0, MCI -> 1, AD -> 2).
 CLASS_NAMES: tuple[str, ...] = ("CN", "MCI", "AD")
 
 #: ADNIMERGE diagnosis strings -> class. EMCI / LMCI / MCI are MCI; SMC counts as CN; "Dementia" is AD.

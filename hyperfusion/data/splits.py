@@ -1,4 +1,4 @@
-"""The paper's split (REFERENCE.md §1, Protocol).
+"""The paper's split (docs/models.md §1, Protocol).
 
 Subjects are shuffled with the split seed, grouped into strata of sex × label × age bin (20 equal-width bins
 over the cohort's age range), and dealt round-robin into 5 partitions within each stratum. Partition 4 is

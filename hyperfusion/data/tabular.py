@@ -1,4 +1,4 @@
-"""Tabular preprocessing: nine attributes -> the 16 model inputs of REFERENCE.md §1.
+"""Tabular preprocessing: nine attributes -> the 16 model inputs of docs/models.md §1.
 
 Output layout for the full feature set (names in :attr:`TabularPreprocessor.output_names_`):
 
@@ -6,7 +6,7 @@ Output layout for the full feature set (names in :attr:`TabularPreprocessor.outp
     2 one-hot           PTGENDER_Female, PTGENDER_Male
     6 indicators        APOE4_missing, ABETA_missing, TAU_missing, PTAU_missing, FDG_missing, AV45_missing
 
-Every statistic is fitted on training rows only (the authors fitted on the whole table; REFERENCE.md calls
+Every statistic is fitted on training rows only (the authors fitted on the whole table; docs/models.md calls
 that a flaw). The indicator columns are fixed by default to the six attributes the paper lists, so the input
 layout does not depend on which gaps one fold's training rows happen to have. A missing sex gives the one-hot
 (0, 0). Learned state is plain numbers and round-trips through JSON exactly (:meth:`to_dict` /

@@ -1,6 +1,6 @@
 """Is an attribution map right? Scores against the truth of synthetic subjects, and a deletion curve.
 
-A synthetic cohort knows where it planted the disease (``truth/PTID.nii.gz``, SYNTHETIC.md "Ground truth").
+A synthetic cohort knows where it planted the disease (``truth/PTID.nii.gz``, docs/synthetic.md "Ground truth").
 On the model grid and inside the brain (non-zero input voxels), a map is scored by
 
 - ``mass_share``: the share of its total |attribution| that falls inside the truth mask, against

@@ -1,6 +1,6 @@
 """Every image attribution method behind one call: :func:`attribute_views`.
 
-The methods are Captum's classes (STYLE.md: use them, do not reinvent them); this module only decides what
+The methods are Captum's classes; this module only decides what
 they explain and how. They all explain the same function of one subject, :class:`SubjectOutput`: the
 network run on every view of the scan (both hemispheres, the left one mirrored) with the same record, and the
 views' outputs averaged as the Predictor averages them. For AD that is the probability of the target class

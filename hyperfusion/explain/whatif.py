@@ -2,7 +2,7 @@
 
 An ICE curve holds a subject's scan and every other value of the record fixed and sweeps one attribute over
 a grid; all grid points of all loaded models run as one batched ``Predictor.predict`` call, which decodes
-cached image features only (DESIGN.md budget: 64 points × 7 demo models ≤ 1 s). Partial dependence is the
+cached image features only (docs/architecture.md budget: 64 points × 7 demo models ≤ 1 s). Partial dependence is the
 mean of the ICE curves of many subjects (Friedman 2001), each subject's scan encoded once.
 
 The grid spans the attribute's plausible range from the schema (what a form accepts) or its training support

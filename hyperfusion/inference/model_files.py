@@ -1,6 +1,6 @@
 """Model files: a directory with ``model.safetensors`` (weights) and ``card.json`` (everything else).
 
-DESIGN.md (Model files). The card holds ``architecture`` = {"name", "task", "config"} (what
+docs/architecture.md (Model files). The card holds ``architecture`` = {"name", "task", "config"} (what
 :func:`~hyperfusion.models.build_model` needs to rebuild the network) and ``weights_sha256``, both written by
 :func:`save_model`, plus whatever the caller passes: geometry, intensity normalisation, tabular schema and
 fitted preprocessing, class names, provenance, split seed, fold, metrics. Loading never unpickles anything:

@@ -1,6 +1,6 @@
 """Task A networks: CN / MCI / AD classification from one hemisphere's crop and the 16-value record.
 
-Duenias et al. 2025, §4.1, and REFERENCE.md §1 (Architecture, Baselines on the same backbone). Presets by name
+Duenias et al. 2025, §4.1, and docs/models.md §1 (Architecture, Baselines on the same backbone). Presets by name
 live in :mod:`hyperfusion.models.registry`; this module holds the general classes:
 
 - :class:`ADResNet`: the paper's pre-activation 3-D ResNet, with any of its layers generated from the record
@@ -32,7 +32,7 @@ from hyperfusion.models.network import FusionNetwork, ImageFeatures, StagedNetwo
 
 __all__ = ["AD_HYPER_LAYERS", "ADResNet", "AttentionGMUNet", "TabularMLP"]
 
-# Dropout3d of blocks 1-4 and the dropouts before fc1 and fc2 (REFERENCE.md §1)
+# Dropout3d of blocks 1-4 and the dropouts before fc1 and fc2 (docs/models.md §1)
 _BLOCK_DROPOUT = (0.1, 0.2, 0.2, 0.3)
 _HEAD_DROPOUT = (0.6, 0.5)
 
@@ -61,7 +61,7 @@ def _stem(init_features: int, bn_momentum: float) -> nn.Sequential:
 
 
 class ADResNet(StagedNetwork):
-    """The paper's pre-activation 3-D ResNet for CN / MCI / AD, with configurable fusion (REFERENCE.md §1).
+    """The paper's pre-activation 3-D ResNet for CN / MCI / AD, with configurable fusion (docs/models.md §1).
 
     ::
 
@@ -184,7 +184,7 @@ class ADResNet(StagedNetwork):
         """Copy a (pre-trained) tabular-only model's first three layers into every hyper layer's embedding.
 
         The paper pre-trains the embedding as the tabular-only model on the training rows and keeps it
-        trainable inside HyperFusion (REFERENCE.md §1).
+        trainable inside HyperFusion (docs/models.md §1).
         """
         layers = list(self.hyper_layers())
         if not layers:
@@ -277,7 +277,7 @@ class AttentionGMUNet(StagedNetwork):
 
 
 class TabularMLP(FusionNetwork):
-    """Tabular-only baseline: Linear F -> 8 -> BatchNorm1d -> PReLU -> Linear 8 -> n_classes (REFERENCE.md §1).
+    """Tabular-only baseline: Linear F -> 8 -> BatchNorm1d -> PReLU -> Linear 8 -> n_classes (docs/models.md §1).
 
     ``embedding`` (the first three layers) is what HyperFusion's hypernetwork starts from. It has no image:
     ``encode_image`` accepts None and returns an empty tuple.

@@ -1,6 +1,6 @@
 """Jiang et al. 2021 (arXiv:2112.11710): EHR-guided spatial attention and the multi-head gated multimodal unit.
 
-The paper's exact equations, head count and sizes are not public in our sources (REFERENCE.md §1, Baselines),
+The paper's exact equations, head count and sizes are not public in our sources (docs/models.md §1, Baselines),
 so this is our reading, written down here and tested for its defining properties:
 
 EHR-guided spatial attention (:class:`EHRSpatialAttention`), applied to a CNN feature map F (B, C, N voxels)

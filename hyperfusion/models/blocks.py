@@ -1,6 +1,6 @@
 """Residual and conditioning blocks: pre-activation residual block (optionally hyper), FiLM, DAFT, concatenation.
 
-REFERENCE.md §1 (Architecture, Baselines). Every block that reads the record splits into ``encode(x)``, the part
+docs/models.md §1 (Architecture, Baselines). Every block that reads the record splits into ``encode(x)``, the part
 that reads only image features and returns a tuple, and ``decode(parts, condition)``; ``forward(x, condition)``
 is ``decode(encode(x), condition)``. Blocks that do not read the record (``reads_condition`` False) are used as
 ``forward(x)``. No module is called twice in one forward and nothing is modified in place, so Captum's hooks
@@ -40,7 +40,7 @@ class ResidualAdd(nn.Module):
 
 
 class HyperShortcut(nn.Module):
-    """The hyper block's shortcut: generated Conv 1³ (stride s, generated bias) -> BatchNorm (REFERENCE.md §1).
+    """The hyper block's shortcut: generated Conv 1³ (stride s, generated bias) -> BatchNorm (docs/models.md §1).
 
     Note the order differs from the plain shortcut (BatchNorm -> Conv), as in the authors' code.
     """
@@ -111,7 +111,7 @@ class DAFT(FiLM):
 
 
 class PreActResBlock(nn.Module):
-    """Pre-activation residual block (He et al. 2016) of the paper's 3-D ResNet (REFERENCE.md §1).
+    """Pre-activation residual block (He et al. 2016) of the paper's 3-D ResNet (docs/models.md §1).
 
     main:     BN -> ReLU -> Dropout3d -> Conv 3³ (stride s) -> BN -> ReLU -> Dropout3d -> Conv 3³
     shortcut: BN -> Conv 1³ (stride s) when s != 1 or C_in != C_out, else identity; with "shortcut" in

@@ -1,4 +1,4 @@
-"""Task B network: brain age (years) from a T1 scan, conditioned on sex (REFERENCE.md §2).
+"""Task B network: brain age (years) from a T1 scan, conditioned on sex (docs/models.md §2).
 
 Duenias et al. 2025, §4.2. One general class, :class:`BrainAgeNet`; the registry's presets are HyperFusion
 (all four linear layers generated from the sex one-hot), image-only and concatenation (sex joins after the first
@@ -36,7 +36,7 @@ def _stage(c_in: int, c_out: int, bn_momentum: float) -> nn.Sequential:
 
 
 class BrainAgeNet(StagedNetwork):
-    """The paper's brain-age CNN with optionally generated linear layers (REFERENCE.md §2).
+    """The paper's brain-age CNN with optionally generated linear layers (docs/models.md §2).
 
     ::
 

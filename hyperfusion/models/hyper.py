@@ -1,6 +1,6 @@
 """Hyper layers: a 3-D convolution and a linear layer whose weights are generated per sample from the record.
 
-Duenias et al. 2025, §3 (HyperFusion) and REFERENCE.md §1 (Architecture, Hypernetwork). A hyper layer owns a
+Duenias et al. 2025, §3 (HyperFusion) and docs/models.md §1 (Architecture, Hypernetwork). A hyper layer owns a
 small hypernetwork: an *embedding* of the tabular condition (B, F) -> e (B, d_k), and two affine *heads* that
 turn e into the layer's weight (B, *weight_shape) and bias (B, out). Generated values are in the authors' order
 (``(out, in, *kernel)``, C order), so their checkpoints load with only the heads' matrices transposed.
@@ -15,7 +15,7 @@ Both layers are vectorised over the batch and apply sample b's generated weights
   mixes them per sample, never materialising B weight matrices (16 × 39,424 each for brain age's first layer).
 
 Each layer splits into the part that reads only image features, ``encode(x) -> tuple of tensors``, and the part
-that reads the record, ``decode(parts, condition)``; networks use that to cache image features (DESIGN.md,
+that reads the record, ``decode(parts, condition)``; networks use that to cache image features (docs/architecture.md,
 Models). ``forward(x, condition)`` is ``decode(encode(x), condition)``.
 """
 
@@ -93,7 +93,7 @@ class GeneratorHead(nn.Module):
 def principled_init_(
     weight_head: GeneratorHead, bias_head: GeneratorHead, fan_in: int, input_variance: float
 ) -> None:
-    """Principled hypernetwork initialisation (Chang, Flokas, Lipson, ICLR 2020), REFERENCE.md §1.
+    """Principled hypernetwork initialisation (Chang, Flokas, Lipson, ICLR 2020), docs/models.md §1.
 
     With d_k the embedding size, d_j the fan-in of the generated layer and v the input variance:
     Var(weight head) = 1 / (d_j · d_k · v), Var(bias head) = 1 / (d_k · v), both uniform on ±√(3·Var);
@@ -112,7 +112,7 @@ def principled_init_(
 
 
 def tabular_embedding(n_tabular: int, embedding_dim: int = 8) -> nn.Sequential:
-    """The AD hypernetwork's embedding: Linear(F -> 8) -> BatchNorm1d -> PReLU (REFERENCE.md §1).
+    """The AD hypernetwork's embedding: Linear(F -> 8) -> BatchNorm1d -> PReLU (docs/models.md §1).
 
     It is the first three layers of the tabular-only MLP, so it can be pre-trained there and copied in.
     """
@@ -120,7 +120,7 @@ def tabular_embedding(n_tabular: int, embedding_dim: int = 8) -> nn.Sequential:
 
 
 def linear_embedding(n_tabular: int, embedding_dim: int = 1) -> nn.Linear:
-    """The brain-age hypernetworks' embedding: Linear(2 -> 1) starting at weight 1, bias 0 (REFERENCE.md §2)."""
+    """The brain-age hypernetworks' embedding: Linear(2 -> 1) starting at weight 1, bias 0 (docs/models.md §2)."""
     layer = nn.Linear(n_tabular, embedding_dim)
     with torch.no_grad():
         layer.weight.fill_(1.0)
@@ -171,7 +171,7 @@ class HyperLayer(nn.Module):
 
 
 class HyperConv3d(HyperLayer):
-    """3-D convolution with per-sample generated weight and bias (Duenias et al. 2025, §3; REFERENCE.md §1).
+    """3-D convolution with per-sample generated weight and bias (Duenias et al. 2025, §3; docs/models.md §1).
 
     Args:
         in_channels, out_channels: C_in, C_out.
@@ -254,7 +254,7 @@ class HyperConv3d(HyperLayer):
 
 
 class HyperLinear(HyperLayer):
-    """Linear layer with per-sample generated weight and bias (Duenias et al. 2025, §3; REFERENCE.md §2).
+    """Linear layer with per-sample generated weight and bias (Duenias et al. 2025, §3; docs/models.md §2).
 
     Args:
         in_features, out_features: sizes of the generated (out, in) weight.

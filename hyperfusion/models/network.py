@@ -1,6 +1,6 @@
 """What every task network shares: the image / record split, the hyper-head init, parameter counts.
 
-DESIGN.md (Models): every network answers
+docs/architecture.md (Models): every network answers
 
     forward(image, tabular) -> logits        # image (B, 1, D, H, W), tabular (B, F), both float32
     encode_image(image) -> features          # tuple of (B, ...) tensors; depends on the image only

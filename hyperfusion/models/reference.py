@@ -112,7 +112,7 @@ REFERENCE_ARCHITECTURES: dict[str, ReferenceArchitecture] = {
     ),
 }
 
-# The authors' input sizes: one hemisphere of their fixed crop (AD), their brain-age arrays (REFERENCE.md)
+# The authors' input sizes: one hemisphere of their fixed crop (AD), their brain-age arrays (docs/models.md)
 AUTHORS_AD_INPUT = [64, 96, 64]
 AUTHORS_BRAIN_AGE_INPUT = [90, 120, 99]
 

@@ -395,7 +395,7 @@ def summarise(cohort: Cohort, runs: Sequence[Run], test: np.ndarray, n_boot: int
 
 
 def markdown_table(result: dict, task: str) -> str:
-    """The paper-style table (REFERENCE.md §1): one row per run, values with 95 % bootstrap intervals."""
+    """The paper-style table (docs/models.md §1): one row per run, values with 95 % bootstrap intervals."""
     if task == "ad":
         head = "| model | members | " + " | ".join(c for _, c in PAPER_COLUMNS) + " |"
         lines = [head, "|" + "---|" * (len(PAPER_COLUMNS) + 2)]

@@ -1,4 +1,4 @@
-"""One-fold training with the paper's protocol (REFERENCE.md §1 Training / Protocol, §2).
+"""One-fold training with the paper's protocol (docs/models.md §1 Training / Protocol, §2).
 
 ``train_fold`` splits the cohort with the split seed (partition 4 = test, fold k validates on partition k), fits
 the tabular preprocessing on the fold's training rows only, builds the network from the registry, and trains it

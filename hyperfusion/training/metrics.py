@@ -1,4 +1,4 @@
-"""Metrics of the paper's protocol (REFERENCE.md §1 Protocol, §2) and the calibration / uncertainty extras.
+"""Metrics of the paper's protocol (docs/models.md §1 Protocol, §2) and the calibration / uncertainty extras.
 
 Classification: balanced accuracy (BA), macro precision, macro F1, macro one-vs-rest AUC, per-class recall,
 confusion matrix, one-vs-rest expected calibration error and Brier score. Regression (brain age): MAE, Pearson

@@ -1,7 +1,7 @@
 """The Lightning module: loss, optimiser and validation metrics around a plain network.
 
 The network stays a plain ``nn.Module`` (``forward(image, tabular)``); this module holds only the training
-logic (STYLE.md, Lightning). Defaults follow REFERENCE.md: task ``ad`` — Adam lr 1e-4, weight decay 1e-5,
+logic (Lightning's own split). Defaults follow docs/models.md: task ``ad`` — Adam lr 1e-4, weight decay 1e-5,
 weighted cross-entropy with the class weights [CN 1.1, MCI 0.6962, AD 1.4], selection on validation balanced
 accuracy; task ``brain_age`` — Adam lr 1.5e-4, weight decay 0.05, MSE, selection on validation MAE.
 

@@ -18,7 +18,7 @@ def test_regions_sit_where_the_table_says(fallback):
     g = ad_box(2.0)
     labels, source = region_labels(g, fallback=fallback)
     assert ("fallback" in source) == fallback
-    # roi_mni_table.csv: hippocampus L (-25.3, -23.0, -14.0), R (26.7, -21.4, -14.2)
+    # Desikan-Killiany centroids: hippocampus L (-25.3, -23.0, -14.0), R (26.7, -21.4, -14.2)
     np.testing.assert_allclose(_centroid(labels, "hippocampus_L", g), (-25.3, -23.0, -14.0), atol=2.5)
     np.testing.assert_allclose(_centroid(labels, "hippocampus_R", g), (26.7, -21.4, -14.2), atol=2.5)
     volume_ml = (labels == REGION_NAMES.index("hippocampus_L")).sum() * g.voxel_size_mm**3 / 1000

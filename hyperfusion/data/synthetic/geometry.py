@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-# The paper-equivalent two-hippocampus box (DESIGN.md, "Geometry"), MNI mm, [lo, hi).
+# The paper-equivalent two-hippocampus box (docs/architecture.md, "Geometry"), MNI mm, [lo, hi).
 HIPPOCAMPAL_BOX_MM = ((-64.0, 64.0), (-55.0, 41.0), (-55.0, 9.0))
 # The field of view of the 1 mm ICBM152 2009a template (197 x 233 x 189 voxels, voxel centres -98..98,
 # -134..98, -72..116 mm), as [lo, hi) edges.

@@ -1,4 +1,4 @@
-"""The tabular record of a synthetic subject, in ADNIMERGE conventions (SYNTHETIC.md, "Tabular record").
+"""The tabular record of a synthetic subject, in ADNIMERGE conventions (docs/synthetic.md, "Tabular record").
 
 Each subject is drawn from its own random stream (seed, index), so a cohort of N subjects is the first N of any
 larger one. Two kinds of output: the ``row`` that goes to ``cohort.csv`` (strings, as the real table has them:
@@ -6,7 +6,7 @@ censored assay values such as ">1700", empty cells for missing values) and the `
 image generator and the calibration report use (diagnosis, amyloid status, disease severity, the hidden study
 phase that decides what is missing, scanner field strength, intracranial volume).
 
-Figures are the real ADNI baseline summaries (``adni_calibration.csv``) and the literature; where the spec
+Figures are the real ADNI baseline summaries (docs/synthetic.md) and the literature; where the spec
 leaves a choice (cognitive scores, the study-phase missingness model) it is documented next to its numbers.
 """
 

@@ -25,7 +25,7 @@ import pandas as pd
 
 from hyperfusion.errors import DataError
 
-# Real ADNI baseline summaries (adni_calibration.csv: N = 740 CN, 1015 MCI, 365 AD): mean and missing
+# Real ADNI baseline summaries (docs/synthetic.md; N = 740 CN, 1015 MCI, 365 AD): mean and missing
 # fraction of each attribute per diagnosis. Censored CSF values count at their bound.
 REAL_TABULAR = {
     "CN": {

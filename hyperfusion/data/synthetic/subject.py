@@ -34,7 +34,7 @@ from hyperfusion.data.synthetic.scanner import STREAM_SCANNER, acquire, bias_fie
 
 STREAM_ANATOMY, STREAM_DISPLACEMENT = 1, 2
 ICV_REFERENCE_L = 1.50  # the template stands for a head of average size
-# Smooth random displacements (SYNTHETIC.md: about 2 mm at a 32 mm scale, 0.5 mm at 12 mm): RMS length (mm)
+# Smooth random displacements (docs/synthetic.md: about 2 mm at a 32 mm scale, 0.5 mm at 12 mm): RMS length (mm)
 # and lattice spacing (mm; the noise is smoothed over one lattice spacing).
 RANDOM_DISPLACEMENTS = ((2.0, 8.0), (0.5, 3.0))
 _FIELD_MARGIN_MM = 10.0
