@@ -60,7 +60,7 @@ def keep_choice(key: str, options: Sequence, default=None) -> None:
 
 def reads_record(entry) -> bool:
     """Whether a loaded model (every member of an ensemble shares the architecture) reads the tabular record."""
-    return bool(getattr(entry.members[0].network, "uses_tabular", True))
+    return bool(entry.members[0].network.reads_record)
 
 
 def record_edits(recorded: Mapping, edited: Mapping) -> list[tuple[str, object, object]]:

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from hyperfusion import inference
 from hyperfusion.data.cohort import Cohort, load_cohort
 from hyperfusion.data.schema import FEATURES
 from hyperfusion.errors import HyperFusionError
@@ -55,75 +56,12 @@ def settings() -> dict:
 
 
 # --- models --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ModelInfo:
-    """A model or ensemble found on disk, described from its card(s) without loading any weights."""
-
-    name: str
-    path: str
-    task: str
-    architecture: str
-    members: int
-    synthetic: bool
-    cards: tuple[str, ...]  # card.json paths
-
-
-def _card(path: Path) -> dict:
-    return json.loads((path / "card.json").read_text())
-
-
-def _info(name: str, path: Path, members: list[Path]) -> ModelInfo:
-    cards = [_card(m) for m in members]
-    arch = cards[0]["architecture"]
-    return ModelInfo(
-        name=name,
-        path=str(path),
-        task=arch["task"],
-        architecture=arch["name"],
-        members=len(members),
-        synthetic=any(c.get("data", {}).get("synthetic", False) for c in cards),
-        cards=tuple(str(m / "card.json") for m in members),
-    )
-
-
-def _one_architecture(dirs: list[Path]) -> bool:
-    """Whether model directories can be one ensemble (folds of one architecture and task), rather than a
-    folder of different models (assets/demo/models/brain_age holds hyperfusion, image_only and concat)."""
-    kinds = {(c["architecture"]["task"], c["architecture"]["name"]) for c in map(_card, dirs)}
-    return len(kinds) == 1
+ModelInfo = inference.ModelInfo
 
 
 def discover_models(roots: str) -> tuple[list[ModelInfo], list[str]]:
-    """Models and ensembles under the roots (``os.pathsep``-separated); returns (models, problems).
-
-    A directory with ``card.json`` is a model; one whose sub-directories all hold cards of one architecture is
-    an ensemble of them; any other directory is searched (three levels deep). Models are named by their path under the root.
-    """
-    found: list[ModelInfo] = []
-    problems: list[str] = []
-
-    def visit(path: Path, name: str, depth: int) -> None:
-        try:
-            if (path / "card.json").is_file():
-                found.append(_info(name or path.name, path, [path]))
-                return
-            children = sorted(d for d in path.iterdir() if d.is_dir())
-            members = [d for d in children if (d / "card.json").is_file()]
-            if members and len(members) == len(children) and _one_architecture(members):
-                found.append(_info(name or path.name, path, members))
-            elif depth < 3:
-                for d in children:
-                    visit(d, f"{name}/{d.name}" if name else d.name, depth + 1)
-        except (OSError, ValueError, KeyError) as exc:
-            problems.append(f"{path}: unreadable model card ({exc})")
-
-    for root in filter(None, (r.strip() for r in roots.split(os.pathsep))):
-        path = Path(root).expanduser()
-        if not path.is_dir():
-            problems.append(f"{path}: no such model directory")
-            continue
-        visit(path, "", 0)
-    return found, problems
+    """Models and ensembles under the sidebar's roots (:func:`hyperfusion.inference.find_models`)."""
+    return inference.find_models(roots)
 
 
 def missing_demo_models(models: list[ModelInfo], assets: Path) -> list[str]:
@@ -439,7 +377,7 @@ def cached_attribution(
     baseline: str,
 ) -> tuple[np.ndarray, dict]:
     predictor = predictor_for(models)
-    if not predictor.models[name].members[0].uses_image:
+    if not predictor.models[name].members[0].reads_scan:
         raise HyperFusionError(f"{name} does not read the image: it has no image attribution map")
     return attribution_map(predictor, name, scan, json.loads(record_json), method, target, baseline)
 
@@ -463,7 +401,7 @@ def subject_attribution(
     if key not in store:
         with st.spinner("Computing the attribution map …"):
             predictor = predictor_for(models)
-            if not predictor.models[name].members[0].uses_image:
+            if not predictor.models[name].members[0].reads_scan:
                 raise HyperFusionError(f"{name} does not read the image: it has no image attribution map")
             store[key] = attribution_map(
                 predictor, name, subject.scan, record, method, target, baseline, False

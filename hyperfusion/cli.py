@@ -179,9 +179,10 @@ def _train_run(a: argparse.Namespace) -> int:
     from hyperfusion.data.geometry import ad_box, brain_box
     from hyperfusion.demo import scans_for
     from hyperfusion.inference.model_files import save_model
+    from hyperfusion.models import model_class
     from hyperfusion.training.fold import recipe_config, train_fold
 
-    data = a.data if a.model == "tabular_only" else scans_for(a.data)
+    data = scans_for(a.data) if model_class(a.model, a.task).reads_scan else a.data
     cohort = load_cohort(data, label_column=a.label_column)
     _label_note(cohort)
     geometry = ad_box(a.voxel_size) if a.task == "ad" else brain_box(a.voxel_size)
@@ -194,9 +195,9 @@ def _train_run(a: argparse.Namespace) -> int:
         from hyperfusion.inference.model_files import load_model
 
         source, source_card = load_model(a.init_image_from)
-        if source_card["architecture"]["name"] != "image_only":
-            raise HyperFusionError(f"--init-image-from {a.init_image_from}: not an image_only model")
-        if source_card.get("training", {}).get("fold") != a.fold:
+        if source.reads_record:
+            raise HyperFusionError(f"--init-image-from {a.init_image_from}: not an image-only model")
+        if source_card.fold != a.fold:
             raise HyperFusionError(f"--init-image-from {a.init_image_from}: trained on another fold")
         init_image = source.state_dict()
     config = recipe_config(
@@ -259,16 +260,12 @@ def _faithfulness(
 def _load_run(path: str):
     from pathlib import Path
 
-    from hyperfusion.inference.model_files import CARD_FILE, load_model
+    from hyperfusion.inference.discovery import member_dirs
+    from hyperfusion.inference.model_files import load_model
     from hyperfusion.training.evaluate import Member, Run
 
     root = Path(path)
-    if (root / CARD_FILE).is_file():
-        dirs = [root]
-    else:
-        dirs = sorted(d for d in root.iterdir() if (d / CARD_FILE).is_file()) if root.is_dir() else []
-        if not dirs:
-            raise HyperFusionError(f"{root}: neither a model directory (card.json) nor a directory of them")
+    dirs = member_dirs(root)
     # one fold of an ensemble folder is named with its parent (film/fold0), so the report says what it is
     label = f"{root.resolve().parent.name}/{root.name}" if re.fullmatch(r"fold\d+", root.name) else root.name
     return Run(label=label, members=[Member(*load_model(d)) for d in dirs])
@@ -359,7 +356,7 @@ def _subject_inputs(a: argparse.Namespace):
         raise DataError("give the record: --tabular ROW.json, or --data COHORT_DIR --subject PTID")
     name = Path(a.model).resolve().name
     predictor = Predictor({name: a.model})
-    if predictor.models[name].members[0].uses_image and scan is None:
+    if predictor.models[name].members[0].reads_scan and scan is None:
         if a.subject is not None:
             raise DataError(
                 f"{a.data}: subject {a.subject} is listed in cohort.csv but has no scan in images/, and this "
@@ -367,7 +364,7 @@ def _subject_inputs(a: argparse.Namespace):
             )
         raise DataError("this model reads a scan: give --image X.nii.gz (or --data and --subject)")
     check = None
-    if scan is not None and predictor.models[name].members[0].uses_image:
+    if scan is not None and predictor.models[name].members[0].reads_scan:
         from hyperfusion.inference.entry import require_readable, warning_lines
 
         # refuse (one line naming `hyperfusion preprocess`) what the model cannot read, unless overridden

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from hyperfusion.files import atomic_write, cache_root
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS = REPO_ROOT / "assets" / "demo"
@@ -80,8 +81,8 @@ DEMO = {
 
 
 def work_dir() -> Path:
-    root = os.environ.get("HYPERFUSION_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "hyperfusion") / "demo"
+    """``$HYPERFUSION_CACHE/demo``: generated scans and training runs of the demo build."""
+    return cache_root("demo")
 
 
 def _synth_config(spec: dict):
@@ -204,7 +205,7 @@ def train_demo_model(
     init_state, init_from = None, None
     if image_only_dir is not None and model not in ("image_only", "tabular_only"):
         probe = build_model(model, task)
-        if getattr(probe, "uses_image", True):
+        if probe.reads_scan:
             network, _ = load_model(image_only_dir)
             init_state, init_from = network.state_dict(), _rel(image_only_dir)
     from hyperfusion.training.fold import train_fold
@@ -553,9 +554,7 @@ def build(
             log["steps"] = {**theirs, **log["steps"]}
         log["steps"][step.name] = {**spent, "code_version": __version__}
         assets.mkdir(parents=True, exist_ok=True)
-        tmp = log_path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(log, indent=1))
-        tmp.replace(log_path)
+        atomic_write(log_path, json.dumps(log, indent=1))
         done_log.append({"step": step.name, "status": "built", **spent})
     return done_log
 
@@ -566,7 +565,7 @@ def retrain(label: str, assets: Path = ASSETS, quiet: bool = True, tolerance: fl
     ``tolerance`` of the shipped one?, a one-line account)."""
     import tempfile
 
-    from hyperfusion.inference.model_files import load_model
+    from hyperfusion.inference.model_files import read_card
 
     parts = label.strip("/").split("/")
     if parts[0] == "sweep":
@@ -577,15 +576,14 @@ def retrain(label: str, assets: Path = ASSETS, quiet: bool = True, tolerance: fl
         cohort = assets / "cohorts" / parts[0]
     if not (shipped / "card.json").is_file():
         raise FileNotFoundError(f"no shipped demo model {label!r} (looked in {shipped})")
-    _, card = load_model(shipped)
-    training = card["training"]
-    init = training.get("init_image_from")
+    card = read_card(shipped)
+    init = card.training.get("init_image_from")
     with tempfile.TemporaryDirectory() as tmp:
         fresh = train_demo_model(
-            card["task"], training["model"], training["fold"], scans_for(cohort), Path(tmp) / "model",
+            card.task, card.name, card.fold, scans_for(cohort), Path(tmp) / "model",
             Path(tmp) / "work", quiet, REPO_ROOT / init if init else None,
         )  # fmt: skip
-    ((metric, before),) = card["metrics"]["validation"].items()
+    ((metric, before),) = card.metrics["validation"].items()
     after = fresh["metrics"]["validation"][metric]
     same = abs(after - before) <= tolerance
     return same, f"{label}: {metric} shipped {before:.4f}, retrained {after:.4f} (|Δ| ≤ {tolerance}: {same})"
@@ -597,7 +595,9 @@ def _model_dirs(assets: Path) -> list[Path]:
 
 
 def _missing_ood(assets: Path) -> list[Path]:
-    return [d for d in _model_dirs(assets) if "ood" not in json.loads((d / "card.json").read_text())]
+    from hyperfusion.inference.model_files import read_card
+
+    return [d for d in _model_dirs(assets) if read_card(d).ood is None]
 
 
 def add_ood_references(assets: Path = ASSETS) -> list[Path]:
@@ -608,27 +608,23 @@ def add_ood_references(assets: Path = ASSETS) -> list[Path]:
     from hyperfusion.data.datasets import CohortDataset
     from hyperfusion.data.geometry import Geometry
     from hyperfusion.data.tabular import TabularPreprocessor
-    from hyperfusion.inference.model_files import load_model
+    from hyperfusion.inference.model_files import load_model, write_card
     from hyperfusion.inference.ood import ood_reference
 
     updated = []
     for model_dir in _missing_ood(assets):
         network, card = load_model(model_dir)
-        cohort = load_cohort(scans_for(REPO_ROOT / card["data"]["path"]))
+        cohort = load_cohort(scans_for(REPO_ROOT / card.data["path"]))
         position = {p: i for i, p in enumerate(cohort.table["PTID"].astype(str))}
-        train_idx = [position[p] for p in card["split"]["train"]]
-        state = card["tabular"]["preprocessing"]
-        tabular_only = not network.uses_image
+        train_idx = [position[p] for p in card.split["train"]]
+        state = card.preprocessing
+        tabular_only = not network.reads_scan
         dataset = CohortDataset(
-            cohort, train_idx, task=card["task"], views="all", tabular_only=tabular_only,
+            cohort, train_idx, task=card.task, views="all", tabular_only=tabular_only,
             preprocessor=TabularPreprocessor.from_dict(state) if state else None,
-            geometry=None if tabular_only else Geometry.from_dict(card["geometry"]),
+            geometry=None if tabular_only else Geometry.from_dict(card.geometry),
         )  # fmt: skip
-        card_path = model_dir / "card.json"
-        raw = json.loads(card_path.read_text())
-        raw["ood"] = ood_reference(network, dataset, cohort.table.iloc[train_idx])
-        tmp = card_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(raw, indent=2))
-        tmp.replace(card_path)
+        ood = ood_reference(network, dataset, cohort.table.iloc[train_idx])
+        write_card(model_dir, card.replace(ood=ood))
         updated.append(model_dir)
     return updated

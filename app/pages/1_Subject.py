@@ -87,11 +87,11 @@ with pred_col:
         st.stop()
     predictor = db.predictor_for(tuple((m.name, m.path) for m in usable))
     needs_scan = any(
-        member.uses_image for m in usable for member in predictor.models[m.name].members
+        member.reads_scan for m in usable for member in predictor.models[m.name].members
     )  # fmt: skip
     scan = subject.scan if subject.uploaded else db.scan_path(cohort, ptid) if needs_scan else None
     names = [m.name for m in usable if scan is not None or not any(
-        member.uses_image for member in predictor.models[m.name].members)]  # fmt: skip
+        member.reads_scan for member in predictor.models[m.name].members)]  # fmt: skip
     if needs_scan and scan is None:
         st.info(f"No scan for {ptid}: only the tabular models are shown.")
     try:

@@ -21,7 +21,7 @@ models, _ = db.discover_models(db.settings()["models"])
 usable = db.models_for(cohort, models)
 key = tuple((m.name, m.path) for m in usable)
 predictor = db.predictor_for(key) if usable else None
-image_models = [m.name for m in usable if any(x.uses_image for x in predictor.models[m.name].members)]
+image_models = [m.name for m in usable if any(x.reads_scan for x in predictor.models[m.name].members)]
 scan = subject.scan
 if scan is None:
     st.info(f"No scan for {ptid}. Choose another subject or upload one.")

@@ -17,18 +17,16 @@ for m in models:
     with st.expander(
         f"{m.name} · {m.architecture} · {m.task} · {m.members} member(s)", expanded=len(models) == 1
     ):
-        for path in m.cards:
-            card = json.loads(open(path).read())
-            data = card.get("data", {})
-            training = card.get("training", {})
+        for path, card in zip(m.card_paths, m.cards):
             st.markdown(
                 f"**{path}**  \n"
-                f"Trained on: {data.get('source', 'unknown')}{' (SYNTHETIC)' if data.get('synthetic') else ''} · "
-                f"fold {training.get('fold', '–')} · split seed {training.get('split_seed', '–')} · "
-                f"epochs {training.get('epochs', '–')}  \n"
-                f"Metrics: `{json.dumps(card.get('metrics', {}))}`  \n"
-                f"Weights sha256: `{card.get('weights_sha256', '')[:16]}…`"
+                f"Trained on: {card.data.get('source', 'unknown')}{' (SYNTHETIC)' if card.synthetic else ''} · "
+                f"fold {card.fold if card.fold is not None else '–'} · split seed "
+                f"{card.split_seed if card.split_seed is not None else '–'} · "
+                f"epochs {card.training.get('epochs', '–')}  \n"
+                f"Metrics: `{json.dumps(card.metrics)}`  \n"
+                f"Weights sha256: `{(card.weights_sha256 or '')[:16]}…`"
             )
-            st.json(card, expanded=False)
+            st.json(card.to_dict(), expanded=False)
 
 db.page_footer()

@@ -59,7 +59,7 @@ def _bias_corrected_from_cards(frame: pd.DataFrame, predictor) -> dict[str, dict
     validation subjects), as hyperfusion evaluate does."""
     out: dict[str, dict | None] = {}
     for model, g in frame.groupby("model", sort=False):
-        bias = predictor.models[model].members[0].card.get("metrics", {}).get("age_bias")
+        bias = predictor.models[model].members[0].card.age_bias
         if bias and abs(bias["slope"]) >= M.MIN_AGE_BIAS_SLOPE:
             # the correction reads only the prediction, never the subject's true age
             corrected = M.correct_age_bias(g["predicted"].to_numpy(), bias["slope"], bias["intercept"])

@@ -523,6 +523,17 @@ def _find_image(images_dir: Path | None, ptid: str) -> str | None:
     return None
 
 
+#: A cohort directory's metadata file: provenance, and a synthetic cohort's generator settings
+METADATA_FILE = "cohort.json"
+
+
+def read_cohort_metadata(cohort_dir: str | Path) -> dict:
+    """The JSON object in ``cohort_dir/cohort.json`` (the one reader of it); ``{}`` where there is none. A
+    damaged file raises :class:`~hyperfusion.errors.DataError` naming it."""
+    path = Path(cohort_dir) / METADATA_FILE
+    return read_json_object(path) if path.is_file() else {}
+
+
 def load_cohort(
     path: str | Path, *, label_column: str | None = None, images_dir: str | Path | None = None
 ) -> Cohort:
@@ -540,9 +551,7 @@ def load_cohort(
         table_path = path / "cohort.csv"
         if not table_path.is_file():
             raise DataError(f"{path}: a cohort directory must hold cohort.csv (and images/, cohort.json)")
-        meta_path = path / "cohort.json"
-        if meta_path.is_file():
-            provenance = read_json_object(meta_path)
+        provenance = read_cohort_metadata(path)
         default_images = path / "images"
     else:
         table_path = path

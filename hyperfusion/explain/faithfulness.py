@@ -36,6 +36,7 @@ from hyperfusion.explain.maps import ImageAttribution
 from hyperfusion.explain.methods import SubjectOutput
 from hyperfusion.explain.records import cohort_record
 from hyperfusion.inference.predictor import Predictor
+from hyperfusion.models import ModelCard
 
 __all__ = [
     "brain_mask",
@@ -370,15 +371,15 @@ def evaluate_faithfulness(
     }
 
 
-def untrained_control(card: Mapping[str, Any], seed: int = 0) -> torch.nn.Module:
+def untrained_control(card: ModelCard, seed: int = 0) -> torch.nn.Module:
     """A randomly initialised network of the card's architecture (``torch.manual_seed(seed)`` first), in eval
     mode: what the maps show before any learning. Its hypernetwork heads keep the principled init of the
     card's recorded input variance, as training starts them."""
     from hyperfusion.models import build_model
 
-    arch = card["architecture"]
+    arch = card.architecture
     torch.manual_seed(seed)
-    return build_model(arch["name"], arch["task"], **arch["config"]).eval()
+    return build_model(arch.name, arch.task, **arch.config).eval()
 
 
 #: The numbers of :func:`faithfulness_summary`, for the trained model and the untrained control
@@ -446,7 +447,7 @@ def faithfulness_summary(
         }
 
     return {
-        "model": str(path) if isinstance(model, str | Path) else card["architecture"]["name"],
+        "model": str(path) if isinstance(model, str | Path) else card.name,
         "method": method,
         "subjects": [r["PTID"] for r in trained["subjects"]],
         "stride": trained["stride"],

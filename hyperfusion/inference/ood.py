@@ -75,8 +75,8 @@ def ood_reference(network: torch.nn.Module, dataset, rows) -> dict:
     ref: dict = {"version": OOD_VERSION, "n_train": int(len(rows)), "records": records}
     if "AGE" in records:
         ref["ages"] = list(records["AGE"])
-    uses_image = bool(getattr(network, "uses_image", True)) and not getattr(dataset, "tabular_only", False)
-    if uses_image and len(dataset):
+    reads_scan = bool(network.reads_scan) and not getattr(dataset, "tabular_only", False)
+    if reads_scan and len(dataset):
         was_training = network.training
         network.eval()
         vectors = []

@@ -32,7 +32,8 @@ from hyperfusion.data.splits import TEST_PARTITION, make_partitions
 from hyperfusion.data.tabular import TabularPreprocessor
 from hyperfusion.data.volume_cache import VolumeCache
 from hyperfusion.errors import DataError
-from hyperfusion.models.network import ImageFeatures, concat_features
+from hyperfusion.models import ModelCard
+from hyperfusion.models.network import FusionNetwork, ImageFeatures, concat_features, subject_output
 from hyperfusion.training import metrics as M
 from hyperfusion.training.module import FusionModule
 
@@ -51,10 +52,15 @@ PAPER_COLUMNS = [
 
 @dataclass
 class Member:
-    """One trained network and its card."""
+    """One trained network and its card (a card dict, e.g. a draft from training, is validated into a
+    :class:`~hyperfusion.models.ModelCard` here)."""
 
-    network: torch.nn.Module
-    card: dict
+    network: FusionNetwork
+    card: ModelCard
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.card, ModelCard):
+            self.card = ModelCard.from_dict(self.card, source="the model card")
 
 
 @dataclass
@@ -70,11 +76,11 @@ class Run:
 
     @property
     def architecture(self) -> str:
-        return self.members[0].card["architecture"]["name"]
+        return self.members[0].card.name
 
     @property
     def task(self) -> str:
-        return self.members[0].card["architecture"]["task"]
+        return self.members[0].card.task
 
 
 def dataset_for(
@@ -82,11 +88,11 @@ def dataset_for(
 ) -> CohortDataset:
     """The evaluation dataset (both views) of ``indices`` as ``member``'s card preprocesses it."""
     card = member.card
-    task = card["architecture"]["task"]
-    state = card.get("tabular", {}).get("preprocessing")
+    task = card.task
+    state = card.preprocessing
     preprocessor = TabularPreprocessor.from_dict(state) if state else None
-    tabular_only = not getattr(member.network, "uses_image", True)
-    geometry = Geometry.from_dict(card["geometry"]) if not tabular_only else None
+    tabular_only = not member.network.reads_scan
+    geometry = Geometry.from_dict(card.geometry) if not tabular_only else None
     return CohortDataset(
         cohort, indices, task=task, preprocessor=preprocessor, geometry=geometry, cache=cache,
         views="all", tabular_only=tabular_only,
@@ -123,9 +129,9 @@ def encode_subjects(
 ) -> Encoded:
     """Image features (both hemispheres) and records of rows ``indices``, through Lightning's predict loop."""
     ds = dataset_for(member, cohort, indices, cache)
-    if not getattr(member.network, "uses_image", True):
+    if not member.network.reads_scan:
         return Encoded((), ds.tabular, 1)
-    module = _EncodeModule(member.network.eval(), member.card["architecture"]["task"], class_weights=None)
+    module = _EncodeModule(member.network.eval(), member.card.task, class_weights=None)
     trainer = L.Trainer(
         accelerator=accelerator, devices=1, logger=False, enable_progress_bar=False,
         enable_model_summary=False, enable_checkpointing=False,
@@ -149,7 +155,7 @@ def decode_subjects(
     ``image_order[i]`` / the record of subject ``record_order[i]`` (default its own).
     """
     network = member.network.eval()
-    task = member.card["architecture"]["task"]
+    task = member.card.task
     n, views = len(encoded.tabular), encoded.n_views
     image_order = np.arange(n) if image_order is None else np.asarray(image_order)
     record_order = np.arange(n) if record_order is None else np.asarray(record_order)
@@ -160,9 +166,8 @@ def decode_subjects(
         rows = torch.from_numpy((image_order[subjects][:, None] * views + np.arange(views)).ravel())
         features = tuple(f[rows].to(device) for f in encoded.features)
         tabular = encoded.tabular[torch.from_numpy(record_order[subjects])].repeat_interleave(views, dim=0)
-        y = network.decode(features, tabular.to(device))
-        y = y.softmax(dim=-1) if task == "ad" else y.reshape(-1)
-        out.append(y.reshape(len(subjects), views, *y.shape[1:]).mean(dim=1).float().cpu())
+        y = subject_output(network.decode(features, tabular.to(device)), views, probabilities=task == "ad")
+        out.append((y if task == "ad" else y.reshape(-1)).float().cpu())
     return torch.cat(out).numpy()
 
 
@@ -182,16 +187,8 @@ def predict_subjects(
     return decode_subjects(member, encoded)
 
 
-def combine_members(task: str, member_predictions: Sequence[np.ndarray]) -> np.ndarray:
-    """An ensemble's prediction: the paper's inverse-entropy weighting (AD), the mean age (brain age)."""
-    stack = np.stack(member_predictions)
-    if task == "ad":
-        return M.inverse_entropy_ensemble(stack) if len(stack) > 1 else stack[0]
-    return stack.mean(axis=0)  # the paper averages the brain-age models' outputs
-
-
 def _split_seed(run: Run) -> int:
-    seeds = {m.card["training"]["split_seed"] for m in run.members}
+    seeds = {m.card.split_seed for m in run.members}
     if len(seeds) != 1:
         raise DataError(f"{run.label}: ensemble members come from different split seeds {sorted(seeds)}")
     return seeds.pop()
@@ -239,10 +236,10 @@ def score_runs(
             for m in run.members
         ]
         run.member_predictions = [decode_subjects(m, e) for m, e in zip(run.members, encoded)]
-        run.predictions = combine_members(run.task, run.member_predictions)
+        run.predictions = M.combine_members(run.task, run.member_predictions)
         run.permuted = {}
         net = run.members[0].network
-        reads = {"scan": getattr(net, "uses_image", True), "record": getattr(net, "uses_tabular", True)}
+        reads = {"scan": net.reads_scan, "record": net.reads_record}
         for modality in MODALITIES if permutations > 0 else ():
             if not reads[modality]:
                 continue  # permuting what the network never reads cannot change its output
@@ -251,7 +248,7 @@ def score_runs(
                 order = permutation(len(rows), seed, modality)
                 key = "image_order" if modality == "scan" else "record_order"
                 members = [decode_subjects(m, e, **{key: order}) for m, e in zip(run.members, encoded)]
-                run.permuted[modality].append(combine_members(run.task, members))
+                run.permuted[modality].append(M.combine_members(run.task, members))
         del encoded
     return rows
 
@@ -279,7 +276,7 @@ def modality_reliance(run: Run, y_or_age: np.ndarray) -> dict:
     A modality the network does not read is reported as not applicable (its permutation is a no-op).
     """
     net = run.members[0].network
-    reads = {"scan": getattr(net, "uses_image", True), "record": getattr(net, "uses_tabular", True)}
+    reads = {"scan": net.reads_scan, "record": net.reads_record}
     out: dict = {}
     for modality in MODALITIES:
         if not reads[modality]:
@@ -314,7 +311,7 @@ def modality_reliance(run: Run, y_or_age: np.ndarray) -> dict:
 def _bias_corrected(run: Run, age: np.ndarray) -> dict | None:
     """Each member corrected with its own validation-fitted age bias, then averaged; None where a member has
     none (or one too flat to invert). The true ages only score the result."""
-    biases = [m.card.get("metrics", {}).get("age_bias") for m in run.members]
+    biases = [m.card.age_bias for m in run.members]
     if not all(biases) or any(abs(b["slope"]) < M.MIN_AGE_BIAS_SLOPE for b in biases):
         return None
     corrected = np.mean(
@@ -670,7 +667,7 @@ def add_faithfulness(
     scores, control, strides = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for i, run in enumerate(runs):
-            if not getattr(run.members[0].network, "uses_image", True):
+            if not run.members[0].network.reads_scan:
                 continue
             trained = evaluate_faithfulness(predictor, run.label, cohort, method, subjects=ad)
             scores[run.label], strides[run.label] = trained["mean"], trained["stride"]

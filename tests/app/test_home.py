@@ -32,7 +32,7 @@ def test_a_folder_of_different_models_is_not_taken_for_an_ensemble(tmp_path):
 
     def card(path, arch, task="brain_age"):
         path.mkdir(parents=True)
-        path.joinpath("card.json").write_text(json.dumps({"architecture": {"name": arch, "task": task}}))
+        path.joinpath("card.json").write_text(json.dumps({"architecture": {"name": arch, "task": task, "config": {}}}))
 
     for arch in ("hyperfusion", "image_only", "concat"):  # as assets/demo/models/brain_age
         card(tmp_path / "brain_age" / arch, arch)
