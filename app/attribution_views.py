@@ -1,27 +1,21 @@
-"""Helpers of the Attribution page: comparison modes, what was edited in a record, maps computed with a progress
-bar, NIfTI files built in memory, per-region tables of two maps.
-
-They sit beside ``dashboard.py`` rather than in it only because that module was being changed at the same
-time; ``subject_map`` and ``record_edits`` belong there (see the docstrings).
-"""
+"""Helpers of the Attribution page: comparison modes, maps computed with a progress bar, downloads, per-region
+tables of two maps."""
 
 from __future__ import annotations
 
 import gzip
 import json
 import re
-from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dashboard as db
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import streamlit as st
+from state import UPLOAD_PREFIX, session
 
-from hyperfusion.data.cohort import parse_record
-from hyperfusion.data.schema import FEATURES
+from hyperfusion.data.geometry import new_image_like
 
 #: Comparison modes: the value kept in ``st.session_state["attr_mode"]`` (stable, for shared links) -> label.
 MODES: dict[str, str] = {
@@ -30,7 +24,7 @@ MODES: dict[str, str] = {
     "records": "recorded vs edited record",
 }
 
-#: Signed maps and differences default to "cold_hot" (viewer.colormap): blue to cyan below zero, red to yellow
+#: Signed maps and differences default to "cold_hot" (hyperfusion.explain.views.colormap): blue to cyan below zero, red to yellow
 #: above, as FSLeyes pairs them for statistics, so the voxels shown just above the threshold stay visible where a
 #: white-centred map (coolwarm) fades them into the grey scan.
 SIGNED_CMAPS = ("cold_hot", "coolwarm", "RdBu_r", "bwr")
@@ -63,30 +57,6 @@ def reads_record(entry) -> bool:
     return bool(entry.members[0].network.reads_record)
 
 
-def record_edits(recorded: Mapping, edited: Mapping) -> list[tuple[str, object, object]]:
-    """(attribute, recorded, edited) for each value the Subject page changed, compared as the models read them
-    (parsed), so 70 and 70.0, or a censored "<200" kept as recorded, are no edit."""
-    a = parse_record(recorded, source="the recorded values")
-    b = parse_record(edited, source="the edited record")
-    edits = []
-    for f in FEATURES:
-        names = (f.name, f"{f.name}_censored") if f.censorable else (f.name,)
-        if any(not _same(a[n], b[n]) for n in names):
-            edits.append((f.name, recorded.get(f.name), edited.get(f.name)))
-    return edits
-
-
-def _same(u: float, v: float) -> bool:
-    return (np.isnan(u) and np.isnan(v)) or u == v
-
-
-def describe_edits(edits: list[tuple[str, object, object]]) -> str:
-    def show(v: object) -> str:
-        return "missing" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
-
-    return ", ".join(f"{name} {show(before)} → {show(after)}" for name, before, after in edits)
-
-
 def subject_map(
     models: tuple[tuple[str, str], ...],
     name: str,
@@ -112,7 +82,7 @@ def subject_map(
     for their upload path (which is not st.cache_data, so it can simply pass it on).
     """
     record_json = json.dumps(record, sort_keys=True, default=str)
-    done = st.session_state.setdefault("_attr_progressed", OrderedDict())
+    done = session.attribution_progressed
     marker = (models, name, subject.id, subject.scan if not subject.uploaded else None, record_json, method,
               target, baseline)  # fmt: skip
     if status is not None and not subject.uploaded and marker not in done:
@@ -146,29 +116,14 @@ def file_stem(*parts: str) -> str:
     "uploaded: " prefix and .nii(.gz) suffix."""
     cleaned = []
     for part in parts:
-        text = re.sub(r"\.nii(\.gz)?$", "", part.removeprefix(db.UPLOAD_PREFIX))
+        text = re.sub(r"\.nii(\.gz)?$", "", part.removeprefix(UPLOAD_PREFIX))
         cleaned.append(re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-._") or "x")
     return "_".join(cleaned)
 
 
 def nifti_gz(data: np.ndarray, affine: np.ndarray, header, description: str = "") -> bytes:
-    """The map as a gzipped NIfTI-1 (.nii.gz) on the scan's own grid, built in memory (nothing is written).
-
-    The scan's affine and its sform / qform codes are kept, so FSLeyes or ITK-SNAP lay the file exactly over
-    the scan (as ``ImageAttribution.to_subject`` does; "aligned" when the scan says nothing).
-    """
-    img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine)
-    hdr = img.header
-    codes = {"sform_code": 2, "qform_code": 2}
-    if isinstance(header, nib.Nifti1Header):
-        codes = {k: int(header[k]) or v for k, v in codes.items()}
-    hdr.set_sform(affine, code=codes["sform_code"])
-    hdr.set_qform(affine, code=codes["qform_code"])
-    if not np.allclose(hdr.get_qform(), affine, atol=1e-4):  # shear the qform cannot hold: sform only
-        hdr.set_qform(affine, code=0)
-    hdr.set_xyzt_units("mm")
-    hdr["descrip"] = description[:79]
-    return gzip.compress(img.to_bytes(), compresslevel=6, mtime=0)
+    """The map as a gzipped NIfTI-1 on the scan's own grid and affine, built in memory (nothing is written)."""
+    return gzip.compress(new_image_like(data, affine, header, description).to_bytes(), compresslevel=6, mtime=0)
 
 
 # --- tables --------------------------------------------------------------------------------------------------

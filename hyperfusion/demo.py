@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hyperfusion.data.synthetic.shipped import STARTER_DIR, cache_name, scans_for
 from hyperfusion.files import atomic_write, cache_root
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -91,54 +92,6 @@ def _synth_config(spec: dict):
     return SynthConfig(**spec)
 
 
-def cache_name(config) -> str:
-    """The cache folder of a synthetic cohort's scans."""
-    return f"{config.task}_seed{config.seed}_l{config.interaction_strength:g}"
-
-
-def scans_for(cohort_dir: str | Path, workers: int = 1, progress: bool = False) -> Path:
-    """A cohort directory whose table finds its scans: ``cohort_dir`` itself, or, for a shipped synthetic table
-    (``cohort.json`` with the generator's configuration and no ``images/``), the generated copy in the cache
-    (made on first use; the generator is deterministic, so it is the cohort the table came from)."""
-    from hyperfusion.data.synthetic import ensure_cohort, read_config
-
-    path = Path(cohort_dir)
-    if not path.is_dir() or (path / "images").is_dir():
-        return path
-    config = read_config(path)
-    if config is None:
-        return path
-    return ensure_cohort(
-        work_dir() / "cohorts" / cache_name(config), config, workers=workers, progress=progress
-    )
-
-
-STARTER_DIR = "starter_scans"
-
-
-def subject_scan(cohort_dir: str | Path, ptid: str) -> Path | None:
-    """One subject's scan of a shipped synthetic table without generating the whole cohort: the generated
-    cohort's file if it is there, else the copy shipped in ``<table>/starter_scans`` (the first subjects, so
-    the dashboard shows a scan the moment it starts), else that subject alone, generated into the cache
-    (byte-identical to the full cohort's file; the first one on a machine also builds the atrophy fields,
-    about a minute). None when the directory is not a synthetic table."""
-    from hyperfusion.data.synthetic import read_config, write_subject_scan
-
-    path = Path(cohort_dir)
-    config = read_config(path)
-    if config is None:
-        return None
-    for candidate in (
-        work_dir() / "cohorts" / cache_name(config) / "images" / f"{ptid}.nii.gz",
-        path / STARTER_DIR / f"{ptid}.nii.gz",
-        work_dir() / "subjects" / cache_name(config) / f"{ptid}.nii.gz",
-    ):
-        if candidate.is_file():
-            return candidate
-    candidate.parent.mkdir(parents=True, exist_ok=True)
-    return write_subject_scan(config, ptid, candidate)
-
-
 def ensure_demo_cohort(
     task: str = "ad", assets: Path = ASSETS, workers: int = 1, progress: bool = False
 ) -> Path:
@@ -152,6 +105,23 @@ def ensure_demo_cohort(
     return ensure_cohort(
         work_dir() / "cohorts" / cache_name(config), config, workers=workers, progress=progress
     )
+
+
+def missing_models(found: dict[Path, int], assets: Path = ASSETS) -> list[str]:
+    """The demo models (:data:`DEMO`) not under ``assets/models`` yet, or there with fewer folds than planned;
+    ``found``: model directory -> its members, of the models found there."""
+    have = {Path(p).resolve(): n for p, n in found.items()}
+    root = assets / "models"
+    expected = [(root / "ad" / m, 4) for m in DEMO["four_fold_models"]]
+    expected += [(root / "ad" / m, 1) for m in DEMO["one_fold_models"]]
+    expected += [(root / "brain_age" / m, 1) for m in DEMO["brain_age_models"]]
+    missing = []
+    for path, folds in expected:
+        n = have.get(path.resolve(), 0)
+        if n < folds:
+            label = str(path.relative_to(root))
+            missing.append(label if n == 0 else f"{label} ({n} of {folds} folds so far)")
+    return missing
 
 
 @dataclass
@@ -355,13 +325,11 @@ def evaluate_commands(assets: Path = ASSETS) -> dict[str, list[str]]:
 
 
 def _run_evaluate(argv: list[str], out: Path) -> dict:
-    from hyperfusion.cli import main
+    from hyperfusion.evaluation import evaluate_argv
 
     out.mkdir(parents=True, exist_ok=True)
     with contextlib.chdir(REPO_ROOT):
-        code = main(["evaluate", *argv, "--out", str(out.resolve())])
-    if code:
-        raise RuntimeError(f"hyperfusion evaluate {' '.join(argv)} failed ({code})")
+        evaluate_argv([*argv, "--out", str(out.resolve())])
     return json.loads((out / "results.json").read_text())
 
 
@@ -601,7 +569,7 @@ def _missing_ood(assets: Path) -> list[Path]:
 
 
 def add_ood_references(assets: Path = ASSETS) -> list[Path]:
-    """Add the out-of-distribution reference (:func:`hyperfusion.inference.ood.ood_reference`) to every demo
+    """Add the out-of-distribution reference (:func:`hyperfusion.training.ood.ood_reference`) to every demo
     model card that lacks it (models trained before the reference existed), from the model's own training rows
     (the card's split membership); the weights are untouched. Returns the model directories updated."""
     from hyperfusion.data import load_cohort
@@ -609,7 +577,7 @@ def add_ood_references(assets: Path = ASSETS) -> list[Path]:
     from hyperfusion.data.geometry import Geometry
     from hyperfusion.data.tabular import TabularPreprocessor
     from hyperfusion.inference.model_files import load_model, write_card
-    from hyperfusion.inference.ood import ood_reference
+    from hyperfusion.training.ood import ood_reference
 
     updated = []
     for model_dir in _missing_ood(assets):

@@ -17,6 +17,7 @@ _EXPORTS = {
     "brain_box": "geometry",
     "merge_views": "geometry",
     "model_input": "geometry",
+    "new_image_like": "geometry",
     "resample_box": "geometry",
     "split_views": "geometry",
     "to_subject_space": "geometry",

@@ -28,7 +28,6 @@ from hyperfusion.data.cohort import Cohort
 from hyperfusion.data.datasets import CohortDataset
 from hyperfusion.data.geometry import Geometry
 from hyperfusion.data.schema import CLASS_NAMES
-from hyperfusion.data.splits import TEST_PARTITION, make_partitions
 from hyperfusion.data.tabular import TabularPreprocessor
 from hyperfusion.data.volume_cache import VolumeCache
 from hyperfusion.errors import DataError
@@ -36,6 +35,7 @@ from hyperfusion.models import ModelCard
 from hyperfusion.models.network import FusionNetwork, ImageFeatures, concat_features, subject_output
 from hyperfusion.training import metrics as M
 from hyperfusion.training.module import FusionModule
+from hyperfusion.training.protocol import check_label_column, select_subjects
 
 CI_METRICS_AD = ("balanced_accuracy", "precision", "f1", "auc")
 #: What the modality-reliance measure permutes among the test subjects
@@ -187,26 +187,6 @@ def predict_subjects(
     return decode_subjects(member, encoded)
 
 
-def _split_seed(run: Run) -> int:
-    seeds = {m.card.split_seed for m in run.members}
-    if len(seeds) != 1:
-        raise DataError(f"{run.label}: ensemble members come from different split seeds {sorted(seeds)}")
-    return seeds.pop()
-
-
-def held_out_rows(cohort: Cohort, runs: Sequence[Run]) -> tuple[np.ndarray, int]:
-    """The test partition shared by every run (refuses runs trained on different splits)."""
-    seeds = {_split_seed(r) for r in runs}
-    if len(seeds) != 1:
-        raise DataError(
-            f"the models come from different split seeds {sorted(seeds)}; compare them on one split"
-        )
-    seed = seeds.pop()
-    task = runs[0].task
-    partition = make_partitions(cohort.table, seed, label_column="DX" if task == "ad" else None)
-    return np.flatnonzero(partition == TEST_PARTITION), seed
-
-
 def permutation(n: int, seed: int, modality: str) -> np.ndarray:
     """The seeded permutation of ``n`` test subjects used for ``modality`` ("scan" or "record")."""
     return np.random.default_rng([seed, MODALITIES.index(modality)]).permutation(n)
@@ -227,8 +207,6 @@ def score_runs(
     subjects (``run.permuted``; the same permutations for every member, combined as the ensemble is); returns
     the rows. One run's image features are held at a time."""
     if rows is None:
-        from hyperfusion.training.protocol import select_subjects
-
         rows = select_subjects(cohort, runs).rows
     for run in runs:
         encoded = [
@@ -519,7 +497,6 @@ def write_report(cohort: Cohort, runs: Sequence[Run], out_dir: str | Path, *, n_
     ``data.path`` is its absolute form (a shipped table whose scans were regenerated elsewhere keeps its name).
     """
     from hyperfusion.data.cohort import cohort_identity
-    from hyperfusion.training.protocol import check_label_column, select_subjects
 
     task = runs[0].task
     if any(r.task != task for r in runs):
@@ -622,105 +599,3 @@ def _figures(cohort: Cohort, runs: Sequence[Run], test: np.ndarray, result: dict
         fig.tight_layout()
         fig.savefig(out_dir / "predicted_vs_age.png", dpi=110)
         plt.close(fig)
-
-
-#: The faithfulness columns of results.md: (key of the scores, header); the first three also for the control
-FAITHFULNESS_COLUMNS = [
-    ("top_decile_enrichment", "top-decile enrichment"),
-    ("top_decile_outside_brain", "top decile outside brain"),
-    ("lattice", "lattice"),
-    ("enrichment", "mass enrichment"),
-    ("auroc", "AUROC"),
-    ("pointing_game", "pointing game"),
-    ("deletion_area_attribution", "deletion area"),
-    ("deletion_area_random", "random deletion area"),
-]
-CONTROLLED = ("top_decile_enrichment", "top_decile_outside_brain", "lattice")
-
-
-def add_faithfulness(
-    cohort: Cohort,
-    paths: dict[str, str | Path],
-    runs: Sequence[Run],
-    result: dict,
-    method: str,
-    n_subjects: int,
-    out: str | Path,
-    control_seed: int = 0,
-) -> dict:
-    """Score ``method``'s maps of every image run against the planted tissue loss, and those of an untrained
-    network of the same configuration (the control: what the architecture draws before any learning), on the
-    first ``n_subjects`` AD subjects of the report; add them to results.json and results.md.
-
-    ``paths``: run label -> its model or ensemble directory. A synthetic cohort with ``truth/`` is needed.
-    """
-    import tempfile
-
-    from hyperfusion.explain.faithfulness import TRUTH_THRESHOLD, evaluate_faithfulness, untrained_control
-    from hyperfusion.inference.model_files import save_model
-    from hyperfusion.inference.predictor import Predictor
-
-    out = Path(out)
-    dx = cohort.table.set_index("PTID").loc[result["test_ptids"], "DX"]
-    ad = [p for p, d in zip(result["test_ptids"], dx) if d == "AD"][:n_subjects]
-    predictor = Predictor({run.label: paths[run.label] for run in runs})
-    scores, control, strides = {}, {}, {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, run in enumerate(runs):
-            if not run.members[0].network.reads_scan:
-                continue
-            trained = evaluate_faithfulness(predictor, run.label, cohort, method, subjects=ad)
-            scores[run.label], strides[run.label] = trained["mean"], trained["stride"]
-            card = run.members[0].card
-            name = f"untrained control {i}"
-            predictor.add(save_model(untrained_control(card, control_seed), card, Path(tmp) / str(i)), name)
-            untrained = evaluate_faithfulness(
-                predictor, name, cohort, method, subjects=ad, deletion_steps=0, stride=trained["stride"]
-            )
-            control[run.label] = {k: untrained["mean"][k] for k in CONTROLLED}
-    result["faithfulness"] = {
-        "method": method,
-        "subjects": ad,
-        "mask": f"planted tissue loss, truth < -{TRUTH_THRESHOLD}",
-        "brain": "the MNI152 2009a template's brain on the model grid",
-        "top_fraction": 0.1,
-        "stride": strides,
-        "control_seed": control_seed,
-        "mean": scores,
-        "untrained": control,
-    }
-    (out / "results.json").write_text(json.dumps(result, indent=1, default=float))
-    with (out / "results.md").open("a") as f:
-        f.write(faithfulness_markdown(result["faithfulness"]))
-    return result["faithfulness"]
-
-
-def faithfulness_markdown(entry: dict) -> str:
-    """The faithfulness table of results.md (trained value, and the untrained control's in parentheses)."""
-    head = [h for _, h in FAITHFULNESS_COLUMNS]
-    lines = ["| model | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
-    for label, values in entry["mean"].items():
-        cells = []
-        for key, _ in FAITHFULNESS_COLUMNS:
-            v = values.get(key)
-            cell = "–" if v is None else f"{v:.3f}"
-            if key in CONTROLLED and label in entry.get("untrained", {}):
-                cell += f" ({entry['untrained'][label][key]:.3f})"
-            cells.append(cell)
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(
-        [
-            "",
-            f"### Attribution faithfulness ({entry['method']}, {len(entry['subjects'])} AD subjects, against the "
-            "planted truth)",
-            "",
-            *lines,
-            "",
-            f"Mask: the {entry['mask']}. Top decile: the 10 % most attributed voxels of the model grid; enrichment: "
-            "their share inside the mask ÷ the mask's share of the brain (1 = no better than an even spread). "
-            "Lattice: the hottest voxel phases modulo the network's stride ÷ an even share (1 = no lattice). In "
-            "parentheses: an untrained network of the same configuration (seed "
-            f"{entry.get('control_seed', 0)}): what the architecture draws before any learning.",
-            "",
-        ]
-    )

@@ -358,8 +358,8 @@ def train_fold(
         # the usual linear age-bias correction, fitted on this fold's validation subjects
         slope, intercept = fit_age_bias(cohort.table["AGE"].to_numpy(float)[val_idx], predicted)
         card["metrics"]["age_bias"] = {"slope": slope, "intercept": intercept, "fitted_on": "validation"}
-    # --- out-of-distribution reference (issue 14; hyperfusion/inference/ood.py) --------------------------------
-    from hyperfusion.inference.ood import ood_reference
+    # --- out-of-distribution reference (issue 14; hyperfusion/training/ood.py) --------------------------------
+    from hyperfusion.training.ood import ood_reference
 
     card["ood"] = ood_reference(network, train_ds, cohort.table.iloc[train_idx])
     # --- end of the out-of-distribution block ---------------------------------------------------------------

@@ -113,6 +113,26 @@ def _recomputed_membership(cohort: Cohort, card: ModelCard, name: str) -> dict[s
     return {"train": set(ptids[train]), "validation": set(ptids[val]), "test": set(ptids[test])}
 
 
+def _split_seed(run: Run) -> int:
+    seeds = {m.card.split_seed for m in run.members}
+    if len(seeds) != 1:
+        raise DataError(f"{run.label}: ensemble members come from different split seeds {sorted(seeds)}")
+    return seeds.pop()
+
+
+def held_out_rows(cohort: Cohort, runs: Sequence[Run]) -> tuple[np.ndarray, int]:
+    """The test partition shared by every run (refuses runs trained on different splits)."""
+    seeds = {_split_seed(r) for r in runs}
+    if len(seeds) != 1:
+        raise DataError(
+            f"the models come from different split seeds {sorted(seeds)}; compare them on one split"
+        )
+    seed = seeds.pop()
+    task = runs[0].task
+    partition = make_partitions(cohort.table, seed, label_column="DX" if task == "ad" else None)
+    return np.flatnonzero(partition == TEST_PARTITION), seed
+
+
 def check_label_column(cohort: Cohort, runs: Sequence[Run]) -> None:
     """Refuse labels read from another diagnosis column than the one a model was trained on."""
     for name, member in _members(runs):
@@ -189,8 +209,6 @@ def select_subjects(cohort: Cohort, runs: Sequence[Run], subjects: str = "test")
             rows, "stored", split_seed=seeds.pop() if len(seeds) == 1 else None, notes=notes
         )
     else:
-        from hyperfusion.training.evaluate import held_out_rows
-
         for name, member in members:
             trained_on, _ = _training_identity(member.card)
             if trained_on is not None and trained_on != here:
@@ -246,6 +264,7 @@ def check_no_leak(
 
 
 __all__ = [
+    "held_out_rows",
     "SUBJECT_MODES",
     "Selection",
     "TEST_PARTITION",

@@ -6,7 +6,8 @@ import pytest
 from hyperfusion.cli import main
 from hyperfusion.data import load_cohort
 from hyperfusion.training import metrics as M
-from hyperfusion.training.evaluate import Member, Run, held_out_rows, summarise
+from hyperfusion.training.evaluate import Member, Run, summarise
+from hyperfusion.training.protocol import held_out_rows
 from tests.conftest import random_cohort_table
 
 ARCH = {"name": "hyperfusion", "task": "ad", "config": {}}
@@ -57,7 +58,7 @@ def test_evaluate_writes_reproducible_report(table_cohort, tmp_path, capsys):
 
 
 def test_ensemble_combines_members(table_cohort):
-    from hyperfusion.cli import _load_run
+    from hyperfusion.evaluation import load_run as _load_run
     from hyperfusion.training.evaluate import score_runs
 
     path, models = table_cohort

@@ -35,7 +35,7 @@ def test_hyperfusion_fold_card_and_protocol(cohort, tmp_path):
     # the preprocessing was fitted on the fold's training rows only and travels in the card
     pre = TabularPreprocessor.from_dict(card["tabular"]["preprocessing"])
     assert pre.n_fit_rows_ == training["train_subjects"]
-    # the out-of-distribution reference (hyperfusion/inference/ood.py) comes from the same training rows
+    # the out-of-distribution reference (hyperfusion/training/ood.py) comes from the same training rows
     assert card["ood"]["n_train"] == card["ood"]["image"]["n_scans"] == training["train_subjects"]
     from hyperfusion.data.splits import fold_indices, make_partitions
 

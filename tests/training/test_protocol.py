@@ -9,10 +9,11 @@ import shutil
 import numpy as np
 import pytest
 
-from hyperfusion.cli import _load_run, main
+from hyperfusion.cli import main
 from hyperfusion.data import load_cohort
 from hyperfusion.data.cohort import cohort_identity
 from hyperfusion.errors import DataError
+from hyperfusion.evaluation import load_run as _load_run
 from hyperfusion.training.evaluate import Member, Run
 from hyperfusion.training.protocol import membership_sha256, select_subjects
 from tests.conftest import random_cohort_table
@@ -75,7 +76,7 @@ def test_evaluate_scores_the_stored_test_subjects_even_when_the_table_changed(tr
     assert set(result["test_ptids"]) == set(card["split"]["test"]) & kept
     assert result["subjects"]["mode"] == "stored"
     # the recomputed partition of the changed table is another set of subjects: the old way would have leaked
-    from hyperfusion.training.evaluate import held_out_rows
+    from hyperfusion.training.protocol import held_out_rows
 
     recomputed, _ = held_out_rows(load_cohort(changed), [_load_run(str(models / "ens"))])
     ptids = load_cohort(changed).table["PTID"].to_numpy()

@@ -338,8 +338,8 @@ def _peak_rss_mb() -> float:
 # --- quality ----------------------------------------------------------------------------------------------
 def quality(scan_path: Path, mask: np.ndarray) -> dict:
     """The quality measures of a registered, skull-stripped scan on the 1 mm template grid (see the README)."""
+    from hyperfusion.data.entry import check_scan
     from hyperfusion.data.geometry import ad_box, box_affine
-    from hyperfusion.inference.entry import check_scan
 
     scan = np.asarray(nib.load(scan_path).dataobj, dtype=np.float32)
     tmask = np.asarray(template_mask(1).dataobj) > 0

@@ -4,14 +4,14 @@ models side by side, or one model under the recorded and the edited record, with
 import attribution_views as av
 import dashboard as db
 import numpy as np
-import share
 import streamlit as st
-import viewer
+from state import session
 
+from hyperfusion.data.cohort import describe_changes, record_changes
 from hyperfusion.data.schema import CLASS_NAMES
 from hyperfusion.errors import HyperFusionError
+from hyperfusion.explain import views as viewer
 
-db.page_setup("Attribution")
 st.title("Attribution")
 
 cohort = db.require_cohort()
@@ -28,7 +28,7 @@ if scan is None:
     st.stop()
 
 # The record as edited on the subject page (the recorded values otherwise)
-record = db.current_record(ptid, subject.recorded)
+record = session.record_of(ptid, subject.recorded)
 methods = {m["name"]: m for m in db.attribution_methods()}
 labels = {name: m["label"] for name, m in methods.items()}
 
@@ -111,7 +111,7 @@ recorded_summary: dict | None = None
 if model is not None:
     title = f"{model} · {labels[method]}"
     try:
-        edits = av.record_edits(subject.recorded, record) if mode == "records" else []
+        edits = record_changes(subject.recorded, record) if mode == "records" else []
         if model_b is not None:
             for name in (model, model_b):
                 data, summary = compute(name, record)
@@ -136,7 +136,7 @@ if model is not None:
             elif mode == "records":
                 notices.info(
                     f"{model} does not read the record, so its map is the same under the recorded and the edited "
-                    f"values ({av.describe_edits(edits)}): the difference is zero everywhere. Its map is shown."
+                    f"values ({describe_changes(edits)}): the difference is zero everywhere. Its map is shown."
                 )
     except HyperFusionError as exc:
         notices.error(str(exc))
@@ -207,7 +207,7 @@ png = viewer.render_rows(volume, layers, cursor, radiological=radiological, opac
 
 with view:
     picture.image(png, width="stretch")
-    share.report_part("attribution_png", png)
+    session.report_part("attribution_png", png)
     mm = volume.mm_of(cursor)
     at_cursor = "".join(
         f" · {'difference' if m.difference else m.model} {d[cursor]:.3g}" for m, d in zip(maps, drawn)
@@ -236,7 +236,7 @@ with view:
         edited_largest = float(np.abs(maps[0].data).max()) or 1.0
         before, after = recorded_summary["attribution"]["output"], maps[0].summary["attribution"]["output"]
         st.caption(
-            f"Edited on the Subject page: {av.describe_edits(edits)}. Same model, method and class ({cls}) under "
+            f"Edited on the Subject page: {describe_changes(edits)}. Same model, method and class ({cls}) under "
             f"both records; {explained(model, maps[0].summary)} is {before:.3g} recorded, {after:.3g} edited. The "
             "difference (edited − recorded) is signed: red–yellow where the edited record raises the attribution, "
             "blue–cyan where it lowers it. It has its own colour scale: its largest |value| is "
@@ -298,4 +298,3 @@ with view:
                 st.markdown(f"**{m.title}**")
             st.dataframe(t, hide_index=True)
 
-db.page_footer()

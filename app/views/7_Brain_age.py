@@ -4,24 +4,21 @@ The page works on a brain-age cohort even while the dashboard's main cohort is t
 when it was made for brain age, else the brain-age demo cohort; the models are those of task brain_age.
 """
 
-import math
-
 import dashboard as db
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import reports as rp
 import streamlit as st
 from messages import plain
-from plotly.subplots import make_subplots
+from state import session
 
+from hyperfusion.data.cohort import cohort_record
 from hyperfusion.errors import HyperFusionError
-from hyperfusion.training import metrics as M
+from hyperfusion.training import figures as F
+from hyperfusion.training import reports as R
 
-SEX_COLOURS = {"Female": "#d6604d", "Male": "#4393c3", "unknown": "#999999"}
 OTHER_SEX = {"Female": "Male", "Male": "Female"}
 
-db.page_setup("Brain age")
 st.title("Brain age")
 st.markdown(
     "The **brain age** is the age a model reads from the T1 scan; the **gap** (predicted − chronological age) is "
@@ -32,7 +29,7 @@ st.markdown(
 s = db.settings()
 cohort, cohort_source = rp.brain_age_cohort(s)
 models = rp.task_models(s["models"], "brain_age")
-found, _ = rp.find_reports(s["assets"], task="brain_age")
+found, _ = rp.reports_of(s["assets"], task="brain_age")
 BUILD_HINT = (
     "Build the demo's brain-age cohort, models and report with `hyperfusion demo build`, or train your own with "
     "`hyperfusion train --task brain_age --model hyperfusion --data COHORT --out MODEL_DIR` and add MODEL_DIR in "
@@ -51,66 +48,6 @@ if not models:
     st.info(
         "No brain-age model among the model directories: only the evaluation report is shown. " + BUILD_HINT
     )
-
-
-# --- predicted against chronological age ---------------------------------------------------------------------
-def _bias_corrected_from_cards(frame: pd.DataFrame, predictor) -> dict[str, dict | None]:
-    """Bias-corrected metrics with the linear age-bias correction each model's card carries (fitted on its
-    validation subjects), as hyperfusion evaluate does."""
-    out: dict[str, dict | None] = {}
-    for model, g in frame.groupby("model", sort=False):
-        bias = predictor.models[model].members[0].card.age_bias
-        if bias and abs(bias["slope"]) >= M.MIN_AGE_BIAS_SLOPE:
-            # the correction reads only the prediction, never the subject's true age
-            corrected = M.correct_age_bias(g["predicted"].to_numpy(), bias["slope"], bias["intercept"])
-            out[model] = M.regression_metrics(g["AGE"].to_numpy(), corrected)
-    return out
-
-
-def scatter_figure(frame: pd.DataFrame) -> go.Figure:
-    """One panel per model: predicted against chronological age, coloured by sex, with the identity line."""
-    names = list(dict.fromkeys(frame["model"]))
-    per_row = min(len(names), 3)
-    rows = math.ceil(len(names) / per_row)
-    titles = []
-    for name in names:
-        g = frame[frame["model"] == name]
-        m = M.regression_metrics(g["AGE"].to_numpy(), g["predicted"].to_numpy())
-        titles.append(f"{name} · MAE {m['mae']:.1f} y · r {m['r']:.2f}")
-    fig = make_subplots(rows=rows, cols=per_row, subplot_titles=titles, shared_yaxes=True, shared_xaxes=True,
-                        horizontal_spacing=0.04, vertical_spacing=0.12)  # fmt: skip
-    values = np.concatenate([frame["AGE"].to_numpy(), frame["predicted"].to_numpy()])
-    lo, hi = float(np.nanmin(values)) - 2, float(np.nanmax(values)) + 2
-    for i, name in enumerate(names):
-        r, c = i // per_row + 1, i % per_row + 1
-        g = frame[frame["model"] == name]
-        for sex, part in g.groupby("sex", sort=True):
-            fig.add_scatter(
-                x=part["AGE"], y=part["predicted"], mode="markers", name=sex, legendgroup=sex, showlegend=i == 0,
-                marker={"color": SEX_COLOURS.get(sex), "size": 7, "opacity": 0.8}, customdata=part[["PTID", "gap"]],
-                hovertemplate="%{customdata[0]}: age %{x:.1f}, predicted %{y:.1f} (gap %{customdata[1]:+.1f})"
-                "<extra>" + name + "</extra>", row=r, col=c,
-            )  # fmt: skip
-        fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="predicted = chronological", legendgroup="id",
-                        showlegend=i == 0, line={"dash": "dot", "color": "grey"}, hoverinfo="skip", row=r, col=c)  # fmt: skip
-        fig.update_xaxes(title_text="chronological age (years)", range=[lo, hi], row=r, col=c)
-    fig.update_yaxes(title_text="predicted age (years)", range=[lo, hi], col=1)
-    fig.update_layout(height=380 * rows, margin={"l": 10, "r": 10, "t": 50, "b": 10},
-                      legend={"orientation": "h", "y": -0.18})  # fmt: skip
-    return fig
-
-
-def gap_figure(frame: pd.DataFrame) -> go.Figure:
-    fig = go.Figure()
-    for sex, part in frame.groupby("sex", sort=True):
-        fig.add_box(x=part["model"], y=part["gap"], name=sex, marker_color=SEX_COLOURS.get(sex), boxmean=True,
-                    boxpoints="all", jitter=0.4, pointpos=0, customdata=part["PTID"],
-                    hovertemplate="%{customdata}: gap %{y:+.1f} years<extra>" + sex + "</extra>")  # fmt: skip
-    fig.add_hline(y=0, line_dash="dot", line_color="grey")
-    fig.update_layout(boxmode="group", height=380, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                      yaxis={"title": "brain-age gap: predicted − chronological (years)"},
-                      legend={"orientation": "h", "y": 1.1})  # fmt: skip
-    return fig
 
 
 st.subheader("Predicted versus chronological age")
@@ -134,7 +71,7 @@ if source.startswith("evaluation report"):
     else:
         if note:
             st.caption(note)
-        frame = rp.age_frame(rp.subject_frame(report, report_cohort), predictions)
+        frame = R.age_frame(R.subject_frame(report, report_cohort), predictions)
         corrected = {label: entry.get("bias_corrected") for label, entry in report.runs.items()}
         st.caption(f"The report's test partition: {len(report.test_ptids)} subjects no model was trained or "
                    "validated on.")  # fmt: skip
@@ -153,7 +90,7 @@ else:
             if scan is None:
                 skipped.append(row["PTID"])
             else:
-                preds = predictor.predict(scan, db.recorded_values(row), models=[m.name for m in models])
+                preds = predictor.predict(scan, cohort_record(row), models=[m.name for m in models])
                 rows.append({"PTID": row["PTID"], **{k: float(p.value[0]) for k, p in preds.items()}})
             bar.progress((i + 1) / len(subjects), text=f"predicted {i + 1} of {len(subjects)}")
         store[key] = {"rows": rows, "skipped": skipped}
@@ -165,22 +102,22 @@ else:
         if len(done):
             table = cohort.table.set_index("PTID").loc[done["PTID"]]
             subjects = pd.DataFrame({"PTID": done["PTID"], "AGE": table["AGE"].to_numpy(float),
-                                     "sex": rp.sex_names(table["PTGENDER"]).to_numpy()})  # fmt: skip
-            frame = rp.age_frame(subjects, {m.name: done[m.name].to_numpy() for m in models})
-            corrected = _bias_corrected_from_cards(frame, db.predictor_for(key[1]))
+                                     "sex": R.sex_names(table["PTGENDER"]).to_numpy()})  # fmt: skip
+            frame = R.age_frame(subjects, {m.name: done[m.name].to_numpy() for m in models})
+            corrected = R.bias_corrected_from_cards(frame, {m.name: m.cards[0].age_bias for m in models})
             st.caption(f"The cohort's first {len(done)} subjects. Some of them may have been in the models' "
                        "training data, so these errors can be optimistic; `hyperfusion evaluate` scores the "
                        "held-out test partition.")  # fmt: skip
 
 if frame is not None and len(frame):
-    st.plotly_chart(scatter_figure(frame), width="stretch", key="brain_age_scatter")
-    metrics = rp.age_metrics(frame, corrected)
+    st.plotly_chart(F.scatter_figure(frame), width="stretch", key="brain_age_scatter")
+    metrics = R.age_metrics(frame, corrected)
     st.dataframe(metrics, hide_index=True, key="brain_age_metrics")
     st.caption("Points on the dotted line: predicted = chronological age. MAE: mean absolute error; r: Pearson "
                "correlation; mean gap: the average over-estimate. Bias-corrected: after the linear correction of "
                "the models' pull towards the mean age, fitted on their validation subjects (Smith et al. 2019).")  # fmt: skip
     st.subheader("Brain-age gap by sex")
-    st.plotly_chart(gap_figure(frame), width="stretch", key="brain_age_gap")
+    st.plotly_chart(F.gap_figure(frame), width="stretch", key="brain_age_gap")
     st.caption("Boxes: median and quartiles, dashed: mean; each point is one subject. A model fair to both sexes "
                "has both boxes centred at the same height.")  # fmt: skip
 
@@ -192,18 +129,18 @@ if cohort is None or not models:
 uploaded = db.uploaded_subject()  # this session's upload, if any, is offered first
 ptids = ([uploaded.id] if uploaded else []) + cohort.table["PTID"].tolist()
 if st.session_state.get("brain_age_subject") not in ptids:
-    shared = st.session_state.get("subject")  # the dashboard's subject, when it is in this cohort
+    shared = session.subject  # the dashboard's subject, when it is in this cohort
     st.session_state["brain_age_subject"] = shared if shared in ptids else ptids[0]
 ptid = st.selectbox("Subject", ptids, key="brain_age_subject")
 if uploaded is not None and ptid == uploaded.id:
     subject = uploaded
 else:
-    subject = db.cohort_subject(cohort, ptid, with_scan=False)
+    subject = db.subject_of(cohort, ptid, with_scan=False)
 recorded = subject.recorded
 sex = recorded.get("PTGENDER")
 first = sex if sex in OTHER_SEX else "Female"
 second = OTHER_SEX[first]
-age = db.as_float(recorded.get("AGE"))
+age = float(recorded["AGE"]) if recorded.get("AGE") is not None else float("nan")
 if not np.isfinite(age):
     st.info(f"{ptid} has no age in its record: the brain-age gap needs the chronological age.")
     st.stop()
@@ -233,22 +170,8 @@ table = pd.DataFrame(
         for name, p in preds.items()
     ]
 )
-fig = go.Figure()
-names = list(preds)
-for name in names:
-    fig.add_scatter(x=[preds[name].value[0], preds[name].value[1]], y=[name, name], mode="lines",
-                    line={"color": "lightgrey", "width": 6}, showlegend=False, hoverinfo="skip")  # fmt: skip
-for i, which in enumerate((first, second)):
-    fig.add_scatter(x=[float(preds[n].value[i]) for n in names], y=names, mode="markers", name=f"as {which}",
-                    marker={"color": SEX_COLOURS[which], "size": 14, "symbol": "circle" if i == 0 else "diamond"},
-                    hovertemplate="%{y}: %{x:.1f} years<extra>as " + which + "</extra>")  # fmt: skip
-fig.add_vline(x=age, line_dash="dot", annotation_text=f"chronological {age:.1f}")
-fig.update_layout(height=140 + 60 * len(names), margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                  xaxis={"title": "predicted brain age (years)"}, yaxis={"autorange": "reversed"},
-                  legend={"orientation": "h", "y": 1.25})  # fmt: skip
-st.plotly_chart(fig, width="stretch", key="sex_whatif")
+st.plotly_chart(F.sex_whatif_figure(preds, first, second, age), width="stretch", key="sex_whatif")
 st.dataframe(table, hide_index=True, key="sex_whatif_table")
 st.caption("A model that does not read sex (image_only) gives the same age both ways. The difference is what "
               "the model attributes to sex alone for this scan.")  # fmt: skip
 
-db.page_footer()

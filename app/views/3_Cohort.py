@@ -5,11 +5,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 from messages import plain
+from state import session
 
+from hyperfusion.data.cohort import cohort_record
 from hyperfusion.data.schema import FEATURE_NAMES
 from hyperfusion.errors import HyperFusionError
 
-db.page_setup("Cohort")
 st.title("Cohort")
 
 try:
@@ -57,7 +58,7 @@ if scans_known:
 # Predictions: computed on request for the shown subjects (each needs its scan's image features once)
 models, _ = db.discover_models(db.settings()["models"])
 usable = db.models_for(cohort, models)
-scores = st.session_state.setdefault("cohort_scores", {})
+scores = session.cohort_scores
 limit = st.number_input("Subjects to score", 1, 200, 20, help="the first N shown; about 0.1 s each per model")
 if usable and st.button(f"Predict the first {limit} shown subjects with {len(usable)} model(s)"):
     predictor = db.predictor_for(tuple((m.name, m.path) for m in usable))
@@ -69,7 +70,7 @@ if usable and st.button(f"Predict the first {limit} shown subjects with {len(usa
         scan = db.scan_path(cohort, ptid)
         names = [m.name for m in usable if scan is not None or m.architecture == "tabular_only"]
         try:
-            preds = predictor.predict(scan, db.recorded_values(row), models=names)
+            preds = predictor.predict(scan, cohort_record(row), models=names)
         except HyperFusionError as exc:  # e.g. a corrupt scan: the other subjects are still scored
             failed.append(str(exc))
             preds = {}
@@ -88,8 +89,8 @@ if uploaded is not None:  # not a cohort row (it has no truth here), but one cli
     up_col, open_col = st.columns([4, 1], vertical_alignment="center")
     up_col.info(plain(f"Also in this session: {uploaded.id} (uploaded, in memory only)."))
     if open_col.button("Open the uploaded subject"):
-        st.session_state["subject"] = uploaded.id
-        st.switch_page("pages/1_Subject.py")
+        session.subject = uploaded.id
+        st.switch_page("views/1_Subject.py")
 st.caption(f"{len(view)} of {len(table)} subjects. Click a row to open the subject.")
 event = st.dataframe(
     pd.DataFrame(view).reset_index(drop=True),
@@ -99,7 +100,6 @@ event = st.dataframe(
     key="cohort_table",
 )
 if event.selection.rows:
-    st.session_state["subject"] = view["PTID"].iloc[event.selection.rows[0]]
-    st.switch_page("pages/1_Subject.py")
+    session.subject = view["PTID"].iloc[event.selection.rows[0]]
+    st.switch_page("views/1_Subject.py")
 
-db.page_footer()

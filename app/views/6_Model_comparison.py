@@ -6,73 +6,20 @@ from pathlib import Path
 
 import dashboard as db
 import numpy as np
-import plotly.graph_objects as go
 import reports as rp
 import streamlit as st
+from state import session
 
 from hyperfusion.data.schema import CLASS_NAMES
 from hyperfusion.errors import HyperFusionError
+from hyperfusion.training import figures as F
 from hyperfusion.training import metrics as M
+from hyperfusion.training import reports as R
 
-
-def confusion_figure(label: str, cm: np.ndarray) -> go.Figure:
-    """A confusion matrix coloured by the share of each true class (so rare classes stay readable)."""
-    share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    text = [[f"{cm[i, j]}<br>({share[i, j]:.0%})" for j in range(cm.shape[1])] for i in range(cm.shape[0])]
-    fig = go.Figure(
-        go.Heatmap(
-            z=share, x=list(CLASS_NAMES), y=list(CLASS_NAMES), text=text, texttemplate="%{text}",
-            colorscale="Blues", zmin=0, zmax=1, showscale=False,
-            hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
-        )
-    )  # fmt: skip
-    fig.update_layout(
-        title=label, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        xaxis={"title": "predicted", "side": "bottom"}, yaxis={"title": "true", "autorange": "reversed"},
-    )  # fmt: skip
-    return fig
-
-
-def curve_figures(
-    positive: np.ndarray, scores: dict[str, np.ndarray], cls: str
-) -> tuple[go.Figure, go.Figure]:
-    """One-vs-rest ROC and reliability curves of each model's P(cls): one trace per model."""
-    from sklearn.calibration import calibration_curve
-    from sklearn.metrics import roc_auc_score, roc_curve
-
-    roc, calibration = go.Figure(), go.Figure()
-    for label, p in scores.items():
-        fpr, tpr, _ = roc_curve(positive, p)
-        roc.add_scatter(
-            x=fpr, y=tpr, mode="lines", name=f"{label} (AUC {roc_auc_score(positive, p):.2f})",
-            hovertemplate="FPR %{x:.2f}, TPR %{y:.2f}<extra>" + label + "</extra>",
-        )  # fmt: skip
-        observed, predicted = calibration_curve(positive, p, n_bins=10, strategy="uniform")
-        # the ECE of the pair (rest, cls) is this class's one-vs-rest ECE (up to ties at the bin edges)
-        ece = M.expected_calibration_error(positive.astype(int), np.column_stack([1 - p, p]))
-        calibration.add_scatter(
-            x=predicted, y=observed, mode="lines+markers", name=f"{label} (ECE {ece:.2f})",
-            hovertemplate="predicted %{x:.2f}, observed %{y:.2f}<extra>" + label + "</extra>",
-        )  # fmt: skip
-    for fig, x_title, y_title in (
-        (roc, "false positive rate (1 − specificity)", "true positive rate (sensitivity)"),
-        (calibration, f"mean predicted P({cls})", f"observed share of {cls}"),
-    ):
-        fig.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line={"dash": "dot", "color": "grey"})
-        fig.update_layout(
-            height=420, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"y": -0.25, "orientation": "h"},
-            xaxis={"title": x_title, "range": [0, 1]}, yaxis={"title": y_title, "range": [0, 1.02]},
-        )  # fmt: skip
-    roc.update_layout(title=f"ROC: {cls} vs the other classes")
-    calibration.update_layout(title=f"Reliability: is P({cls}) the observed rate?")
-    return roc, calibration
-
-
-db.page_setup("Model comparison")
 st.title("Model comparison")
 
 assets = db.settings()["assets"]
-found, problems = rp.find_reports(assets)
+found, problems = rp.reports_of(assets)
 for p in problems:
     st.info(p)
 if not found:
@@ -96,7 +43,7 @@ for subject_note in report.result.get("subjects", {}).get("notes", []):
     st.warning(subject_note)
 cohort, note = rp.report_cohort(report, assets)
 predictions = report.predictions()
-frame = rp.subject_frame(report, cohort) if cohort is not None and report.test_ptids else None
+frame = R.subject_frame(report, cohort) if cohort is not None and report.test_ptids else None
 if note and cohort is None:
     st.info(f"{note} The curves, subgroups and per-subject tables need its table (truth, sex, age); shown "
             "below is what the report holds by itself.")  # fmt: skip
@@ -125,7 +72,7 @@ tabs = dict(zip(tab_names, st.tabs(tab_names)))
 
 # --- the paper's table ---------------------------------------------------------------------------------------
 with tabs["Summary"]:
-    table = rp.metrics_table(report)
+    table = R.metrics_table(report)
     st.dataframe(
         table,
         hide_index=True,
@@ -134,7 +81,7 @@ with tabs["Summary"]:
     )
     st.caption("Each cell: the value on the test partition, and [low, high] its 95 % percentile bootstrap interval "
                "over subjects where the report computed one. Hover a column header for its meaning.")  # fmt: skip
-    groups = rp.groups_table(report)
+    groups = R.groups_table(report)
     if len(groups) and (groups["runs"] > 1).any():
         st.markdown("**Mean ± SD over repeated runs** (split seeds × initialisations) per architecture")
         st.dataframe(
@@ -143,7 +90,7 @@ with tabs["Summary"]:
             column_config=rp.column_labels(groups.columns, "mean ± SD over the runs"),
             key="groups_table",
         )
-    significance = rp.significance_table(report)
+    significance = R.significance_table(report)
     if len(significance):
         st.markdown("**Is HyperFusion better?** One-sided Mann–Whitney U test over the repeated runs")
         st.dataframe(significance, hide_index=True, column_config=rp.column_labels(significance.columns, "one-sided p-value"),
@@ -152,7 +99,7 @@ with tabs["Summary"]:
                    "complete separation cannot reach a small p: see 'smallest possible p'.")  # fmt: skip
     if not ad:
         st.page_link(
-            "pages/7_Brain_age.py", label="Predicted against chronological age, and the sex what-if →"
+            "views/7_Brain_age.py", label="Predicted against chronological age, and the sex what-if →"
         )
 
 # --- confusion matrices ------------------------------------------------------------------------------------
@@ -170,7 +117,7 @@ if ad:
         per_row = 3
         for start in range(0, len(cells), per_row):
             for col, (label, cm) in zip(st.columns(per_row), cells[start : start + per_row]):
-                col.plotly_chart(confusion_figure(label, cm), width="stretch", key=f"confusion_{label}")
+                col.plotly_chart(F.confusion_figure(label, cm), width="stretch", key=f"confusion_{label}")
         st.caption("Rows: the true diagnosis; columns: the model's prediction. Each cell: subjects (share of the "
                    "row, i.e. the recall on the diagonal).")  # fmt: skip
 
@@ -190,7 +137,7 @@ if ad:
                     f"The test partition has {'only' if positive.all() else 'no'} {cls} subjects: no curve."
                 )
             else:
-                roc, calibration = curve_figures(positive, {m: predictions[m][:, c] for m in shown}, cls)
+                roc, calibration = F.curve_figures(positive, {m: predictions[m][:, c] for m in shown}, cls)
                 left, right = st.columns(2)
                 left.plotly_chart(roc, width="stretch", key="roc")
                 right.plotly_chart(calibration, width="stretch", key="calibration")
@@ -206,19 +153,19 @@ with tabs["Subgroups"]:
         )
         if not ad and report.runs:
             st.dataframe(
-                rp.metrics_table(report).filter(regex="^(model|mae_female|mae_male)$"), hide_index=True
+                R.metrics_table(report).filter(regex="^(model|mae_female|mae_male)$"), hide_index=True
             )
     else:
         metric = "balanced accuracy" if ad else "MAE (years)"
         st.markdown(f"**{metric}** of every model within each group; *subjects*: test subjects in the group.")
-        st.dataframe(rp.subgroup_table(report, frame, "sex"), hide_index=True, key="by_sex")
-        st.dataframe(rp.subgroup_table(report, frame, "age band"), hide_index=True, key="by_age_band")
-        st.caption(f"Groups of fewer than {rp.FEW_SUBJECTS} subjects are flagged: one or two subjects move their "
+        st.dataframe(R.subgroup_table(report, frame, "sex"), hide_index=True, key="by_sex")
+        st.dataframe(R.subgroup_table(report, frame, "age band"), hide_index=True, key="by_age_band")
+        st.caption(f"Groups of fewer than {R.FEW_SUBJECTS} subjects are flagged: one or two subjects move their "
                    "value a lot. Age bands in years at the baseline visit.")  # fmt: skip
 
 # --- modality reliance -------------------------------------------------------------------------------------
 with tabs["Modality reliance"]:
-    reliance = rp.reliance_table(report)
+    reliance = R.reliance_table(report)
     if not len(reliance):
         st.info("This report has no modality-reliance scores (written by an older `hyperfusion evaluate`, or with "
                 "`--permutations 0`): run it again for them.")  # fmt: skip
@@ -239,8 +186,8 @@ with tabs["Modality reliance"]:
 # --- disagreements -----------------------------------------------------------------------------------------
 if ad:
     with tabs["Disagreements"]:
-        fusions = [m for m in predictions if report.architecture(m) not in rp.UNIMODAL]
-        unimodal = [m for m in predictions if report.architecture(m) in rp.UNIMODAL]
+        fusions = [m for m in predictions if report.architecture(m) not in R.UNIMODAL]
+        unimodal = [m for m in predictions if report.architecture(m) in R.UNIMODAL]
         if not fusions or not unimodal:
             st.info("This needs per-subject predictions of a fusion model and of at least one unimodal model "
                     "(image_only, tabular_only) in the report.")  # fmt: skip
@@ -249,11 +196,11 @@ if ad:
             left, right = st.columns(2)
             fusion = left.selectbox("Fusion model", fusions, index=fusions.index(hyper[0]) if hyper else 0,
                                     key="disagree_fusion")  # fmt: skip
-            default = [next(m for m in unimodal if report.architecture(m) == a) for a in rp.UNIMODAL
+            default = [next(m for m in unimodal if report.architecture(m) == a) for a in R.UNIMODAL
                        if any(report.architecture(m) == a for m in unimodal)]  # fmt: skip
             others = right.multiselect("Unimodal models", unimodal, default=default, key="disagree_others")
             if others:
-                table = rp.disagreements(report, fusion, others, frame)
+                table = R.disagreements(report, fusion, others, frame)
                 st.markdown(f"**{len(table)} of {len(report.test_ptids)} test subjects** on whom {fusion} predicts "
                             f"another class than {' or '.join(others)}.")  # fmt: skip
                 if "correct" in table.columns:
@@ -274,9 +221,9 @@ if ad:
                         current = db.cohort().path
                     except (HyperFusionError, OSError):
                         current = None
-                    if cohort is not None and current is not None and rp.same_cohort(current, cohort.path):
-                        st.session_state["subject"] = ptid
-                        st.switch_page("pages/1_Subject.py")
+                    if cohort is not None and current is not None and R.same_cohort(current, cohort.path):
+                        session.subject = ptid
+                        st.switch_page("views/1_Subject.py")
                     elif cohort is None:
                         st.info(f"{ptid} cannot be opened: the report's cohort is not on this machine.")
                     else:
@@ -284,9 +231,9 @@ if ad:
                                 f"so {ptid} is not in it.")  # fmt: skip
                         if st.button(f"Switch the dashboard to the report's cohort and open {ptid}",
                                      key="open_in_report_cohort"):  # fmt: skip
-                            st.session_state["settings"] = {**db.settings(), "cohort": str(cohort.path)}
-                            st.session_state["subject"] = ptid
-                            st.switch_page("pages/1_Subject.py")
+                            session.settings = {**db.settings(), "cohort": str(cohort.path)}
+                            session.subject = ptid
+                            st.switch_page("views/1_Subject.py")
 
 # --- faithfulness (synthetic) ------------------------------------------------------------------------------
 if "Faithfulness" in tabs:
@@ -303,9 +250,8 @@ if "Faithfulness" in tabs:
                         "enrichment above 1 and AUROC above 0.5 mean the map finds the planted loss better than "
                         "chance. *untrained* columns: the same network before any training: where it scores as "
                         "well, the map shows the architecture, not what the model learned.")  # fmt: skip
-            table = rp.faithfulness_table(report)
+            table = R.faithfulness_table(report)
             config = {k: st.column_config.NumberColumn(k.replace("_", " "), help=h)
-                      for k, h in rp.FAITHFULNESS_HELP.items()}  # fmt: skip
+                      for k, h in R.FAITHFULNESS_HELP.items()}  # fmt: skip
             st.dataframe(table, hide_index=True, column_config=config, key="faithfulness_table")
 
-db.page_footer()

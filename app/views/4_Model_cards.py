@@ -5,7 +5,6 @@ import json
 import dashboard as db
 import streamlit as st
 
-db.page_setup("Model cards")
 st.title("Model cards")
 
 models, problems = db.discover_models(db.settings()["models"])
@@ -29,4 +28,3 @@ for m in models:
             )
             st.json(card.to_dict(), expanded=False)
 
-db.page_footer()

@@ -10,15 +10,15 @@ import dashboard as db
 import pandas as pd
 import streamlit as st
 from messages import plain
+from state import UPLOAD_PREFIX, session
 
 from hyperfusion.data.cohort import parse_record, record_from_csv, require_some_value
+from hyperfusion.data.entry import DASHBOARD_FIX, check_scan, warning_lines
 from hyperfusion.data.nifti import check_file_name, load_nifti
 from hyperfusion.data.schema import FEATURES
 from hyperfusion.errors import HyperFusionError
-from hyperfusion.inference.entry import DASHBOARD_FIX, check_scan, warning_lines
-from hyperfusion.inference.ood import summary as ood_summary
+from hyperfusion.inference.tables import prediction_rows
 
-db.page_setup("Upload")
 st.title("Upload a subject")
 st.caption("Nothing uploaded is written to disk: the scan and the record stay in this session's memory.")
 
@@ -39,13 +39,13 @@ csv_file = st.file_uploader(
 
 def forget_upload() -> None:
     """Drop the upload from this session (the models' cached image features of it go too)."""
-    up = st.session_state.pop("uploaded", None)
-    st.session_state.pop("_upload_maps", None)
+    up = session.upload
+    del session.uploaded, session.upload_maps
     st.session_state.pop("upload_form_record", None)
-    if st.session_state.get("subject", "").startswith(db.UPLOAD_PREFIX):
-        st.session_state.pop("subject")
-    if up and "scan" in up:
-        db.forget_scan(up["scan"])
+    if (session.subject or "").startswith(UPLOAD_PREFIX):
+        del session.subject
+    if up is not None:
+        db.forget_scan(up.scan)
 
 
 def run_preprocessing(name: str, raw: bytes) -> None:
@@ -179,30 +179,22 @@ if scan_bytes is not None and record is not None:
     except HyperFusionError as exc:  # e.g. a scan outside the models' MNI152 box: known only against a model
         scan_note.empty()
         # Drop whatever features some model already computed from the refused scan
-        if scan_bytes != st.session_state.get("uploaded", {}).get("scan"):
+        if scan_bytes != (session.uploaded or {}).get("scan"):
             predictor.forget(scan_bytes)
         st.error(plain(exc))
         st.stop()
     # Only a scan and record that gave predictions become the session's subject (in its memory only): the
     # subject picker of every page offers it first
-    previous = st.session_state.get("uploaded") or {}
+    previous = session.uploaded or {}
     if previous.get("scan") not in (None, scan_bytes):  # a replaced upload's image features go at once
         db.forget_scan(previous["scan"])
-        st.session_state.pop("_upload_maps", None)
-    st.session_state["uploaded"] = {"name": scan_name, "scan": scan_bytes, "record": dict(record),
+        del session.upload_maps
+    session.uploaded = {"name": scan_name, "scan": scan_bytes, "record": dict(record),
                                     "warnings": scan_warnings}  # fmt: skip
-    st.session_state["subject"] = db.UPLOAD_PREFIX + scan_name
-    rows = []
-    for name, p in preds.items():
-        if p.task == "ad":
-            row = {"model": name, **{f"P({c})": round(float(v), 3) for c, v in zip(p.class_names, p.value[0])}}
-        else:
-            row = {"model": name, "brain age (years)": round(float(p.value[0]), 1),
-                   "gap (years)": round(float(p.extras["brain_age_gap"][0]), 1)}  # fmt: skip
-        row["training data"] = ood_summary(p.extras["ood"][0])
-        if scan_warnings:
-            row["warning"] = "UNRELIABLE: the scan failed the entry check"
-        rows.append(row)
+    session.subject = UPLOAD_PREFIX + scan_name
+    rows = prediction_rows(preds, "ad") + prediction_rows(preds, "brain_age")
+    for row in rows if scan_warnings else []:
+        row["warning"] = "UNRELIABLE: the scan failed the entry check"
     st.subheader("Predictions")
     for w in scan_warnings:
         st.warning(plain(w))
@@ -211,13 +203,13 @@ if scan_bytes is not None and record is not None:
         "This subject is now the current subject of every page (listed first in each subject picker)."
     )
     links = st.columns(3)
-    links[0].page_link("pages/1_Subject.py", label="Edit its record (what-if) →")
-    links[1].page_link("pages/2_Attribution.py", label="Its attribution map →")
+    links[0].page_link("views/1_Subject.py", label="Edit its record (what-if) →")
+    links[1].page_link("views/2_Attribution.py", label="Its attribution map →")
     if links[2].button("Forget the uploaded subject"):
         forget_upload()
         st.rerun()
 elif scan_bytes is None and not problems:
-    current = st.session_state.get("uploaded")
+    current = session.uploaded
     if current and "scan" in current:
         st.info(plain(f"{current['name']} is this session's uploaded subject (in memory only). Upload another "
                       "scan to replace it."))  # fmt: skip
@@ -227,4 +219,3 @@ elif scan_bytes is None and not problems:
     else:
         st.info("Upload a scan and give a record to see every model's prediction.")
 
-db.page_footer()
