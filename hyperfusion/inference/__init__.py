@@ -4,7 +4,7 @@
 Names are imported on first use (PEP 562): finding models and reading their cards does not import torch.
 """
 
-from importlib import import_module
+from hyperfusion.lazy import lazy_exports
 
 _EXPORTS = {
     "ModelInfo": "discovery",
@@ -20,15 +20,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(import_module(f"hyperfusion.inference.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'hyperfusion.inference' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

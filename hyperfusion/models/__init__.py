@@ -8,7 +8,7 @@ EHR attention and multi-head GMU); networks in :mod:`.ad` and :mod:`.brain_age`,
 Names are imported on first use (PEP 562), so reading a model card does not pay for importing torch.
 """
 
-from importlib import import_module
+from hyperfusion.lazy import lazy_exports
 
 _EXPORTS = {
     "Architecture": "card",
@@ -29,15 +29,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(import_module(f"hyperfusion.models.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'hyperfusion.models' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
