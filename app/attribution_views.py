@@ -4,6 +4,7 @@ tables of two maps."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -11,11 +12,11 @@ from dataclasses import dataclass
 
 import dashboard as db
 import numpy as np
-import pandas as pd
 import streamlit as st
 from state import UPLOAD_PREFIX, session
 
 from hyperfusion.data.geometry import new_image_like
+from hyperfusion.errors import HyperFusionError
 
 #: Comparison modes: the value kept in ``st.session_state["attr_mode"]`` (stable, for shared links) -> label.
 MODES: dict[str, str] = {
@@ -57,6 +58,47 @@ def reads_record(entry) -> bool:
     return bool(entry.members[0].network.reads_record)
 
 
+def attribution_methods() -> list[dict]:
+    """The explain engine's methods that run interactively (occlusion is offline: use `hyperfusion explain`)."""
+    from hyperfusion.explain import available_methods
+
+    return [m for m in available_methods() if not m.get("offline")]
+
+
+def attribution_map(predictor, name, scan, record, method, target, baseline, cache=True) -> tuple[np.ndarray, dict]:
+    """One model's attribution map on the scan's own voxel grid, float32 (I, J, K), signed, with its
+    description and per-region summary (hyperfusion.explain's single entry point)."""
+    from hyperfusion.explain import explain_image
+
+    if not predictor.models[name].members[0].reads_scan:
+        raise HyperFusionError(f"{name} does not read the image: it has no image attribution map")
+    attribution = explain_image(predictor, name, scan, record, method, target=target, baseline=baseline,
+                                cache=cache)  # fmt: skip
+    return attribution.to_subject(scan).get_fdata(dtype=np.float32), attribution.summary(scan)
+
+
+@st.cache_data(show_spinner="Computing the attribution map …", max_entries=32)
+def cached_attribution(models, name, scan: str, record_json: str, method, target, baseline):
+    return attribution_map(db.predictor_for(models), name, scan, json.loads(record_json), method, target, baseline)
+
+
+def subject_attribution(models, name, subject: db.Subject, record: dict, method, target, baseline):
+    """``cached_attribution`` for a cohort subject; an uploaded subject's maps are kept in this session only
+    (never in the process-wide caches, so nothing derived from an upload outlives the session)."""
+    record_json = json.dumps(record, sort_keys=True, default=str)
+    if not subject.uploaded:
+        return cached_attribution(models, name, subject.scan, record_json, method, target, baseline)
+    store = session.upload_maps
+    key = (models, name, hashlib.sha256(subject.scan).hexdigest(), record_json, method, target, baseline)
+    if key not in store:
+        with st.spinner("Computing the attribution map …"):
+            store[key] = attribution_map(db.predictor_for(models), name, subject.scan, record, method, target,
+                                         baseline, False)  # fmt: skip
+        while len(store) > 6:
+            store.popitem(last=False)
+    return store[key]
+
+
 def subject_map(
     models: tuple[tuple[str, str], ...],
     name: str,
@@ -69,16 +111,16 @@ def subject_map(
     status=None,
     label: str = "the attribution map",
 ) -> tuple[np.ndarray, dict]:
-    """``db.subject_attribution`` (cohort maps cached process-wide, an upload's kept in the session), with a
+    """``subject_attribution`` (cohort maps cached process-wide, an upload's kept in the session), with a
     progress bar in ``status`` (an ``st.empty()``) the first time this session asks for a cohort subject's map.
 
-    The bar cannot go through ``db.cached_attribution``: a ``st.cache_data`` function's arguments are its key,
+    The bar cannot go through ``cached_attribution``: a ``st.cache_data`` function's arguments are its key,
     and an element it updates is recorded and replayed on every cache hit (a placeholder made outside it then
     fails the replay). So the map is first computed here by ``explain_image`` with a progress callback; that
-    leaves it in the explain engine's process-wide cache, the very one ``db.attribution_map`` reads, and the
+    leaves it in the explain engine's process-wide cache, the very one ``attribution_map`` reads, and the
     cached call that follows only resamples it onto the scan's grid. An upload's maps bypass the engine cache
     (nothing derived from an upload outlives the session), so a first pass would compute them twice: uploads
-    keep db's spinner until ``db.attribution_map`` / ``db.subject_attribution`` take a ``progress`` callback
+    keep db's spinner until ``attribution_map`` / ``subject_attribution`` take a ``progress`` callback
     for their upload path (which is not st.cache_data, so it can simply pass it on).
     """
     record_json = json.dumps(record, sort_keys=True, default=str)
@@ -102,7 +144,7 @@ def subject_map(
                           target=target, baseline=baseline, cache=True, progress=report)  # fmt: skip
         finally:
             status.empty()
-    result = db.subject_attribution(models, name, subject, record, method, target, baseline)
+    result = subject_attribution(models, name, subject, record, method, target, baseline)
     done[marker] = True
     while len(done) > 256:
         done.popitem(last=False)
@@ -124,30 +166,3 @@ def file_stem(*parts: str) -> str:
 def nifti_gz(data: np.ndarray, affine: np.ndarray, header, description: str = "") -> bytes:
     """The map as a gzipped NIfTI-1 on the scan's own grid and affine, built in memory (nothing is written)."""
     return gzip.compress(new_image_like(data, affine, header, description).to_bytes(), compresslevel=6, mtime=0)
-
-
-# --- tables --------------------------------------------------------------------------------------------------
-def region_table(summary: dict) -> pd.DataFrame:
-    return pd.DataFrame(summary.get("regions") or [])
-
-
-def region_difference(recorded: dict, edited: dict) -> pd.DataFrame:
-    """Per region: the map's sum under both records and its change, and each map's share of |map|.
-
-    (Sums and means subtract; shares of |map| do not, so they are shown side by side.)
-    """
-    a, b = region_table(recorded), region_table(edited)
-    if a.empty or b.empty:
-        return pd.DataFrame()
-    return pd.DataFrame(
-        {
-            "region": a["region"],
-            "voxels": a["voxels"],
-            "sum recorded": a["sum"],
-            "sum edited": b["sum"],
-            "Δ sum": b["sum"] - a["sum"],
-            "Δ mean": b["mean"] - a["mean"],
-            "share of |map| recorded": a["abs_share"],
-            "share of |map| edited": b["abs_share"],
-        }
-    )

@@ -7,32 +7,21 @@ hyperfusion call. Settings come from the environment (``HYPERFUSION_COHORT``, ``
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import share
 import streamlit as st
 from messages import plain
 from state import session
 
 from hyperfusion import inference
-from hyperfusion.data.cohort import (
-    Cohort,
-    cohort_record,
-    cohort_row,
-    cohort_subject,
-    load_cohort,
-    parse_record,
-)
+from hyperfusion.data import cohort as hc
+from hyperfusion.data.cohort import Cohort
 from hyperfusion.errors import HyperFusionError
 from hyperfusion.report import RESEARCH_NOTICE, SYNTHETIC_NOTICE
-
-ModelInfo = inference.ModelInfo
 
 
 def settings() -> dict:
@@ -40,12 +29,12 @@ def settings() -> dict:
 
 
 # --- models --------------------------------------------------------------------------------------------------
-def discover_models(roots: str) -> tuple[list[ModelInfo], list[str]]:
+def discover_models(roots: str) -> tuple[list[inference.ModelInfo], list[str]]:
     """Models and ensembles under the sidebar's roots (:func:`hyperfusion.inference.find_models`)."""
     return inference.find_models(roots)
 
 
-def models_for(c: Cohort, models: list[ModelInfo]) -> list[ModelInfo]:
+def models_for(c: Cohort, models: list[inference.ModelInfo]) -> list[inference.ModelInfo]:
     """The models of the cohort's task (all of them when the cohort does not say)."""
     return [m for m in models if c.provenance.get("task") in (None, m.task)]
 
@@ -71,7 +60,7 @@ def forget_scan(scan: bytes) -> None:
 # --- cohort --------------------------------------------------------------------------------------------------
 @st.cache_data(show_spinner="Reading the cohort table …")
 def cached_cohort(path: str, _mtime: float) -> Cohort:
-    return load_cohort(path)
+    return hc.load_cohort(path)
 
 
 def cohort() -> Cohort:
@@ -99,11 +88,11 @@ def is_demo_cohort(c: Cohort) -> bool:
 
 def scan_path(c: Cohort, ptid: str) -> str | None:
     """The subject's scan; for a shipped synthetic table, generated into the cache on first use."""
-    if not is_demo_cohort(c) or isinstance(cohort_row(c, ptid)["image_path"], str):
-        return cohort_subject(c, ptid)[0]
+    if not is_demo_cohort(c) or isinstance(hc.cohort_row(c, ptid)["image_path"], str):
+        return hc.cohort_subject(c, ptid)[0]
     with st.spinner(f"Generating the synthetic scan of {ptid} into the cache (a second; the first one on this "
                     "machine also builds the generator's atrophy fields, about a minute) …"):  # fmt: skip
-        return cohort_subject(c, ptid, generate=True)[0]
+        return hc.cohort_subject(c, ptid, generate=True)[0]
 
 
 # --- the current subject -------------------------------------------------------------------------------------
@@ -124,7 +113,7 @@ def uploaded_subject() -> Subject | None:
     up = session.upload
     if up is None:
         return None
-    recorded = cohort_record(parse_record(up.record, source="the uploaded record"))
+    recorded = hc.cohort_record(hc.parse_record(up.record, source="the uploaded record"))
     return Subject(up.id, up.scan, recorded, session.uploaded.get("truth"), uploaded=True)
 
 
@@ -148,10 +137,10 @@ def subject_picker(c: Cohort, with_scan: bool = True) -> Subject:
 
 def subject_of(c: Cohort, ptid: str, with_scan: bool = True) -> Subject:
     """A cohort subject (its scan read, or generated, only ``with_scan``)."""
-    row = cohort_row(c, ptid)
+    row = hc.cohort_row(c, ptid)
     truth = row.get("DX")
     scan = scan_path(c, ptid) if with_scan else None
-    return Subject(ptid, scan, cohort_record(row), truth if isinstance(truth, str) else None)
+    return Subject(ptid, scan, hc.cohort_record(row), truth if isinstance(truth, str) else None)
 
 
 def load_scan(scan: str | bytes):
@@ -161,48 +150,6 @@ def load_scan(scan: str | bytes):
     if isinstance(scan, bytes):
         return load_nifti(scan, name=(session.uploaded or {}).get("name", "the uploaded scan"))
     return load_nifti(scan)
-
-
-# --- attribution ---------------------------------------------------------------------------------------------
-def attribution_methods() -> list[dict]:
-    """The explain engine's methods that run interactively (occlusion is offline: use `hyperfusion explain`)."""
-    from hyperfusion.explain import available_methods
-
-    return [m for m in available_methods() if not m.get("offline")]
-
-
-def attribution_map(predictor, name, scan, record, method, target, baseline, cache=True) -> tuple[np.ndarray, dict]:
-    """One model's attribution map on the scan's own voxel grid, float32 (I, J, K), signed, with its
-    description and per-region summary (hyperfusion.explain's single entry point)."""
-    from hyperfusion.explain import explain_image
-
-    if not predictor.models[name].members[0].reads_scan:
-        raise HyperFusionError(f"{name} does not read the image: it has no image attribution map")
-    attribution = explain_image(predictor, name, scan, record, method, target=target, baseline=baseline,
-                                cache=cache)  # fmt: skip
-    return attribution.to_subject(scan).get_fdata(dtype=np.float32), attribution.summary(scan)
-
-
-@st.cache_data(show_spinner="Computing the attribution map …", max_entries=32)
-def cached_attribution(models, name, scan: str, record_json: str, method, target, baseline):
-    return attribution_map(predictor_for(models), name, scan, json.loads(record_json), method, target, baseline)
-
-
-def subject_attribution(models, name, subject: Subject, record: dict, method, target, baseline):
-    """``cached_attribution`` for a cohort subject; an uploaded subject's maps are kept in this session only
-    (never in the process-wide caches, so nothing derived from an upload outlives the session)."""
-    record_json = json.dumps(record, sort_keys=True, default=str)
-    if not subject.uploaded:
-        return cached_attribution(models, name, subject.scan, record_json, method, target, baseline)
-    store = session.upload_maps
-    key = (models, name, hashlib.sha256(subject.scan).hexdigest(), record_json, method, target, baseline)
-    if key not in store:
-        with st.spinner("Computing the attribution map …"):
-            store[key] = attribution_map(predictor_for(models), name, subject.scan, record, method, target,
-                                         baseline, False)  # fmt: skip
-        while len(store) > 6:
-            store.popitem(last=False)
-    return store[key]
 
 
 # --- what every page shows around it (Home.py calls these around the page) ----------------------------------

@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import dashboard as db
+import pandas as pd
 import streamlit as st
+from state import session
 
-from hyperfusion.data.cohort import Cohort
+from hyperfusion.data.cohort import Cohort, cohort_record
 from hyperfusion.errors import HyperFusionError
 from hyperfusion.training import reports as R
 
@@ -77,9 +79,46 @@ def brain_age_cohort(settings: dict) -> tuple[Cohort | None, str]:
         return None, f"the brain-age demo cohort `{path}` could not be read: {exc}"
 
 
-def task_models(roots: str, task: str) -> list[db.ModelInfo]:
+def task_models(roots: str, task: str) -> list:
     """The models of ``task`` under the model roots."""
     models, _ = db.discover_models(roots)
     return [m for m in models if m.task == task]
 
 
+def computed_age_frame(cohort: Cohort, models) -> tuple[pd.DataFrame | None, dict]:
+    """The Brain age page's "compute now": the cohort's first N subjects predicted on request (a progress bar),
+    as an :func:`hyperfusion.training.reports.age_frame` with each model's card's bias correction."""
+    frame, corrected = None, {}
+    store = session.brain_age_computed
+    key = (str(cohort.path), tuple((m.name, m.path) for m in models))
+    n = st.number_input("Subjects to predict (the cohort's first N)", 1, len(cohort), min(20, len(cohort)),
+                        key="brain_age_n", help="about 0.1 s per subject and model once the scan is read")  # fmt: skip
+    if st.button(f"Predict the first {n} subjects with {len(models)} model(s)", key="brain_age_predict"):
+        predictor = db.predictor_for(key[1])
+        subjects = cohort.table.head(int(n))
+        bar = st.progress(0.0, text="predicting …")
+        rows, skipped = [], []
+        for i, (_, row) in enumerate(subjects.iterrows()):
+            scan = db.scan_path(cohort, row["PTID"])
+            if scan is None:
+                skipped.append(row["PTID"])
+            else:
+                preds = predictor.predict(scan, cohort_record(row), models=[m.name for m in models])
+                rows.append({"PTID": row["PTID"], **{k: float(p.value[0]) for k, p in preds.items()}})
+            bar.progress((i + 1) / len(subjects), text=f"predicted {i + 1} of {len(subjects)}")
+        store[key] = {"rows": rows, "skipped": skipped}
+    if key in store:
+        done = pd.DataFrame(store[key]["rows"])
+        if store[key]["skipped"]:
+            st.info(f"No scan for {len(store[key]['skipped'])} subject(s), left out: "
+                    f"{', '.join(store[key]['skipped'][:10])}")  # fmt: skip
+        if len(done):
+            table = cohort.table.set_index("PTID").loc[done["PTID"]]
+            subjects = pd.DataFrame({"PTID": done["PTID"], "AGE": table["AGE"].to_numpy(float),
+                                     "sex": R.sex_names(table["PTGENDER"]).to_numpy()})  # fmt: skip
+            frame = R.age_frame(subjects, {m.name: done[m.name].to_numpy() for m in models})
+            corrected = R.bias_corrected_from_cards(frame, {m.name: m.cards[0].age_bias for m in models})
+            st.caption(f"The cohort's first {len(done)} subjects. Some of them may have been in the models' "
+                       "training data, so these errors can be optimistic; `hyperfusion evaluate` scores the "
+                       "held-out test partition.")  # fmt: skip
+    return frame, corrected

@@ -83,6 +83,10 @@ class Session:
     upload_maps: OrderedDict = _Entry(OrderedDict)  # an upload's attribution maps (this session only)
     cohort_scores: dict = _Entry(dict)  # (cohort, model, PTID) -> predicted class or age
     counterfactual: tuple | None = _Entry()  # (the inputs' key, the Counterfactual found)
+    upload_form_record: dict | None = _Entry()  # the Upload page's form, once submitted
+    upload_preprocessed: dict | None = _Entry()  # hyperfusion.data.preprocess.pipeline.preprocess_bytes's result
+    upload_preprocess_error: str | None = _Entry()
+    brain_age_computed: dict = _Entry(dict)  # (cohort, models) -> the Brain age page's predictions
     page_start: float | None = _Entry()  # when this run of the app began (Home shows how long it took)
 
     @property

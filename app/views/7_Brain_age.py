@@ -12,7 +12,6 @@ import streamlit as st
 from messages import plain
 from state import session
 
-from hyperfusion.data.cohort import cohort_record
 from hyperfusion.errors import HyperFusionError
 from hyperfusion.training import figures as F
 from hyperfusion.training import reports as R
@@ -76,38 +75,7 @@ if source.startswith("evaluation report"):
         st.caption(f"The report's test partition: {len(report.test_ptids)} subjects no model was trained or "
                    "validated on.")  # fmt: skip
 else:
-    store = st.session_state.setdefault("brain_age_computed", {})
-    key = (str(cohort.path), tuple((m.name, m.path) for m in models))
-    n = st.number_input("Subjects to predict (the cohort's first N)", 1, len(cohort), min(20, len(cohort)),
-                        key="brain_age_n", help="about 0.1 s per subject and model once the scan is read")  # fmt: skip
-    if st.button(f"Predict the first {n} subjects with {len(models)} model(s)", key="brain_age_predict"):
-        predictor = db.predictor_for(key[1])
-        subjects = cohort.table.head(int(n))
-        bar = st.progress(0.0, text="predicting …")
-        rows, skipped = [], []
-        for i, (_, row) in enumerate(subjects.iterrows()):
-            scan = db.scan_path(cohort, row["PTID"])
-            if scan is None:
-                skipped.append(row["PTID"])
-            else:
-                preds = predictor.predict(scan, cohort_record(row), models=[m.name for m in models])
-                rows.append({"PTID": row["PTID"], **{k: float(p.value[0]) for k, p in preds.items()}})
-            bar.progress((i + 1) / len(subjects), text=f"predicted {i + 1} of {len(subjects)}")
-        store[key] = {"rows": rows, "skipped": skipped}
-    if key in store:
-        done = pd.DataFrame(store[key]["rows"])
-        if store[key]["skipped"]:
-            st.info(f"No scan for {len(store[key]['skipped'])} subject(s), left out: "
-                    f"{', '.join(store[key]['skipped'][:10])}")  # fmt: skip
-        if len(done):
-            table = cohort.table.set_index("PTID").loc[done["PTID"]]
-            subjects = pd.DataFrame({"PTID": done["PTID"], "AGE": table["AGE"].to_numpy(float),
-                                     "sex": R.sex_names(table["PTGENDER"]).to_numpy()})  # fmt: skip
-            frame = R.age_frame(subjects, {m.name: done[m.name].to_numpy() for m in models})
-            corrected = R.bias_corrected_from_cards(frame, {m.name: m.cards[0].age_bias for m in models})
-            st.caption(f"The cohort's first {len(done)} subjects. Some of them may have been in the models' "
-                       "training data, so these errors can be optimistic; `hyperfusion evaluate` scores the "
-                       "held-out test partition.")  # fmt: skip
+    frame, corrected = rp.computed_age_frame(cohort, models)
 
 if frame is not None and len(frame):
     st.plotly_chart(F.scatter_figure(frame), width="stretch", key="brain_age_scatter")
@@ -157,19 +125,7 @@ try:
 except HyperFusionError as exc:
     st.error(plain(exc))
     st.stop()
-label_first = f"as {first}" + (" (recorded)" if sex else "")
-table = pd.DataFrame(
-    [
-        {
-            "model": name,
-            label_first: round(float(p.value[0]), 1),
-            f"as {second}": round(float(p.value[1]), 1),
-            f"difference ({second} − {first}), years": round(float(p.value[1] - p.value[0]), 2),
-            "gap, recorded sex": round(float(p.value[0]) - age, 1) if sex else None,
-        }
-        for name, p in preds.items()
-    ]
-)
+table = pd.DataFrame(R.sex_whatif_rows(preds, first, second, age, recorded=bool(sex)))
 st.plotly_chart(F.sex_whatif_figure(preds, first, second, age), width="stretch", key="sex_whatif")
 st.dataframe(table, hide_index=True, key="sex_whatif_table")
 st.caption("A model that does not read sex (image_only) gives the same age both ways. The difference is what "

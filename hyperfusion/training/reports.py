@@ -432,3 +432,20 @@ def bias_corrected_from_cards(frame: pd.DataFrame, age_bias: dict[str, dict | No
             corrected = M.correct_age_bias(g["predicted"].to_numpy(), bias["slope"], bias["intercept"])
             out[model] = M.regression_metrics(g["AGE"].to_numpy(), corrected)
     return out
+
+
+def sex_whatif_rows(predictions: dict, first: str, second: str, age: float, recorded: bool = True) -> list[dict]:
+    """Per brain-age model: the predicted age of one scan with the record's sex as ``first`` (record 0) and as
+    ``second`` (record 1), their difference, and the brain-age gap under the recorded sex (``recorded``: the
+    record gives a sex, which is ``first``)."""
+    label_first = f"as {first}" + (" (recorded)" if recorded else "")
+    return [
+        {
+            "model": name,
+            label_first: round(float(p.value[0]), 1),
+            f"as {second}": round(float(p.value[1]), 1),
+            f"difference ({second} − {first}), years": round(float(p.value[1] - p.value[0]), 2),
+            "gap, recorded sex": round(float(p.value[0]) - age, 1) if recorded else None,
+        }
+        for name, p in predictions.items()
+    ]
