@@ -207,7 +207,7 @@ def _train_run(a: argparse.Namespace) -> int:
 
     if rank_zero_only.rank == 0:  # under DDP only one process writes the model
         save_model(result.network, result.card, out)
-        _print_json({"model_dir": str(out), "validation": result.card["metrics"]["validation"]})
+        _print_json({"model_dir": str(out), "validation": result.card.metrics["validation"]})
     return 0
 
 

@@ -182,15 +182,16 @@ def train_demo_model(
 
     config = train_config(task, model, fold, init_from)
     result = train_fold(load_cohort(cohort_dir), config, work, quiet=quiet, init_image=init_state)
-    if result.card["collapse"]["collapsed"] and DEMO.get("fail_on_collapse", True):
+    card = result.card
+    if card.collapse["collapsed"] and DEMO.get("fail_on_collapse", True):
         raise CollapsedError(
             f"{task}/{model} fold {fold}: validation predictions collapsed "
-            f"({'; '.join(result.card['collapse']['reasons'])}); not shipped. Its training log is in {work}"
+            f"({'; '.join(card.collapse['reasons'])}); not shipped. Its training log is in {work}"
         )
     if table is not None:  # the shipped table the scans regenerate from, not this machine's cache folder
-        result.card["data"]["path"] = _rel(table)
-    save_model(result.network, result.card, out)
-    return result.card
+        card = card.replace(data={**card.data, "path": _rel(table)})
+    save_model(result.network, card, out)
+    return card
 
 
 def _train_step(
@@ -552,7 +553,7 @@ def retrain(label: str, assets: Path = ASSETS, quiet: bool = True, tolerance: fl
             Path(tmp) / "work", quiet, REPO_ROOT / init if init else None,
         )  # fmt: skip
     ((metric, before),) = card.metrics["validation"].items()
-    after = fresh["metrics"]["validation"][metric]
+    after = fresh.metrics["validation"][metric]
     same = abs(after - before) <= tolerance
     return same, f"{label}: {metric} shipped {before:.4f}, retrained {after:.4f} (|Δ| ≤ {tolerance}: {same})"
 

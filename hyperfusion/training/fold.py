@@ -36,7 +36,7 @@ from hyperfusion.data.splits import fold_indices, make_partitions
 from hyperfusion.data.tabular import TabularPreprocessor
 from hyperfusion.data.volume_cache import VolumeCache
 from hyperfusion.errors import DataError
-from hyperfusion.models import build_model, measure_input_variance, model_class
+from hyperfusion.models import ModelCard, build_model, measure_input_variance, model_class
 from hyperfusion.training.module import PAPER_CLASS_WEIGHTS, FusionModule
 
 
@@ -156,7 +156,7 @@ def collapse_report(task: str, predicted: np.ndarray, target: np.ndarray | None 
 @dataclass
 class TrainResult:
     network: torch.nn.Module
-    card: dict[str, Any]
+    card: ModelCard  # a draft: save_model adds the weights' sha256
     best_score: float
 
 
@@ -364,7 +364,8 @@ def train_fold(
     card["ood"] = ood_reference(network, train_ds, cohort.table.iloc[train_idx])
     # --- end of the out-of-distribution block ---------------------------------------------------------------
     json.dumps(card)  # fail here, not when saving, if something is not JSON-able
-    return TrainResult(network=network, card=card, best_score=best)
+    draft = ModelCard.from_dict({**card, "architecture": network.architecture}, source="the trained model's card")
+    return TrainResult(network=network, card=draft, best_score=best)
 
 
 def _shape_overrides(config: TrainConfig, geometry: Geometry, preprocessor) -> dict:

@@ -3,7 +3,7 @@
 A split recomputed from the table at evaluation time is only the training split if the table has not changed:
 dropping one row reshuffles the strata and moves hundreds of subjects between partitions, so test subjects can
 silently be training subjects. Training therefore stores the fold's membership in the model card
-(``card["split"]``, written by ``hyperfusion.training.fold.split_membership``): the PTIDs of its training, validation and test rows, the cohort
+(``card.split``, written by ``hyperfusion.training.fold.split_membership``): the PTIDs of its training, validation and test rows, the cohort
 they belong to (:func:`~hyperfusion.data.cohort.cohort_identity`: synthetic cohorts reuse SYN_0001 … across
 seeds, so a PTID alone does not name a subject) and a hash of it all.
 
