@@ -138,12 +138,14 @@ class CollapsedError(RuntimeError):
 def train_config(task: str, model: str, fold: int, init_image_from: str | None = None):
     """The TrainConfig of one demo model (the demo's recipe at the demo's size)."""
     from hyperfusion.data.geometry import ad_box, brain_box
+    from hyperfusion.models import model_class
     from hyperfusion.training.fold import recipe_config
 
     geometry = ad_box(DEMO["ad_voxel_size"]) if task == "ad" else brain_box(DEMO["brain_age_voxel_size"])
     if task == "ad":
-        epochs = DEMO["tabular_epochs"] if model == "tabular_only" else DEMO["epochs"]
-        overrides = {"init_features": DEMO["init_features"]} if model != "tabular_only" else {}
+        reads_scan = model_class(model, task).reads_scan
+        epochs = DEMO["epochs"] if reads_scan else DEMO["tabular_epochs"]
+        overrides = {"init_features": DEMO["init_features"]} if reads_scan else {}
     else:
         epochs = DEMO["brain_age_epochs"]
         overrides = {"channels": list(DEMO["brain_age_channels"])}
@@ -173,9 +175,9 @@ def train_demo_model(
     from hyperfusion.models import build_model
 
     init_state, init_from = None, None
-    if image_only_dir is not None and model not in ("image_only", "tabular_only"):
-        probe = build_model(model, task)
-        if probe.reads_scan:
+    if image_only_dir is not None:
+        probe = build_model(model, task)  # a model with an image branch and a fusion to start it for
+        if probe.reads_scan and probe.reads_record:
             network, _ = load_model(image_only_dir)
             init_state, init_from = network.state_dict(), _rel(image_only_dir)
     from hyperfusion.training.fold import train_fold

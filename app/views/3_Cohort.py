@@ -10,6 +10,7 @@ from state import session
 from hyperfusion.data.cohort import cohort_record
 from hyperfusion.data.schema import FEATURE_NAMES
 from hyperfusion.errors import HyperFusionError
+from hyperfusion.inference.tables import predicted_label
 
 st.title("Cohort")
 
@@ -63,16 +64,14 @@ if usable and st.button(f"Predict the first {limit} shown subjects with {len(usa
     for n, ptid in enumerate(ptids):
         row = table.loc[table["PTID"] == ptid].iloc[0]
         scan = db.scan_path(cohort, ptid)
-        names = [m.name for m in usable if scan is not None or m.architecture == "tabular_only"]
+        names = [m.name for m in usable if scan is not None or not predictor.models[m.name].members[0].reads_scan]
         try:
             preds = predictor.predict(scan, cohort_record(row), models=names)
         except HyperFusionError as exc:  # e.g. a corrupt scan: the other subjects are still scored
             failed.append(str(exc))
             preds = {}
         for name, p in preds.items():
-            scores[(cohort.path.as_posix(), name, ptid)] = (
-                p.class_names[int(p.value[0].argmax())] if p.task == "ad" else round(float(p.value[0]), 1)
-            )
+            scores[(cohort.path.as_posix(), name, ptid)] = predicted_label(p)
         bar.progress((n + 1) / len(ptids), text=f"scored {n + 1} of {len(ptids)}")
     for message in failed:
         st.error(plain(f"Not scored: {message}"))
