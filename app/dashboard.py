@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import weakref
-from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import share
 import streamlit as st
 from messages import plain
-from state import session
+from state import Subject, session
 
 from hyperfusion import inference
 from hyperfusion.data import cohort as hc
@@ -25,13 +25,12 @@ from hyperfusion.report import RESEARCH_NOTICE, SYNTHETIC_NOTICE
 
 
 def settings() -> dict:
-    return session.settings
+    return session.settings  # cohort, models, assets
 
 
 # --- models --------------------------------------------------------------------------------------------------
 def discover_models(roots: str) -> tuple[list[inference.ModelInfo], list[str]]:
-    """Models and ensembles under the sidebar's roots (:func:`hyperfusion.inference.find_models`)."""
-    return inference.find_models(roots)
+    return inference.find_models(roots)  # models and ensembles under the sidebar's roots, and problems
 
 
 def models_for(c: Cohort, models: list[inference.ModelInfo]) -> list[inference.ModelInfo]:
@@ -96,18 +95,6 @@ def scan_path(c: Cohort, ptid: str) -> str | None:
 
 
 # --- the current subject -------------------------------------------------------------------------------------
-@dataclass
-class Subject:
-    """The subject every page shows: a cohort subject (``scan`` a path) or this session's upload (``scan`` its
-    bytes); ``recorded`` holds the raw record (ADNIMERGE names), ``truth`` the diagnosis when known."""
-
-    id: str
-    scan: str | bytes | None
-    recorded: dict
-    truth: str | None
-    uploaded: bool = False
-
-
 def uploaded_subject() -> Subject | None:
     """The subject uploaded in this session (Upload page), if any."""
     up = session.upload
@@ -143,13 +130,23 @@ def subject_of(c: Cohort, ptid: str, with_scan: bool = True) -> Subject:
     return Subject(ptid, scan, hc.cohort_record(row), truth if isinstance(truth, str) else None)
 
 
-def load_scan(scan: str | bytes):
-    """The scan as a nibabel image (validated; bytes stay in memory)."""
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _decoded(source: str | bytes, _mtime_ns: int, name: str | None = None):
     from hyperfusion.data.nifti import load_nifti
 
-    if isinstance(scan, bytes):
-        return load_nifti(scan, name=(session.uploaded or {}).get("name", "the uploaded scan"))
-    return load_nifti(scan)
+    img = load_nifti(source, name=name)
+    return type(img)(np.asarray(img.dataobj), img.affine, img.header)  # the voxels held in memory
+
+
+def load_scan(scan: str | bytes):
+    """The scan as a nibabel image with its voxels in memory, decoded and validated once: a cohort scan once
+    per process (re-read when the file changes), an upload once per session (never outside it)."""
+    if not isinstance(scan, bytes):
+        return _decoded(scan, Path(scan).stat().st_mtime_ns)
+    up = session.upload
+    if session.decoded_upload is None or session.decoded_upload[0] is not scan:
+        session.decoded_upload = (scan, _decoded.__wrapped__(scan, 0, up.name if up else "the uploaded scan"))
+    return session.decoded_upload[1]
 
 
 # --- what every page shows around it (Home.py calls these around the page) ----------------------------------

@@ -67,6 +67,18 @@ class Upload:
         return UPLOAD_PREFIX + self.name
 
 
+@dataclass
+class Subject:
+    """The subject every page shows: a cohort subject (``scan`` a path) or this session's upload (``scan`` its
+    bytes); ``recorded`` holds the raw record (ADNIMERGE names), ``truth`` the diagnosis when known."""
+
+    id: str
+    scan: str | bytes | None
+    recorded: dict
+    truth: str | None
+    uploaded: bool = False
+
+
 class Session:
     """Everything the pages share (see the module doc)."""
 
@@ -80,6 +92,7 @@ class Session:
     link_applied: bool | None = _Entry()
     link_problems: list | None = _Entry()
     attribution_progressed: OrderedDict = _Entry(OrderedDict)  # maps computed with a progress bar already
+    decoded_upload: tuple | None = _Entry()  # (the upload's bytes, its image decoded once)
     upload_maps: OrderedDict = _Entry(OrderedDict)  # an upload's attribution maps (this session only)
     cohort_scores: dict = _Entry(dict)  # (cohort, model, PTID) -> predicted class or age
     counterfactual: tuple | None = _Entry()  # (the inputs' key, the Counterfactual found)

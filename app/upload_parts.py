@@ -15,7 +15,7 @@ from hyperfusion.errors import HyperFusionError
 def forget_upload() -> None:
     """Drop the upload from this session (the models' cached image features of it go too)."""
     up = session.upload
-    del session.uploaded, session.upload_maps
+    del session.uploaded, session.upload_maps, session.decoded_upload
     del session.upload_form_record
     if (session.subject or "").startswith(UPLOAD_PREFIX):
         del session.subject
