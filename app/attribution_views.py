@@ -1,27 +1,22 @@
-"""Helpers of the Attribution page: comparison modes, what was edited in a record, maps computed with a progress
-bar, NIfTI files built in memory, per-region tables of two maps.
-
-They sit beside ``dashboard.py`` rather than in it only because that module was being changed at the same
-time; ``subject_map`` and ``record_edits`` belong there (see the docstrings).
-"""
+"""Helpers of the Attribution page: comparison modes, maps computed with a progress bar, downloads, per-region
+tables of two maps."""
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import re
-from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dashboard as db
-import nibabel as nib
 import numpy as np
-import pandas as pd
 import streamlit as st
+from state import UPLOAD_PREFIX, session
 
-from hyperfusion.data.cohort import parse_record
-from hyperfusion.data.schema import FEATURES
+from hyperfusion.data.geometry import new_image_like
+from hyperfusion.errors import HyperFusionError
 
 #: Comparison modes: the value kept in ``st.session_state["attr_mode"]`` (stable, for shared links) -> label.
 MODES: dict[str, str] = {
@@ -30,7 +25,7 @@ MODES: dict[str, str] = {
     "records": "recorded vs edited record",
 }
 
-#: Signed maps and differences default to "cold_hot" (viewer.colormap): blue to cyan below zero, red to yellow
+#: Signed maps and differences default to "cold_hot" (hyperfusion.explain.views.colormap): blue to cyan below zero, red to yellow
 #: above, as FSLeyes pairs them for statistics, so the voxels shown just above the threshold stay visible where a
 #: white-centred map (coolwarm) fades them into the grey scan.
 SIGNED_CMAPS = ("cold_hot", "coolwarm", "RdBu_r", "bwr")
@@ -60,31 +55,48 @@ def keep_choice(key: str, options: Sequence, default=None) -> None:
 
 def reads_record(entry) -> bool:
     """Whether a loaded model (every member of an ensemble shares the architecture) reads the tabular record."""
-    return bool(getattr(entry.members[0].network, "uses_tabular", True))
+    return bool(entry.members[0].network.reads_record)
 
 
-def record_edits(recorded: Mapping, edited: Mapping) -> list[tuple[str, object, object]]:
-    """(attribute, recorded, edited) for each value the Subject page changed, compared as the models read them
-    (parsed), so 70 and 70.0, or a censored "<200" kept as recorded, are no edit."""
-    a = parse_record(recorded, source="the recorded values")
-    b = parse_record(edited, source="the edited record")
-    edits = []
-    for f in FEATURES:
-        names = (f.name, f"{f.name}_censored") if f.censorable else (f.name,)
-        if any(not _same(a[n], b[n]) for n in names):
-            edits.append((f.name, recorded.get(f.name), edited.get(f.name)))
-    return edits
+def attribution_methods() -> list[dict]:
+    """The explain engine's methods that run interactively (occlusion is offline: use `hyperfusion explain`)."""
+    from hyperfusion.explain import available_methods
+
+    return [m for m in available_methods() if not m.get("offline")]
 
 
-def _same(u: float, v: float) -> bool:
-    return (np.isnan(u) and np.isnan(v)) or u == v
+def attribution_map(predictor, name, scan, record, method, target, baseline, cache=True) -> tuple[np.ndarray, dict]:
+    """One model's attribution map on the scan's own voxel grid, float32 (I, J, K), signed, with its
+    description and per-region summary (hyperfusion.explain's single entry point)."""
+    from hyperfusion.explain import explain_image
+
+    if not predictor.models[name].members[0].reads_scan:
+        raise HyperFusionError(f"{name} does not read the image: it has no image attribution map")
+    attribution = explain_image(predictor, name, scan, record, method, target=target, baseline=baseline,
+                                cache=cache)  # fmt: skip
+    return attribution.to_subject(scan).get_fdata(dtype=np.float32), attribution.summary(scan)
 
 
-def describe_edits(edits: list[tuple[str, object, object]]) -> str:
-    def show(v: object) -> str:
-        return "missing" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+@st.cache_data(show_spinner="Computing the attribution map …", max_entries=32)
+def cached_attribution(models, name, scan: str, record_json: str, method, target, baseline):
+    return attribution_map(db.predictor_for(models), name, scan, json.loads(record_json), method, target, baseline)
 
-    return ", ".join(f"{name} {show(before)} → {show(after)}" for name, before, after in edits)
+
+def subject_attribution(models, name, subject: db.Subject, record: dict, method, target, baseline):
+    """``cached_attribution`` for a cohort subject; an uploaded subject's maps are kept in this session only
+    (never in the process-wide caches, so nothing derived from an upload outlives the session)."""
+    record_json = json.dumps(record, sort_keys=True, default=str)
+    if not subject.uploaded:
+        return cached_attribution(models, name, subject.scan, record_json, method, target, baseline)
+    store = session.upload_maps
+    key = (models, name, hashlib.sha256(subject.scan).hexdigest(), record_json, method, target, baseline)
+    if key not in store:
+        with st.spinner("Computing the attribution map …"):
+            store[key] = attribution_map(db.predictor_for(models), name, subject.scan, record, method, target,
+                                         baseline, False)  # fmt: skip
+        while len(store) > 6:
+            store.popitem(last=False)
+    return store[key]
 
 
 def subject_map(
@@ -99,20 +111,20 @@ def subject_map(
     status=None,
     label: str = "the attribution map",
 ) -> tuple[np.ndarray, dict]:
-    """``db.subject_attribution`` (cohort maps cached process-wide, an upload's kept in the session), with a
+    """``subject_attribution`` (cohort maps cached process-wide, an upload's kept in the session), with a
     progress bar in ``status`` (an ``st.empty()``) the first time this session asks for a cohort subject's map.
 
-    The bar cannot go through ``db.cached_attribution``: a ``st.cache_data`` function's arguments are its key,
+    The bar cannot go through ``cached_attribution``: a ``st.cache_data`` function's arguments are its key,
     and an element it updates is recorded and replayed on every cache hit (a placeholder made outside it then
     fails the replay). So the map is first computed here by ``explain_image`` with a progress callback; that
-    leaves it in the explain engine's process-wide cache, the very one ``db.attribution_map`` reads, and the
+    leaves it in the explain engine's process-wide cache, the very one ``attribution_map`` reads, and the
     cached call that follows only resamples it onto the scan's grid. An upload's maps bypass the engine cache
     (nothing derived from an upload outlives the session), so a first pass would compute them twice: uploads
-    keep db's spinner until ``db.attribution_map`` / ``db.subject_attribution`` take a ``progress`` callback
+    keep db's spinner until ``attribution_map`` / ``subject_attribution`` take a ``progress`` callback
     for their upload path (which is not st.cache_data, so it can simply pass it on).
     """
     record_json = json.dumps(record, sort_keys=True, default=str)
-    done = st.session_state.setdefault("_attr_progressed", OrderedDict())
+    done = session.attribution_progressed
     marker = (models, name, subject.id, subject.scan if not subject.uploaded else None, record_json, method,
               target, baseline)  # fmt: skip
     if status is not None and not subject.uploaded and marker not in done:
@@ -132,7 +144,7 @@ def subject_map(
                           target=target, baseline=baseline, cache=True, progress=report)  # fmt: skip
         finally:
             status.empty()
-    result = db.subject_attribution(models, name, subject, record, method, target, baseline)
+    result = subject_attribution(models, name, subject, record, method, target, baseline)
     done[marker] = True
     while len(done) > 256:
         done.popitem(last=False)
@@ -146,53 +158,11 @@ def file_stem(*parts: str) -> str:
     "uploaded: " prefix and .nii(.gz) suffix."""
     cleaned = []
     for part in parts:
-        text = re.sub(r"\.nii(\.gz)?$", "", part.removeprefix(db.UPLOAD_PREFIX))
+        text = re.sub(r"\.nii(\.gz)?$", "", part.removeprefix(UPLOAD_PREFIX))
         cleaned.append(re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-._") or "x")
     return "_".join(cleaned)
 
 
 def nifti_gz(data: np.ndarray, affine: np.ndarray, header, description: str = "") -> bytes:
-    """The map as a gzipped NIfTI-1 (.nii.gz) on the scan's own grid, built in memory (nothing is written).
-
-    The scan's affine and its sform / qform codes are kept, so FSLeyes or ITK-SNAP lay the file exactly over
-    the scan (as ``ImageAttribution.to_subject`` does; "aligned" when the scan says nothing).
-    """
-    img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine)
-    hdr = img.header
-    codes = {"sform_code": 2, "qform_code": 2}
-    if isinstance(header, nib.Nifti1Header):
-        codes = {k: int(header[k]) or v for k, v in codes.items()}
-    hdr.set_sform(affine, code=codes["sform_code"])
-    hdr.set_qform(affine, code=codes["qform_code"])
-    if not np.allclose(hdr.get_qform(), affine, atol=1e-4):  # shear the qform cannot hold: sform only
-        hdr.set_qform(affine, code=0)
-    hdr.set_xyzt_units("mm")
-    hdr["descrip"] = description[:79]
-    return gzip.compress(img.to_bytes(), compresslevel=6, mtime=0)
-
-
-# --- tables --------------------------------------------------------------------------------------------------
-def region_table(summary: dict) -> pd.DataFrame:
-    return pd.DataFrame(summary.get("regions") or [])
-
-
-def region_difference(recorded: dict, edited: dict) -> pd.DataFrame:
-    """Per region: the map's sum under both records and its change, and each map's share of |map|.
-
-    (Sums and means subtract; shares of |map| do not, so they are shown side by side.)
-    """
-    a, b = region_table(recorded), region_table(edited)
-    if a.empty or b.empty:
-        return pd.DataFrame()
-    return pd.DataFrame(
-        {
-            "region": a["region"],
-            "voxels": a["voxels"],
-            "sum recorded": a["sum"],
-            "sum edited": b["sum"],
-            "Δ sum": b["sum"] - a["sum"],
-            "Δ mean": b["mean"] - a["mean"],
-            "share of |map| recorded": a["abs_share"],
-            "share of |map| edited": b["abs_share"],
-        }
-    )
+    """The map as a gzipped NIfTI-1 on the scan's own grid and affine, built in memory (nothing is written)."""
+    return gzip.compress(new_image_like(data, affine, header, description).to_bytes(), compresslevel=6, mtime=0)

@@ -85,7 +85,7 @@ class _PeakRss(threading.Thread):
 def _expected(cohort_dir: Path) -> dict[str, dict[str, float]]:
     """The library's probabilities for every subject: what each session must show."""
     from hyperfusion.data import load_cohort
-    from hyperfusion.explain.records import cohort_subject
+    from hyperfusion.data.cohort import cohort_subject
     from hyperfusion.inference.predictor import Predictor
 
     cohort = load_cohort(cohort_dir)

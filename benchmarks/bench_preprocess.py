@@ -62,9 +62,9 @@ def _moved(img: nib.Nifti1Image, path: Path) -> Path:
 def run(repeats: int) -> list[BenchResult]:
     import SimpleITK as sitk
 
+    from hyperfusion.data.entry import check_scan
     from hyperfusion.data.preprocess.pipeline import preprocess_scan, transform_points
     from hyperfusion.data.preprocess.template import brain_mask, template
-    from hyperfusion.inference.entry import check_scan
 
     results = []
     with tempfile.TemporaryDirectory(prefix="hyperfusion-bench-") as tmp:

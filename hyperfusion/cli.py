@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from hyperfusion import __version__
 from hyperfusion.errors import HyperFusionError
+from hyperfusion.evaluation import LABEL_COLUMN_HELP
+from hyperfusion.evaluation import label_note as _label_note
 
 
 @dataclass(frozen=True)
@@ -33,19 +34,9 @@ def _print_json(obj: object) -> None:
 
 
 # --- inspect -----------------------------------------------------------------------------------------------
-LABEL_COLUMN_HELP = "diagnosis column to use (Group, DX_bl or DX); default: the first of these the table has"
-
-
 def _inspect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="cohort directory or ADNIMERGE-format CSV table")
     p.add_argument("--label-column", default=None, help=LABEL_COLUMN_HELP)
-
-
-def _label_note(cohort) -> None:
-    """Say on stderr which diagnosis column was used when the table's label columns disagree."""
-    note = cohort.label_note()
-    if note:
-        print(f"note: {note}", file=sys.stderr)
 
 
 def _inspect_run(a: argparse.Namespace) -> int:
@@ -180,11 +171,12 @@ def _train_run(a: argparse.Namespace) -> int:
 
     from hyperfusion.data import load_cohort
     from hyperfusion.data.geometry import ad_box, brain_box
-    from hyperfusion.demo import scans_for
+    from hyperfusion.data.synthetic.shipped import scans_for
     from hyperfusion.inference.model_files import save_model
+    from hyperfusion.models import model_class
     from hyperfusion.training.fold import recipe_config, train_fold
 
-    data = a.data if a.model == "tabular_only" else scans_for(a.data)
+    data = scans_for(a.data) if model_class(a.model, a.task).reads_scan else a.data
     cohort = load_cohort(data, label_column=a.label_column)
     _label_note(cohort)
     geometry = ad_box(a.voxel_size) if a.task == "ad" else brain_box(a.voxel_size)
@@ -197,9 +189,9 @@ def _train_run(a: argparse.Namespace) -> int:
         from hyperfusion.inference.model_files import load_model
 
         source, source_card = load_model(a.init_image_from)
-        if source_card["architecture"]["name"] != "image_only":
-            raise HyperFusionError(f"--init-image-from {a.init_image_from}: not an image_only model")
-        if source_card.get("training", {}).get("fold") != a.fold:
+        if source.reads_record:
+            raise HyperFusionError(f"--init-image-from {a.init_image_from}: not an image-only model")
+        if source_card.fold != a.fold:
             raise HyperFusionError(f"--init-image-from {a.init_image_from}: trained on another fold")
         init_image = source.state_dict()
     config = recipe_config(
@@ -218,86 +210,21 @@ def _train_run(a: argparse.Namespace) -> int:
 
     if rank_zero_only.rank == 0:  # under DDP only one process writes the model
         save_model(result.network, result.card, out)
-        _print_json({"model_dir": str(out), "validation": result.card["metrics"]["validation"]})
+        _print_json({"model_dir": str(out), "validation": result.card.metrics["validation"]})
     return 0
 
 
-# --- evaluate ----------------------------------------------------------------------------------------------
+# --- evaluate (hyperfusion.evaluation: the demo build runs it too) -------------------------------------------
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="cohort directory or ADNIMERGE-format CSV table")
-    p.add_argument(
-        "--models", nargs="+", required=True,
-        help="model directories, or ensemble directories (a directory of fold-model directories)",
-    )  # fmt: skip
-    p.add_argument("--out", required=True, help="report directory to write")
-    p.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples for the 95%% intervals")
-    p.add_argument(
-        "--faithfulness", metavar="METHOD", default=None,
-        help="synthetic cohorts: also score METHOD's maps (e.g. saliency) against the planted truth",
-    )  # fmt: skip
-    p.add_argument("--faithfulness-subjects", type=int, default=20, help="AD test subjects scored per model")
-    p.add_argument(
-        "--subjects", choices=["test", "all"], default="test",
-        help="test: the test subjects stored in the model files (the paper's partition 4); all: every subject "
-        "of an independent cohort (refused on the cohort the models were trained on)",
-    )  # fmt: skip
-    p.add_argument(
-        "--permutations", type=int, default=5,
-        help="seeds of the modality-reliance measure (scans, then records, permuted among the subjects); 0: skip",
-    )  # fmt: skip
-    p.add_argument("--label-column", default=None, help=LABEL_COLUMN_HELP)
-    p.add_argument("--batch-size", type=int, default=16, help="subjects per pass of the image encoders")
+    from hyperfusion.evaluation import add_arguments
 
-
-def _faithfulness(
-    cohort, paths: list[str], runs, result: dict, method: str, n_subjects: int, out: str
-) -> None:
-    """Attribution faithfulness of every image model (and of its untrained control) on the first AD evaluated
-    subjects, added to the report."""
-    from hyperfusion.training.evaluate import add_faithfulness
-
-    add_faithfulness(cohort, dict(zip((r.label for r in runs), paths)), runs, result, method, n_subjects, out)
-
-
-def _load_run(path: str):
-    from pathlib import Path
-
-    from hyperfusion.inference.model_files import CARD_FILE, load_model
-    from hyperfusion.training.evaluate import Member, Run
-
-    root = Path(path)
-    if (root / CARD_FILE).is_file():
-        dirs = [root]
-    else:
-        dirs = sorted(d for d in root.iterdir() if (d / CARD_FILE).is_file()) if root.is_dir() else []
-        if not dirs:
-            raise HyperFusionError(f"{root}: neither a model directory (card.json) nor a directory of them")
-    # one fold of an ensemble folder is named with its parent (film/fold0), so the report says what it is
-    label = f"{root.resolve().parent.name}/{root.name}" if re.fullmatch(r"fold\d+", root.name) else root.name
-    return Run(label=label, members=[Member(*load_model(d)) for d in dirs])
+    add_arguments(p)
 
 
 def _evaluate_run(a: argparse.Namespace) -> int:
-    from hyperfusion.data import load_cohort
-    from hyperfusion.demo import scans_for
-    from hyperfusion.training.evaluate import write_report
+    from hyperfusion.evaluation import run
 
-    cohort = load_cohort(scans_for(a.data), label_column=a.label_column)
-    _label_note(cohort)
-    runs = [_load_run(p) for p in a.models]
-    labels = [r.label for r in runs]
-    # two folders of one name (seed0/hyperfusion, seed1/hyperfusion) stay apart
-    for i, run in enumerate(runs):
-        if labels.count(run.label) > 1:
-            run.label = f"{run.label}#{i}"
-    result = write_report(cohort, runs, a.out, n_boot=a.bootstrap, data_label=a.data, subjects=a.subjects,
-                          permutations=a.permutations, batch_size=a.batch_size)  # fmt: skip
-    if a.faithfulness:
-        if not cohort.is_synthetic:
-            raise HyperFusionError(
-                "--faithfulness needs a synthetic cohort: only it knows where effects were planted"
-            )
-        _faithfulness(cohort, a.models, runs, result, a.faithfulness, a.faithfulness_subjects, a.out)
+    result = run(a)
     _print_json({"report": a.out, "test_subjects": result["test_subjects"], "subjects": result["subjects"],
                  "metrics": {k: v["metrics"] for k, v in result["runs"].items()}})  # fmt: skip
     return 0
@@ -346,13 +273,13 @@ def _subject_inputs(a: argparse.Namespace):
     scan, record, cohort = a.image, None, None
     if a.data is not None:
         from hyperfusion.data import load_cohort
-        from hyperfusion.demo import scans_for
+        from hyperfusion.data.synthetic.shipped import scans_for
 
         cohort = load_cohort(scans_for(a.data))
     if a.subject is not None:
         if cohort is None:
             raise DataError("--subject needs --data COHORT_DIR")
-        from hyperfusion.explain.records import cohort_subject
+        from hyperfusion.data.cohort import cohort_subject
 
         subject_scan, record = cohort_subject(cohort, a.subject)
         scan = scan or subject_scan
@@ -362,7 +289,7 @@ def _subject_inputs(a: argparse.Namespace):
         raise DataError("give the record: --tabular ROW.json, or --data COHORT_DIR --subject PTID")
     name = Path(a.model).resolve().name
     predictor = Predictor({name: a.model})
-    if predictor.models[name].members[0].uses_image and scan is None:
+    if predictor.models[name].members[0].reads_scan and scan is None:
         if a.subject is not None:
             raise DataError(
                 f"{a.data}: subject {a.subject} is listed in cohort.csv but has no scan in images/, and this "
@@ -370,8 +297,8 @@ def _subject_inputs(a: argparse.Namespace):
             )
         raise DataError("this model reads a scan: give --image X.nii.gz (or --data and --subject)")
     check = None
-    if scan is not None and predictor.models[name].members[0].uses_image:
-        from hyperfusion.inference.entry import require_readable, warning_lines
+    if scan is not None and predictor.models[name].members[0].reads_scan:
+        from hyperfusion.data.entry import require_readable, warning_lines
 
         # refuse (one line naming `hyperfusion preprocess`) what the model cannot read, unless overridden
         check = require_readable(scan, allow=a.allow_unregistered)
@@ -381,8 +308,8 @@ def _subject_inputs(a: argparse.Namespace):
 
 
 def _predict_run(a: argparse.Namespace) -> int:
-    from hyperfusion.inference.entry import warning_lines
-    from hyperfusion.inference.ood import summary
+    from hyperfusion.data.entry import warning_lines
+    from hyperfusion.training.ood import summary
 
     predictor, name, scan, record, _, check = _subject_inputs(a)
     entry = predictor.models[name]
@@ -432,8 +359,8 @@ def _explain_args(p: argparse.ArgumentParser) -> None:
 
 
 def _explain_run(a: argparse.Namespace) -> int:
+    from hyperfusion.data.entry import warning_lines
     from hyperfusion.explain.image import compare_records, explain_image
-    from hyperfusion.inference.entry import warning_lines
 
     predictor, name, scan, record, cohort, check = _subject_inputs(a)
     settings = _parse_overrides(a.set)
@@ -479,6 +406,25 @@ def _explain_run(a: argparse.Namespace) -> int:
 
 
 # --- preprocess --------------------------------------------------------------------------------------------
+# --- report ------------------------------------------------------------------------------------------------
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", nargs="+", required=True, help="model or ensemble directories")
+    p.add_argument("--data", required=True, help="cohort directory (or a shipped synthetic table)")
+    p.add_argument("--subject", required=True, help="PTID of a subject of --data")
+    p.add_argument("--out", required=True, help="report file: .html, or .json for the same content as data")
+    p.add_argument("--method", default="saliency", help="attribution method of the figure ('none': no figure)")
+
+
+def _report_run(a: argparse.Namespace) -> int:
+    from hyperfusion.report import subject_report, write_report
+
+    method = None if a.method == "none" else a.method
+    scenario, parts, synthetic = subject_report(a.models, a.data, a.subject, method=method)
+    _print_json({"report": str(write_report(a.out, scenario, parts, synthetic)),
+                 "predictions": parts["predictions"] or parts["brain_age"]})  # fmt: skip
+    return 0
+
+
 def _preprocess_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--input", required=True,
@@ -678,6 +624,7 @@ COMMANDS: list[Command] = [
     ),
     Command("predict", "predict for one scan and record (JSON)", _predict_args, _predict_run),
     Command("explain", "write an attribution map as NIfTI", _explain_args, _explain_run),
+    Command("report", "a subject's report: record, predictions, attribution (HTML or JSON)", _report_args, _report_run),
     Command(
         "import-reference",
         "convert a checkpoint of the authors' code",

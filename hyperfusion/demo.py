@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from hyperfusion.data.synthetic.shipped import STARTER_DIR, cache_name, scans_for
+from hyperfusion.files import atomic_write, cache_root
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS = REPO_ROOT / "assets" / "demo"
@@ -80,62 +82,14 @@ DEMO = {
 
 
 def work_dir() -> Path:
-    root = os.environ.get("HYPERFUSION_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "hyperfusion") / "demo"
+    """``$HYPERFUSION_CACHE/demo``: generated scans and training runs of the demo build."""
+    return cache_root("demo")
 
 
 def _synth_config(spec: dict):
     from hyperfusion.data.synthetic import SynthConfig
 
     return SynthConfig(**spec)
-
-
-def cache_name(config) -> str:
-    """The cache folder of a synthetic cohort's scans."""
-    return f"{config.task}_seed{config.seed}_l{config.interaction_strength:g}"
-
-
-def scans_for(cohort_dir: str | Path, workers: int = 1, progress: bool = False) -> Path:
-    """A cohort directory whose table finds its scans: ``cohort_dir`` itself, or, for a shipped synthetic table
-    (``cohort.json`` with the generator's configuration and no ``images/``), the generated copy in the cache
-    (made on first use; the generator is deterministic, so it is the cohort the table came from)."""
-    from hyperfusion.data.synthetic import ensure_cohort, read_config
-
-    path = Path(cohort_dir)
-    if not path.is_dir() or (path / "images").is_dir():
-        return path
-    config = read_config(path)
-    if config is None:
-        return path
-    return ensure_cohort(
-        work_dir() / "cohorts" / cache_name(config), config, workers=workers, progress=progress
-    )
-
-
-STARTER_DIR = "starter_scans"
-
-
-def subject_scan(cohort_dir: str | Path, ptid: str) -> Path | None:
-    """One subject's scan of a shipped synthetic table without generating the whole cohort: the generated
-    cohort's file if it is there, else the copy shipped in ``<table>/starter_scans`` (the first subjects, so
-    the dashboard shows a scan the moment it starts), else that subject alone, generated into the cache
-    (byte-identical to the full cohort's file; the first one on a machine also builds the atrophy fields,
-    about a minute). None when the directory is not a synthetic table."""
-    from hyperfusion.data.synthetic import read_config, write_subject_scan
-
-    path = Path(cohort_dir)
-    config = read_config(path)
-    if config is None:
-        return None
-    for candidate in (
-        work_dir() / "cohorts" / cache_name(config) / "images" / f"{ptid}.nii.gz",
-        path / STARTER_DIR / f"{ptid}.nii.gz",
-        work_dir() / "subjects" / cache_name(config) / f"{ptid}.nii.gz",
-    ):
-        if candidate.is_file():
-            return candidate
-    candidate.parent.mkdir(parents=True, exist_ok=True)
-    return write_subject_scan(config, ptid, candidate)
 
 
 def ensure_demo_cohort(
@@ -153,6 +107,23 @@ def ensure_demo_cohort(
     )
 
 
+def missing_models(found: dict[Path, int], assets: Path = ASSETS) -> list[str]:
+    """The demo models (:data:`DEMO`) not under ``assets/models`` yet, or there with fewer folds than planned;
+    ``found``: model directory -> its members, of the models found there."""
+    have = {Path(p).resolve(): n for p, n in found.items()}
+    root = assets / "models"
+    expected = [(root / "ad" / m, 4) for m in DEMO["four_fold_models"]]
+    expected += [(root / "ad" / m, 1) for m in DEMO["one_fold_models"]]
+    expected += [(root / "brain_age" / m, 1) for m in DEMO["brain_age_models"]]
+    missing = []
+    for path, folds in expected:
+        n = have.get(path.resolve(), 0)
+        if n < folds:
+            label = str(path.relative_to(root))
+            missing.append(label if n == 0 else f"{label} ({n} of {folds} folds so far)")
+    return missing
+
+
 @dataclass
 class Step:
     name: str
@@ -167,12 +138,14 @@ class CollapsedError(RuntimeError):
 def train_config(task: str, model: str, fold: int, init_image_from: str | None = None):
     """The TrainConfig of one demo model (the demo's recipe at the demo's size)."""
     from hyperfusion.data.geometry import ad_box, brain_box
+    from hyperfusion.models import model_class
     from hyperfusion.training.fold import recipe_config
 
     geometry = ad_box(DEMO["ad_voxel_size"]) if task == "ad" else brain_box(DEMO["brain_age_voxel_size"])
     if task == "ad":
-        epochs = DEMO["tabular_epochs"] if model == "tabular_only" else DEMO["epochs"]
-        overrides = {"init_features": DEMO["init_features"]} if model != "tabular_only" else {}
+        reads_scan = model_class(model, task).reads_scan
+        epochs = DEMO["epochs"] if reads_scan else DEMO["tabular_epochs"]
+        overrides = {"init_features": DEMO["init_features"]} if reads_scan else {}
     else:
         epochs = DEMO["brain_age_epochs"]
         overrides = {"channels": list(DEMO["brain_age_channels"])}
@@ -202,24 +175,25 @@ def train_demo_model(
     from hyperfusion.models import build_model
 
     init_state, init_from = None, None
-    if image_only_dir is not None and model not in ("image_only", "tabular_only"):
-        probe = build_model(model, task)
-        if getattr(probe, "uses_image", True):
+    if image_only_dir is not None:
+        probe = build_model(model, task)  # a model with an image branch and a fusion to start it for
+        if probe.reads_scan and probe.reads_record:
             network, _ = load_model(image_only_dir)
             init_state, init_from = network.state_dict(), _rel(image_only_dir)
     from hyperfusion.training.fold import train_fold
 
     config = train_config(task, model, fold, init_from)
     result = train_fold(load_cohort(cohort_dir), config, work, quiet=quiet, init_image=init_state)
-    if result.card["collapse"]["collapsed"] and DEMO.get("fail_on_collapse", True):
+    card = result.card
+    if card.collapse["collapsed"] and DEMO.get("fail_on_collapse", True):
         raise CollapsedError(
             f"{task}/{model} fold {fold}: validation predictions collapsed "
-            f"({'; '.join(result.card['collapse']['reasons'])}); not shipped. Its training log is in {work}"
+            f"({'; '.join(card.collapse['reasons'])}); not shipped. Its training log is in {work}"
         )
     if table is not None:  # the shipped table the scans regenerate from, not this machine's cache folder
-        result.card["data"]["path"] = _rel(table)
-    save_model(result.network, result.card, out)
-    return result.card
+        card = card.replace(data={**card.data, "path": _rel(table)})
+    save_model(result.network, card, out)
+    return card
 
 
 def _train_step(
@@ -354,13 +328,11 @@ def evaluate_commands(assets: Path = ASSETS) -> dict[str, list[str]]:
 
 
 def _run_evaluate(argv: list[str], out: Path) -> dict:
-    from hyperfusion.cli import main
+    from hyperfusion.evaluation import evaluate_argv
 
     out.mkdir(parents=True, exist_ok=True)
     with contextlib.chdir(REPO_ROOT):
-        code = main(["evaluate", *argv, "--out", str(out.resolve())])
-    if code:
-        raise RuntimeError(f"hyperfusion evaluate {' '.join(argv)} failed ({code})")
+        evaluate_argv([*argv, "--out", str(out.resolve())])
     return json.loads((out / "results.json").read_text())
 
 
@@ -553,9 +525,7 @@ def build(
             log["steps"] = {**theirs, **log["steps"]}
         log["steps"][step.name] = {**spent, "code_version": __version__}
         assets.mkdir(parents=True, exist_ok=True)
-        tmp = log_path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(log, indent=1))
-        tmp.replace(log_path)
+        atomic_write(log_path, json.dumps(log, indent=1))
         done_log.append({"step": step.name, "status": "built", **spent})
     return done_log
 
@@ -566,7 +536,7 @@ def retrain(label: str, assets: Path = ASSETS, quiet: bool = True, tolerance: fl
     ``tolerance`` of the shipped one?, a one-line account)."""
     import tempfile
 
-    from hyperfusion.inference.model_files import load_model
+    from hyperfusion.inference.model_files import read_card
 
     parts = label.strip("/").split("/")
     if parts[0] == "sweep":
@@ -577,16 +547,15 @@ def retrain(label: str, assets: Path = ASSETS, quiet: bool = True, tolerance: fl
         cohort = assets / "cohorts" / parts[0]
     if not (shipped / "card.json").is_file():
         raise FileNotFoundError(f"no shipped demo model {label!r} (looked in {shipped})")
-    _, card = load_model(shipped)
-    training = card["training"]
-    init = training.get("init_image_from")
+    card = read_card(shipped)
+    init = card.training.get("init_image_from")
     with tempfile.TemporaryDirectory() as tmp:
         fresh = train_demo_model(
-            card["task"], training["model"], training["fold"], scans_for(cohort), Path(tmp) / "model",
+            card.task, card.name, card.fold, scans_for(cohort), Path(tmp) / "model",
             Path(tmp) / "work", quiet, REPO_ROOT / init if init else None,
         )  # fmt: skip
-    ((metric, before),) = card["metrics"]["validation"].items()
-    after = fresh["metrics"]["validation"][metric]
+    ((metric, before),) = card.metrics["validation"].items()
+    after = fresh.metrics["validation"][metric]
     same = abs(after - before) <= tolerance
     return same, f"{label}: {metric} shipped {before:.4f}, retrained {after:.4f} (|Δ| ≤ {tolerance}: {same})"
 
@@ -597,38 +566,36 @@ def _model_dirs(assets: Path) -> list[Path]:
 
 
 def _missing_ood(assets: Path) -> list[Path]:
-    return [d for d in _model_dirs(assets) if "ood" not in json.loads((d / "card.json").read_text())]
+    from hyperfusion.inference.model_files import read_card
+
+    return [d for d in _model_dirs(assets) if read_card(d).ood is None]
 
 
 def add_ood_references(assets: Path = ASSETS) -> list[Path]:
-    """Add the out-of-distribution reference (:func:`hyperfusion.inference.ood.ood_reference`) to every demo
+    """Add the out-of-distribution reference (:func:`hyperfusion.training.ood.ood_reference`) to every demo
     model card that lacks it (models trained before the reference existed), from the model's own training rows
     (the card's split membership); the weights are untouched. Returns the model directories updated."""
     from hyperfusion.data import load_cohort
     from hyperfusion.data.datasets import CohortDataset
     from hyperfusion.data.geometry import Geometry
     from hyperfusion.data.tabular import TabularPreprocessor
-    from hyperfusion.inference.model_files import load_model
-    from hyperfusion.inference.ood import ood_reference
+    from hyperfusion.inference.model_files import load_model, write_card
+    from hyperfusion.training.ood import ood_reference
 
     updated = []
     for model_dir in _missing_ood(assets):
         network, card = load_model(model_dir)
-        cohort = load_cohort(scans_for(REPO_ROOT / card["data"]["path"]))
+        cohort = load_cohort(scans_for(REPO_ROOT / card.data["path"]))
         position = {p: i for i, p in enumerate(cohort.table["PTID"].astype(str))}
-        train_idx = [position[p] for p in card["split"]["train"]]
-        state = card["tabular"]["preprocessing"]
-        tabular_only = not network.uses_image
+        train_idx = [position[p] for p in card.split["train"]]
+        state = card.preprocessing
+        tabular_only = not network.reads_scan
         dataset = CohortDataset(
-            cohort, train_idx, task=card["task"], views="all", tabular_only=tabular_only,
+            cohort, train_idx, task=card.task, views="all", tabular_only=tabular_only,
             preprocessor=TabularPreprocessor.from_dict(state) if state else None,
-            geometry=None if tabular_only else Geometry.from_dict(card["geometry"]),
+            geometry=None if tabular_only else Geometry.from_dict(card.geometry),
         )  # fmt: skip
-        card_path = model_dir / "card.json"
-        raw = json.loads(card_path.read_text())
-        raw["ood"] = ood_reference(network, dataset, cohort.table.iloc[train_idx])
-        tmp = card_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(raw, indent=2))
-        tmp.replace(card_path)
+        ood = ood_reference(network, dataset, cohort.table.iloc[train_idx])
+        write_card(model_dir, card.replace(ood=ood))
         updated.append(model_dir)
     return updated

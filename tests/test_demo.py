@@ -7,6 +7,7 @@ import pytest
 
 from hyperfusion import demo
 from hyperfusion.cli import main
+from hyperfusion.data.synthetic import shipped
 from hyperfusion.errors import DataError
 
 TINY = {
@@ -60,8 +61,8 @@ def test_build_makes_every_step_and_ships_tables_not_scans(built):
     assert names[-1] == "RESULTS.md"
     assert sum(n.startswith("train ad/tabular_only/fold") for n in names) == 4
     for d in ("cohorts/ad", "cohorts/brain_age"):  # tables and the first subjects' scans, not the cohort's
-        assert {p.name for p in (assets / d).iterdir()} == {"cohort.csv", "cohort.json", demo.STARTER_DIR}
-        assert len(list((assets / d / demo.STARTER_DIR).iterdir())) == TINY["starter_scans"]
+        assert {p.name for p in (assets / d).iterdir()} == {"cohort.csv", "cohort.json", shipped.STARTER_DIR}
+        assert len(list((assets / d / shipped.STARTER_DIR).iterdir())) == TINY["starter_scans"]
     assert {p.name for p in (assets / "sweep/cohorts/lambda0").iterdir()} == {"cohort.csv", "cohort.json"}
     assert (assets / "sweep/models/lambda0/image_only/model.safetensors").is_file()
     assert not (assets / "models" / "sweep").exists()  # the dashboard lists assets/models only
@@ -113,7 +114,7 @@ def test_evaluate_accepts_a_shipped_table_and_names_single_folds(built, monkeypa
     assert list(result["runs"]) == ["image_only/fold0"]
     assert result["data"]["path"] == str((assets / "cohorts/ad").resolve())
     assert f"Test partition of `{assets / 'cohorts/ad'}`" in (out / "results.md").read_text()
-    assert Path(demo.scans_for(assets / "cohorts/ad"), "images").is_dir()  # regenerated into the cache
+    assert Path(shipped.scans_for(assets / "cohorts/ad"), "images").is_dir()  # regenerated into the cache
 
 
 def test_one_subject_scan_comes_from_the_shipped_starters_or_alone_byte_identical(built, monkeypatch):
@@ -122,9 +123,9 @@ def test_one_subject_scan_comes_from_the_shipped_starters_or_alone_byte_identica
     assets, _ = built
     monkeypatch.setattr(demo, "DEMO", TINY)
     table = assets / "cohorts" / "ad"
-    starters = sorted(p.name for p in (table / demo.STARTER_DIR).iterdir())
+    starters = sorted(p.name for p in (table / shipped.STARTER_DIR).iterdir())
     assert starters == ["SYN_0001.nii.gz", "SYN_0002.nii.gz", "SYN_0003.nii.gz"]
-    full = demo.scans_for(table) / "images"
+    full = shipped.scans_for(table) / "images"
     hidden = full.with_name("images_hidden")
     full.rename(hidden)  # as on a machine that never generated the whole cohort
     try:
@@ -132,17 +133,17 @@ def test_one_subject_scan_comes_from_the_shipped_starters_or_alone_byte_identica
         monkeypatch.setattr(
             synthetic, "write_subject_scan", lambda *a: pytest.fail("generated a shipped scan")
         )
-        assert demo.subject_scan(table, "SYN_0002") == table / demo.STARTER_DIR / "SYN_0002.nii.gz"
+        assert shipped.subject_scan(table, "SYN_0002") == table / shipped.STARTER_DIR / "SYN_0002.nii.gz"
         assert (hidden / "SYN_0002.nii.gz").read_bytes() == (
-            table / demo.STARTER_DIR / "SYN_0002.nii.gz"
+            table / shipped.STARTER_DIR / "SYN_0002.nii.gz"
         ).read_bytes()
         monkeypatch.setattr(synthetic, "write_subject_scan", original)
-        alone = demo.subject_scan(table, "SYN_0010")
+        alone = shipped.subject_scan(table, "SYN_0010")
         assert alone.parent.parent.name == "subjects"
         assert alone.read_bytes() == (hidden / "SYN_0010.nii.gz").read_bytes()
         assert not full.exists()  # nothing else was generated
         with pytest.raises(DataError, match="SYN_9999"):
-            demo.subject_scan(table, "SYN_9999")
+            shipped.subject_scan(table, "SYN_9999")
     finally:
         hidden.rename(full)
 

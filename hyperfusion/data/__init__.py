@@ -4,7 +4,7 @@ Names are imported on first use (PEP 562), so ``from hyperfusion.data.cohort imp
 for scipy / nibabel: the dashboard's first page stays fast.
 """
 
-from importlib import import_module
+from hyperfusion.lazy import lazy_exports
 
 _EXPORTS = {
     "Cohort": "cohort",
@@ -17,6 +17,7 @@ _EXPORTS = {
     "brain_box": "geometry",
     "merge_views": "geometry",
     "model_input": "geometry",
+    "new_image_like": "geometry",
     "resample_box": "geometry",
     "split_views": "geometry",
     "to_subject_space": "geometry",
@@ -35,15 +36,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(import_module(f"hyperfusion.data.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'hyperfusion.data' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -249,6 +249,79 @@ def parse_record(record: Mapping[str, object], *, source: str = "record") -> dic
     return out
 
 
+
+def cohort_record(row: pd.Series | Mapping[str, object]) -> dict[str, object]:
+    """A cohort table row -> the raw record :func:`parse_record` reads back: numbers, None where missing, sex
+    as its category, censored CSF values as the assay reports them (">1700", "<200"). A cohort subject and a
+    hand-written ``ROW.json`` then take the same path."""
+    out: dict[str, object] = {}
+    for f in FEATURES:
+        value = row.get(f.name)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            out[f.name] = None
+            continue
+        if f.categories:
+            out[f.name] = f.categories[int(value)]
+            continue
+        flag = row.get(f"{f.name}_censored", 0) if f.censorable else 0
+        flag = 0 if flag is None or (isinstance(flag, float) and math.isnan(flag)) else int(flag)
+        value = float(value)
+        out[f.name] = f"{'<' if flag < 0 else '>'}{value:g}" if flag else value
+    return out
+
+
+def cohort_row(cohort: Cohort, ptid: str) -> pd.Series:
+    """The table row of subject ``ptid``; an unknown PTID is refused with a sample of the cohort's."""
+    rows = cohort.table[cohort.table["PTID"] == ptid]
+    if rows.empty:
+        sample = ", ".join(cohort.table["PTID"].head(5))
+        raise DataError(f"{cohort.path}: no subject {ptid!r}; PTIDs look like {sample}")
+    return rows.iloc[0]
+
+
+def cohort_subject(cohort: Cohort, ptid: str, *, generate: bool = False) -> tuple[str | None, dict[str, object]]:
+    """(scan path or None, raw record) of the subject ``ptid``.
+
+    ``generate``: for a shipped synthetic table (scans made on demand), that subject's scan, generated into the
+    cache if needed (:func:`hyperfusion.data.synthetic.shipped.subject_scan`); otherwise only a scan the table
+    finds."""
+    row = cohort_row(cohort, ptid)
+    path = row.get("image_path")
+    if isinstance(path, str):
+        return path, cohort_record(row)
+    if generate and cohort.is_synthetic:
+        from hyperfusion.data.synthetic.shipped import subject_scan
+
+        scan = subject_scan(cohort.path, ptid)
+        return (str(scan) if scan is not None else None), cohort_record(row)
+    return None, cohort_record(row)
+
+
+def record_changes(recorded: Mapping[str, object], edited: Mapping[str, object]) -> list[tuple[str, object, object]]:
+    """(attribute, recorded, edited) for each value that differs between two raw records, compared as the
+    models read them (parsed), so 70 and 70.0, or a censored "<200" kept as recorded, are no change."""
+    a = parse_record(recorded, source="the recorded values")
+    b = parse_record(edited, source="the edited record")
+
+    def same(u: float, v: float) -> bool:
+        return (math.isnan(u) and math.isnan(v)) or u == v
+
+    changes = []
+    for f in FEATURES:
+        names = (f.name, f"{f.name}_censored") if f.censorable else (f.name,)
+        if any(not same(a[n], b[n]) for n in names):
+            changes.append((f.name, recorded.get(f.name), edited.get(f.name)))
+    return changes
+
+
+def describe_changes(changes: list[tuple[str, object, object]]) -> str:
+    """"APOE4 0 → 2, ABETA missing → <200": :func:`record_changes` as one line."""
+
+    def show(v: object) -> str:
+        return "missing" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+    return ", ".join(f"{name} {show(before)} → {show(after)}" for name, before, after in changes)
+
 def require_some_value(parsed: Mapping[str, float], source: str, example: str = "") -> None:
     """Refuse a parsed record whose every attribute is missing: its prediction would rest on imputation only."""
     if all(value != value for name, value in parsed.items() if not name.endswith("_censored")):
@@ -523,6 +596,17 @@ def _find_image(images_dir: Path | None, ptid: str) -> str | None:
     return None
 
 
+#: A cohort directory's metadata file: provenance, and a synthetic cohort's generator settings
+METADATA_FILE = "cohort.json"
+
+
+def read_cohort_metadata(cohort_dir: str | Path) -> dict:
+    """The JSON object in ``cohort_dir/cohort.json`` (the one reader of it); ``{}`` where there is none. A
+    damaged file raises :class:`~hyperfusion.errors.DataError` naming it."""
+    path = Path(cohort_dir) / METADATA_FILE
+    return read_json_object(path) if path.is_file() else {}
+
+
 def load_cohort(
     path: str | Path, *, label_column: str | None = None, images_dir: str | Path | None = None
 ) -> Cohort:
@@ -540,9 +624,7 @@ def load_cohort(
         table_path = path / "cohort.csv"
         if not table_path.is_file():
             raise DataError(f"{path}: a cohort directory must hold cohort.csv (and images/, cohort.json)")
-        meta_path = path / "cohort.json"
-        if meta_path.is_file():
-            provenance = read_json_object(meta_path)
+        provenance = read_cohort_metadata(path)
         default_images = path / "images"
     else:
         table_path = path
@@ -610,6 +692,12 @@ def feature_frame(rows: pd.DataFrame | Mapping[str, object] | list[Mapping[str, 
 
 __all__ = [
     "Cohort",
+    "cohort_record",
+    "cohort_row",
+    "cohort_subject",
+    "describe_changes",
+    "record_changes",
+    "read_cohort_metadata",
     "cohort_identity",
     "load_cohort",
     "parse_record",

@@ -466,16 +466,20 @@ def to_subject_space(
         out[_crop_slices(geometry)] = box
     else:
         _fill_from_box(out, box, geometry, ref_affine, order)
-    return _image_like(out, ref_affine, ref.header)
+    return new_image_like(out, ref_affine, ref.header)
 
 
-def _image_like(data: np.ndarray, affine: np.ndarray, ref_header: Any) -> nib.Nifti1Image:
-    """A float32 NIfTI on the reference grid that viewers place exactly where the reference is.
+def new_image_like(
+    data: np.ndarray, affine: np.ndarray, ref_header: Any = None, description: str = ""
+) -> nib.Nifti1Image:
+    """A float32 NIfTI image of ``data`` on a reference scan's grid (``affine``) that viewers place exactly
+    where the reference is: a map kept as an image with its affine.
 
-    The sform and qform codes of the reference (scanner, aligned, MNI, ...) are kept, so FSLeyes / ITK-SNAP
-    treat both as the same space; the qform is left out when the affine has shear it cannot represent.
+    The sform and qform codes of the reference header (scanner, aligned, MNI, ...) are kept, so FSLeyes /
+    ITK-SNAP treat both as the same space ("aligned" when it says nothing); the qform is left out when the
+    affine has shear it cannot represent. ``description`` goes to the header's ``descrip`` (79 characters).
     """
-    img = nib.Nifti1Image(data, affine)
+    img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine)
     hdr = img.header
     codes = {"sform_code": 2, "qform_code": 2}  # "aligned" when the reference says nothing
     if isinstance(ref_header, nib.Nifti1Header):
@@ -485,6 +489,8 @@ def _image_like(data: np.ndarray, affine: np.ndarray, ref_header: Any) -> nib.Ni
     if not np.allclose(hdr.get_qform(), affine, atol=1e-4):
         hdr.set_qform(affine, code=0)
     hdr.set_xyzt_units("mm")
+    if description:
+        hdr["descrip"] = description[:79]
     return img
 
 

@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ import numpy as np
 from hyperfusion.data.geometry import PREPROCESSING_VERSION, Geometry, model_input
 from hyperfusion.data.nifti import image_sha256
 from hyperfusion.errors import DataError
+from hyperfusion.files import atomic_write, cache_root
 
 _INDEX_NAME = "content_hashes.json"
 _INDEX_FORMAT = 1
@@ -37,8 +37,7 @@ _INDEX_FORMAT = 1
 
 def default_cache_root() -> Path:
     """``$HYPERFUSION_CACHE/volumes`` if that variable is set, else ``~/.cache/hyperfusion/volumes``."""
-    base = os.environ.get("HYPERFUSION_CACHE")
-    return (Path(base).expanduser() if base else Path.home() / ".cache" / "hyperfusion") / "volumes"
+    return cache_root("volumes")
 
 
 class VolumeCache:
@@ -162,17 +161,3 @@ def _load_entry(path: Path, expected_shape: tuple[int, ...]) -> np.ndarray | Non
     ):
         return None
     return arr
-
-
-def atomic_write(path: Path, write) -> None:
-    """Write through ``write(fileobj)`` to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

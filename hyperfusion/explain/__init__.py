@@ -16,6 +16,7 @@ Modules: :mod:`.methods` (the Captum calls), :mod:`.baselines`, :mod:`.maps`, :m
 :mod:`.records`.
 """
 
+from hyperfusion.data.cohort import cohort_record, cohort_subject
 from hyperfusion.explain.baselines import BASELINES
 from hyperfusion.explain.cache import AttributionCache
 from hyperfusion.explain.counterfactual import Counterfactual, counterfactual, nearest_subject
@@ -23,7 +24,6 @@ from hyperfusion.explain.faithfulness import deletion_curve, evaluate_faithfulne
 from hyperfusion.explain.image import RecordComparison, compare_records, default_cache, explain_image
 from hyperfusion.explain.maps import ImageAttribution
 from hyperfusion.explain.methods import METHODS, attribute_views, available_methods
-from hyperfusion.explain.records import cohort_record, cohort_subject
 from hyperfusion.explain.regions import REGION_NAMES, region_summary
 from hyperfusion.explain.tabular import RECORD_METHODS, RecordAttribution, explain_record
 from hyperfusion.explain.whatif import IceCurves, attribute_grid, ice_curves, partial_dependence

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from hyperfusion.data.volume_cache import atomic_write
 from hyperfusion.explain.maps import ImageAttribution
+from hyperfusion.files import atomic_write
 
 __all__ = ["AttributionCache", "attribution_key", "canonical_record"]
 

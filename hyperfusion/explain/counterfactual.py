@@ -30,10 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from hyperfusion.data.cohort import Cohort, parse_record
+from hyperfusion.data.cohort import Cohort, cohort_record, parse_record
 from hyperfusion.data.schema import CLASS_NAMES, FEATURE_NAMES, feature
 from hyperfusion.errors import DataError
-from hyperfusion.explain.records import cohort_record
 from hyperfusion.explain.whatif import SUPPORTS, training_preprocessor
 from hyperfusion.inference.predictor import Predictor
 

@@ -20,13 +20,13 @@ import functools
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from hyperfusion.data.cohort import Cohort, parse_record
+from hyperfusion.data.cohort import Cohort, cohort_record, parse_record
 from hyperfusion.data.geometry import Geometry, resample_box, split_views
 from hyperfusion.data.nifti import NiftiSource
 from hyperfusion.errors import DataError
@@ -34,10 +34,15 @@ from hyperfusion.explain.baselines import DEFAULT_BLUR_MM, make_baseline
 from hyperfusion.explain.image import explain_image
 from hyperfusion.explain.maps import ImageAttribution
 from hyperfusion.explain.methods import SubjectOutput
-from hyperfusion.explain.records import cohort_record
 from hyperfusion.inference.predictor import Predictor
+from hyperfusion.models import ModelCard
+
+if TYPE_CHECKING:
+    from hyperfusion.training.evaluate import Run
 
 __all__ = [
+    "add_faithfulness",
+    "faithfulness_markdown",
     "brain_mask",
     "deletion_curve",
     "evaluate_faithfulness",
@@ -370,15 +375,15 @@ def evaluate_faithfulness(
     }
 
 
-def untrained_control(card: Mapping[str, Any], seed: int = 0) -> torch.nn.Module:
+def untrained_control(card: ModelCard, seed: int = 0) -> torch.nn.Module:
     """A randomly initialised network of the card's architecture (``torch.manual_seed(seed)`` first), in eval
     mode: what the maps show before any learning. Its hypernetwork heads keep the principled init of the
     card's recorded input variance, as training starts them."""
     from hyperfusion.models import build_model
 
-    arch = card["architecture"]
+    arch = card.architecture
     torch.manual_seed(seed)
-    return build_model(arch["name"], arch["task"], **arch["config"]).eval()
+    return build_model(arch.name, arch.task, **arch.config).eval()
 
 
 #: The numbers of :func:`faithfulness_summary`, for the trained model and the untrained control
@@ -446,7 +451,7 @@ def faithfulness_summary(
         }
 
     return {
-        "model": str(path) if isinstance(model, str | Path) else card["architecture"]["name"],
+        "model": str(path) if isinstance(model, str | Path) else card.name,
         "method": method,
         "subjects": [r["PTID"] for r in trained["subjects"]],
         "stride": trained["stride"],
@@ -458,3 +463,104 @@ def faithfulness_summary(
         "trained_mean": t,
         "untrained_mean": u,
     }
+
+
+# --- the faithfulness section of a hyperfusion evaluate report ----------------------------------------------
+#: The faithfulness columns of results.md: (key of the scores, header); the first three also for the control
+FAITHFULNESS_COLUMNS = [
+    ("top_decile_enrichment", "top-decile enrichment"),
+    ("top_decile_outside_brain", "top decile outside brain"),
+    ("lattice", "lattice"),
+    ("enrichment", "mass enrichment"),
+    ("auroc", "AUROC"),
+    ("pointing_game", "pointing game"),
+    ("deletion_area_attribution", "deletion area"),
+    ("deletion_area_random", "random deletion area"),
+]
+CONTROLLED = ("top_decile_enrichment", "top_decile_outside_brain", "lattice")
+
+
+def add_faithfulness(
+    cohort: Cohort,
+    paths: dict[str, str | Path],
+    runs: Sequence[Run],
+    result: dict,
+    method: str,
+    n_subjects: int,
+    out: str | Path,
+    control_seed: int = 0,
+) -> dict:
+    """Score ``method``'s maps of every image run against the planted tissue loss, and those of an untrained
+    network of the same configuration (the control: what the architecture draws before any learning), on the
+    first ``n_subjects`` AD subjects of the report; add them to results.json and results.md.
+
+    ``paths``: run label -> its model or ensemble directory. A synthetic cohort with ``truth/`` is needed.
+    """
+    import tempfile
+
+    from hyperfusion.inference.model_files import save_model
+
+    out = Path(out)
+    dx = cohort.table.set_index("PTID").loc[result["test_ptids"], "DX"]
+    ad = [p for p, d in zip(result["test_ptids"], dx) if d == "AD"][:n_subjects]
+    predictor = Predictor({run.label: paths[run.label] for run in runs})
+    scores, control, strides = {}, {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, run in enumerate(runs):
+            if not run.members[0].network.reads_scan:
+                continue
+            trained = evaluate_faithfulness(predictor, run.label, cohort, method, subjects=ad)
+            scores[run.label], strides[run.label] = trained["mean"], trained["stride"]
+            card = run.members[0].card
+            name = f"untrained control {i}"
+            predictor.add(save_model(untrained_control(card, control_seed), card, Path(tmp) / str(i)), name)
+            untrained = evaluate_faithfulness(
+                predictor, name, cohort, method, subjects=ad, deletion_steps=0, stride=trained["stride"]
+            )
+            control[run.label] = {k: untrained["mean"][k] for k in CONTROLLED}
+    result["faithfulness"] = {
+        "method": method,
+        "subjects": ad,
+        "mask": f"planted tissue loss, truth < -{TRUTH_THRESHOLD}",
+        "brain": "the MNI152 2009a template's brain on the model grid",
+        "top_fraction": 0.1,
+        "stride": strides,
+        "control_seed": control_seed,
+        "mean": scores,
+        "untrained": control,
+    }
+    (out / "results.json").write_text(json.dumps(result, indent=1, default=float))
+    with (out / "results.md").open("a") as f:
+        f.write(faithfulness_markdown(result["faithfulness"]))
+    return result["faithfulness"]
+
+
+def faithfulness_markdown(entry: dict) -> str:
+    """The faithfulness table of results.md (trained value, and the untrained control's in parentheses)."""
+    head = [h for _, h in FAITHFULNESS_COLUMNS]
+    lines = ["| model | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+    for label, values in entry["mean"].items():
+        cells = []
+        for key, _ in FAITHFULNESS_COLUMNS:
+            v = values.get(key)
+            cell = "–" if v is None else f"{v:.3f}"
+            if key in CONTROLLED and label in entry.get("untrained", {}):
+                cell += f" ({entry['untrained'][label][key]:.3f})"
+            cells.append(cell)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(
+        [
+            "",
+            f"### Attribution faithfulness ({entry['method']}, {len(entry['subjects'])} AD subjects, against the "
+            "planted truth)",
+            "",
+            *lines,
+            "",
+            f"Mask: the {entry['mask']}. Top decile: the 10 % most attributed voxels of the model grid; enrichment: "
+            "their share inside the mask ÷ the mask's share of the brain (1 = no better than an even spread). "
+            "Lattice: the hottest voxel phases modulo the network's stride ÷ an even share (1 = no lattice). In "
+            "parentheses: an untrained network of the same configuration (seed "
+            f"{entry.get('control_seed', 0)}): what the architecture draws before any learning.",
+            "",
+        ]
+    )

@@ -135,7 +135,7 @@ def explain_image(
     entry = _entry(predictor, model)
     m = get_method(method)
     members = entry.members
-    if not members[0].uses_image:
+    if not members[0].reads_scan:
         raise DataError(f"model {model!r} does not read the scan: explain its record (explain_record)")
     geometry = members[0].geometry
     if any(member.geometry != geometry for member in members):

@@ -60,6 +60,7 @@ from torch import Tensor, nn
 
 from hyperfusion.errors import DataError
 from hyperfusion.explain.maps import Completeness
+from hyperfusion.models.network import subject_output
 
 __all__ = [
     "METHODS",
@@ -108,9 +109,7 @@ class SubjectOutput(nn.Module):
         if self._on_rows is not None:
             self._on_rows(n)
         out = self.network(views.flatten(0, 1), tabular.repeat_interleave(v, dim=0))
-        if self.output == "probability":
-            out = self.softmax(out)
-        return out.reshape(n, v, -1).mean(dim=1)
+        return subject_output(out, v, probabilities=self.output == "probability", softmax=self.softmax)
 
 
 @dataclass
@@ -507,7 +506,7 @@ def attribute_views(
         A :class:`ViewAttribution`; ``views`` has shape (V, D, H, W').
     """
     m = get_method(method)
-    if not getattr(network, "uses_image", True):
+    if not network.reads_scan:
         raise DataError(f"{method}: this model does not read the scan; explain its record instead")
     if task == "ad" and target is None:
         raise DataError(f"{method}: choose the class to explain (target)")

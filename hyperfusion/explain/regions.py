@@ -27,7 +27,7 @@ from hyperfusion.data.geometry import Geometry, box_affine, merge_views
 from hyperfusion.data.nifti import NiftiSource
 from hyperfusion.errors import DataError
 
-__all__ = ["REGIONS", "REGION_NAMES", "atlas_path", "region_labels", "region_summary"]
+__all__ = ["REGIONS", "REGION_NAMES", "atlas_path", "region_change", "region_labels", "region_summary"]
 
 #: Region name -> Desikan-Killiany (FreeSurfer) labels. "rest" is every other voxel of the box.
 REGIONS: dict[str, tuple[int, ...]] = {
@@ -186,3 +186,27 @@ def region_summary(
             }
         )
     return {"source": source, "regions": rows}
+
+
+def region_change(before: dict, after: dict):
+    """Per region, how a map changed between two summaries (``ImageAttribution.summary`` of the same model
+    under two records): both sums and their difference, the change of the mean, and each map's share of
+    |map| (sums and means subtract; shares do not, so they are shown side by side). A pandas DataFrame; empty
+    when either summary has no regions."""
+    import pandas as pd
+
+    a, b = pd.DataFrame(before.get("regions") or []), pd.DataFrame(after.get("regions") or [])
+    if a.empty or b.empty:
+        return pd.DataFrame()
+    return pd.DataFrame(
+        {
+            "region": a["region"],
+            "voxels": a["voxels"],
+            "sum recorded": a["sum"],
+            "sum edited": b["sum"],
+            "Δ sum": b["sum"] - a["sum"],
+            "Δ mean": b["mean"] - a["mean"],
+            "share of |map| recorded": a["abs_share"],
+            "share of |map| edited": b["abs_share"],
+        }
+    )

@@ -35,7 +35,7 @@ from hyperfusion.explain.baselines import DEFAULT_BLUR_MM, make_baseline
 from hyperfusion.explain.image import resolve_target
 from hyperfusion.explain.methods import OUTPUTS, seeded_rng
 from hyperfusion.inference.predictor import LoadedModel, Predictor
-from hyperfusion.models.network import ImageFeatures, select_features
+from hyperfusion.models.network import ImageFeatures, decode_records, subject_output
 
 __all__ = ["RECORD_METHODS", "RecordAttribution", "explain_record", "feature_groups", "input_names"]
 
@@ -89,22 +89,12 @@ class _RecordOutput:
     def __init__(self, member: LoadedModel, features: ImageFeatures, output: str) -> None:
         self.network = member.network
         self.features = features
-        self.uses_image = member.uses_image
+        self.reads_scan = member.reads_scan
         self.output = output
 
     def __call__(self, tabular: Tensor) -> Tensor:
-        n = tabular.shape[0]
-        if not self.uses_image:
-            out, views = self.network.decode((), tabular), 1
-        else:
-            views = self.features[0].shape[0]
-            index = torch.arange(views).repeat(n)  # record r, view v -> row r * V + v
-            out = self.network.decode(
-                select_features(self.features, index), tabular.repeat_interleave(views, 0)
-            )
-        if self.output == "probability":
-            out = out.softmax(dim=-1)
-        return out.reshape(n, views, -1).mean(dim=1)
+        rows, views = decode_records(self.network, self.features, tabular)
+        return subject_output(rows, views, probabilities=self.output == "probability")
 
 
 @dataclass(frozen=True)
@@ -209,7 +199,7 @@ def explain_record(
         base = _record_baseline(member, record_baseline)
         feats = predictor.features(member, scan, scan_key)
         f = _RecordOutput(member, feats, output)
-        if not getattr(member.network, "uses_tabular", True):
+        if not member.network.reads_record:
             # The network ignores its record (image-only): every attribution is exactly 0.
             groups = {a: 0.0 for a in feature_groups(names)}
             cols = np.zeros(len(names)) if method == "integrated_gradients" else None
@@ -241,7 +231,7 @@ def explain_record(
         with torch.no_grad():
             out_x = float(f(x)[0, column])
             out_b = float(f(base)[0, column])
-            if member.uses_image:
+            if member.reads_scan:
                 views = predictor.views(member, scan)
                 b = make_baseline(image_baseline, views, member.geometry, sigma_mm=blur_mm, cohort=cohort,
                                   cache=predictor.cache)  # fmt: skip

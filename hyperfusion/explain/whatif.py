@@ -173,7 +173,7 @@ def partial_dependence(
 ) -> IceCurves:
     """The mean ICE curve over ``subjects`` (scan, raw record) pairs, and every subject's curve.
 
-    See :func:`hyperfusion.explain.records.cohort_record` to turn cohort rows into records.
+    See :func:`hyperfusion.data.cohort.cohort_record` to turn cohort rows into records.
     """
     if not subjects:
         raise DataError("partial dependence needs at least one subject")

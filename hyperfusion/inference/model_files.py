@@ -13,19 +13,29 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import Any
-
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any
 
 from hyperfusion import __version__
 from hyperfusion.errors import HyperFusionError, ModelFileError, read_json_object
-from hyperfusion.models import FusionNetwork, build_model
-from hyperfusion.models.network import state_dict_mismatches
+from hyperfusion.files import atomic_write
+from hyperfusion.models.card import Architecture, ModelCard
 
-__all__ = ["CARD_FILE", "FORMAT_VERSION", "WEIGHTS_FILE", "file_sha256", "load_model", "save_model"]
+if TYPE_CHECKING:
+    from hyperfusion.models import FusionNetwork
+
+__all__ = [
+    "CARD_FILE",
+    "FORMAT_VERSION",
+    "WEIGHTS_FILE",
+    "Architecture",
+    "ModelCard",
+    "file_sha256",
+    "load_model",
+    "read_card",
+    "save_model",
+    "write_card",
+]
 
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "card.json"
@@ -35,7 +45,7 @@ FORMAT_VERSION = 1
 _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")
 
 
-def save_model(model: FusionNetwork, card: dict[str, Any], out_dir: str | Path) -> Path:
+def save_model(model: FusionNetwork, card: ModelCard | dict[str, Any], out_dir: str | Path) -> Path:
     """Write ``model`` and its ``card`` to the directory ``out_dir`` (created; an existing model is replaced).
 
     Args:
@@ -47,36 +57,36 @@ def save_model(model: FusionNetwork, card: dict[str, Any], out_dir: str | Path) 
     Returns the directory.
     """
     out_dir = Path(out_dir)
+    if isinstance(card, ModelCard):
+        card = card.to_dict()
     try:
         architecture = model.architecture
     except ValueError as exc:
         raise ModelFileError(str(exc)) from None
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from safetensors.torch import save
+
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    # Write beside the target, then rename: a reader never sees half a file
-    weights_tmp = _temporary_path(out_dir, WEIGHTS_FILE)
-    save_file(tensors, str(weights_tmp), metadata={"format": "pt", "architecture": architecture["name"]})
+    weights = save(tensors, metadata={"format": "pt", "architecture": architecture["name"]})
     full_card = {
         **card,
         "architecture": architecture,
-        "weights_sha256": file_sha256(weights_tmp),
+        "weights_sha256": hashlib.sha256(weights).hexdigest(),
         "format_version": FORMAT_VERSION,
         "hyperfusion_version": __version__,
     }
     try:
         card_text = json.dumps(full_card, indent=2, default=_json_default)
     except (TypeError, ValueError) as exc:
-        weights_tmp.unlink()
         raise ModelFileError(f"the model card is not JSON-serialisable: {exc}") from None
-    card_tmp = _temporary_path(out_dir, CARD_FILE)
-    card_tmp.write_text(card_text + "\n", encoding="utf-8")
-    os.replace(weights_tmp, out_dir / WEIGHTS_FILE)
-    os.replace(card_tmp, out_dir / CARD_FILE)
+    # each file is written beside its target, then renamed: a reader never sees half a file
+    atomic_write(out_dir / WEIGHTS_FILE, weights)
+    atomic_write(out_dir / CARD_FILE, card_text + "\n")
     return out_dir
 
 
-def load_model(model_dir: str | Path) -> tuple[FusionNetwork, dict[str, Any]]:
-    """(network in eval mode, card) of a model directory written by :func:`save_model`.
+def load_model(model_dir: str | Path) -> tuple[FusionNetwork, ModelCard]:
+    """(network in eval mode, its validated :class:`ModelCard`) of a model directory written by
+    :func:`save_model`.
 
     Refuses with :class:`~hyperfusion.errors.ModelFileError`: a missing directory, card or weights file; a
     pickle or PyTorch checkpoint where safetensors is expected; weights whose sha256 differs from the card's;
@@ -94,9 +104,14 @@ def load_model(model_dir: str | Path) -> tuple[FusionNetwork, dict[str, Any]]:
         elif any(p.suffix in (".ckpt", ".pt", ".pth") for p in model_dir.iterdir()):
             hint = " PyTorch checkpoints are never loaded; convert the authors' with `hyperfusion import-reference`."
         raise ModelFileError(f"{model_dir} is not a model directory: {', '.join(missing)} missing.{hint}")
-    card = _read_card(card_path)
+    card = read_card(model_dir)
     _check_weights_file(weights_path, card)
-    model = _build(card, model_dir)
+    model = _build(card.architecture, model_dir)
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from hyperfusion.models.network import state_dict_mismatches
+
     try:
         tensors = load_file(str(weights_path))
     except (SafetensorError, OSError) as exc:
@@ -108,11 +123,25 @@ def load_model(model_dir: str | Path) -> tuple[FusionNetwork, dict[str, Any]]:
     return model.eval(), card
 
 
-def _read_card(card_path: Path) -> dict[str, Any]:
-    return read_json_object(card_path, ModelFileError, ": the model file is damaged")
+def read_card(model_dir: str | Path) -> ModelCard:
+    """The validated card of a model directory, without loading the weights (the one card reader)."""
+    card_path = Path(model_dir) / CARD_FILE
+    if not card_path.is_file():
+        raise ModelFileError(f"{model_dir} is not a model directory: {CARD_FILE} missing")
+    raw = read_json_object(card_path, ModelFileError, ": the model file is damaged")
+    return ModelCard.from_dict(raw, source=str(card_path))
 
 
-def _check_weights_file(weights_path: Path, card: dict[str, Any]) -> None:
+def write_card(model_dir: str | Path, card: ModelCard) -> Path:
+    """Replace a model directory's card (e.g. to add a reference computed later); the weights stay, and must
+    still be the ones the card names."""
+    model_dir = Path(model_dir)
+    _check_weights_file(model_dir / WEIGHTS_FILE, card)
+    atomic_write(model_dir / CARD_FILE, json.dumps(card.to_dict(), indent=2, default=_json_default) + "\n")
+    return model_dir
+
+
+def _check_weights_file(weights_path: Path, card: ModelCard) -> None:
     with weights_path.open("rb") as f:
         head = f.read(8)
     if head.startswith(_PICKLE_MAGIC):
@@ -121,8 +150,8 @@ def _check_weights_file(weights_path: Path, card: dict[str, Any]) -> None:
             "can run code. Re-export the model with hyperfusion's save_model (or `hyperfusion import-reference` "
             "for the authors' checkpoints)."
         )
-    expected = card.get("weights_sha256")
-    if not isinstance(expected, str):
+    expected = card.weights_sha256
+    if expected is None:
         raise ModelFileError(
             f"{weights_path.parent / CARD_FILE} has no weights_sha256: the weights cannot be verified"
         )
@@ -134,17 +163,14 @@ def _check_weights_file(weights_path: Path, card: dict[str, Any]) -> None:
         )
 
 
-def _build(card: dict[str, Any], model_dir: Path) -> FusionNetwork:
-    arch = card.get("architecture")
-    if not isinstance(arch, dict) or not {"name", "task", "config"} <= arch.keys():
-        raise ModelFileError(
-            f"{model_dir / CARD_FILE} has no architecture {{name, task, config}} to rebuild from"
-        )
+def _build(arch: Architecture, model_dir: Path) -> FusionNetwork:
+    from hyperfusion.models import build_model
+
     try:
-        return build_model(arch["name"], arch["task"], **arch["config"])
+        return build_model(arch.name, arch.task, **arch.config)
     except HyperFusionError as exc:
         raise ModelFileError(
-            f"{model_dir}: unknown or invalid architecture {arch['name']!r} ({arch['task']}) for hyperfusion "
+            f"{model_dir}: unknown or invalid architecture {arch.name!r} ({arch.task}) for hyperfusion "
             f"{__version__}: {exc}"
         ) from None
 
@@ -156,12 +182,6 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _temporary_path(directory: Path, name: str) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
-    os.close(fd)
-    return Path(tmp)
 
 
 def _json_default(value: Any) -> Any:

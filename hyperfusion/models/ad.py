@@ -108,6 +108,8 @@ class ADResNet(StagedNetwork):
     image_branch = ("stem", "block1", "block2", "block3", "block4")
     stage_names = ("stem", "block1", "block2", "block3", "block4", "pool", "fc1", "act1", "fc2")
 
+    task = "ad"
+
     def __init__(
         self,
         n_tabular: int = 16,
@@ -138,7 +140,7 @@ class ADResNet(StagedNetwork):
             raise ValueError("fc1 either reads the concatenated record or is generated from it, not both")
         self.input_shape = tuple(int(s) for s in input_shape)
         self.n_tabular = n_tabular
-        self.uses_tabular = bool(hyper_layers) or concat_tabular or block4_modulation is not None
+        self.reads_record = bool(hyper_layers) or concat_tabular or block4_modulation is not None
 
         def embedding() -> nn.Module:
             return tabular_embedding(n_tabular, embedding_dim)
@@ -234,6 +236,8 @@ class AttentionGMUNet(StagedNetwork):
         "classifier",
     )
 
+    task = "ad"
+
     def __init__(
         self,
         n_tabular: int = 16,
@@ -285,7 +289,9 @@ class TabularMLP(FusionNetwork):
     Shapes: tabular (B, F) -> logits (B, n_classes); ``forward(None, tabular)``.
     """
 
-    uses_image = False
+    reads_scan = False
+
+    task = "ad"
 
     def __init__(self, n_tabular: int = 16, n_classes: int = 3, embedding_dim: int = 8) -> None:
         super().__init__()

@@ -74,6 +74,8 @@ class BrainAgeNet(StagedNetwork):
         "linear1", "act1", "linear2", "act2", "linear3", "act3", "output",
     )  # fmt: skip
 
+    task = "brain_age"
+
     def __init__(
         self,
         input_shape: Sequence[int] = (90, 120, 99),
@@ -97,7 +99,7 @@ class BrainAgeNet(StagedNetwork):
             raise ValueError("channels and hidden take three values each")
         self.input_shape = tuple(int(s) for s in input_shape)
         self.n_tabular = n_tabular
-        self.uses_tabular = bool(hyper_layers) or concat_tabular
+        self.reads_record = bool(hyper_layers) or concat_tabular
         sides = self.input_shape
         for _ in range(3):
             sides = tuple((s - 4) // 2 for s in sides)

@@ -14,7 +14,9 @@ never disagree. Features are a tuple of batch-first tensors: concatenate cached 
 
 A split stage's ``encode`` / ``decode`` are methods, so forward hooks fire on the modules they call (convs,
 BatchNorms, activations, each block's ``add``), not on the split stage itself: hook ``gradcam_layer`` for
-LayerGradCam. Attribute only the inputs a network reads (``uses_image``, ``uses_tabular``).
+LayerGradCam. A network states what it can do as class capabilities: ``task``, ``reads_scan``,
+``reads_record`` and ``generated_layers`` (the layers whose weights a hypernetwork makes from the record);
+code asks these, never the model's name. Attribute only the inputs a network reads.
 """
 
 from __future__ import annotations
@@ -54,6 +56,32 @@ def select_features(features: ImageFeatures, index: Tensor | slice | int) -> Ima
     return tuple(t[index] for t in features)
 
 
+def subject_output(rows: Tensor, views: int, *, probabilities: bool = False, softmax=None) -> Tensor:
+    """Each subject's output from its views' rows: the one rule for the two hemisphere views.
+
+    ``rows`` (N * V, C) or (N * V,) subject-major (subject n, view v at row n * V + v) -> (N, C), or (N, 1)
+    for one output. With ``probabilities`` each view's logits become class probabilities first (``softmax``: a
+    module to use, e.g. one DeepLift can hook; default ``Tensor.softmax``): probabilities are averaged, never
+    logits, as in the paper's evaluation.
+    """
+    if probabilities:
+        rows = softmax(rows) if softmax is not None else rows.softmax(dim=-1)
+    return rows.reshape(-1, views, rows.shape[-1] if rows.dim() > 1 else 1).mean(dim=1)
+
+
+def decode_records(network: FusionNetwork, features: ImageFeatures, tabular: Tensor) -> tuple[Tensor, int]:
+    """Decode R records against the cached image features of one scan's V views.
+
+    Returns (rows (R * V, ...) record-major, V); a network that reads no scan decodes the records alone (V = 1).
+    Pass the rows to :func:`subject_output`.
+    """
+    if not network.reads_scan:
+        return network.decode((), tabular), 1
+    views = features[0].shape[0]
+    index = torch.arange(views).repeat(tabular.shape[0])  # record r, view v -> row r * V + v
+    return network.decode(select_features(features, index), tabular.repeat_interleave(views, 0)), views
+
+
 def state_dict_mismatches(model: nn.Module, tensors: Mapping[str, Tensor], limit: int = 8) -> str:
     """How ``tensors`` fail to fit ``model.state_dict()`` (missing, unexpected, wrong shape); "" if they fit."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -71,13 +99,16 @@ def state_dict_mismatches(model: nn.Module, tensors: Mapping[str, Tensor], limit
 
 class FusionNetwork(nn.Module):
     """Base of every task network (see the module doc). :func:`~hyperfusion.models.build_model` sets
-    ``name``, ``task`` and ``config`` (the JSON-able keyword arguments that rebuild it)."""
+    ``name``, ``task`` and ``config`` (the JSON-able keyword arguments that rebuild it).
+
+    Capabilities: ``task`` ("ad" or "brain_age"), ``reads_scan`` and ``reads_record`` (whether the output
+    depends on the scan / the record at all), :attr:`generated_layers`."""
 
     name: str | None = None
     task: str | None = None
     config: dict[str, Any] | None = None
-    uses_image = True
-    uses_tabular = True
+    reads_scan = True
+    reads_record = True
 
     def encode_image(self, image: Tensor | None) -> ImageFeatures:
         raise NotImplementedError
@@ -102,6 +133,11 @@ class FusionNetwork(nn.Module):
                 "create it with hyperfusion.models.build_model(name, task, **overrides)"
             )
         return {"name": self.name, "task": self.task, "config": dict(self.config)}
+
+    @property
+    def generated_layers(self) -> tuple[str, ...]:
+        """Names of the layers whose weights are generated from the record (empty: no hypernetwork)."""
+        return tuple(name for name, _ in self.hyper_layers())
 
     def hyper_layers(self) -> Iterator[tuple[str, HyperLayer]]:
         """(name, layer) of every layer whose weights are generated from the record."""

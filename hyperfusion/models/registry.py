@@ -17,7 +17,7 @@ from hyperfusion.models.ad import ADResNet, AttentionGMUNet, TabularMLP
 from hyperfusion.models.brain_age import BRAIN_AGE_HYPER_LAYERS, BrainAgeNet
 from hyperfusion.models.network import FusionNetwork
 
-__all__ = ["ModelConfigError", "PRESETS", "Preset", "available_models", "build_model"]
+__all__ = ["ModelConfigError", "PRESETS", "Preset", "available_models", "build_model", "model_class"]
 
 
 class ModelConfigError(HyperFusionError, ValueError):
@@ -65,6 +65,14 @@ def available_models(task: str | None = None) -> dict[str, list[str]]:
     return {t: list(PRESETS[t]) for t in tasks}
 
 
+def model_class(name: str, task: str = "ad") -> type[FusionNetwork]:
+    """The class of model ``name``: its capabilities (``reads_scan``, ``reads_record``) without building it."""
+    _check_task(task)
+    if name not in PRESETS[task]:
+        raise ModelConfigError(f"unknown model {name!r} for task {task!r}; available: {list(PRESETS[task])}")
+    return PRESETS[task][name].cls
+
+
 def build_model(name: str, task: str = "ad", **overrides: Any) -> FusionNetwork:
     """Create the network ``name`` of ``task`` ("ad" or "brain_age") with keyword overrides of its config.
 
@@ -76,9 +84,7 @@ def build_model(name: str, task: str = "ad", **overrides: Any) -> FusionNetwork:
     :class:`~hyperfusion.models.brain_age.BrainAgeNet`); e.g. ``hyper_layers`` chooses which layers are
     generated, for the paper's ablations.
     """
-    _check_task(task)
-    if name not in PRESETS[task]:
-        raise ModelConfigError(f"unknown model {name!r} for task {task!r}; available: {list(PRESETS[task])}")
+    model_class(name, task)
     preset = PRESETS[task][name]
     parameters = inspect.signature(preset.cls.__init__).parameters
     accepted = {k: p.default for k, p in parameters.items() if k != "self"}

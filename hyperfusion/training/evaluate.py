@@ -28,13 +28,14 @@ from hyperfusion.data.cohort import Cohort
 from hyperfusion.data.datasets import CohortDataset
 from hyperfusion.data.geometry import Geometry
 from hyperfusion.data.schema import CLASS_NAMES
-from hyperfusion.data.splits import TEST_PARTITION, make_partitions
 from hyperfusion.data.tabular import TabularPreprocessor
 from hyperfusion.data.volume_cache import VolumeCache
 from hyperfusion.errors import DataError
-from hyperfusion.models.network import ImageFeatures, concat_features
+from hyperfusion.models import ModelCard
+from hyperfusion.models.network import FusionNetwork, ImageFeatures, concat_features, subject_output
 from hyperfusion.training import metrics as M
 from hyperfusion.training.module import FusionModule
+from hyperfusion.training.protocol import check_label_column, select_subjects
 
 CI_METRICS_AD = ("balanced_accuracy", "precision", "f1", "auc")
 #: What the modality-reliance measure permutes among the test subjects
@@ -51,10 +52,15 @@ PAPER_COLUMNS = [
 
 @dataclass
 class Member:
-    """One trained network and its card."""
+    """One trained network and its card (a card dict, e.g. a draft from training, is validated into a
+    :class:`~hyperfusion.models.ModelCard` here)."""
 
-    network: torch.nn.Module
-    card: dict
+    network: FusionNetwork
+    card: ModelCard
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.card, ModelCard):
+            self.card = ModelCard.from_dict(self.card, source="the model card")
 
 
 @dataclass
@@ -70,11 +76,11 @@ class Run:
 
     @property
     def architecture(self) -> str:
-        return self.members[0].card["architecture"]["name"]
+        return self.members[0].card.name
 
     @property
     def task(self) -> str:
-        return self.members[0].card["architecture"]["task"]
+        return self.members[0].card.task
 
 
 def dataset_for(
@@ -82,11 +88,11 @@ def dataset_for(
 ) -> CohortDataset:
     """The evaluation dataset (both views) of ``indices`` as ``member``'s card preprocesses it."""
     card = member.card
-    task = card["architecture"]["task"]
-    state = card.get("tabular", {}).get("preprocessing")
+    task = card.task
+    state = card.preprocessing
     preprocessor = TabularPreprocessor.from_dict(state) if state else None
-    tabular_only = not getattr(member.network, "uses_image", True)
-    geometry = Geometry.from_dict(card["geometry"]) if not tabular_only else None
+    tabular_only = not member.network.reads_scan
+    geometry = Geometry.from_dict(card.geometry) if not tabular_only else None
     return CohortDataset(
         cohort, indices, task=task, preprocessor=preprocessor, geometry=geometry, cache=cache,
         views="all", tabular_only=tabular_only,
@@ -123,9 +129,9 @@ def encode_subjects(
 ) -> Encoded:
     """Image features (both hemispheres) and records of rows ``indices``, through Lightning's predict loop."""
     ds = dataset_for(member, cohort, indices, cache)
-    if not getattr(member.network, "uses_image", True):
+    if not member.network.reads_scan:
         return Encoded((), ds.tabular, 1)
-    module = _EncodeModule(member.network.eval(), member.card["architecture"]["task"], class_weights=None)
+    module = _EncodeModule(member.network.eval(), member.card.task, class_weights=None)
     trainer = L.Trainer(
         accelerator=accelerator, devices=1, logger=False, enable_progress_bar=False,
         enable_model_summary=False, enable_checkpointing=False,
@@ -149,7 +155,7 @@ def decode_subjects(
     ``image_order[i]`` / the record of subject ``record_order[i]`` (default its own).
     """
     network = member.network.eval()
-    task = member.card["architecture"]["task"]
+    task = member.card.task
     n, views = len(encoded.tabular), encoded.n_views
     image_order = np.arange(n) if image_order is None else np.asarray(image_order)
     record_order = np.arange(n) if record_order is None else np.asarray(record_order)
@@ -160,9 +166,8 @@ def decode_subjects(
         rows = torch.from_numpy((image_order[subjects][:, None] * views + np.arange(views)).ravel())
         features = tuple(f[rows].to(device) for f in encoded.features)
         tabular = encoded.tabular[torch.from_numpy(record_order[subjects])].repeat_interleave(views, dim=0)
-        y = network.decode(features, tabular.to(device))
-        y = y.softmax(dim=-1) if task == "ad" else y.reshape(-1)
-        out.append(y.reshape(len(subjects), views, *y.shape[1:]).mean(dim=1).float().cpu())
+        y = subject_output(network.decode(features, tabular.to(device)), views, probabilities=task == "ad")
+        out.append((y if task == "ad" else y.reshape(-1)).float().cpu())
     return torch.cat(out).numpy()
 
 
@@ -180,34 +185,6 @@ def predict_subjects(
         member, cohort, indices, cache=cache, batch_size=batch_size, accelerator=accelerator
     )
     return decode_subjects(member, encoded)
-
-
-def combine_members(task: str, member_predictions: Sequence[np.ndarray]) -> np.ndarray:
-    """An ensemble's prediction: the paper's inverse-entropy weighting (AD), the mean age (brain age)."""
-    stack = np.stack(member_predictions)
-    if task == "ad":
-        return M.inverse_entropy_ensemble(stack) if len(stack) > 1 else stack[0]
-    return stack.mean(axis=0)  # the paper averages the brain-age models' outputs
-
-
-def _split_seed(run: Run) -> int:
-    seeds = {m.card["training"]["split_seed"] for m in run.members}
-    if len(seeds) != 1:
-        raise DataError(f"{run.label}: ensemble members come from different split seeds {sorted(seeds)}")
-    return seeds.pop()
-
-
-def held_out_rows(cohort: Cohort, runs: Sequence[Run]) -> tuple[np.ndarray, int]:
-    """The test partition shared by every run (refuses runs trained on different splits)."""
-    seeds = {_split_seed(r) for r in runs}
-    if len(seeds) != 1:
-        raise DataError(
-            f"the models come from different split seeds {sorted(seeds)}; compare them on one split"
-        )
-    seed = seeds.pop()
-    task = runs[0].task
-    partition = make_partitions(cohort.table, seed, label_column="DX" if task == "ad" else None)
-    return np.flatnonzero(partition == TEST_PARTITION), seed
 
 
 def permutation(n: int, seed: int, modality: str) -> np.ndarray:
@@ -230,8 +207,6 @@ def score_runs(
     subjects (``run.permuted``; the same permutations for every member, combined as the ensemble is); returns
     the rows. One run's image features are held at a time."""
     if rows is None:
-        from hyperfusion.training.protocol import select_subjects
-
         rows = select_subjects(cohort, runs).rows
     for run in runs:
         encoded = [
@@ -239,10 +214,10 @@ def score_runs(
             for m in run.members
         ]
         run.member_predictions = [decode_subjects(m, e) for m, e in zip(run.members, encoded)]
-        run.predictions = combine_members(run.task, run.member_predictions)
+        run.predictions = M.combine_members(run.task, run.member_predictions)
         run.permuted = {}
         net = run.members[0].network
-        reads = {"scan": getattr(net, "uses_image", True), "record": getattr(net, "uses_tabular", True)}
+        reads = {"scan": net.reads_scan, "record": net.reads_record}
         for modality in MODALITIES if permutations > 0 else ():
             if not reads[modality]:
                 continue  # permuting what the network never reads cannot change its output
@@ -251,7 +226,7 @@ def score_runs(
                 order = permutation(len(rows), seed, modality)
                 key = "image_order" if modality == "scan" else "record_order"
                 members = [decode_subjects(m, e, **{key: order}) for m, e in zip(run.members, encoded)]
-                run.permuted[modality].append(combine_members(run.task, members))
+                run.permuted[modality].append(M.combine_members(run.task, members))
         del encoded
     return rows
 
@@ -279,7 +254,7 @@ def modality_reliance(run: Run, y_or_age: np.ndarray) -> dict:
     A modality the network does not read is reported as not applicable (its permutation is a no-op).
     """
     net = run.members[0].network
-    reads = {"scan": getattr(net, "uses_image", True), "record": getattr(net, "uses_tabular", True)}
+    reads = {"scan": net.reads_scan, "record": net.reads_record}
     out: dict = {}
     for modality in MODALITIES:
         if not reads[modality]:
@@ -314,7 +289,7 @@ def modality_reliance(run: Run, y_or_age: np.ndarray) -> dict:
 def _bias_corrected(run: Run, age: np.ndarray) -> dict | None:
     """Each member corrected with its own validation-fitted age bias, then averaged; None where a member has
     none (or one too flat to invert). The true ages only score the result."""
-    biases = [m.card.get("metrics", {}).get("age_bias") for m in run.members]
+    biases = [m.card.age_bias for m in run.members]
     if not all(biases) or any(abs(b["slope"]) < M.MIN_AGE_BIAS_SLOPE for b in biases):
         return None
     corrected = np.mean(
@@ -522,7 +497,6 @@ def write_report(cohort: Cohort, runs: Sequence[Run], out_dir: str | Path, *, n_
     ``data.path`` is its absolute form (a shipped table whose scans were regenerated elsewhere keeps its name).
     """
     from hyperfusion.data.cohort import cohort_identity
-    from hyperfusion.training.protocol import check_label_column, select_subjects
 
     task = runs[0].task
     if any(r.task != task for r in runs):
@@ -625,105 +599,3 @@ def _figures(cohort: Cohort, runs: Sequence[Run], test: np.ndarray, result: dict
         fig.tight_layout()
         fig.savefig(out_dir / "predicted_vs_age.png", dpi=110)
         plt.close(fig)
-
-
-#: The faithfulness columns of results.md: (key of the scores, header); the first three also for the control
-FAITHFULNESS_COLUMNS = [
-    ("top_decile_enrichment", "top-decile enrichment"),
-    ("top_decile_outside_brain", "top decile outside brain"),
-    ("lattice", "lattice"),
-    ("enrichment", "mass enrichment"),
-    ("auroc", "AUROC"),
-    ("pointing_game", "pointing game"),
-    ("deletion_area_attribution", "deletion area"),
-    ("deletion_area_random", "random deletion area"),
-]
-CONTROLLED = ("top_decile_enrichment", "top_decile_outside_brain", "lattice")
-
-
-def add_faithfulness(
-    cohort: Cohort,
-    paths: dict[str, str | Path],
-    runs: Sequence[Run],
-    result: dict,
-    method: str,
-    n_subjects: int,
-    out: str | Path,
-    control_seed: int = 0,
-) -> dict:
-    """Score ``method``'s maps of every image run against the planted tissue loss, and those of an untrained
-    network of the same configuration (the control: what the architecture draws before any learning), on the
-    first ``n_subjects`` AD subjects of the report; add them to results.json and results.md.
-
-    ``paths``: run label -> its model or ensemble directory. A synthetic cohort with ``truth/`` is needed.
-    """
-    import tempfile
-
-    from hyperfusion.explain.faithfulness import TRUTH_THRESHOLD, evaluate_faithfulness, untrained_control
-    from hyperfusion.inference.model_files import save_model
-    from hyperfusion.inference.predictor import Predictor
-
-    out = Path(out)
-    dx = cohort.table.set_index("PTID").loc[result["test_ptids"], "DX"]
-    ad = [p for p, d in zip(result["test_ptids"], dx) if d == "AD"][:n_subjects]
-    predictor = Predictor({run.label: paths[run.label] for run in runs})
-    scores, control, strides = {}, {}, {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, run in enumerate(runs):
-            if not getattr(run.members[0].network, "uses_image", True):
-                continue
-            trained = evaluate_faithfulness(predictor, run.label, cohort, method, subjects=ad)
-            scores[run.label], strides[run.label] = trained["mean"], trained["stride"]
-            card = run.members[0].card
-            name = f"untrained control {i}"
-            predictor.add(save_model(untrained_control(card, control_seed), card, Path(tmp) / str(i)), name)
-            untrained = evaluate_faithfulness(
-                predictor, name, cohort, method, subjects=ad, deletion_steps=0, stride=trained["stride"]
-            )
-            control[run.label] = {k: untrained["mean"][k] for k in CONTROLLED}
-    result["faithfulness"] = {
-        "method": method,
-        "subjects": ad,
-        "mask": f"planted tissue loss, truth < -{TRUTH_THRESHOLD}",
-        "brain": "the MNI152 2009a template's brain on the model grid",
-        "top_fraction": 0.1,
-        "stride": strides,
-        "control_seed": control_seed,
-        "mean": scores,
-        "untrained": control,
-    }
-    (out / "results.json").write_text(json.dumps(result, indent=1, default=float))
-    with (out / "results.md").open("a") as f:
-        f.write(faithfulness_markdown(result["faithfulness"]))
-    return result["faithfulness"]
-
-
-def faithfulness_markdown(entry: dict) -> str:
-    """The faithfulness table of results.md (trained value, and the untrained control's in parentheses)."""
-    head = [h for _, h in FAITHFULNESS_COLUMNS]
-    lines = ["| model | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
-    for label, values in entry["mean"].items():
-        cells = []
-        for key, _ in FAITHFULNESS_COLUMNS:
-            v = values.get(key)
-            cell = "–" if v is None else f"{v:.3f}"
-            if key in CONTROLLED and label in entry.get("untrained", {}):
-                cell += f" ({entry['untrained'][label][key]:.3f})"
-            cells.append(cell)
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(
-        [
-            "",
-            f"### Attribution faithfulness ({entry['method']}, {len(entry['subjects'])} AD subjects, against the "
-            "planted truth)",
-            "",
-            *lines,
-            "",
-            f"Mask: the {entry['mask']}. Top decile: the 10 % most attributed voxels of the model grid; enrichment: "
-            "their share inside the mask ÷ the mask's share of the brain (1 = no better than an even spread). "
-            "Lattice: the hottest voxel phases modulo the network's stride ÷ an even share (1 = no lattice). In "
-            "parentheses: an untrained network of the same configuration (seed "
-            f"{entry.get('control_seed', 0)}): what the architecture draws before any learning.",
-            "",
-        ]
-    )

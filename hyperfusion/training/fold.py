@@ -36,7 +36,7 @@ from hyperfusion.data.splits import fold_indices, make_partitions
 from hyperfusion.data.tabular import TabularPreprocessor
 from hyperfusion.data.volume_cache import VolumeCache
 from hyperfusion.errors import DataError
-from hyperfusion.models import build_model, measure_input_variance
+from hyperfusion.models import ModelCard, build_model, measure_input_variance, model_class
 from hyperfusion.training.module import PAPER_CLASS_WEIGHTS, FusionModule
 
 
@@ -109,7 +109,8 @@ def recipe_config(preset: str, **explicit: Any) -> TrainConfig:
     asked = dict(explicit.pop("model_overrides", None) or {})
     recipe = dict(fields.pop("model_overrides"))
     fields.update({k: v for k, v in explicit.items() if v is not None})
-    if fields.get("model") == "tabular_only" or fields.get("task") == "brain_age":
+    task = fields.get("task", "ad")
+    if task == "brain_age" or not model_class(fields.get("model", "hyperfusion"), task).reads_scan:
         recipe = {}  # the recipe's overrides are the AD ResNet's; the tabular MLP and brain-age CNN take none
     return TrainConfig(preset=preset, model_overrides={**recipe, **asked}, **fields)
 
@@ -155,7 +156,7 @@ def collapse_report(task: str, predicted: np.ndarray, target: np.ndarray | None 
 @dataclass
 class TrainResult:
     network: torch.nn.Module
-    card: dict[str, Any]
+    card: ModelCard  # a draft: save_model adds the weights' sha256
     best_score: float
 
 
@@ -260,7 +261,7 @@ def train_fold(
     if config.task == "ad":
         preprocessor = TabularPreprocessor(imputation=config.imputation).fit(cohort.table.iloc[train_idx])
     network = build_model(config.model, config.task, **_shape_overrides(config, geometry, preprocessor))
-    tabular_only = not network.uses_image
+    tabular_only = not network.reads_scan
     common = {"task": config.task, "preprocessor": preprocessor, "geometry": geometry, "cache": cache,
               "tabular_only": tabular_only, "keep_in_memory": True}  # fmt: skip
     train_ds = CohortDataset(cohort, train_idx, views="random", **common)
@@ -357,18 +358,19 @@ def train_fold(
         # the usual linear age-bias correction, fitted on this fold's validation subjects
         slope, intercept = fit_age_bias(cohort.table["AGE"].to_numpy(float)[val_idx], predicted)
         card["metrics"]["age_bias"] = {"slope": slope, "intercept": intercept, "fitted_on": "validation"}
-    # --- out-of-distribution reference (issue 14; hyperfusion/inference/ood.py) --------------------------------
-    from hyperfusion.inference.ood import ood_reference
+    # --- out-of-distribution reference (issue 14; hyperfusion/training/ood.py) --------------------------------
+    from hyperfusion.training.ood import ood_reference
 
     card["ood"] = ood_reference(network, train_ds, cohort.table.iloc[train_idx])
     # --- end of the out-of-distribution block ---------------------------------------------------------------
     json.dumps(card)  # fail here, not when saving, if something is not JSON-able
-    return TrainResult(network=network, card=card, best_score=best)
+    draft = ModelCard.from_dict({**card, "architecture": network.architecture}, source="the trained model's card")
+    return TrainResult(network=network, card=draft, best_score=best)
 
 
 def _shape_overrides(config: TrainConfig, geometry: Geometry, preprocessor) -> dict:
     overrides = dict(config.model_overrides)
-    if config.model != "tabular_only":
+    if model_class(config.model, config.task).reads_scan:
         overrides.setdefault("input_shape", list(geometry.input_shape))
     if config.task == "ad" and preprocessor is not None:
         overrides.setdefault("n_tabular", preprocessor.n_outputs)
@@ -382,7 +384,7 @@ IMAGE_BRANCH = ("stem.", "block1.", "block2.", "block3.", "block4.")
 
 def _init_image_branch(network: torch.nn.Module, source: Mapping[str, torch.Tensor], config: TrainConfig) -> dict:
     """Copy the image branch's tensors of matching name and shape from ``source``; what was copied, recorded."""
-    if not getattr(network, "uses_image", True):
+    if not network.reads_scan:
         raise DataError(f"{config.model} reads no scan: there is no image branch to initialise")
     own = network.state_dict()
     branch = tuple(f"{stage}." for stage in getattr(network, "image_branch", ())) or IMAGE_BRANCH

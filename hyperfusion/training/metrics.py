@@ -182,6 +182,16 @@ def inverse_entropy_ensemble(member_proba: np.ndarray, eps: float = 1e-12) -> np
     return (weights[..., None] * p).sum(axis=0)
 
 
+def combine_members(task: str, member_predictions: Sequence[np.ndarray]) -> np.ndarray:
+    """An ensemble's prediction from its members' (the one fold-ensemble rule): the paper's inverse-entropy
+    weighting of class probabilities (AD), the mean predicted age (brain age, as the paper averages its
+    brain-age models). ``member_predictions``: M arrays (N, C) or (N,); a single member is returned as is."""
+    stack = np.stack([np.asarray(p) for p in member_predictions])
+    if task == "ad":
+        return inverse_entropy_ensemble(stack) if len(stack) > 1 else stack[0]
+    return stack.mean(axis=0)
+
+
 #: Age-band edges (years) of the subgroup tables: <65, 65–75, 75–85, ≥85.
 AGE_BAND_EDGES = (65.0, 75.0, 85.0)
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hyperfusion.models.network import subject_output
 from hyperfusion.training.metrics import classification_metrics, regression_metrics
 
 PAPER_CLASS_WEIGHTS: tuple[float, float, float] = (1.1, 0.6962, 1.4)
@@ -46,12 +47,8 @@ def predict_views(
         b, views = image.shape[:2]
         image = image.reshape(b * views, *image.shape[2:])
         tabular = tabular.repeat_interleave(views, dim=0)
-    out = network(image, tabular)
-    if task == "ad":
-        out = out.softmax(dim=-1)
-    else:
-        out = out.reshape(-1)
-    return out.reshape(-1, views, *out.shape[1:]).mean(dim=1)
+    out = subject_output(network(image, tabular), views, probabilities=task == "ad")
+    return out if task == "ad" else out.reshape(-1)
 
 
 class FusionModule(L.LightningModule):

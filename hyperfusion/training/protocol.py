@@ -3,7 +3,7 @@
 A split recomputed from the table at evaluation time is only the training split if the table has not changed:
 dropping one row reshuffles the strata and moves hundreds of subjects between partitions, so test subjects can
 silently be training subjects. Training therefore stores the fold's membership in the model card
-(``card["split"]``, written by ``hyperfusion.training.fold.split_membership``): the PTIDs of its training, validation and test rows, the cohort
+(``card.split``, written by ``hyperfusion.training.fold.split_membership``): the PTIDs of its training, validation and test rows, the cohort
 they belong to (:func:`~hyperfusion.data.cohort.cohort_identity`: synthetic cohorts reuse SYN_0001 … across
 seeds, so a PTID alone does not name a subject) and a hash of it all.
 
@@ -33,6 +33,7 @@ import numpy as np
 from hyperfusion.data.cohort import Cohort, cohort_identity, synthetic_identity, synthetic_lineage
 from hyperfusion.data.splits import TEST_PARTITION, fold_indices, make_partitions
 from hyperfusion.errors import DataError
+from hyperfusion.models import ModelCard
 
 if TYPE_CHECKING:
     from hyperfusion.training.evaluate import Member, Run
@@ -48,9 +49,9 @@ def membership_sha256(split: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def stored_split(card: dict, label: str) -> dict | None:
+def stored_split(card: ModelCard, label: str) -> dict | None:
     """A card's membership, its hash checked; None for cards written before it was stored."""
-    split = card.get("split")
+    split = card.split
     if split is None:
         return None
     try:
@@ -65,10 +66,10 @@ def stored_split(card: dict, label: str) -> dict | None:
     return split
 
 
-def _training_identity(card: dict) -> tuple[str | None, str | None]:
+def _training_identity(card: ModelCard) -> tuple[str | None, str | None]:
     """(cohort identity, synthetic lineage) of the cohort a card was trained on; None where the card cannot say."""
-    split = card.get("split")
-    data = card.get("data") or {}
+    split = card.split
+    data = card.data
     provenance = data.get("provenance") or {}
     lineage = synthetic_lineage(provenance) if provenance else None
     if split is not None:
@@ -94,34 +95,50 @@ def _members(runs: Sequence[Run]) -> list[tuple[str, Member]]:
     out = []
     for run in runs:
         for i, member in enumerate(run.members):
-            fold = (member.card.get("training") or {}).get("fold")
+            fold = member.card.fold
             name = run.label if len(run.members) == 1 else f"{run.label} (member {i}, fold {fold})"
             out.append((name, member))
     return out
 
 
-def _recomputed_membership(cohort: Cohort, card: dict, name: str) -> dict[str, set[str]]:
+def _recomputed_membership(cohort: Cohort, card: ModelCard, name: str) -> dict[str, set[str]]:
     """Training / validation / test PTIDs of an older card, from the table as it is now (split seed, fold)."""
-    training = card.get("training") or {}
-    if "split_seed" not in training:
+    if card.split_seed is None:
         raise DataError(f"{name}: the model card records neither its partition nor its split seed")
-    task = (card.get("architecture") or {}).get("task", "ad")
     partition = make_partitions(
-        cohort.table, training["split_seed"], label_column="DX" if task == "ad" else None
+        cohort.table, card.split_seed, label_column="DX" if card.task == "ad" else None
     )
-    train, val, test = fold_indices(partition, int(training.get("fold", 0)))
+    train, val, test = fold_indices(partition, int(card.fold or 0))
     ptids = cohort.table["PTID"].to_numpy()
     return {"train": set(ptids[train]), "validation": set(ptids[val]), "test": set(ptids[test])}
+
+
+def _split_seed(run: Run) -> int:
+    seeds = {m.card.split_seed for m in run.members}
+    if len(seeds) != 1:
+        raise DataError(f"{run.label}: ensemble members come from different split seeds {sorted(seeds)}")
+    return seeds.pop()
+
+
+def held_out_rows(cohort: Cohort, runs: Sequence[Run]) -> tuple[np.ndarray, int]:
+    """The test partition shared by every run (refuses runs trained on different splits)."""
+    seeds = {_split_seed(r) for r in runs}
+    if len(seeds) != 1:
+        raise DataError(
+            f"the models come from different split seeds {sorted(seeds)}; compare them on one split"
+        )
+    seed = seeds.pop()
+    task = runs[0].task
+    partition = make_partitions(cohort.table, seed, label_column="DX" if task == "ad" else None)
+    return np.flatnonzero(partition == TEST_PARTITION), seed
 
 
 def check_label_column(cohort: Cohort, runs: Sequence[Run]) -> None:
     """Refuse labels read from another diagnosis column than the one a model was trained on."""
     for name, member in _members(runs):
-        card = member.card
-        if (card.get("architecture") or {}).get("task", "ad") != "ad":
+        if member.card.task != "ad":
             continue
-        split = card.get("split") or {}
-        expected = split.get("label_column") or (card.get("data") or {}).get("label_column")
+        expected = member.card.label_column
         if expected and cohort.label_column and expected != cohort.label_column:
             raise DataError(
                 f"{name} was trained on labels of column {expected}, but the table's labels are read from "
@@ -192,8 +209,6 @@ def select_subjects(cohort: Cohort, runs: Sequence[Run], subjects: str = "test")
             rows, "stored", split_seed=seeds.pop() if len(seeds) == 1 else None, notes=notes
         )
     else:
-        from hyperfusion.training.evaluate import held_out_rows
-
         for name, member in members:
             trained_on, _ = _training_identity(member.card)
             if trained_on is not None and trained_on != here:
@@ -202,7 +217,7 @@ def select_subjects(cohort: Cohort, runs: Sequence[Run], subjects: str = "test")
                     f"{trained_on}); score an independent cohort with --subjects all"
                 )
         rows, seed = held_out_rows(cohort, runs)
-        old = [run.label for run in runs if any(m.card.get("split") is None for m in run.members)]
+        old = [run.label for run in runs if any(m.card.split is None for m in run.members)]
         notes.append(
             f"The model file(s) of {', '.join(old)} do not record their partition membership (written before it "
             f"was stored): the test partition was recomputed from this table with split seed {seed}. If the "
@@ -236,7 +251,7 @@ def check_no_leak(
             # is (or may be, for the test partition) the cohort it was trained on
             if trained_on != here and (trained_on is not None or independent):
                 continue
-            if "split_seed" not in (member.card.get("training") or {}):
+            if member.card.split_seed is None:
                 continue
             membership = _recomputed_membership(cohort, member.card, name)
             seen = membership["train"] | membership["validation"]
@@ -249,6 +264,7 @@ def check_no_leak(
 
 
 __all__ = [
+    "held_out_rows",
     "SUBJECT_MODES",
     "Selection",
     "TEST_PARTITION",

@@ -12,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from hyperfusion.data import load_cohort
+from hyperfusion.data.cohort import cohort_record
 from hyperfusion.errors import DataError
 
 HOME = Path(__file__).resolve().parents[2] / "app" / "Home.py"
@@ -69,7 +70,7 @@ def _image(at: AppTest, media: list) -> bytes:
 
 
 def _attribution(at: AppTest) -> AppTest:
-    at.switch_page("pages/2_Attribution.py").run()
+    at.switch_page("views/2_Attribution.py").run()
     assert not at.exception, at.exception
     return at
 
@@ -82,15 +83,15 @@ def _expected_map(
     env: dict, model: str, ptid: str, record: dict | None = None, target: int = 2
 ) -> np.ndarray:
     """The engine's map of one subject, computed here without the dashboard's caches."""
-    import dashboard as db
+    import attribution_views as av
 
     from hyperfusion.inference.predictor import Predictor
 
     cohort = load_cohort(env["cohort"])
     row = cohort.table.loc[cohort.table["PTID"] == ptid].iloc[0]
     predictor = Predictor({model: str(Path(env["models"]) / model)})
-    record = record if record is not None else db.recorded_values(row)
-    data, _ = db.attribution_map(
+    record = record if record is not None else cohort_record(row)
+    data, _ = av.attribution_map(
         predictor, model, row["image_path"], record, "saliency", target, "zero", False
     )
     return data
@@ -166,7 +167,7 @@ def test_recorded_vs_edited_says_when_nothing_was_edited_and_shows_the_signed_di
     env = app_env_two_image_models
     ptid = env["ptids"][2]
     at = AppTest.from_file(str(HOME), default_timeout=60).run()
-    at.switch_page("pages/1_Subject.py").run()
+    at.switch_page("views/1_Subject.py").run()
     at.selectbox(key="_subject_widget").select(ptid).run()
     _attribution(at).radio(key="attr_mode").set_value("records").run()
     assert not at.exception and not at.error
@@ -177,7 +178,7 @@ def test_recorded_vs_edited_says_when_nothing_was_edited_and_shows_the_signed_di
     }
 
     # Edit APOE4 on the Subject page, then come back
-    at.switch_page("pages/1_Subject.py").run()
+    at.switch_page("views/1_Subject.py").run()
     at.checkbox(key="missing_APOE4").uncheck().run()
     apoe = 0 if at.number_input(key="value_APOE4").value == 2 else 2
     at.number_input(key="value_APOE4").set_value(apoe).run()
@@ -285,14 +286,14 @@ def test_an_uploaded_subject_in_two_model_mode_stays_in_the_session_and_download
     # the cohort scan, compressed anew: other bytes (a hash of its own), the same image
     upload = gzip.compress(gzip.decompress(good.read_bytes()), compresslevel=1)
     at = AppTest.from_file(str(HOME), default_timeout=60).run()
-    at.switch_page("pages/5_Upload.py").run()
+    at.switch_page("views/5_Upload.py").run()
     at.file_uploader(key="upload_scan").set_value(("mine.nii.gz", upload, "application/gzip"))
     at.file_uploader(key="upload_csv").set_value(("row.csv", b"AGE,PTGENDER,PTEDUCAT,APOE4\n71,Male,12,2\n",
                                                   "text/csv")).run()  # fmt: skip
     assert not at.exception and not at.error
     _attribution(at).radio(key="attr_mode").set_value("models").run()
     assert not at.exception and not at.error
-    assert len(at.session_state["_upload_maps"]) == 2  # both maps kept in this session
+    assert len(at.session_state["upload_maps"]) == 2  # both maps kept in this session
     sha = hashlib.sha256(upload).hexdigest()
     cached = hyperfusion.explain.default_cache()._entries.values()
     assert all(a.scan_sha256 != sha for a in cached)  # and nowhere process-wide
@@ -308,27 +309,3 @@ def test_an_uploaded_subject_in_two_model_mode_stays_in_the_session_and_download
         assert nifti.shape == scan.shape
         np.testing.assert_allclose(nifti.affine, scan.affine, atol=1e-5)
         assert np.abs(nifti.get_fdata()).max() > 0
-
-
-def test_record_edits_compare_values_as_the_models_read_them():
-    import attribution_views as av
-
-    recorded = {"AGE": 70.0, "PTGENDER": "Female", "APOE4": 1.0, "ABETA": "<200"}
-    assert av.record_edits(recorded, {"AGE": 70, "PTGENDER": "Female", "APOE4": 1, "ABETA": "<200"}) == []
-    edits = av.record_edits(recorded, {**recorded, "APOE4": 2, "ABETA": 200.0, "AGE": None})
-    assert [name for name, *_ in edits] == ["AGE", "APOE4", "ABETA"]  # the schema's order
-    assert av.describe_edits(edits) == "AGE 70 → missing, APOE4 1 → 2, ABETA <200 → 200"
-
-
-def test_nifti_keeps_the_scans_affine_and_space_codes():
-    import attribution_views as av
-
-    affine = np.array([[-2.0, 0, 0, 90], [0, 2, 0, -126], [0, 0, 2, -72], [0, 0, 0, 1]])
-    scan = nib.Nifti1Image(np.zeros((4, 5, 6), np.int16), affine)
-    scan.header.set_sform(affine, code=4)  # MNI
-    data = np.random.default_rng(0).standard_normal((4, 5, 6)).astype(np.float32)
-    out = nib.Nifti1Image.from_bytes(gzip.decompress(av.nifti_gz(data, affine, scan.header, "x" * 100)))
-    np.testing.assert_array_equal(out.get_fdata(dtype=np.float32), data)
-    np.testing.assert_allclose(out.affine, affine)
-    assert int(out.header["sform_code"]) == 4 and out.header.get_data_dtype() == np.float32
-    assert len(out.header["descrip"].item()) <= 80

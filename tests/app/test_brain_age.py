@@ -16,7 +16,7 @@ from tests.app.helpers import table as page_table
 from tests.app.report_fixtures import build_brain_age
 
 HOME = Path(__file__).resolve().parents[2] / "app" / "Home.py"
-PAGE = "pages/7_Brain_age.py"
+PAGE = "views/7_Brain_age.py"
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_without_brain_age_models_or_cohort_the_page_says_what_to_build(app_env,
 
 def test_the_comparison_page_shows_a_brain_age_report_by_sex_and_age_band(ba_env):
     at = AppTest.from_file(str(HOME), default_timeout=90).run()
-    at.switch_page("pages/6_Model_comparison.py").run()
+    at.switch_page("views/6_Model_comparison.py").run()
     assert not at.exception
     result = ba_env["result"]
     by_sex = page_table(at, "sex", "subjects")

@@ -17,7 +17,7 @@ from tests.app.helpers import table as page_table
 from tests.app.report_fixtures import build_ad_report
 
 HOME = Path(__file__).resolve().parents[2] / "app" / "Home.py"
-PAGE = "pages/6_Model_comparison.py"
+PAGE = "views/6_Model_comparison.py"
 
 
 @pytest.fixture(scope="module")

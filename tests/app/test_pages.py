@@ -14,7 +14,7 @@ def _open(page: str) -> AppTest:
 
 
 def test_cohort_filters_and_scores_the_shown_subjects(app_env):
-    at = _open("pages/3_Cohort.py")
+    at = _open("views/3_Cohort.py")
     assert not at.exception
     at.text_input[0].input(app_env["ptids"][1]).run()
     table = at.dataframe[0].value
@@ -27,14 +27,14 @@ def test_cohort_filters_and_scores_the_shown_subjects(app_env):
 
 
 def test_model_cards_show_every_member(app_env):
-    at = _open("pages/4_Model_cards.py")
+    at = _open("views/4_Model_cards.py")
     assert not at.exception
     assert len(at.expander) == 2
     assert sum("Weights sha256" in m.value for m in at.markdown) == 3
 
 
 def test_upload_of_a_bad_record_shows_a_message_not_a_traceback(app_env):
-    at = _open("pages/5_Upload.py")
+    at = _open("views/5_Upload.py")
     assert not at.exception
     # the form: an implausible age
     age = next(t for t in at.text_input if t.label.startswith("AGE"))
@@ -56,13 +56,13 @@ def test_comparison_page_reads_results_json(app_env, tmp_path, monkeypatch):
         json.dumps({"task": "ad", "test_subjects": 9, "runs": {"hf": run}})
     )
     monkeypatch.setenv("HYPERFUSION_DEMO_ASSETS", str(tmp_path))
-    at = _open("pages/6_Model_comparison.py")
+    at = _open("views/6_Model_comparison.py")
     assert not at.exception
     assert at.dataframe[0].value.loc[0, "balanced_accuracy"] == "0.610 [0.500, 0.700]"
 
 
 def test_upload_of_a_bad_scan_says_what_is_wrong_and_a_good_one_is_predicted(app_env):
-    at = _open("pages/5_Upload.py")
+    at = _open("views/5_Upload.py")
     at.file_uploader(key="upload_scan").set_value(
         ("scan.nii.gz", b"not a nifti at all", "application/gzip")
     ).run()
@@ -77,7 +77,7 @@ def test_upload_of_a_bad_scan_says_what_is_wrong_and_a_good_one_is_predicted(app
 
 
 def test_an_uploaded_subject_is_the_current_subject_of_every_page_and_can_be_forgotten(app_env):
-    at = _open("pages/5_Upload.py")
+    at = _open("views/5_Upload.py")
     good = sorted((Path(app_env["cohort"]) / "images").glob("*.nii.gz"))[1]
     at.file_uploader(key="upload_scan").set_value(("mine.nii.gz", good.read_bytes(), "application/gzip"))
     row = b"AGE,PTGENDER,PTEDUCAT,APOE4,ABETA\n71,Male,12,2,<200\n"
@@ -85,7 +85,7 @@ def test_an_uploaded_subject_is_the_current_subject_of_every_page_and_can_be_for
     assert not at.exception and not at.error
     assert "scan" in at.session_state["uploaded"]
 
-    at.switch_page("pages/1_Subject.py").run()
+    at.switch_page("views/1_Subject.py").run()
     assert not at.exception
     assert at.selectbox(key="_subject_widget").value == "uploaded: mine.nii.gz"
     assert at.number_input(key="value_AGE").value == 71
@@ -93,13 +93,13 @@ def test_an_uploaded_subject_is_the_current_subject_of_every_page_and_can_be_for
     table = next(d.value for d in at.dataframe if "P(AD)" in d.value.columns)
     assert set(table["model"]) == {"hyperfusion", "tabular_only"}
 
-    at.switch_page("pages/2_Attribution.py").run()
+    at.switch_page("views/2_Attribution.py").run()
     assert not at.exception and not at.error
     assert any("Crosshair at x =" in c.value for c in at.caption)
     assert len(at.get("image")) == 1
-    assert at.session_state["_upload_maps"]  # the upload's map lives in the session, not the global cache
+    assert at.session_state["upload_maps"]  # the upload's map lives in the session, not the global cache
 
-    at.switch_page("pages/5_Upload.py").run()
+    at.switch_page("views/5_Upload.py").run()
     import hashlib
     import sys
 
@@ -112,7 +112,7 @@ def test_an_uploaded_subject_is_the_current_subject_of_every_page_and_can_be_for
     assert not any(
         k[1] == digest for p in predictors for k in p._features
     )  # ... and gone from every predictor
-    at.switch_page("pages/1_Subject.py").run()
+    at.switch_page("views/1_Subject.py").run()
     assert at.selectbox(key="_subject_widget").value == app_env["ptids"][0]
 
 
@@ -120,7 +120,7 @@ def test_the_cohort_page_opens_the_uploaded_subject(app_env):
     at = AppTest.from_file(str(HOME), default_timeout=60).run()
     scan = sorted((Path(app_env["cohort"]) / "images").glob("*.nii.gz"))[2].read_bytes()
     at.session_state["uploaded"] = {"name": "u.nii.gz", "scan": scan, "record": {"AGE": "70", "APOE4": "1"}}
-    at.switch_page("pages/3_Cohort.py").run()
+    at.switch_page("views/3_Cohort.py").run()
     assert any("u.nii.gz" in i.value and "uploaded" in i.value for i in at.info)
     next(b for b in at.button if b.label == "Open the uploaded subject").click().run()
     assert not at.exception

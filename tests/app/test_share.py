@@ -16,7 +16,7 @@ def _subject_page(query: dict | None = None) -> AppTest:
         at.query_params[k] = v
     at.run()
     at.link_warnings = " ".join(w.value for w in at.warning)
-    return at.switch_page("pages/1_Subject.py").run()
+    return at.switch_page("views/1_Subject.py").run()
 
 
 def test_the_address_bar_follows_the_subject_and_its_edits(app_env):
@@ -57,24 +57,6 @@ def test_a_link_to_an_unknown_subject_says_so_and_keeps_the_page_working(app_env
     assert at.selectbox(key="_subject_widget").value == app_env["ptids"][0]
 
 
-def test_html_report_holds_the_scenario_tables_figures_and_notices():
-    import sys
-
-    sys.path.insert(0, str(HOME.parent))
-    import share
-
-    png = b"\\x89PNG\\r\\n\\x1a\\nfake"
-    parts = {
-        "predictions": [{"model": "hyperfusion", "P(AD)": 0.71}, {"model": "<script>", "P(AD)": 0.2}],
-        "attribution_png": png,
-    }
-    page = share.html_report({"subject": "SYN_0004", "APOE4": "2"}, parts, synthetic=True)
-    assert "SYN_0004" in page and "hyperfusion" in page and "0.71" in page
-    assert "SYNTHETIC" in page and "Research use only" in page
-    assert "<script>" not in page and "&lt;script&gt;" in page  # values are escaped
-    assert "data:image/png;base64," in page
-
-
 def test_home_page_opens_a_scenario_json_and_rejects_a_bad_one(app_env):
     at = AppTest.from_file(str(HOME), default_timeout=60).run()
     ptid = app_env["ptids"][4]
@@ -84,9 +66,9 @@ def test_home_page_opens_a_scenario_json_and_rejects_a_bad_one(app_env):
     ).run()
     assert not at.exception and len(at.warning) == 1  # the research notice only
     assert at.session_state["subject"] == ptid
-    at.switch_page("pages/1_Subject.py").run()
+    at.switch_page("views/1_Subject.py").run()
     assert at.number_input(key="value_APOE4").value == 0
-    at.switch_page("Home.py").run()
+    at.switch_page("views/0_Start.py").run()
     at.file_uploader(key="scenario_json").set_value(("s.json", b"[1, 2", "application/json")).run()
     assert not at.exception
     assert any("not a scenario file" in e.value for e in at.error)
@@ -98,13 +80,13 @@ def test_a_link_restores_the_attribution_choices_and_the_address_keeps_them_on_o
     for k, v in {"subject": ptid, "method": "integrated_gradients", "target": "CN", "model": "nope"}.items():
         at.query_params[k] = v
     at.run()
-    at.switch_page("pages/2_Attribution.py").run()
+    at.switch_page("views/2_Attribution.py").run()
     assert not at.exception
     assert at.selectbox(key="attr_method").value == "integrated_gradients"
     assert at.radio(key="attr_target").value == "CN"
     assert at.selectbox(key="attr_model").value == "hyperfusion"  # "nope" is not offered: the first model
-    at.switch_page("pages/1_Subject.py").run()
-    at.switch_page("pages/2_Attribution.py").run()  # widget state is dropped between pages: re-seeded
+    at.switch_page("views/1_Subject.py").run()
+    at.switch_page("views/2_Attribution.py").run()  # widget state is dropped between pages: re-seeded
     assert at.selectbox(key="attr_method").value == "integrated_gradients"
     params = {k: at.query_params[k] for k in at.query_params}
     params = {k: v[0] if isinstance(v, list) else v for k, v in params.items()}

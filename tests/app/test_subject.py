@@ -12,7 +12,7 @@ def _predictions(at) -> dict:
 
 def test_editing_apoe4_changes_the_fusion_prediction_and_reset_restores_it(app_env):
     at = AppTest.from_file(str(HOME), default_timeout=60).run()
-    at.switch_page("pages/1_Subject.py").run()
+    at.switch_page("views/1_Subject.py").run()
     assert not at.exception
     at.selectbox(key="_subject_widget").select(app_env["ptids"][2]).run()
     assert at.session_state["subject"] == app_env["ptids"][2]
@@ -31,7 +31,7 @@ def test_editing_apoe4_changes_the_fusion_prediction_and_reset_restores_it(app_e
 
 def test_attribution_page_shows_three_views_and_the_crosshair_in_mm(app_env):
     at = AppTest.from_file(str(HOME), default_timeout=60).run()
-    at.switch_page("pages/2_Attribution.py").run()
+    at.switch_page("views/2_Attribution.py").run()
     assert not at.exception, at.exception
     assert at.selectbox[1].options == ["hyperfusion"]  # the tabular model has no saliency map
     assert any("Crosshair at x =" in c.value and "mm" in c.value for c in at.caption)
@@ -43,7 +43,7 @@ def test_ice_curves_for_every_model_with_the_current_value_marked(app_env):
     import json
 
     at = AppTest.from_file(str(HOME), default_timeout=60).run()
-    at.switch_page("pages/1_Subject.py").run()
+    at.switch_page("views/1_Subject.py").run()
     at.selectbox(key="_subject_widget").select(app_env["ptids"][1]).run()
     attribute = next(s for s in at.selectbox if s.label == "Attribute")
     attribute.select("AGE").run()
@@ -67,7 +67,7 @@ def test_ice_curves_for_every_model_with_the_current_value_marked(app_env):
 
 def test_counterfactual_found_applied_to_the_form_moves_the_prediction_and_nearest_subject_opens(app_env):
     at = AppTest.from_file(str(HOME), default_timeout=120).run()
-    at.switch_page("pages/1_Subject.py").run()
+    at.switch_page("views/1_Subject.py").run()
     at.selectbox(key="_subject_widget").select(app_env["ptids"][0]).run()
     at.selectbox(key="cf_model").select("tabular_only").run()
     target = at.selectbox(key="cf_target").value

@@ -14,7 +14,7 @@ def test_a_raw_scan_is_refused_then_preprocessed_and_predicted(app_env):
     pytest.importorskip("deepbet", reason="deepbet absent: pip install --no-deps -r requirements-nodeps.txt")
     raw = gzip.compress(moved(template(2)).to_bytes(), compresslevel=1)  # the template in 'scanner' space
     at = AppTest.from_file(str(HOME), default_timeout=300).run()
-    at.switch_page("pages/5_Upload.py").run()
+    at.switch_page("views/5_Upload.py").run()
     at.file_uploader(key="upload_scan").set_value(("raw.nii.gz", raw, "application/gzip"))
     at.file_uploader(key="upload_csv").set_value(("row.csv", b"AGE,PTGENDER\n70,Female\n", "text/csv")).run()
     assert not at.exception

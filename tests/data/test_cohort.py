@@ -165,3 +165,13 @@ def test_brain_age_cohort_targets_age_and_needs_no_diagnosis(tmp_path):
     assert cohort.table["PTID"].tolist() == ["B1", "B3"] and cohort.dropped_without_label == 1
     assert cohort.summary()["task"] == "brain_age"
     assert load_cohort(root, label_column="AGE").task == "brain_age"
+
+
+def test_record_changes_compare_values_as_the_models_read_them():
+    from hyperfusion.data.cohort import describe_changes, record_changes
+
+    recorded = {"AGE": 70.0, "PTGENDER": "Female", "APOE4": 1.0, "ABETA": "<200"}
+    assert record_changes(recorded, {"AGE": 70, "PTGENDER": "Female", "APOE4": 1, "ABETA": "<200"}) == []
+    changes = record_changes(recorded, {**recorded, "APOE4": 2, "ABETA": 200.0, "AGE": None})
+    assert [name for name, *_ in changes] == ["AGE", "APOE4", "ABETA"]  # the schema's order
+    assert describe_changes(changes) == "AGE 70 → missing, APOE4 1 → 2, ABETA <200 → 200"

@@ -350,3 +350,19 @@ def test_to_subject_space_for_the_authors_crop():
 def test_to_subject_space_refuses_arrays_of_the_wrong_shape(oblique_scan):
     with pytest.raises(DataError, match="does not fit the geometry"):
         to_subject_space(np.zeros((2, 32, 48, 31)), ad_box(2.0), oblique_scan)
+
+
+def test_new_image_like_keeps_the_scans_affine_and_space_codes():
+    import nibabel as nib
+
+    from hyperfusion.data.geometry import new_image_like
+
+    affine = np.array([[-2.0, 0, 0, 90], [0, 2, 0, -126], [0, 0, 2, -72], [0, 0, 0, 1]])
+    scan = nib.Nifti1Image(np.zeros((4, 5, 6), np.int16), affine)
+    scan.header.set_sform(affine, code=4)  # MNI
+    data = np.random.default_rng(0).standard_normal((4, 5, 6)).astype(np.float32)
+    out = nib.Nifti1Image.from_bytes(new_image_like(data, affine, scan.header, "x" * 100).to_bytes())
+    np.testing.assert_array_equal(out.get_fdata(dtype=np.float32), data)
+    np.testing.assert_allclose(out.affine, affine)
+    assert int(out.header["sform_code"]) == 4 and out.header.get_data_dtype() == np.float32
+    assert len(out.header["descrip"].item()) <= 80

@@ -27,7 +27,7 @@ class Env:
     card: dict
 
     def subject(self, i: int):
-        from hyperfusion.explain.records import cohort_subject
+        from hyperfusion.data.cohort import cohort_subject
 
         return cohort_subject(self.cohort, self.cohort.table["PTID"].iloc[i])
 

@@ -1,8 +1,8 @@
 import numpy as np
 
 from hyperfusion.data import parse_record
+from hyperfusion.data.cohort import cohort_record, cohort_subject
 from hyperfusion.data.schema import FEATURE_NAMES
-from hyperfusion.explain.records import cohort_record, cohort_subject
 
 
 def test_cohort_rows_round_trip_through_raw_records(env, adnimerge_path):

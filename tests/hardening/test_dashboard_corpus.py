@@ -111,7 +111,7 @@ def assert_predicts_the_good_upload(at: AppTest) -> None:
 def session(watched) -> AppTest:
     """One dashboard session on the Upload page, shared by every case of this module (as one user would)."""
     at = AppTest.from_file(HOME_PAGE, default_timeout=60).run()
-    at.switch_page("pages/5_Upload.py").run()
+    at.switch_page("views/5_Upload.py").run()
     assert not at.exception
     assert_predicts_the_good_upload(at)
     return at
@@ -227,11 +227,11 @@ def test_plain_escapes_what_markdown_would_render():
 def test_the_session_subject_is_the_last_good_upload_on_every_page(session):
     """After the whole corpus, the Subject page of the same session shows the last good upload."""
     at = session
-    at.switch_page("pages/1_Subject.py").run()
+    at.switch_page("views/1_Subject.py").run()
     assert not at.exception and errors(at) == []
     assert at.selectbox(key="_subject_widget").value == "uploaded: good.nii.gz"
     assert at.number_input(key="value_AGE").value == RECORD["AGE"]
-    at.switch_page("pages/5_Upload.py").run()
+    at.switch_page("views/5_Upload.py").run()
     assert not at.exception
 
 
@@ -255,7 +255,7 @@ def test_cohort_corpus_on_the_home_and_cohort_pages(watched, tmp_path, monkeypat
     root = write_cohort(tmp_path, csv)
     before = snapshot([*watched, root])
     at = open_home(root, monkeypatch)
-    for page in ("Home", "pages/3_Cohort.py"):
+    for page in ("Home", "views/3_Cohort.py"):
         if page != "Home":
             at.switch_page(page).run()
             assert not at.exception, at.exception
@@ -282,7 +282,7 @@ def test_cohort_corpus_on_the_home_and_cohort_pages(watched, tmp_path, monkeypat
 def test_a_cohort_path_that_does_not_exist_is_a_message(watched, tmp_path, monkeypatch):
     at = open_home(tmp_path / "no_such_cohort", monkeypatch)
     assert len(errors(at)) == 1 and "could not be read" in errors(at)[0]
-    at.switch_page("pages/3_Cohort.py").run()
+    at.switch_page("views/3_Cohort.py").run()
     assert not at.exception and len(errors(at)) == 1
 
 
@@ -297,7 +297,7 @@ def test_scans_listed_but_missing_leave_the_rest_of_the_cohort_usable(watched, t
     assert errors(at) == []
     assert any("1 of 3 subjects have no scan in images/" in c.value for c in at.caption)
 
-    at.switch_page("pages/3_Cohort.py").run()
+    at.switch_page("views/3_Cohort.py").run()
     assert not at.exception and errors(at) == []
     assert any(shown(i.value).startswith("1 subject(s) listed in the cohort table have no scan in images/: S2.")
                for i in at.info)  # fmt: skip
@@ -322,7 +322,7 @@ def test_scans_listed_but_missing_leave_the_rest_of_the_cohort_usable(watched, t
         ("S1", None),
     ]:
         at.session_state["subject"] = ptid
-        at.switch_page("pages/1_Subject.py").run()
+        at.switch_page("views/1_Subject.py").run()
         assert not at.exception, at.exception
         if ptid == "S2":
             assert any(message in i.value for i in at.info)

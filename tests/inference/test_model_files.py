@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import pickle
 
@@ -46,10 +47,14 @@ def test_round_trip_gives_the_same_network(model, model_dir):
     image, tabular = torch.randn(2, 1, 16, 24, 16), torch.randn(2, 16)
     with torch.no_grad():
         torch.testing.assert_close(loaded(image, tabular), model(image, tabular), rtol=0, atol=0)
-    assert card["architecture"] == model.architecture
-    assert card["weights_sha256"] == file_sha256(model_dir / "model.safetensors")
-    assert card["class_names"] == ["CN", "MCI", "AD"] and card["provenance"]["fold"] == 1
-    assert card["metrics"] == {"balanced_accuracy": 0.61, "confusion": [[1, 2], [3, 4]]}
+    assert card.architecture.to_dict() == model.architecture and card.task == "ad"
+    assert card.weights_sha256 == file_sha256(model_dir / "model.safetensors")
+    assert card.class_names == ("CN", "MCI", "AD") and card.extra["provenance"]["fold"] == 1
+    assert card.metrics == {"balanced_accuracy": 0.61, "confusion": [[1, 2], [3, 4]]}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        card.metrics = {}  # a loaded card is read, never edited in place
+    # every key of card.json survives the typed card: written back, it is the same JSON
+    assert card.to_dict() == json.loads((model_dir / "card.json").read_text())
 
 
 def test_saving_again_replaces_the_model(model, model_dir):
@@ -57,7 +62,7 @@ def test_saving_again_replaces_the_model(model, model_dir):
         model.fc2.bias.add_(1.0)
     save_model(model, {**CARD, "notes": ["retrained"]}, model_dir)
     loaded, card = load_model(model_dir)
-    assert card["notes"] == ["retrained"] and torch.equal(loaded.fc2.bias, model.fc2.bias)
+    assert card.extra["notes"] == ["retrained"] and torch.equal(loaded.fc2.bias, model.fc2.bias)
     assert not [p for p in model_dir.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
@@ -144,8 +149,27 @@ def test_damaged_card_is_refused(model_dir):
     with pytest.raises(ModelFileError, match="not valid JSON"):
         load_model(model_dir)
     (model_dir / "card.json").write_text(json.dumps({"architecture": {}}))
+    with pytest.raises(ModelFileError, match="no architecture"):
+        load_model(model_dir)
+    arch = {"name": "tabular_only", "task": "ad", "config": {}}
+    (model_dir / "card.json").write_text(json.dumps({"architecture": arch}))
     with pytest.raises(ModelFileError, match="no weights_sha256"):
         load_model(model_dir)
+    (model_dir / "card.json").write_text(json.dumps({"architecture": arch, "training": [1]}))
+    with pytest.raises(ModelFileError, match="training must be a JSON object"):
+        load_model(model_dir)
+
+
+def test_every_shipped_demo_card_loads_as_a_typed_card():
+    from pathlib import Path
+
+    from hyperfusion.inference import find_models
+
+    models, problems = find_models(str(Path(__file__).resolve().parents[2] / "assets" / "demo" / "models"))
+    assert not problems and len(models) >= 7
+    for info in models:
+        for card in info.cards:
+            assert card.task in ("ad", "brain_age") and card.weights_sha256 and card.split is not None
 
 
 def test_saving_refuses_what_cannot_be_rebuilt_or_written(model, tmp_path):

@@ -116,7 +116,7 @@ def test_same_weights_with_another_card_are_another_model(setup, tmp_path):
     (other / "card.json").write_text(json.dumps(card))
     a = Predictor({"x": dirs["concat"]}).models["x"].members[0]
     b = Predictor({"y": other}).models["y"].members[0]
-    assert a is not b and a.card["weights_sha256"] == b.card["weights_sha256"]
+    assert a is not b and a.card.weights_sha256 == b.card.weights_sha256
     assert b.preprocessor.n_fit_rows_ == 10
 
 

@@ -42,7 +42,7 @@ def _build_tiny(task: str, name: str, **extra):
 def _random_inputs(model, batch: int, seed: int = 0) -> tuple[torch.Tensor | None, torch.Tensor]:
     """(image or None, tabular) fitting ``model``: z-scored-like AD records, sex one-hots for brain age."""
     g = torch.Generator().manual_seed(seed)
-    image = torch.randn(batch, 1, *model.input_shape, generator=g) if model.uses_image else None
+    image = torch.randn(batch, 1, *model.input_shape, generator=g) if model.reads_scan else None
     if model.task == "brain_age":
         tabular = torch.nn.functional.one_hot(torch.randint(0, 2, (batch,), generator=g), 2).float()
     else:

@@ -52,7 +52,7 @@ def test_record_matters_exactly_when_the_network_reads_it(tiny_model, random_inp
     other = tabular * 2 + 0.5
     with torch.no_grad():
         changed = not torch.allclose(model(image, tabular), model(image, other))
-    assert changed == model.uses_tabular
+    assert changed == model.reads_record
 
 
 def test_no_module_runs_twice_in_one_forward(tiny_model, random_inputs):
@@ -85,9 +85,9 @@ def test_captum_attributions_run_and_are_finite(tiny_model, random_inputs):
     model = tiny_model.eval()
     image, tabular = random_inputs(model, 2)
     target = 1 if model.task == "ad" else 0
-    if not model.uses_image:
+    if not model.reads_scan:
         forward, inputs, extra = _RecordOnly(model), (tabular,), None
-    elif model.uses_tabular:
+    elif model.reads_record:
         forward, inputs, extra = model, (image, tabular), None
     else:
         forward, inputs, extra = model, (image,), (tabular,)
@@ -100,12 +100,12 @@ def test_captum_attributions_run_and_are_finite(tiny_model, random_inputs):
             "deeplift": DeepLift(forward).attribute(inputs, target=target, additional_forward_args=extra),
         }
         cam = LayerGradCam(forward, model.gradcam_layer).attribute(
-            inputs, target=target, additional_forward_args=extra, attr_dim_summation=model.uses_image
+            inputs, target=target, additional_forward_args=extra, attr_dim_summation=model.reads_scan
         )
     for method, attributions in maps.items():
         for a, x in zip(attributions, inputs):
             assert a.shape == x.shape and torch.isfinite(a).all(), method
-    if model.uses_image:
+    if model.reads_scan:
         cam = LayerAttribution.interpolate(cam, tuple(image.shape[2:]), "trilinear")
     assert cam.shape == inputs[0].shape and torch.isfinite(cam).all()
     assert any(a.abs().sum() > 0 for a in maps["ig"])

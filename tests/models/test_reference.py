@@ -186,7 +186,7 @@ def test_imported_model_matches_their_forward_at_batch_size_1(reference_arch, tm
     assert (model.task, model.name) == (task, name) and not model.training
     image, tabular = _inputs(task, 1)
     with torch.no_grad():
-        ours = model(image if model.uses_image else None, tabular)
+        ours = model(image if model.reads_scan else None, tabular)
     theirs = _their_forward(checkpoint["state_dict"], authors_name, image, tabular)
     if task == "brain_age":
         ours = ours[:, 0]
@@ -279,17 +279,17 @@ def test_import_reference_command_writes_a_loadable_model(
     summary = json.loads(capsys.readouterr().out)
     assert summary["architecture"]["name"] == name
     model, card = load_model(out)
-    assert card["architecture"]["task"] == task and card["preprocessing"] is None
-    assert any("no fitted tabular preprocessing" in note for note in card["notes"])
-    assert card["provenance"]["checkpoint"]["file"] == "authors.ckpt"
-    assert len(card["provenance"]["checkpoint"]["sha256"]) == 64
+    assert card.task == task and card.preprocessing is None and card.extra["preprocessing"] is None
+    assert any("no fitted tabular preprocessing" in note for note in card.extra["notes"])
+    assert card.extra["provenance"]["checkpoint"]["file"] == "authors.ckpt"
+    assert len(card.extra["provenance"]["checkpoint"]["sha256"]) == 64
     if authors_name == "HyperFusion_AD":
-        assert card["geometry"] == _authors_geometry() and card["class_names"] == ["CN", "MCI", "AD"]
+        assert card.geometry == _authors_geometry() and card.class_names == ("CN", "MCI", "AD")
     else:
-        assert card["geometry"] is None
+        assert card.geometry is None
     image, tabular = _inputs(task, 1, seed=6)
     with torch.no_grad():
-        ours = model(image if model.uses_image else None, tabular)
+        ours = model(image if model.reads_scan else None, tabular)
     theirs = _their_forward(checkpoint["state_dict"], authors_name, image, tabular)
     torch.testing.assert_close(ours.reshape(theirs.shape), theirs, atol=1e-5, rtol=1e-5)
 

@@ -11,9 +11,9 @@ import pytest
 import SimpleITK as sitk
 
 from hyperfusion.cli import main
+from hyperfusion.data.entry import check_scan
 from hyperfusion.data.preprocess.pipeline import preprocess_scan, quality, transform_points
 from hyperfusion.data.preprocess.template import brain_mask, template
-from hyperfusion.inference.entry import check_scan
 from tests.hardening.corpus import MODEL, RECORD
 from tests.preprocess.conftest import MOVE, moved
 

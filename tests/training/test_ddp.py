@@ -26,5 +26,5 @@ def test_two_process_ddp_training(tmp_path):
     printed = json.loads(proc.stdout)
     assert printed["model_dir"] == str(out)
     network, card = load_model(out)
-    assert card["training"]["strategy"] == "ddp" and card["training"]["devices"] == 2
-    assert card["training"]["epochs_run"] == 2
+    assert card.training["strategy"] == "ddp" and card.training["devices"] == 2
+    assert card.training["epochs_run"] == 2

@@ -6,8 +6,11 @@ import pytest
 from hyperfusion.cli import main
 from hyperfusion.data import load_cohort
 from hyperfusion.training import metrics as M
-from hyperfusion.training.evaluate import Member, Run, held_out_rows, summarise
+from hyperfusion.training.evaluate import Member, Run, summarise
+from hyperfusion.training.protocol import held_out_rows
 from tests.conftest import random_cohort_table
+
+ARCH = {"name": "hyperfusion", "task": "ad", "config": {}}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +58,7 @@ def test_evaluate_writes_reproducible_report(table_cohort, tmp_path, capsys):
 
 
 def test_ensemble_combines_members(table_cohort):
-    from hyperfusion.cli import _load_run
+    from hyperfusion.evaluation import load_run as _load_run
     from hyperfusion.training.evaluate import score_runs
 
     path, models = table_cohort
@@ -70,8 +73,8 @@ def test_ensemble_combines_members(table_cohort):
 def test_runs_on_different_splits_are_refused(table_cohort):
     path, _ = table_cohort
     cohort = load_cohort(path)
-    runs = [Run("a", [Member(None, {"training": {"split_seed": 0}, "architecture": {"task": "ad"}})]),
-            Run("b", [Member(None, {"training": {"split_seed": 1}, "architecture": {"task": "ad"}})])]  # fmt: skip
+    runs = [Run("a", [Member(None, {"training": {"split_seed": 0}, "architecture": ARCH})]),
+            Run("b", [Member(None, {"training": {"split_seed": 1}, "architecture": ARCH})])]  # fmt: skip
     with pytest.raises(Exception, match="different split seeds"):
         held_out_rows(cohort, runs)
 
@@ -80,13 +83,13 @@ def test_mann_whitney_between_repeated_runs(table_cohort):
     path, _ = table_cohort
     cohort = load_cohort(path)
     test, _ = held_out_rows(cohort, [Run("x", [Member(None, {"training": {"split_seed": 0},
-                                                            "architecture": {"task": "ad"}})])])  # fmt: skip
+                                                            "architecture": ARCH})])])  # fmt: skip
     y = cohort.labels()[test]
     rng = np.random.default_rng(0)
 
     def run(label, arch, accuracy):
         pred = np.where(rng.random(len(y)) < accuracy, y, rng.integers(0, 3, len(y)))
-        r = Run(label, [Member(None, {"architecture": {"name": arch, "task": "ad"}})])
+        r = Run(label, [Member(None, {"architecture": {"name": arch, "task": "ad", "config": {}}})])
         r.predictions = np.eye(3)[pred] * 0.9 + 0.1 / 3
         r.member_predictions = [r.predictions]
         return r
@@ -161,12 +164,13 @@ def test_brain_age_bias_correction_is_per_member_and_never_reads_the_test_ages()
         {"slope": 0.8, "intercept": 12.0},
     ]  # each member's validation fit
     preds = [b["slope"] * age + b["intercept"] + rng.normal(0, 1, 40) for b in biases]
-    run = Run("ba", [Member(None, {"architecture": {"name": "hyperfusion", "task": "brain_age"},
+    run = Run("ba", [Member(None, {"architecture": {"name": "hyperfusion", "task": "brain_age", "config": {}},
                                    "metrics": {"age_bias": b}}) for b in biases])  # fmt: skip
     run.member_predictions = preds
     expected = np.mean([(p - b["intercept"]) / b["slope"] for p, b in zip(preds, biases)], axis=0)
     assert _bias_corrected(run, age) == M.regression_metrics(age, expected)
     assert _bias_corrected(run, age)["mae"] < 1.5  # each member's own bias removed
     # one member's slope is too flat to invert: no corrected figure rather than a blown-up one
-    run.members[1].card["metrics"]["age_bias"] = {"slope": 0.02, "intercept": 70.0}
+    flat = run.members[1].card.replace(metrics={"age_bias": {"slope": 0.02, "intercept": 70.0}})
+    run.members[1] = Member(None, flat)
     assert _bias_corrected(run, age) is None

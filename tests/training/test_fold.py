@@ -27,16 +27,16 @@ def test_hyperfusion_fold_card_and_protocol(cohort, tmp_path):
     cache = VolumeCache(tmp_path / "cache")
     res = train_fold(cohort, _config(), tmp_path / "run", cache=cache, quiet=True)
     card = res.card
-    training = card["training"]
+    training = card.training
     assert training["train_subjects"] + training["val_subjects"] + training["test_subjects"] == 60
     assert training["epochs_run"] >= 1 and training["pretrain"]["epochs"] == 2
-    assert card["data"]["synthetic"] is True and card["class_names"] == ["CN", "MCI", "AD"]
-    assert card["geometry"] == ad_box(4.0).to_dict()
+    assert card.synthetic is True and card.class_names == ("CN", "MCI", "AD") and card.weights_sha256 is None
+    assert card.geometry == ad_box(4.0).to_dict()
     # the preprocessing was fitted on the fold's training rows only and travels in the card
-    pre = TabularPreprocessor.from_dict(card["tabular"]["preprocessing"])
+    pre = TabularPreprocessor.from_dict(card.preprocessing)
     assert pre.n_fit_rows_ == training["train_subjects"]
-    # the out-of-distribution reference (hyperfusion/inference/ood.py) comes from the same training rows
-    assert card["ood"]["n_train"] == card["ood"]["image"]["n_scans"] == training["train_subjects"]
+    # the out-of-distribution reference (hyperfusion/training/ood.py) comes from the same training rows
+    assert card.ood["n_train"] == card.ood["image"]["n_scans"] == training["train_subjects"]
     from hyperfusion.data.splits import fold_indices, make_partitions
 
     train_idx, _, _ = fold_indices(make_partitions(cohort.table, 0), 0)
@@ -62,7 +62,7 @@ def test_training_resumes_from_last_checkpoint(cohort, tmp_path):
     res = train_fold(cohort, cfg, tmp_path / "run", cache=cache, quiet=True)
     # the second run trained only the epoch it was missing: 3/2 of the optimiser steps in total
     assert torch.load(last, weights_only=True)["global_step"] == steps_two_epochs * 3 // 2
-    assert res.card["training"]["epochs_run"] == 3
+    assert res.card.training["epochs_run"] == 3
 
 
 def test_tabular_only_trains_from_table_alone(tmp_path):

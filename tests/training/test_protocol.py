@@ -3,17 +3,17 @@ the label column."""
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 
 import numpy as np
 import pytest
 
-from hyperfusion.cli import _load_run, main
+from hyperfusion.cli import main
 from hyperfusion.data import load_cohort
 from hyperfusion.data.cohort import cohort_identity
 from hyperfusion.errors import DataError
+from hyperfusion.evaluation import load_run as _load_run
 from hyperfusion.training.evaluate import Member, Run
 from hyperfusion.training.protocol import membership_sha256, select_subjects
 from tests.conftest import random_cohort_table
@@ -76,7 +76,7 @@ def test_evaluate_scores_the_stored_test_subjects_even_when_the_table_changed(tr
     assert set(result["test_ptids"]) == set(card["split"]["test"]) & kept
     assert result["subjects"]["mode"] == "stored"
     # the recomputed partition of the changed table is another set of subjects: the old way would have leaked
-    from hyperfusion.training.evaluate import held_out_rows
+    from hyperfusion.training.protocol import held_out_rows
 
     recomputed, _ = held_out_rows(load_cohort(changed), [_load_run(str(models / "ens"))])
     ptids = load_cohort(changed).table["PTID"].to_numpy()
@@ -87,25 +87,24 @@ def test_evaluate_scores_the_stored_test_subjects_even_when_the_table_changed(tr
 
 
 def _edited(member: Member, **split_changes) -> Member:
-    card = copy.deepcopy(member.card)
-    card["split"].update(split_changes)
-    card["split"]["sha256"] = membership_sha256(card["split"])
-    return Member(member.network, card)
+    split = {**member.card.split, **split_changes}
+    split["sha256"] = membership_sha256(split)
+    return Member(member.network, member.card.replace(split=split))
 
 
 def test_a_test_subject_in_a_models_training_rows_is_refused(trained):
     data, models = trained
     cohort = load_cohort(data)
     run = _load_run(str(models / "ens"))
-    assert len(select_subjects(cohort, [run]).rows) == len(run.members[0].card["split"]["test"])
-    split = run.members[1].card["split"]
+    assert len(select_subjects(cohort, [run]).rows) == len(run.members[0].card.split["test"])
+    split = run.members[1].card.split
     leaked = _edited(run.members[1], train=[*split["train"], split["test"][0]])
     with pytest.raises(
         DataError, match=r"1 of the \d+ evaluated subjects were in the training or validation rows"
     ):
         select_subjects(cohort, [Run("ens", [run.members[0], leaked])])
-    tampered = copy.deepcopy(run.members[0].card)
-    tampered["split"]["test"] = tampered["split"]["test"][1:]  # edited without its hash
+    card = run.members[0].card
+    tampered = card.replace(split={**card.split, "test": card.split["test"][1:]})  # edited without its hash
     with pytest.raises(DataError, match="does not match its hash"):
         select_subjects(cohort, [Run("x", [Member(None, tampered)])])
     moved = _edited(run.members[1], test=split["test"][1:])
@@ -117,10 +116,10 @@ def test_older_cards_recompute_the_partition_and_say_so(trained, tmp_path):
     data, models = trained
     cohort = load_cohort(data)
     run = _load_run(str(models / "ens"))
-    old = [Member(m.network, {k: v for k, v in m.card.items() if k != "split"}) for m in run.members]
+    old = [Member(m.network, m.card.replace(split=None)) for m in run.members]
     selection = select_subjects(cohort, [Run("old", old)])
     assert selection.mode == "recomputed" and "do not record their partition" in selection.notes[0]
-    assert set(cohort.table["PTID"].to_numpy()[selection.rows]) == set(run.members[0].card["split"]["test"])
+    assert set(cohort.table["PTID"].to_numpy()[selection.rows]) == set(run.members[0].card.split["test"])
     other = load_cohort(_write(tmp_path / "other", seed=5))  # the card's provenance names another cohort
     with pytest.raises(DataError, match="is not the cohort old"):
         select_subjects(other, [Run("old", old)])

@@ -75,7 +75,7 @@ def test_a_collapsed_run_warns_and_says_so_in_the_card(cohort, tmp_path):
     with pytest.warns(CollapseWarning, match="collapsed"):
         res = train_fold(cohort, _config(lr=0.0, epochs=1), tmp_path / "run", cache=VolumeCache(tmp_path / "c"),
                          quiet=True)  # fmt: skip
-    assert res.card["collapse"]["collapsed"] and res.card["collapse"]["reasons"]
+    assert res.card.collapse["collapsed"] and res.card.collapse["reasons"]
 
 
 def test_cpu_recipe_trains_with_augmentation_schedule_and_records_it(cohort, tmp_path):
@@ -84,11 +84,11 @@ def test_cpu_recipe_trains_with_augmentation_schedule_and_records_it(cohort, tmp
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CollapseWarning)
         res = train_fold(cohort, cfg, tmp_path / "run", cache=VolumeCache(tmp_path / "c"), quiet=True)
-    training = res.card["training"]
+    training = res.card.training
     assert training["preset"] == "cpu" and training["schedule"] == "cosine" and training["augment"] == {}
-    assert 0 <= training["best_epoch"] < 3 and "collapse" in res.card
+    assert 0 <= training["best_epoch"] < 3 and res.card.collapse is not None
     assert res.network.config["shortcut_pool"] is True and res.network.config["head_dropout"] == [0.2, 0.1]
-    split = res.card["split"]
+    split = res.card.split
     assert len(split["train"]) == training["train_subjects"] and not set(split["train"]) & set(split["test"])
 
 

@@ -55,7 +55,7 @@ def setup(tmp_path_factory):
     cohort = load_cohort(write_image_cohort(root / "cohort", 60, seed=3))
     pre = TabularPreprocessor().fit(cohort.table)
     card = {"geometry": G.to_dict(), "tabular": {"preprocessing": pre.to_dict()},
-            "architecture": {"name": "scan_reader", "task": "ad"}}  # fmt: skip
+            "architecture": {"name": "scan_reader", "task": "ad", "config": {}}}  # fmt: skip
     rows = np.arange(len(cohort.table))
     y = cohort.labels()
     reader = ScanReader(pre.n_outputs).eval()
@@ -85,7 +85,7 @@ def setup(tmp_path_factory):
 def test_encode_once_then_decode_is_the_networks_own_prediction(setup):
     cohort, runs, rows, _ = setup
     member = runs[1].members[0]
-    pre = TabularPreprocessor.from_dict(member.card["tabular"]["preprocessing"])
+    pre = TabularPreprocessor.from_dict(member.card.preprocessing)
     for i in (0, 7):
         views = torch.from_numpy(model_input(cohort.table["image_path"].iloc[i], G))
         tab = torch.from_numpy(np.asarray(pre.transform(cohort.table.iloc[[i]]), dtype=np.float32))

@@ -20,10 +20,10 @@ def test_train_command_writes_a_loadable_model(tmp_path, capsys, monkeypatch):
     printed = json.loads(capsys.readouterr().out)
     assert printed["model_dir"] == str(out)
     network, card = load_model(out)
-    assert card["architecture"]["name"] == "concat" and card["architecture"]["config"]["init_features"] == 4
-    assert card["geometry"] == ad_box(4.0).to_dict()
-    assert card["training"]["fold"] == 2 and card["training"]["split_seed"] == 7
-    assert card["data"]["synthetic"] is True
+    assert card.name == "concat" and card.architecture.config["init_features"] == 4
+    assert card.geometry == ad_box(4.0).to_dict()
+    assert card.fold == 2 and card.split_seed == 7
+    assert card.synthetic is True
     x = torch.zeros(2, 1, *ad_box(4.0).input_shape)
     with torch.no_grad():
         proba = network(x, torch.zeros(2, 16)).softmax(-1)
@@ -51,10 +51,10 @@ def test_brain_age_training_from_a_cohort_named_by_its_target(tmp_path, capsys, 
     assert main(argv) == 0
     capsys.readouterr()
     network, card = load_model(out)
-    assert card["architecture"]["task"] == "brain_age" and card["architecture"]["config"]["input_shape"] == [
+    assert card.task == "brain_age" and card.architecture.config["input_shape"] == [
         45,
         54,
         45,
     ]
-    bias = card["metrics"]["age_bias"]
+    bias = card.age_bias
     assert np.isfinite(bias["slope"]) and np.isfinite(bias["intercept"])

@@ -154,6 +154,26 @@ def preprocess_scan(
     return PreprocessResult(out, qc)
 
 
+def preprocess_bytes(raw: bytes, name: str, *, threads: int = 2, progress: Progress | None = None) -> dict:
+    """:func:`preprocess_scan` of a scan held in memory (an upload): the pipeline's tools read and write files,
+    so this step works in a private temporary folder, deleted as soon as the result is read back.
+
+    Returns {"name": "<stem>_preprocessed.nii.gz", "scan": its bytes, "qc": the QC record, "png": the QC
+    figure's bytes, "source_sha256": the input's hash}.
+    """
+    import hashlib
+    import tempfile
+
+    suffix = ".nii.gz" if raw[:2] == b"\x1f\x8b" else ".nii"
+    stem = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else name.rsplit(".", 1)[0]
+    with tempfile.TemporaryDirectory(prefix="hyperfusion-upload-") as tmp:
+        source = Path(tmp) / f"upload{suffix}"
+        source.write_bytes(raw)
+        result = preprocess_scan(source, Path(tmp) / "out", threads=threads, progress=progress)
+        return {"name": f"{stem}_preprocessed.nii.gz", "scan": result.scan.read_bytes(), "qc": result.qc,
+                "png": (result.out_dir / "qc.png").read_bytes(), "source_sha256": hashlib.sha256(raw).hexdigest()}  # fmt: skip
+
+
 # --- steps ------------------------------------------------------------------------------------------------
 def _read(source: Path, out: Path) -> tuple[nib.Nifti1Image, dict]:
     if source.is_dir():
@@ -338,8 +358,8 @@ def _peak_rss_mb() -> float:
 # --- quality ----------------------------------------------------------------------------------------------
 def quality(scan_path: Path, mask: np.ndarray) -> dict:
     """The quality measures of a registered, skull-stripped scan on the 1 mm template grid (see the README)."""
+    from hyperfusion.data.entry import check_scan
     from hyperfusion.data.geometry import ad_box, box_affine
-    from hyperfusion.inference.entry import check_scan
 
     scan = np.asarray(nib.load(scan_path).dataobj, dtype=np.float32)
     tmask = np.asarray(template_mask(1).dataobj) > 0

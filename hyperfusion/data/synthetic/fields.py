@@ -43,6 +43,7 @@ from hyperfusion.data.synthetic.anatomy import (
 )
 from hyperfusion.data.synthetic.deform import exponentiate, identity_index
 from hyperfusion.data.synthetic.geometry import Grid, sample_at_index
+from hyperfusion.files import cache_root
 
 FIELDS_VERSION = "fields-5"
 FIELD_SPACING_MM = 2.0
@@ -51,12 +52,6 @@ _SOURCE_SMOOTHING_MM = 1.0
 _TISSUE_TAKE_UP = 0.02
 # Log-volume changes at which each gain is calibrated: typical of an AD patient's region.
 _CALIBRATION_ROUNDS = 3
-
-
-def cache_root() -> Path:
-    """``$HYPERFUSION_CACHE`` or ``~/.cache/hyperfusion``."""
-    env = os.environ.get("HYPERFUSION_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "hyperfusion"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ subject depends only on (seed, index, knobs), so the bytes are the same whatever
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import re
 import shutil
@@ -25,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hyperfusion import __version__
+from hyperfusion.data.cohort import METADATA_FILE, read_cohort_metadata
 from hyperfusion.data.synthetic.anatomy import REGIONS
 from hyperfusion.data.synthetic.fields import load_fields
 from hyperfusion.data.synthetic.geometry import HIPPOCAMPAL_BOX_MM, output_grid
@@ -214,11 +214,10 @@ def write_subject_scan(config: SynthConfig, ptid: str, path: str | Path) -> Path
 # --- driver ------------------------------------------------------------------------------------------------------
 def _prepare(out: Path) -> None:
     if out.exists() and any(out.iterdir()):
-        meta_path = out / "cohort.json"
-        if meta_path.exists():
+        if (out / METADATA_FILE).exists():
             try:
-                source = json.loads(meta_path.read_text()).get("source")
-            except ValueError:
+                source = read_cohort_metadata(out).get("source")
+            except DataError:
                 source = None
             if source != "synthetic":
                 raise DataError(f"{out} holds a cohort that is not synthetic; refusing to overwrite it")
@@ -273,11 +272,8 @@ def generate_cohort(
 
 def read_config(cohort_dir: str | Path) -> SynthConfig | None:
     """The configuration a finished synthetic cohort was generated with, or None."""
-    path = Path(cohort_dir) / "cohort.json"
-    if not path.exists():
-        return None
     try:
-        meta = json.loads(path.read_text())
+        meta = read_cohort_metadata(cohort_dir)
         if meta.get("source") != "synthetic" or meta.get("generator_version") != GENERATOR_VERSION:
             return None
         if meta.get("task") == "brain_age" and meta.get("brain_age_world") != BRAIN_AGE_WORLD_VERSION:
@@ -296,7 +292,7 @@ def ensure_cohort(out_dir: str | Path, config: SynthConfig, workers: int = 1, pr
 
     out = Path(out_dir)
     if read_config(out) == config and (out / "cohort.csv").exists():
-        meta = json.loads((out / "cohort.json").read_text())
+        meta = read_cohort_metadata(out)
         if meta.get("fields") == fields_key()[0] and (
             config.task != "brain_age"
             or meta.get("ageing_fields") == f"{AGEING_FIELDS_VERSION}-{meta['fields']}"

@@ -17,12 +17,12 @@ regression on the true volumes (measured through each subject's warp, plus head 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from hyperfusion.data.cohort import read_cohort_metadata
 from hyperfusion.errors import DataError
 
 # Real ADNI baseline summaries (docs/synthetic.md; N = 740 CN, 1015 MCI, 365 AD): mean and missing
@@ -131,7 +131,7 @@ def calibration_report(cohort_dir: str | Path) -> str:
     """The calibration report of a synthetic cohort directory, as Markdown."""
     cohort_dir = Path(cohort_dir)
     try:
-        meta = json.loads((cohort_dir / "cohort.json").read_text())
+        meta = read_cohort_metadata(cohort_dir)
         table = pd.read_csv(cohort_dir / "cohort.csv", dtype=str, keep_default_na=False)
         latent = pd.read_csv(cohort_dir / "truth" / "subjects.csv")
     except (OSError, ValueError) as exc:

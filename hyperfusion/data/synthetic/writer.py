@@ -11,20 +11,15 @@ import csv
 import gzip
 import io
 import json
-import os
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from hyperfusion.files import atomic_write
+
 NIFTI_XFORM_MNI_152 = 4
 GZIP_LEVEL = 4  # level 6 costs twice the time for 1 % smaller noisy scans
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def nifti_bytes(data: np.ndarray, affine: np.ndarray, description: str) -> bytes:
@@ -38,7 +33,7 @@ def nifti_bytes(data: np.ndarray, affine: np.ndarray, description: str) -> bytes
 
 
 def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, description: str) -> None:
-    write_atomic(path, nifti_bytes(data, affine, description))
+    atomic_write(path, nifti_bytes(data, affine, description))
 
 
 def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
@@ -46,8 +41,8 @@ def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    write_atomic(path, buf.getvalue().encode("utf-8"))
+    atomic_write(path, buf.getvalue().encode("utf-8"))
 
 
 def write_json(path: Path, obj: dict) -> None:
-    write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
+    atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))

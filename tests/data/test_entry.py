@@ -1,12 +1,12 @@
-"""The entry check (hyperfusion/inference/entry.py): what a model cannot read is refused, what it can passes."""
+"""The entry check (hyperfusion/data/entry.py): what a model cannot read is refused, what it can passes."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from hyperfusion.data.entry import check_scan, require_readable, warning_lines
 from hyperfusion.errors import DataError
-from hyperfusion.inference.entry import check_scan, require_readable, warning_lines
 from tests.hardening.corpus import ENTRY_CASES, SCAN_CASES
 
 DEMO = Path(__file__).resolve().parents[2] / "assets" / "demo" / "cohorts"

@@ -325,3 +325,42 @@ def _align(sampler: _Sampler, ref, ncc0: float) -> tuple[np.ndarray, float]:
 def _done(check: ScanCheck, start: float) -> ScanCheck:
     check.measures["seconds"] = round(time.perf_counter() - start, 3)
     return check
+
+
+@dataclass
+class UploadCheck:
+    """What reading an upload found: ``accepted`` (the models may read it), a one-line ``summary`` when it
+    passed, the ``warnings`` every output must carry when it was accepted despite the entry check, the
+    ``problem`` (one line naming the fix) when it was refused, and the entry ``check`` itself (None when the
+    file could not be read as NIfTI)."""
+
+    name: str
+    accepted: bool = False
+    summary: str = ""
+    warnings: list[str] = field(default_factory=list)
+    problem: str = ""
+    check: ScanCheck | None = None
+
+
+def check_upload(data: bytes, name: str, *, allow: bool = False, fix: str = DASHBOARD_FIX) -> UploadCheck:
+    """Read an uploaded scan (named .nii / .nii.gz: the name is all other tools go by) and run the entry check
+    on it; ``allow`` accepts a scan that fails the check, with warnings."""
+    from hyperfusion.data.nifti import check_file_name
+
+    out = UploadCheck(name)
+    try:
+        check_file_name(name, data)
+        img = load_nifti(data, name=name)
+    except DataError as exc:
+        out.problem = str(exc)
+        return out
+    out.check = check_scan(data, name=name)
+    if out.check.passed:
+        zooms = ", ".join(f"{z:g}" for z in img.header.get_zooms()[:3])
+        out.accepted, out.summary = True, f"{name}: {img.shape} voxels of {zooms} mm; entry check passed"
+    elif allow:
+        out.accepted, out.warnings = True, warning_lines(out.check)
+    else:
+        more = f" (and {len(out.check.problems) - 1} more)" if len(out.check.problems) > 1 else ""
+        out.problem = f"{name}: {out.check.problems[0]}{more}. {fix}"
+    return out

@@ -2,7 +2,7 @@
 
 A network answers for any input, and an answer far outside what it was trained on is a guess with the same
 confident face. At the end of training, :func:`ood_reference` records what the training rows looked like, as
-plain JSON stored in the model's card (``card["ood"]``):
+plain JSON stored in the model's card (``card.ood``):
 
 - ``records``: the range [min, max] of every record value over the training rows;
 - ``ages``: the training subjects' ages (chronological age; for brain age also the range a prediction should
@@ -61,7 +61,7 @@ def ood_reference(network: torch.nn.Module, dataset, rows) -> dict:
     """The OOD reference of a trained ``network`` from its training ``dataset`` (a
     :class:`~hyperfusion.data.datasets.CohortDataset`) and its training ``rows`` (the cohort table's rows).
 
-    Returns JSON-able data for ``card["ood"]``. The image part needs the dataset's scans (one forward pass of
+    Returns JSON-able data for ``card.ood``. The image part needs the dataset's scans (one forward pass of
     the image encoder per training scan, no gradients) and is left out for a model that reads no scan.
     """
     records = {}
@@ -75,8 +75,8 @@ def ood_reference(network: torch.nn.Module, dataset, rows) -> dict:
     ref: dict = {"version": OOD_VERSION, "n_train": int(len(rows)), "records": records}
     if "AGE" in records:
         ref["ages"] = list(records["AGE"])
-    uses_image = bool(getattr(network, "uses_image", True)) and not getattr(dataset, "tabular_only", False)
-    if uses_image and len(dataset):
+    reads_scan = bool(network.reads_scan) and not getattr(dataset, "tabular_only", False)
+    if reads_scan and len(dataset):
         was_training = network.training
         network.eval()
         vectors = []

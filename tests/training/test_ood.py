@@ -1,4 +1,4 @@
-"""Out-of-distribution reference and check (hyperfusion/inference/ood.py) on a tiny cohort and network."""
+"""Out-of-distribution reference and check (hyperfusion/training/ood.py) on a tiny cohort and network."""
 
 import numpy as np
 import pytest
@@ -9,9 +9,9 @@ from hyperfusion.data.cohort import parse_record
 from hyperfusion.data.datasets import CohortDataset
 from hyperfusion.data.volume_cache import VolumeCache
 from hyperfusion.inference.model_files import save_model
-from hyperfusion.inference.ood import NO_REFERENCE, ood_check, ood_reference, summary
 from hyperfusion.inference.predictor import Predictor
 from hyperfusion.models import build_model
+from hyperfusion.training.ood import NO_REFERENCE, ood_check, ood_reference, summary
 from tests.conftest import write_image_cohort
 
 G = ad_box(4.0)

@@ -5,19 +5,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 from messages import plain
+from state import session
 
+from hyperfusion.data.cohort import cohort_record
 from hyperfusion.data.schema import FEATURE_NAMES
 from hyperfusion.errors import HyperFusionError
+from hyperfusion.inference.tables import predicted_label
 
-db.page_setup("Cohort")
 st.title("Cohort")
 
-try:
-    cohort = db.cohort()
-except (HyperFusionError, OSError) as exc:
-    st.error(plain(f"The cohort could not be read: {exc}"))
-    st.info("Point the sidebar's settings (Settings → Cohort) at a cohort directory or an ADNIMERGE table.")
-    st.stop()
+cohort = db.require_cohort()
 table = cohort.table
 # The shipped demo table gets its scans generated on first need; any other cohort's missing scans are missing
 scans_known = not db.is_demo_cohort(cohort)
@@ -57,7 +54,7 @@ if scans_known:
 # Predictions: computed on request for the shown subjects (each needs its scan's image features once)
 models, _ = db.discover_models(db.settings()["models"])
 usable = db.models_for(cohort, models)
-scores = st.session_state.setdefault("cohort_scores", {})
+scores = session.cohort_scores
 limit = st.number_input("Subjects to score", 1, 200, 20, help="the first N shown; about 0.1 s each per model")
 if usable and st.button(f"Predict the first {limit} shown subjects with {len(usable)} model(s)"):
     predictor = db.predictor_for(tuple((m.name, m.path) for m in usable))
@@ -67,16 +64,14 @@ if usable and st.button(f"Predict the first {limit} shown subjects with {len(usa
     for n, ptid in enumerate(ptids):
         row = table.loc[table["PTID"] == ptid].iloc[0]
         scan = db.scan_path(cohort, ptid)
-        names = [m.name for m in usable if scan is not None or m.architecture == "tabular_only"]
+        names = [m.name for m in usable if scan is not None or not predictor.models[m.name].members[0].reads_scan]
         try:
-            preds = predictor.predict(scan, db.recorded_values(row), models=names)
+            preds = predictor.predict(scan, cohort_record(row), models=names)
         except HyperFusionError as exc:  # e.g. a corrupt scan: the other subjects are still scored
             failed.append(str(exc))
             preds = {}
         for name, p in preds.items():
-            scores[(cohort.path.as_posix(), name, ptid)] = (
-                p.class_names[int(p.value[0].argmax())] if p.task == "ad" else round(float(p.value[0]), 1)
-            )
+            scores[(cohort.path.as_posix(), name, ptid)] = predicted_label(p)
         bar.progress((n + 1) / len(ptids), text=f"scored {n + 1} of {len(ptids)}")
     for message in failed:
         st.error(plain(f"Not scored: {message}"))
@@ -88,8 +83,8 @@ if uploaded is not None:  # not a cohort row (it has no truth here), but one cli
     up_col, open_col = st.columns([4, 1], vertical_alignment="center")
     up_col.info(plain(f"Also in this session: {uploaded.id} (uploaded, in memory only)."))
     if open_col.button("Open the uploaded subject"):
-        st.session_state["subject"] = uploaded.id
-        st.switch_page("pages/1_Subject.py")
+        session.subject = uploaded.id
+        st.switch_page("views/1_Subject.py")
 st.caption(f"{len(view)} of {len(table)} subjects. Click a row to open the subject.")
 event = st.dataframe(
     pd.DataFrame(view).reset_index(drop=True),
@@ -99,7 +94,6 @@ event = st.dataframe(
     key="cohort_table",
 )
 if event.selection.rows:
-    st.session_state["subject"] = view["PTID"].iloc[event.selection.rows[0]]
-    st.switch_page("pages/1_Subject.py")
+    session.subject = view["PTID"].iloc[event.selection.rows[0]]
+    st.switch_page("views/1_Subject.py")
 
-db.page_footer()

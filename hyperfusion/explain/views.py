@@ -1,5 +1,5 @@
-"""Three orthogonal views of a scan with attribution overlays, drawn as one PNG (only these slices leave the
-server).
+"""Three orthogonal views of a scan with attribution overlays, drawn as one PNG (the dashboard's Attribution
+page and the HTML report show it; only these slices leave a server).
 
 Volumes are reoriented to the closest RAS+ grid (nibabel ``as_closest_canonical``), so array axes are x
 (increasing towards the subject's right), y (anterior) and z (superior), and world millimetres follow from the

@@ -1,0 +1,70 @@
+"""The Attribution page's last panels: the downloads (the picture, each map as NIfTI on the scan's grid) and
+what each map is, with its per-region table."""
+
+from __future__ import annotations
+
+import attribution_views as av
+import pandas as pd
+import streamlit as st
+
+from hyperfusion.explain.regions import region_change
+
+NIFTI_HELP = ("float32 .nii.gz on the scan's own voxel grid and affine (it opens over the scan in FSLeyes or "
+              "ITK-SNAP): the signed map as computed, whatever the display shows")  # fmt: skip
+
+
+def downloads(ch, maps, difference, png: bytes, img, ptid: str, predictor) -> None:
+    """The PNG is the picture shown. A NIfTI file is built only when asked for (a 1 mm map takes about a second
+    to compress), from the signed map as computed; in the recorded-vs-edited mode it is the difference."""
+    if not maps:
+        return
+    if len(maps) == 1:
+        png_stem = maps[0].stem
+    elif ch.model_b is not None:
+        png_stem = av.file_stem(ptid, f"{ch.model}-vs-{ch.model_b}", ch.method)
+    else:
+        png_stem = av.file_stem(ptid, ch.model, ch.method, "edited-vs-recorded")
+    exported = [difference] if difference is not None else maps
+    buttons = st.container(horizontal=True)
+    buttons.download_button("Download the view (PNG)", png, file_name=f"{png_stem}.png", mime="image/png",
+                            key="attr_download_png", on_click="ignore")  # fmt: skip
+    for i, m in enumerate(exported):
+        explained_class = ch.cls if predictor.models[m.model].task == "ad" else ""
+        described = f"hyperfusion {ch.method}{' difference' if m.difference else ''} {explained_class} {m.model}"
+
+        def build(m: av.SubjectMap = m, described: str = described) -> bytes:
+            return av.nifti_gz(m.data, img.affine, img.header, described)
+
+        what = "the difference" if m.difference else m.model if len(exported) > 1 else "the map"
+        buttons.download_button(f"Download {what} (NIfTI)", build, file_name=f"{m.stem}.nii.gz",
+                                mime="application/gzip", key=f"attr_download_nifti_{i}", on_click="ignore",
+                                help=NIFTI_HELP)  # fmt: skip
+
+
+def descriptions_and_regions(maps, difference, recorded_summary, description: str) -> None:
+    """What each map is (method, convergence, coarseness), and where it falls: per region, or for the
+    difference per region edited − recorded."""
+    for m in maps:
+        if m.summary is None:
+            continue
+        attr = m.summary["attribution"]
+        parts = [f"{m.title}: {description}."]
+        if attr.get("relative_delta") is not None:
+            parts.append(f"Convergence delta: {attr['relative_delta']:.2g} of the output gap.")
+        if attr.get("coarse"):
+            parts.append(f"Coarse map: {attr['coarse']}.")
+        st.caption(" ".join(parts))
+    if difference is not None:
+        table = region_change(recorded_summary, maps[0].summary)
+        if not table.empty:
+            st.subheader("Per region: edited − recorded")
+            st.dataframe(table, hide_index=True)
+        return
+    tables = [(m, pd.DataFrame(m.summary.get("regions") or [])) for m in maps if m.summary is not None]
+    tables = [(m, t) for m, t in tables if not t.empty]
+    if tables:
+        st.subheader("Per region")
+    for m, t in tables:
+        if len(tables) > 1:
+            st.markdown(f"**{m.title}**")
+        st.dataframe(t, hide_index=True)

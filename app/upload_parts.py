@@ -1,0 +1,74 @@
+"""The Upload page's parts: forgetting an upload, preprocessing it in memory, and its record (one CSV row
+or the form). Nothing uploaded is written to disk."""
+
+from __future__ import annotations
+
+import dashboard as db
+import streamlit as st
+from state import UPLOAD_PREFIX, session
+
+from hyperfusion.data.cohort import parse_record, record_from_csv, require_some_value
+from hyperfusion.data.schema import FEATURES
+from hyperfusion.errors import HyperFusionError
+
+
+def forget_upload() -> None:
+    """Drop the upload from this session (the models' cached image features of it go too)."""
+    up = session.upload
+    del session.uploaded, session.upload_maps, session.decoded_upload
+    del session.upload_form_record
+    if (session.subject or "").startswith(UPLOAD_PREFIX):
+        del session.subject
+    if up is not None:
+        db.forget_scan(up.scan)
+
+
+def run_preprocessing(name: str, raw: bytes) -> None:
+    """`hyperfusion preprocess` on the upload, with a progress bar; the result stays in this session's memory."""
+    from hyperfusion.data.preprocess.pipeline import preprocess_bytes
+
+    bar = st.progress(0.0, text="preprocessing")
+    try:
+        progress = lambda f, step: bar.progress(min(f, 1.0), text=f"preprocessing: {step}")  # noqa: E731
+        session.upload_preprocessed = preprocess_bytes(raw, name, progress=progress)
+    except HyperFusionError as exc:
+        session.upload_preprocess_error = f"{name}: preprocessing failed: {exc}"
+    finally:
+        bar.empty()
+
+
+def record_input(csv_file, problems: list[str], notes: list[str]) -> dict | None:
+    """The record from one CSV row (or else from the form); what is wrong goes to ``problems``, the columns
+    not read to ``notes``."""
+    record = None
+    if csv_file is not None:
+        try:
+            record, ignored = record_from_csv(csv_file.getvalue(), name=csv_file.name)
+        except HyperFusionError as exc:
+            problems.append(str(exc))
+        else:
+            if ignored:  # an ADNIMERGE export carries many other columns: say which were not read
+                shown = ", ".join(ignored[:12]) + (f" and {len(ignored) - 12} more" if len(ignored) > 12 else "")
+                notes.append(f"{csv_file.name}: ignored {len(ignored)} column(s) the models do not read: {shown}")
+    else:
+        with st.form("upload_record"):
+            st.markdown("Record (leave a value empty when it is missing)")
+            cols = st.columns(3)
+            raw = {}
+            for n, f in enumerate(FEATURES):
+                label = f"{f.name} ({f.unit})" if f.unit else f.name
+                if f.categories:
+                    raw[f.name] = cols[n % 3].selectbox(label, f.categories)
+                else:
+                    raw[f.name] = cols[n % 3].text_input(label, help=f"{f.meaning}; {f.plausible_range[0]:g}–"
+                                                         f"{f.plausible_range[1]:g} {f.unit}")  # fmt: skip
+            if st.form_submit_button("Use this record"):
+                session.upload_form_record = raw
+        record = session.upload_form_record
+        if record is not None:
+            try:
+                require_some_value(parse_record(record, source="the form"), "the form")
+            except HyperFusionError as exc:
+                problems.append(str(exc))
+                record = None
+    return record
