@@ -170,9 +170,10 @@ def forget_scan(scan: bytes) -> None:
 
 
 # --- cohort --------------------------------------------------------------------------------------------------
-@st.cache_data(show_spinner="Reading the cohort table …")
+@st.cache_data(show_spinner="Reading the cohort table and checking a sample of its scans …")
 def cached_cohort(path: str, _mtime: float) -> Cohort:
-    return load_cohort(path)
+    # scans that fail the entry check do not stop the dashboard: every page says so (require_cohort)
+    return load_cohort(path, allow_unregistered=True)
 
 
 def cohort() -> Cohort:
@@ -186,11 +187,21 @@ def require_cohort() -> Cohort:
     from messages import plain
 
     try:
-        return cohort()
+        c = cohort()
     except (HyperFusionError, OSError) as exc:
         st.error(plain(f"The cohort could not be read: {exc}"))
         st.info("Point the sidebar's settings at a cohort directory or an ADNIMERGE table.")
         st.stop()
+    for line in c.scan_warnings():
+        st.warning(plain(line.replace("(--allow-unregistered)", "(the dashboard shows it, marked)")) + " "
+                   + plain(DASHBOARD_COHORT_FIX))  # fmt: skip
+    return c
+
+
+DASHBOARD_COHORT_FIX = (
+    "Its predictions and maps are unreliable: preprocess the raw scans with `hyperfusion preprocess --input "
+    "RAW_FOLDER_OR_TABLE --out NEW_COHORT_DIR` and point the sidebar at that cohort."
+)
 
 
 def cohort_task(c: Cohort) -> str | None:

@@ -36,9 +36,39 @@ def _print_json(obj: object) -> None:
 LABEL_COLUMN_HELP = "diagnosis column to use (Group, DX_bl or DX); default: the first of these the table has"
 
 
+ALLOW_UNREGISTERED_HELP = (
+    "go on even when scans fail the entry check (not skull-stripped, not in MNI152 space, implausible "
+    "intensities); every output then carries a warning. Better: hyperfusion preprocess"
+)
+
+
+def _scan_check_args(p: argparse.ArgumentParser, allow: bool = True) -> None:
+    """The entry check of a cohort's scans when it is loaded (hyperfusion.data.load_cohort)."""
+    p.add_argument(
+        "--check-scans", choices=["sample", "all", "off"], default="sample",
+        help="entry check of the cohort's scans when it is loaded: an even sample of 12 (default), all, or none; "
+        "results are remembered per file in the cache folder",
+    )  # fmt: skip
+    if allow:
+        p.add_argument("--allow-unregistered", action="store_true", help=ALLOW_UNREGISTERED_HELP)
+
+
+def _load_cohort(a: argparse.Namespace, data, *, allow: bool | None = None, **kwargs):
+    """load_cohort with the command's --check-scans / --allow-unregistered; the warnings of a cohort loaded
+    despite failing scans go to stderr."""
+    from hyperfusion.data import load_cohort
+
+    allow = getattr(a, "allow_unregistered", False) if allow is None else allow
+    cohort = load_cohort(data, check_scans=getattr(a, "check_scans", "sample"), allow_unregistered=allow, **kwargs)
+    for line in cohort.scan_warnings():
+        print(f"hyperfusion {a.command}: warning: {line}", file=sys.stderr)
+    return cohort
+
+
 def _inspect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="cohort directory or ADNIMERGE-format CSV table")
     p.add_argument("--label-column", default=None, help=LABEL_COLUMN_HELP)
+    _scan_check_args(p, allow=False)  # inspect reports failing scans (scan_check), it does not refuse them
 
 
 def _label_note(cohort) -> None:
@@ -49,9 +79,7 @@ def _label_note(cohort) -> None:
 
 
 def _inspect_run(a: argparse.Namespace) -> int:
-    from hyperfusion.data import load_cohort
-
-    cohort = load_cohort(a.data, label_column=a.label_column)
+    cohort = _load_cohort(a, a.data, allow=True, label_column=a.label_column)
     _print_json(cohort.summary())
     return 0
 
@@ -157,6 +185,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="32-true", help="e.g. bf16-mixed, 16-mixed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--label-column", default=None, help=LABEL_COLUMN_HELP)
+    _scan_check_args(p)
 
 
 def _parse_overrides(items: list[str]) -> dict:
@@ -175,14 +204,15 @@ def _parse_overrides(items: list[str]) -> dict:
 def _train_run(a: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from hyperfusion.data import load_cohort
     from hyperfusion.data.geometry import ad_box, brain_box
     from hyperfusion.demo import scans_for
     from hyperfusion.inference.model_files import save_model
     from hyperfusion.training.fold import recipe_config, train_fold
 
+    if a.model == "tabular_only":  # never reads a scan
+        a.check_scans = "off"
     data = a.data if a.model == "tabular_only" else scans_for(a.data)
-    cohort = load_cohort(data, label_column=a.label_column)
+    cohort = _load_cohort(a, data, label_column=a.label_column)
     _label_note(cohort)
     geometry = ad_box(a.voxel_size) if a.task == "ad" else brain_box(a.voxel_size)
     devices = int(a.devices) if str(a.devices).isdigit() else a.devices
@@ -244,6 +274,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--label-column", default=None, help=LABEL_COLUMN_HELP)
     p.add_argument("--batch-size", type=int, default=16, help="subjects per pass of the image encoders")
+    _scan_check_args(p)
 
 
 def _faithfulness(
@@ -275,11 +306,10 @@ def _load_run(path: str):
 
 
 def _evaluate_run(a: argparse.Namespace) -> int:
-    from hyperfusion.data import load_cohort
     from hyperfusion.demo import scans_for
     from hyperfusion.training.evaluate import write_report
 
-    cohort = load_cohort(scans_for(a.data), label_column=a.label_column)
+    cohort = _load_cohort(a, scans_for(a.data), label_column=a.label_column)
     _label_note(cohort)
     runs = [_load_run(p) for p in a.models]
     labels = [r.label for r in runs]
@@ -307,11 +337,7 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tabular", help="the record, a JSON object of ADNIMERGE column names (ROW.json)")
     p.add_argument("--data", help="cohort directory: take the scan and record of --subject from it")
     p.add_argument("--subject", help="PTID of a subject of --data")
-    p.add_argument(
-        "--allow-unregistered", action="store_true",
-        help="predict even when the scan fails the entry check (not skull-stripped, not in MNI152 space, "
-        "implausible intensities); every output then carries a warning. Better: hyperfusion preprocess",
-    )  # fmt: skip
+    p.add_argument("--allow-unregistered", action="store_true", help=ALLOW_UNREGISTERED_HELP)
 
 
 def _read_record(path: str) -> dict:
@@ -342,10 +368,10 @@ def _subject_inputs(a: argparse.Namespace):
 
     scan, record, cohort = a.image, None, None
     if a.data is not None:
-        from hyperfusion.data import load_cohort
         from hyperfusion.demo import scans_for
 
-        cohort = load_cohort(scans_for(a.data))
+        # the subject's own scan is checked below; the cohort's sample says whether the rest are usable
+        cohort = _load_cohort(a, scans_for(a.data))
     if a.subject is not None:
         if cohort is None:
             raise DataError("--subject needs --data COHORT_DIR")
