@@ -31,6 +31,7 @@ with left:
             "Point the sidebar's settings (Settings → Cohort) at a cohort directory or an ADNIMERGE table."
         )
         st.stop()
+    db.show_scan_warnings(cohort)
     summary = cohort.summary()
     st.markdown(
         f"`{cohort.path}` · source **{cohort.source}** · **{len(cohort)}** subjects · label column "

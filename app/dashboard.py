@@ -172,8 +172,9 @@ def forget_scan(scan: bytes) -> None:
 # --- cohort --------------------------------------------------------------------------------------------------
 @st.cache_data(show_spinner="Reading the cohort table and checking a sample of its scans …")
 def cached_cohort(path: str, _mtime: float) -> Cohort:
-    # scans that fail the entry check do not stop the dashboard: every page says so (require_cohort)
-    return load_cohort(path, allow_unregistered=True)
+    # scans that fail the entry check do not stop the dashboard: every page says so (require_cohort); the
+    # checks are not remembered on disk (the dashboard writes nothing), st.cache_data keeps the cohort
+    return load_cohort(path, allow_unregistered=True, remember_checks=False)
 
 
 def cohort() -> Cohort:
@@ -192,10 +193,17 @@ def require_cohort() -> Cohort:
         st.error(plain(f"The cohort could not be read: {exc}"))
         st.info("Point the sidebar's settings at a cohort directory or an ADNIMERGE table.")
         st.stop()
+    show_scan_warnings(c)
+    return c
+
+
+def show_scan_warnings(c: Cohort) -> None:
+    """A warning on the page when the cohort's scans failed the entry check as it was loaded."""
+    from messages import plain
+
     for line in c.scan_warnings():
         st.warning(plain(line.replace("(--allow-unregistered)", "(the dashboard shows it, marked)")) + " "
                    + plain(DASHBOARD_COHORT_FIX))  # fmt: skip
-    return c
 
 
 DASHBOARD_COHORT_FIX = (

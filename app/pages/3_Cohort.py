@@ -18,6 +18,7 @@ except (HyperFusionError, OSError) as exc:
     st.error(plain(f"The cohort could not be read: {exc}"))
     st.info("Point the sidebar's settings (Settings → Cohort) at a cohort directory or an ADNIMERGE table.")
     st.stop()
+db.show_scan_warnings(cohort)
 table = cohort.table
 # The shipped demo table gets its scans generated on first need; any other cohort's missing scans are missing
 scans_known = not db.is_demo_cohort(cohort)

@@ -546,6 +546,7 @@ def load_cohort(
     images_dir: str | Path | None = None,
     check_scans: str = "sample",
     allow_unregistered: bool = False,
+    remember_checks: bool = True,
 ) -> Cohort:
     """Read a cohort directory or an ADNIMERGE-format table; one row per subject.
 
@@ -556,7 +557,8 @@ def load_cohort(
         images_dir: where ``PTID.nii.gz`` scans are; default: ``images/`` beside ``cohort.csv``.
         check_scans: the entry check of its scans (:func:`hyperfusion.inference.entry.check_cohort_scans`):
             ``"sample"`` (default) checks an even spread of 12 of them, ``"all"`` every one, ``"off"`` none.
-            Results are remembered by file (path, size, mtime), so a second load opens no scan.
+            Results are remembered by file (path, size, mtime) in the cache folder, so a second load opens no
+            scan; ``remember_checks=False`` writes nothing (the dashboard).
         allow_unregistered: load a cohort whose checked scans fail (not skull-stripped, not registered to
             MNI152, not a T1) all the same; ``Cohort.scan_warnings()`` then says so. Without it such a cohort
             raises :class:`DataError`, one line naming the first problem and ``hyperfusion preprocess``. A
@@ -598,9 +600,10 @@ def load_cohort(
     scan_check = None
     scans = table.set_index("PTID")["image_path"].dropna().to_dict()
     if check_scans != "off" and scans:
-        from hyperfusion.inference.entry import COHORT_FIX, COHORT_SAMPLE, check_cohort_scans
+        from hyperfusion.inference.entry import COHORT_FIX, COHORT_SAMPLE, ScanCheckMemo, check_cohort_scans
 
-        check = check_cohort_scans(scans, sample=COHORT_SAMPLE if check_scans == "sample" else None)
+        memo = ScanCheckMemo(persist=remember_checks)
+        check = check_cohort_scans(scans, sample=COHORT_SAMPLE if check_scans == "sample" else None, memo=memo)
         scan_check = check.to_dict()
         if not check.passed and not (allow_unregistered or provenance.get("allow_unregistered") is True):
             raise DataError(f"{path}: {check.problem()}. {COHORT_FIX}")

@@ -362,14 +362,19 @@ class ScanCheckMemo:
 
     LIMIT = 20_000
 
-    def __init__(self, path: str | os.PathLike | None = None) -> None:
+    def __init__(self, path: str | os.PathLike | None = None, *, persist: bool = True) -> None:
         if path is None:
             base = os.environ.get("HYPERFUSION_CACHE")
             root = Path(base).expanduser() if base else Path.home() / ".cache" / "hyperfusion"
             path = root / "scan_checks.json"
         self.path = Path(path)
+        #: False: remember in this object only, write nothing (the dashboard writes nothing to disk)
+        self.persist = persist
+        self._memory: dict = {}
 
     def _read(self) -> dict:
+        if not self.persist:
+            return dict(self._memory)
         try:
             raw = json.loads(self.path.read_text())
             return raw["files"] if raw.get("key") == _check_key() and isinstance(raw.get("files"), dict) else {}
@@ -405,6 +410,9 @@ class ScanCheckMemo:
             merged[str(path)] = {"stat": [st.st_size, st.st_mtime_ns], "check": check}
         if len(merged) > self.LIMIT:
             merged = dict(list(merged.items())[-self.LIMIT :])
+        if not self.persist:
+            self._memory = merged
+            return
         payload = json.dumps({"key": _check_key(), "files": merged}).encode()
         try:
             atomic_write(self.path, lambda f: f.write(payload))
@@ -425,6 +433,9 @@ class CohortScanCheck:
     seconds: float = 0.0
     mode: str = "sample"
     stopped_early: bool = False
+    #: scans that could not be read at all (PTID, path, error): reported, not counted as failing the check;
+    #: like a missing scan, such a subject is named when it is used and the rest of the cohort stays usable
+    unreadable: list[dict] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -433,6 +444,7 @@ class CohortScanCheck:
     def to_dict(self) -> dict:
         return {"passed": self.passed, "mode": self.mode, "scans": self.total, "checked": len(self.checked),
                 "failed": [dict(f) for f in self.failed], "stopped_at_first_failure": self.stopped_early,
+                "unreadable": [dict(u) for u in self.unreadable],
                 "remembered": self.remembered, "seconds": round(self.seconds, 3)}  # fmt: skip
 
     def problem(self) -> str:
@@ -443,11 +455,12 @@ def cohort_problem(check: dict) -> str:
     """One line from a :meth:`CohortScanCheck.to_dict` that failed: which scan fails and why, and how many
     were checked."""
     first = check["failed"][0]
-    if check.get("stopped_at_first_failure"):
+    if check["mode"] == "sample":
+        stop = ", stopping at the first that fails" if check.get("stopped_at_first_failure") else ""
         return (f"the scan of {first['PTID']} fails the entry check: {first['problems'][0]} ({check['checked']} "
-                f"of its {check['scans']} scans checked, stopping at the first that fails)")  # fmt: skip
-    return (f"{len(check['failed'])} of the {check['checked']} scans checked (of {check['scans']}) fail the entry "
-            f"check (e.g. {first['PTID']}: {first['problems'][0]})")  # fmt: skip
+                f"of its {check['scans']} scans checked{stop})")  # fmt: skip
+    return (f"{len(check['failed'])} of its {check['scans']} scans fail the entry check (e.g. {first['PTID']}: "
+            f"{first['problems'][0]})")  # fmt: skip
 
 
 def check_cohort_scans(
@@ -477,11 +490,14 @@ def check_cohort_scans(
             try:
                 check = check_scan(path, name=str(scans[ptid]))
                 found = {"passed": check.passed, "problems": list(check.problems)}
-            except DataError as exc:  # unreadable: reported like any other problem
-                found = {"passed": False, "problems": [str(exc)]}
+            except DataError as exc:
+                found = {"passed": None, "unreadable": str(exc)}
             new[path] = found
         else:
             result.remembered += 1
+        if found["passed"] is None:  # unreadable: reported, and the sample goes on
+            result.unreadable.append({"PTID": ptid, "path": str(scans[ptid]), "error": found["unreadable"]})
+            continue
         result.checked.append(ptid)
         if not found["passed"]:
             result.failed.append({"PTID": ptid, "path": str(scans[ptid]), "problems": list(found["problems"])})

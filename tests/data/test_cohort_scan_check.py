@@ -74,7 +74,7 @@ def test_a_rewritten_scan_is_checked_again(tmp_path):
     os.utime(scans[victim], ns=(1, 1))
     again = check_cohort_scans(scans, memo=memo, sample=None)
     assert again.remembered == 3 and [f["PTID"] for f in again.failed] == [victim]
-    assert cohort_problem(again.to_dict()).startswith(f"1 of the 4 scans checked (of 4) fail the entry check (e.g. {victim}")
+    assert cohort_problem(again.to_dict()).startswith(f"1 of its 4 scans fail the entry check (e.g. {victim}: ")
 
 
 def test_train_refuses_and_inspect_reports_a_cohort_of_unreadable_scans(tmp_path, capsys):
