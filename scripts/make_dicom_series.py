@@ -13,6 +13,7 @@ scan's, scaled to 12-bit integers; the header is made here, not a scanner's.
 from __future__ import annotations
 
 import argparse
+import locale
 from pathlib import Path
 
 import nibabel as nib
@@ -89,6 +90,14 @@ def write_series(img: nib.Nifti1Image, folder: str | Path, description: str = "T
     ]
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
+    saved = locale.setlocale(locale.LC_ALL)  # ITK's GDCM writer sets the C locale: Python's text I/O turns ASCII
+    try:
+        return _write_slices(volume, common, series, folder, writer)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_slices(volume, common, series, folder, writer) -> list[Path]:
     files = []
     for k in range(volume.GetDepth()):
         slice_k = volume[:, :, k]

@@ -172,6 +172,7 @@ def test_a_dicom_series_of_a_real_head_is_converted_preprocessed_and_registered(
     pixels, resampled to 2 mm to keep the test short) moved into scanner coordinates and written as DICOM MR
     slices by SimpleITK (scripts/make_dicom_series.py); the header is made, not a scanner's."""
     import importlib.util
+    import locale
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[2] / "scripts" / "make_dicom_series.py"
@@ -181,8 +182,10 @@ def test_a_dicom_series_of_a_real_head_is_converted_preprocessed_and_registered(
     assert np.allclose(maker.move_matrix(), MOVE)
     source = maker.prepare(nib.load(REAL / "ch2.nii.gz"), voxel_mm=2.0, move=True)
     series = tmp_path / "DICOM" / "T1"
+    encoding = locale.getpreferredencoding(False)
     files = maker.write_series(source, series)
     assert len(files) == source.shape[2]
+    assert locale.getpreferredencoding(False) == encoding  # ITK's DICOM writer's C locale was undone
     out = tmp_path / "sub01"
     rc = main(["preprocess", "--input", str(series), "--out", str(out), "--quiet"])
     printed = json.loads(capsys.readouterr().out)
