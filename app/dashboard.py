@@ -57,9 +57,11 @@ def forget_scan(scan: bytes) -> None:
 
 
 # --- cohort --------------------------------------------------------------------------------------------------
-@st.cache_data(show_spinner="Reading the cohort table …")
+@st.cache_data(show_spinner="Reading the cohort table and checking a sample of its scans …")
 def cached_cohort(path: str, _mtime: float) -> Cohort:
-    return hc.load_cohort(path)
+    # scans that fail the entry check do not stop the dashboard: every page says so (require_cohort); the
+    # checks are not remembered on disk (the dashboard writes nothing), st.cache_data keeps the cohort
+    return hc.load_cohort(path, allow_unregistered=True, remember_checks=False)
 
 
 def cohort() -> Cohort:
@@ -71,11 +73,28 @@ def cohort() -> Cohort:
 def require_cohort() -> Cohort:
     """The cohort, or a message saying why it cannot be read and where to change it (the page stops there)."""
     try:
-        return cohort()
+        c = cohort()
     except (HyperFusionError, OSError) as exc:
         st.error(plain(f"The cohort could not be read: {exc}"))
         st.info("Point the sidebar's settings (Settings → Cohort) at a cohort directory or an ADNIMERGE table.")
         st.stop()
+    show_scan_warnings(c)
+    return c
+
+
+def show_scan_warnings(c: Cohort) -> None:
+    """A warning on the page when the cohort's scans failed the entry check as it was loaded."""
+    from messages import plain
+
+    for line in c.scan_warnings():
+        st.warning(plain(line.replace("(--allow-unregistered)", "(the dashboard shows it, marked)")) + " "
+                   + plain(DASHBOARD_COHORT_FIX))  # fmt: skip
+
+
+DASHBOARD_COHORT_FIX = (
+    "Its predictions and maps are unreliable: preprocess the raw scans with `hyperfusion preprocess --input "
+    "RAW_FOLDER_OR_TABLE --out NEW_COHORT_DIR` and point the sidebar at that cohort."
+)
 
 
 def is_demo_cohort(c: Cohort) -> bool:

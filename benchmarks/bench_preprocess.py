@@ -6,6 +6,9 @@
   distance over the brain: ≤ 1.5 mm;
 - the entry check of a 1 mm scan (the check alone, the scan already decoded as predict has it): ≤ 0.2 s.
 
+Batch throughput (N = 1, 2, 4 heads, 1 and 2 workers) takes minutes and is its own benchmark:
+``hyperfusion bench preprocess_batch``.
+
 Colin27 comes from Debian's mricron-data (scripts/fetch_real_scans.sh); without it the first figure is taken on
 nilearn's template (skull-stripped, so brain extraction has less to do) and the note says so.
 """

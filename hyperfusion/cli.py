@@ -16,8 +16,10 @@ from dataclasses import dataclass
 
 from hyperfusion import __version__
 from hyperfusion.errors import HyperFusionError
-from hyperfusion.evaluation import LABEL_COLUMN_HELP
+from hyperfusion.evaluation import ALLOW_UNREGISTERED_HELP, LABEL_COLUMN_HELP
+from hyperfusion.evaluation import add_scan_check_arguments as _scan_check_args
 from hyperfusion.evaluation import label_note as _label_note
+from hyperfusion.evaluation import load_cohort_checked as _load_cohort
 
 
 @dataclass(frozen=True)
@@ -37,12 +39,11 @@ def _print_json(obj: object) -> None:
 def _inspect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="cohort directory or ADNIMERGE-format CSV table")
     p.add_argument("--label-column", default=None, help=LABEL_COLUMN_HELP)
+    _scan_check_args(p, allow=False)  # inspect reports failing scans (scan_check), it does not refuse them
 
 
 def _inspect_run(a: argparse.Namespace) -> int:
-    from hyperfusion.data import load_cohort
-
-    cohort = load_cohort(a.data, label_column=a.label_column)
+    cohort = _load_cohort(a, a.data, allow=True, label_column=a.label_column)
     _print_json(cohort.summary())
     return 0
 
@@ -151,6 +152,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="32-true", help="e.g. bf16-mixed, 16-mixed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--label-column", default=None, help=LABEL_COLUMN_HELP)
+    _scan_check_args(p)
 
 
 def _parse_overrides(items: list[str]) -> dict:
@@ -169,7 +171,6 @@ def _parse_overrides(items: list[str]) -> dict:
 def _train_run(a: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from hyperfusion.data import load_cohort
     from hyperfusion.data.geometry import ad_box, brain_box
     from hyperfusion.data.synthetic.shipped import scans_for
     from hyperfusion.inference.model_files import save_model
@@ -177,7 +178,9 @@ def _train_run(a: argparse.Namespace) -> int:
     from hyperfusion.training.fold import recipe_config, train_fold
 
     data = scans_for(a.data) if model_class(a.model, a.task).reads_scan else a.data
-    cohort = load_cohort(data, label_column=a.label_column)
+    if not model_class(a.model, a.task).reads_scan:  # never reads a scan
+        a.check_scans = "off"
+    cohort = _load_cohort(a, data, label_column=a.label_column)
     _label_note(cohort)
     geometry = ad_box(a.voxel_size) if a.task == "ad" else brain_box(a.voxel_size)
     devices = int(a.devices) if str(a.devices).isdigit() else a.devices
@@ -237,11 +240,7 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tabular", help="the record, a JSON object of ADNIMERGE column names (ROW.json)")
     p.add_argument("--data", help="cohort directory: take the scan and record of --subject from it")
     p.add_argument("--subject", help="PTID of a subject of --data")
-    p.add_argument(
-        "--allow-unregistered", action="store_true",
-        help="predict even when the scan fails the entry check (not skull-stripped, not in MNI152 space, "
-        "implausible intensities); every output then carries a warning. Better: hyperfusion preprocess",
-    )  # fmt: skip
+    p.add_argument("--allow-unregistered", action="store_true", help=ALLOW_UNREGISTERED_HELP)
 
 
 def _read_record(path: str) -> dict:
@@ -272,10 +271,10 @@ def _subject_inputs(a: argparse.Namespace):
 
     scan, record, cohort = a.image, None, None
     if a.data is not None:
-        from hyperfusion.data import load_cohort
         from hyperfusion.data.synthetic.shipped import scans_for
 
-        cohort = load_cohort(scans_for(a.data))
+        # the subject's own scan is checked below; the cohort's sample says whether the rest are usable
+        cohort = _load_cohort(a, scans_for(a.data))
     if a.subject is not None:
         if cohort is None:
             raise DataError("--subject needs --data COHORT_DIR")

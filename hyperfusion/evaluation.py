@@ -15,9 +15,49 @@ from pathlib import Path
 
 from hyperfusion.errors import HyperFusionError
 
-__all__ = ["LABEL_COLUMN_HELP", "add_arguments", "evaluate", "evaluate_argv", "label_note", "load_run", "run"]
+__all__ = [
+    "ALLOW_UNREGISTERED_HELP",
+    "LABEL_COLUMN_HELP",
+    "add_arguments",
+    "add_scan_check_arguments",
+    "evaluate",
+    "evaluate_argv",
+    "label_note",
+    "load_cohort_checked",
+    "load_run",
+    "run",
+]
 
 LABEL_COLUMN_HELP = "diagnosis column to use (Group, DX_bl or DX); default: the first of these the table has"
+
+
+ALLOW_UNREGISTERED_HELP = (
+    "go on even when scans fail the entry check (not skull-stripped, not in MNI152 space, implausible "
+    "intensities); every output then carries a warning. Better: hyperfusion preprocess"
+)
+
+
+def add_scan_check_arguments(p: argparse.ArgumentParser, allow: bool = True) -> None:
+    """The entry check of a cohort's scans when a command loads it (:func:`hyperfusion.data.load_cohort`)."""
+    p.add_argument(
+        "--check-scans", choices=["sample", "all", "off"], default="sample",
+        help="entry check of the cohort's scans when it is loaded: an even sample of 12 (default), all, or none; "
+        "results are remembered per file in the cache folder",
+    )  # fmt: skip
+    if allow:
+        p.add_argument("--allow-unregistered", action="store_true", help=ALLOW_UNREGISTERED_HELP)
+
+
+def load_cohort_checked(a: argparse.Namespace, data, *, allow: bool | None = None, **kwargs):
+    """``load_cohort`` with a command's ``--check-scans`` / ``--allow-unregistered``; the warnings of a cohort
+    loaded despite failing scans go to stderr."""
+    from hyperfusion.data import load_cohort
+
+    allow = getattr(a, "allow_unregistered", False) if allow is None else allow
+    cohort = load_cohort(data, check_scans=getattr(a, "check_scans", "sample"), allow_unregistered=allow, **kwargs)
+    for line in cohort.scan_warnings():
+        print(f"hyperfusion {getattr(a, 'command', 'evaluate')}: warning: {line}", file=sys.stderr)
+    return cohort
 
 
 def label_note(cohort) -> None:
@@ -52,6 +92,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--label-column", default=None, help=LABEL_COLUMN_HELP)
     p.add_argument("--batch-size", type=int, default=16, help="subjects per pass of the image encoders")
+    add_scan_check_arguments(p)
 
 
 def load_run(path: str | Path):
@@ -79,14 +120,16 @@ def evaluate(
     permutations: int = 5,
     label_column: str | None = None,
     batch_size: int = 16,
+    check_scans: str = "sample",
+    allow_unregistered: bool = False,
 ) -> dict:
     """Write the report of ``models`` on the cohort ``data`` to ``out`` (results.json, results.md, figures);
     returns results.json's content. The arguments are those of ``hyperfusion evaluate``."""
-    from hyperfusion.data import load_cohort
     from hyperfusion.data.synthetic.shipped import scans_for
     from hyperfusion.training.evaluate import write_report
 
-    cohort = load_cohort(scans_for(data), label_column=label_column)
+    checks = argparse.Namespace(command="evaluate", check_scans=check_scans, allow_unregistered=allow_unregistered)
+    cohort = load_cohort_checked(checks, scans_for(data), label_column=label_column)
     label_note(cohort)
     runs = [load_run(p) for p in models]
     labels = [r.label for r in runs]
@@ -113,7 +156,8 @@ def run(a: argparse.Namespace) -> dict:
     return evaluate(
         a.data, a.models, a.out, bootstrap=a.bootstrap, faithfulness=a.faithfulness,
         faithfulness_subjects=a.faithfulness_subjects, subjects=a.subjects, permutations=a.permutations,
-        label_column=a.label_column, batch_size=a.batch_size,
+        label_column=a.label_column, batch_size=a.batch_size, check_scans=a.check_scans,
+        allow_unregistered=a.allow_unregistered,
     )  # fmt: skip
 
 

@@ -2,7 +2,8 @@
 # Fetches the real, openly licensed T1 scans the preprocessing tests use (nothing large is committed):
 # Debian's mricron-data (BSD-3-Clause): Colin27 ("ch2", one person scanned 27 times, 1 mm, MNI space) with
 # its skull (ch2.nii.gz) and skull-stripped (ch2bet.nii.gz). Into $HYPERFUSION_REAL_SCANS (default
-# tests/.real_scans). Tests that need them skip, saying so, when they are absent.
+# tests/.real_scans). Tests that need them skip, saying so, when they are absent. The DICOM test series is
+# written from ch2.nii.gz at test time (scripts/make_dicom_series.py): no real 3-D T1 DICOM series is packaged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest="${HYPERFUSION_REAL_SCANS:-tests/.real_scans}"

@@ -91,7 +91,8 @@ def write_image_cohort(
     hippocampus-like blob that dims with the diagnosis so image models have something to learn).
 
     ``brain_like``: the scans are the MNI152 template with the same signals added inside the brain (weaker),
-    so that they pass the entry check of ``predict`` / ``explain`` / the Upload page; otherwise noise boxes.
+    so that they pass the entry check of ``predict`` / ``explain`` / the Upload page / ``load_cohort``;
+    otherwise noise boxes, and ``cohort.json`` says ``"allow_unregistered": true`` (loaded with a warning).
     """
     import json
 
@@ -105,7 +106,10 @@ def write_image_cohort(
     severity = table["DX"].map({"CN": 0.0, "MCI": 0.5, "AD": 1.0}).to_numpy()
     table["PTGENDER"] = table["PTGENDER"].map({0.0: "Female", 1.0: "Male"})
     table.rename(columns={"DX": "DX_bl"}).to_csv(root / "cohort.csv", index=False)
-    (root / "cohort.json").write_text(json.dumps({"source": "synthetic", "generator": "tests"}))
+    meta = {"source": "synthetic", "generator": "tests"}
+    if not brain_like:  # noise boxes fail the entry check: this cohort says to load it anyway, with a warning
+        meta["allow_unregistered"] = True
+    (root / "cohort.json").write_text(json.dumps(meta))
     g = ad_box(voxel_mm)
     affine = box_affine(g)
     rng = np.random.default_rng(seed)

@@ -77,6 +77,8 @@ class Cohort:
     target_column: str = "DX"  # "AGE" for a brain-age cohort (regression on age; diagnosis optional)
     #: Other diagnosis columns of the table compared with the one used: {column: {"compared", "disagree"}}
     label_agreement: dict = field(default_factory=dict)
+    #: The entry check of its scans when it was loaded (``CohortScanCheck.to_dict()``; None: not checked)
+    scan_check: dict | None = None
 
     @property
     def task(self) -> str:
@@ -122,7 +124,17 @@ class Cohort:
             "missing_rate": {n: round(float(feats[n].isna().mean()), 4) if len(t) else 0.0 for n in feats},
             "censored": censored,
             "subjects_with_scan": int(t["image_path"].notna().sum()),
+            "scan_check": self.scan_check,
         }
+
+    def scan_warnings(self) -> list[str]:
+        """The warnings that outputs made from this cohort carry when its scans failed the entry check and it
+        was loaded anyway (``allow_unregistered``); empty otherwise."""
+        if not self.scan_check or self.scan_check["passed"]:
+            return []
+        from hyperfusion.data.entry import cohort_problem
+
+        return [f"UNRELIABLE: cohort {self.path}: {cohort_problem(self.scan_check)}; used anyway (--allow-unregistered)"]
 
     def label_note(self) -> str:
         """One sentence when the table's other diagnosis columns disagree with the one used, else ""."""
@@ -607,8 +619,18 @@ def read_cohort_metadata(cohort_dir: str | Path) -> dict:
     return read_json_object(path) if path.is_file() else {}
 
 
+#: What loading a cohort does with its scans: check an even sample of them, all of them, or none.
+SCAN_CHECK_MODES = ("sample", "all", "off")
+
+
 def load_cohort(
-    path: str | Path, *, label_column: str | None = None, images_dir: str | Path | None = None
+    path: str | Path,
+    *,
+    label_column: str | None = None,
+    images_dir: str | Path | None = None,
+    check_scans: str = "sample",
+    allow_unregistered: bool = False,
+    remember_checks: bool = True,
 ) -> Cohort:
     """Read a cohort directory or an ADNIMERGE-format table; one row per subject.
 
@@ -617,7 +639,17 @@ def load_cohort(
         label_column: ``DX_bl``, ``DX`` or ``Group``; default: ``cohort.json``'s choice, else the first of
             those the table has.
         images_dir: where ``PTID.nii.gz`` scans are; default: ``images/`` beside ``cohort.csv``.
+        check_scans: the entry check of its scans (:func:`hyperfusion.data.entry.check_cohort_scans`):
+            ``"sample"`` (default) checks an even spread of 12 of them, ``"all"`` every one, ``"off"`` none.
+            Results are remembered by file (path, size, mtime) in the cache folder, so a second load opens no
+            scan; ``remember_checks=False`` writes nothing (the dashboard).
+        allow_unregistered: load a cohort whose checked scans fail (not skull-stripped, not registered to
+            MNI152, not a T1) all the same; ``Cohort.scan_warnings()`` then says so. Without it such a cohort
+            raises :class:`DataError`, one line naming the first problem and ``hyperfusion preprocess``. A
+            ``cohort.json`` holding ``"allow_unregistered": true`` does the same for that cohort.
     """
+    if check_scans not in SCAN_CHECK_MODES:
+        raise DataError(f"check_scans={check_scans!r}: use one of {', '.join(SCAN_CHECK_MODES)}")
     path = Path(path)
     provenance: dict = {}
     if path.is_dir():
@@ -647,6 +679,16 @@ def load_cohort(
         baseline, table_path, label_column, images if images.is_dir() else None, regression=regression
     )
     source = str(provenance.get("source", "table"))
+    scan_check = None
+    scans = table.set_index("PTID")["image_path"].dropna().to_dict()
+    if check_scans != "off" and scans:
+        from hyperfusion.data.entry import COHORT_FIX, COHORT_SAMPLE, ScanCheckMemo, check_cohort_scans
+
+        memo = ScanCheckMemo(persist=remember_checks)
+        check = check_cohort_scans(scans, sample=COHORT_SAMPLE if check_scans == "sample" else None, memo=memo)
+        scan_check = check.to_dict()
+        if not check.passed and not (allow_unregistered or provenance.get("allow_unregistered") is True):
+            raise DataError(f"{path}: {check.problem()}. {COHORT_FIX}")
     return Cohort(
         table=table,
         path=path,
@@ -658,6 +700,7 @@ def load_cohort(
         dropped_without_label=dropped,
         baseline_rule=rule,
         label_agreement=agreement,
+        scan_check=scan_check,
     )
 
 

@@ -516,8 +516,9 @@ def write_report(cohort: Cohort, runs: Sequence[Run], out_dir: str | Path, *, n_
         "synthetic": cohort.is_synthetic,
         "cohort_id": cohort_identity(cohort),
         "label_column": cohort.label_column or None,
+        "scan_check": cohort.scan_check,
     }
-    notes = list(selection.notes)
+    notes = list(selection.notes) + cohort.scan_warnings()
     if task == "ad" and cohort.label_note():
         notes.append(cohort.label_note())
     result["subjects"] = {"mode": selection.mode, "split_seed": selection.split_seed, "notes": notes}

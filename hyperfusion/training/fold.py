@@ -333,6 +333,8 @@ def train_fold(
             "path": str(cohort.path),
             "provenance": cohort.provenance,
             "label_column": cohort.label_column,
+            "scan_check": cohort.scan_check,
+            "warnings": cohort.scan_warnings(),
         },
         "split": split_membership(cohort, config, train_idx, val_idx, test_idx),
         "metrics": {"validation": {module.monitor[0]: best}},

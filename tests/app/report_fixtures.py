@@ -78,7 +78,8 @@ def build_brain_age(root: Path, n: int = 40, n_boot: int = 50, report: bool = Tr
     evaluation report (``reports/brain_age``)."""
     assets = root / "assets"
     cohort_dir = write_image_cohort(assets / "cohorts" / "brain_age", n, seed=11)
-    meta = {"source": "synthetic", "generator": "tests", "task": "brain_age", "label_column": "AGE"}
+    meta = {"source": "synthetic", "generator": "tests", "task": "brain_age", "label_column": "AGE",
+            "allow_unregistered": True}  # noise boxes: loaded with the entry check's warning
     (cohort_dir / "cohort.json").write_text(json.dumps(meta))
     cohort = load_cohort(cohort_dir)
     g = brain_box(4.0)

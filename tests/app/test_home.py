@@ -21,3 +21,25 @@ def test_home_page_reports_an_unreadable_cohort_without_a_traceback(app_env, mon
     at = AppTest.from_file(str(HOME), default_timeout=30).run()
     assert not at.exception
     assert "could not be read" in at.error[0].value
+
+
+def test_a_cohort_whose_scans_fail_the_entry_check_is_shown_with_a_warning_and_nothing_written(
+    app_env, monkeypatch, tmp_path
+):
+    import json
+
+    from tests.conftest import write_image_cohort
+
+    root = write_image_cohort(tmp_path / "noise", 4)  # noise boxes, not brains
+    meta = json.loads((root / "cohort.json").read_text())
+    meta.pop("allow_unregistered")  # as a user's cohort would be
+    (root / "cohort.json").write_text(json.dumps(meta))
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("HYPERFUSION_CACHE", str(cache))
+    monkeypatch.setenv("HYPERFUSION_COHORT", str(root))
+    at = AppTest.from_file(str(HOME), default_timeout=30).run()
+    assert not at.exception and not at.error
+    shown = [w.value.replace("\\", "") for w in at.warning]  # Markdown escapes removed
+    warning = next(w for w in shown if "UNRELIABLE: cohort" in w)
+    assert "fails the entry check" in warning and "hyperfusion preprocess" in warning
+    assert not (cache / "scan_checks.json").exists()  # the dashboard remembers the checks in memory only

@@ -102,6 +102,11 @@ def test_cohort_directory_with_scans_and_provenance(tmp_path, adnimerge_path):
     (root / "cohort.json").write_text(json.dumps({"source": "synthetic", "label_column": "DX"}))
     (root / "images" / "S1.nii.gz").write_bytes(b"placeholder")
     cohort = load_cohort(root)
+    # the placeholder is no scan: the entry check of the cohort's scans reports it as unreadable (it is named
+    # again when the subject is used; the rest of the cohort stays usable), and checks nothing else
+    check = cohort.scan_check
+    assert check["passed"] and check["checked"] == 0 and check["unreadable"][0]["PTID"] == "S1"
+    assert "named .nii.gz but not gzip" in check["unreadable"][0]["error"]
     assert cohort.is_synthetic and cohort.label_column == "DX"
     t = cohort.table.set_index("PTID")
     assert t.loc["S1", "image_path"] == str(root / "images" / "S1.nii.gz")

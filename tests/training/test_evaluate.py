@@ -149,7 +149,8 @@ def test_evaluate_adds_attribution_faithfulness_on_synthetic_cohorts(tmp_path, c
     assert faith["stride"]["concat"] == [16, 16, 16]  # stem pool 2 x three stride-2 blocks
     md = (out / "results.md").read_text()
     assert "Attribution faithfulness (saliency" in md and "top-decile enrichment" in md
-    (root / "cohort.json").write_text("{}")  # no longer synthetic: refused with a message
+    # no longer synthetic: refused with a message (its noise scans still loaded with the entry check's warning)
+    (root / "cohort.json").write_text('{"allow_unregistered": true}')
     assert main([*argv[:-4], "--faithfulness", "saliency"]) == 2
     assert "needs a synthetic cohort" in capsys.readouterr().err
 

@@ -43,8 +43,8 @@ def test_brain_age_training_from_a_cohort_named_by_its_target(tmp_path, capsys, 
     monkeypatch.setenv("HYPERFUSION_CACHE", str(tmp_path / "cache"))
     data = write_image_cohort(tmp_path / "cohort", 20, seed=4)
     (data / "cohort.json").write_text(
-        json.dumps({"source": "synthetic", "task": "brain_age", "label_column": "AGE"})
-    )
+        json.dumps({"source": "synthetic", "task": "brain_age", "label_column": "AGE", "allow_unregistered": True})
+    )  # noise boxes: loaded with the entry check's warning
     out = tmp_path / "ba"
     argv = ["train", "--task", "brain_age", "--model", "hyperfusion", "--data", str(data), "--out", str(out),
             "--epochs", "1", "--voxel-size", "4", "--batch-size", "4", "--quiet"]  # fmt: skip
