@@ -25,6 +25,16 @@ occlusion              ``Occlusion`` with a cube of ``window_mm`` filled from th
                        baseline, stride ``stride_mm`` (offline: hundreds of forwards)
 =====================  ===============================================================  ========  =====
 
+Speed (issue #17, the paper's 1 mm size): the views run as one batch through the network; each map runs with a
+per-request intra-op thread budget (:func:`thread_budget`: ``threads``, else ``HYPERFUSION_THREADS``, else
+every core this process may use), set in the calling thread only and restored after; integrated gradients'
+path points run in batches under a memory cap (:data:`IG_VOXELS_PER_BATCH`); the forward at the scan (and
+at the baseline) is done once: gradient methods keep the output of their own forward pass, and integrated
+gradients' convergence delta is Captum's formula, ``sum(attributions) − (F(x) − F(baseline))``, on the two
+outputs the result reports anyway (Captum would run both forwards again). ``device`` runs the map where the
+network lives (a CUDA copy of it if asked); ``precision`` "bfloat16" / "float16" runs it under
+``torch.autocast`` (off by default; the README states how far such maps move from float32's).
+
 Thread safety: Captum's gradient methods only call ``torch.autograd.grad`` on their own inputs, so many
 threads may run them on one shared network. Hook-based methods (Grad-CAM's forward hook, DeepLift's hooks
 that store tensors as attributes on every activation module) would see each other's forward passes, and the
@@ -36,6 +46,7 @@ under a process-wide lock, so a seed gives the same map in any thread.
 from __future__ import annotations
 
 import copy
+import os
 import threading
 import warnings
 import weakref
@@ -66,11 +77,16 @@ __all__ = [
     "Method",
     "SubjectOutput",
     "ViewAttribution",
+    "PRECISIONS",
     "attribute_views",
     "available_methods",
+    "default_threads",
     "private_copy",
+    "resolve_device",
+    "resolve_precision",
     "resolve_settings",
     "seeded_rng",
+    "thread_budget",
 ]
 
 # DeepLift announces on every call that it hooks the activations; we know, and it would flood the CLI.
@@ -102,6 +118,9 @@ class SubjectOutput(nn.Module):
         # A module, not F.softmax: DeepLift applies its softmax rule only to modules it can hook.
         self.softmax = nn.Softmax(dim=-1)
         self._on_rows = on_rows
+        #: when a list, every forward appends its (detached) output: a gradient method's single forward at
+        #: the scan is then also the prediction the result reports, with no second pass
+        self.tap: list[Tensor] | None = None
 
     def forward(self, views: Tensor, tabular: Tensor) -> Tensor:
         n, v = views.shape[:2]
@@ -109,8 +128,11 @@ class SubjectOutput(nn.Module):
             self._on_rows(n)
         out = self.network(views.flatten(0, 1), tabular.repeat_interleave(v, dim=0))
         if self.output == "probability":
-            out = self.softmax(out)
-        return out.reshape(n, v, -1).mean(dim=1)
+            out = self.softmax(out.float())
+        out = out.reshape(n, v, -1).mean(dim=1)
+        if self.tap is not None:
+            self.tap.append(out.detach())
+        return out
 
 
 @dataclass
@@ -201,7 +223,9 @@ def _input_x_gradient(c: _Call):
 
 def _integrated_gradients(c: _Call):
     s = c.settings
-    attr, delta = IntegratedGradients(c.forward).attribute(
+    # The convergence delta is computed by attribute_views from the outputs at the scan and the baseline it
+    # reports anyway (Captum's own formula); return_convergence_delta=True would run both forwards again.
+    attr = IntegratedGradients(c.forward).attribute(
         c.inputs,
         baselines=c.baseline,
         target=c.target,
@@ -209,9 +233,15 @@ def _integrated_gradients(c: _Call):
         n_steps=s["n_steps"],
         method=s["integration"],
         internal_batch_size=s["internal_batch_size"],
-        return_convergence_delta=True,
     )
-    return attr, delta, None
+    return attr, COMPLETENESS_DELTA, None
+
+
+#: A runner returns this as its delta when attribute_views should compute Captum's convergence delta itself.
+COMPLETENESS_DELTA = object()
+
+#: Methods whose only forward pass is at the scan itself: its output is the reported prediction.
+_ONE_FORWARD_AT_SCAN = frozenset({"saliency", "input_x_gradient", "grad_cam"})
 
 
 def _smoothgrad(c: _Call):
@@ -327,7 +357,7 @@ METHODS: dict[str, Method] = {
             uses_baseline=True,
             uses_hooks=False,
             run=_integrated_gradients,
-            rows=lambda s, shape, mm: s["n_steps"] + 2,  # the path, then the delta's two ends
+            rows=lambda s, shape, mm: s["n_steps"] + 2,  # the path, then the scan and the baseline
         ),
         Method(
             name="smoothgrad",
@@ -475,6 +505,94 @@ def seeded_rng(seed: int | None) -> Iterator[None]:
         yield
 
 
+# --- threads, device, precision ----------------------------------------------------------------------------
+#: Precisions a map may run in: float32 (default), or autocast to bfloat16 / float16.
+PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def default_threads() -> int:
+    """The per-request thread budget: ``HYPERFUSION_THREADS``, else every core this process may use."""
+    raw = os.environ.get("HYPERFUSION_THREADS")
+    if raw:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise DataError(f"HYPERFUSION_THREADS must be a positive whole number of threads, not {raw!r}")
+        return value
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@contextmanager
+def thread_budget(threads: int | None) -> Iterator[int]:
+    """Run the block with ``threads`` intra-op threads (None: :func:`default_threads`), then restore.
+
+    torch's thread count is set for the calling thread (OpenMP's per-thread setting), so a dashboard session
+    that explains with two threads leaves another session's one-thread predictions as they were.
+    """
+    n = default_threads() if threads is None else int(threads)
+    if n < 1:
+        raise DataError(f"threads must be a positive whole number, not {threads!r}")
+    before = torch.get_num_threads()
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``device``, else ``HYPERFUSION_DEVICE``, else "cpu"; refuses a CUDA device this machine does not have."""
+    raw = device if device is not None else os.environ.get("HYPERFUSION_DEVICE") or "cpu"
+    try:
+        resolved = torch.device(raw)
+    except (RuntimeError, TypeError):
+        raise DataError(f"unknown device {raw!r}: use cpu, cuda or cuda:N (or set HYPERFUSION_DEVICE)") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DataError(
+                f"device {raw!r} was asked for, but torch sees no CUDA GPU here (torch {torch.__version__}): "
+                "use --device cpu / HYPERFUSION_DEVICE=cpu, or install a CUDA build of torch"
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise DataError(f"device {raw!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif resolved.type != "cpu":
+        raise DataError(f"device {raw!r} is not supported: use cpu or cuda")
+    return resolved
+
+
+def resolve_precision(precision: str | None = None) -> str:
+    """``precision``, else ``HYPERFUSION_PRECISION``, else "float32"; one of :data:`PRECISIONS`."""
+    value = precision if precision is not None else os.environ.get("HYPERFUSION_PRECISION") or "float32"
+    aliases = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
+    value = aliases.get(str(value).lower(), str(value).lower())
+    if value not in PRECISIONS:
+        raise DataError(f"unknown precision {precision!r}: use one of {list(PRECISIONS)} (or bf16, fp16)")
+    return value
+
+
+def _network_device(network: nn.Module) -> torch.device:
+    for p in network.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+@contextmanager
+def _autocast(device: torch.device, precision: str) -> Iterator[None]:
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        yield
+        return
+    with torch.autocast(device_type=device.type, dtype=dtype):
+        yield
+
+
 # --- the entry point ------------------------------------------------------------------------------------
 def attribute_views(
     network: nn.Module,
@@ -488,11 +606,14 @@ def attribute_views(
     settings: Mapping[str, Any] | None = None,
     voxel_mm: float = 1.0,
     progress: Callable[[float], None] | None = None,
+    threads: int | None = None,
+    precision: str | None = None,
 ) -> ViewAttribution:
     """Attribute one subject's output to every voxel of every view, with any method of :data:`METHODS`.
 
     Args:
-        network: the task network (eval mode); it may be shared with other threads.
+        network: the task network (eval mode); it may be shared with other threads. The map runs on the
+            device its parameters are on (inputs are moved there; the map comes back as a NumPy array).
         views: the subject's model input, (V, 1, D, H, W') float32 (``model_input``'s output).
         tabular: the preprocessed record, (F,) or (1, F).
         method: a key of :data:`METHODS`.
@@ -502,6 +623,8 @@ def attribute_views(
         settings: method settings (see ``METHODS[method].defaults``) and ``output``.
         voxel_mm: the model grid's voxel size, mm (occlusion windows and Grad-CAM's coarse grid).
         progress: called with the fraction done, 0-1, while the method runs.
+        threads: intra-op threads for this map (None: :func:`default_threads`); see :func:`thread_budget`.
+        precision: "float32" (default; ``HYPERFUSION_PRECISION``), "bfloat16" or "float16" (autocast).
 
     Returns:
         A :class:`ViewAttribution`; ``views`` has shape (V, D, H, W').
@@ -511,19 +634,21 @@ def attribute_views(
         raise DataError(f"{method}: this model does not read the scan; explain its record instead")
     if task == "ad" and target is None:
         raise DataError(f"{method}: choose the class to explain (target)")
+    precision = resolve_precision(precision)
+    device = _network_device(network)
     x = views.detach() if isinstance(views, Tensor) else torch.tensor(np.asarray(views))
     x = x.to(torch.float32)
     if x.ndim != 5 or x.shape[1] != 1:
         raise DataError(f"{method}: expected views of shape (V, 1, D, H, W'), got {tuple(x.shape)}")
     s = resolve_settings(method, settings, network, task, subject_voxels=x.numel())
-    inputs = x.detach().clone().unsqueeze(0).requires_grad_(True)
-    tab = torch.as_tensor(tabular, dtype=torch.float32).reshape(1, -1)
+    inputs = x.detach().to(device).clone().unsqueeze(0).requires_grad_(True)
+    tab = torch.as_tensor(tabular, dtype=torch.float32).reshape(1, -1).to(device)
     base = None
     if m.uses_baseline:
         if baseline is None:
             raise DataError(f"{method} needs a baseline scan (zero, blur or cohort_cn_mean)")
         base = baseline.detach() if isinstance(baseline, Tensor) else torch.tensor(np.asarray(baseline))
-        base = base.to(torch.float32).reshape(inputs.shape).clone()
+        base = base.to(device=device, dtype=torch.float32).reshape(inputs.shape).clone()
     expected = max(1, m.rows(s, (x.shape[0], *x.shape[-3:]), float(voxel_mm)))
     done = [0]
 
@@ -533,18 +658,31 @@ def attribute_views(
             progress(min(1.0, done[0] / expected))
 
     target_index = None if task == "brain_age" else int(target)
+    column = target_index or 0
 
     def run(net: nn.Module) -> ViewAttribution:
         forward = SubjectOutput(net, task, s["output"], on_rows)
+        if method in _ONE_FORWARD_AT_SCAN:
+            forward.tap = []
         call = _Call(forward, inputs, base, tab, target_index, s, float(voxel_mm))
-        with seeded_rng(s.get("seed") if m.seeded else None):
+        with seeded_rng(s.get("seed") if m.seeded else None), _autocast(device, precision):
             attr, delta, coarse = m.run(call)
-        with torch.no_grad():
-            plain = SubjectOutput(net, task, s["output"])
-            column = target_index or 0
-            output = float(plain(inputs.detach(), tab)[0, column])
-            base_out = float(plain(base, tab)[0, column]) if base is not None else None
-        arr = attr.detach().reshape(x.shape[0], *x.shape[-3:]).numpy().astype(np.float32, copy=False)
+        tapped = forward.tap or []
+        with torch.no_grad(), _autocast(device, precision):
+            plain = SubjectOutput(net, task, s["output"], on_rows)
+            if len(tapped) == 1 and tapped[0].shape[0] == 1:
+                output, base_out = float(tapped[0][0, column]), None
+            elif base is not None:  # the scan and the baseline in one pass
+                both = plain(torch.cat([inputs.detach(), base]), tab.expand(2, -1))
+                output, base_out = float(both[0, column]), float(both[1, column])
+            else:
+                output, base_out = float(plain(inputs.detach(), tab)[0, column]), None
+            if base is not None and base_out is None:
+                base_out = float(plain(base, tab)[0, column])
+        attr = attr.detach().float()
+        if delta is COMPLETENESS_DELTA:  # Captum's convergence delta, on the outputs computed above
+            delta = float(attr.sum(dtype=torch.float64)) - (output - base_out)
+        arr = attr.reshape(x.shape[0], *x.shape[-3:]).cpu().numpy().astype(np.float32, copy=False)
         return ViewAttribution(
             views=arr,
             output=output,
@@ -554,11 +692,12 @@ def attribute_views(
             coarse=coarse,
         )
 
-    if m.uses_hooks:
-        with private_copy(network) as replica:
-            result = run(replica)
-    else:
-        result = run(network)
+    with thread_budget(threads):
+        if m.uses_hooks:
+            with private_copy(network) as replica:
+                result = run(replica)
+        else:
+            result = run(network)
     if progress is not None:
         progress(1.0)
     return result
