@@ -6,6 +6,11 @@ tabular preprocessing), and computes each model's image features (``encode_image
 A tabular edit then runs only ``decode``, and a batch of edited records runs as one batch: that is what makes
 the dashboard's what-if live on a CPU. Both hemispheres are averaged, as in training's evaluation; an
 ensemble combines its members per sample by inverse-entropy weighting and reports their spread.
+
+``Predictor(device="cuda")`` (or ``HYPERFUSION_DEVICE``) runs the networks on a GPU: each loaded network gets
+one copy per device, the image features stay there, and answers come back as NumPy arrays.
+:meth:`Predictor.prefetch` encodes many scans in batches, loading them with worker threads (what
+:func:`hyperfusion.inference.cohort.predict_cohort` uses).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from hyperfusion.inference.model_files import CARD_FILE, load_model
 from hyperfusion.inference.ood import combine as ood_combine
 from hyperfusion.inference.ood import ood_check
 from hyperfusion.models.network import ImageFeatures, select_features
+from hyperfusion.runtime import resolve_device
 from hyperfusion.training.metrics import inverse_entropy_ensemble
 
 _LOADED: dict[str, LoadedModel] = {}  # model key -> model, shared by every Predictor in the process
@@ -48,6 +54,20 @@ class LoadedModel:
     path: Path
     preprocessor: TabularPreprocessor | None
     geometry: Geometry | None
+    _copies: dict[str, torch.nn.Module] = field(default_factory=dict, repr=False)
+
+    def network_on(self, device: torch.device | str) -> torch.nn.Module:
+        """The network on ``device``: itself on the CPU, else one copy per device (made once, shared)."""
+        device = torch.device(device)
+        if device.type == "cpu":
+            return self.network
+        name = str(device)
+        with _LOAD_LOCK:
+            if name not in self._copies:
+                import copy
+
+                self._copies[name] = copy.deepcopy(self.network).to(device).eval()
+            return self._copies[name]
 
     @property
     def key(self) -> str:
@@ -145,6 +165,7 @@ class Predictor:
         model_dirs: model directories or ensemble directories; names default to the folder names.
         cache: the on-disk volume cache for scans given as paths (default location if None).
         max_feature_entries: (model, scan) feature sets kept in memory (least recently used dropped).
+        device: where the networks run: "cpu", "cuda", "cuda:N" (default ``HYPERFUSION_DEVICE``, else cpu).
     """
 
     def __init__(
@@ -152,9 +173,11 @@ class Predictor:
         model_dirs: Sequence[str | Path] | Mapping[str, str | Path] = (),
         cache: VolumeCache | None = None,
         max_feature_entries: int = 64,
+        device: str | torch.device | None = None,
     ) -> None:
         self.models: dict[str, ModelEntry] = {}
         self.cache = cache
+        self.device = resolve_device(device)
         self._features: OrderedDict[tuple[str, str], ImageFeatures] = OrderedDict()
         self._max_features = max_feature_entries
         self._lock = threading.Lock()
@@ -217,12 +240,69 @@ class Predictor:
                 self._features.move_to_end(key)
                 return self._features[key]
         with torch.no_grad():
-            feats = member.network.encode_image(self._views(member, scan, name))
+            network = member.network_on(self.device)
+            feats = network.encode_image(self._views(member, scan, name).to(self.device))
+        self._keep(key, feats)
+        return feats
+
+    def _keep(self, key: tuple[str, str], feats: ImageFeatures) -> None:
         with self._lock:
             self._features[key] = feats
+            self._features.move_to_end(key)
             while len(self._features) > self._max_features:
                 self._features.popitem(last=False)
-        return feats
+
+    def prefetch(
+        self,
+        scans: Sequence[str | Path | bytes],
+        models: Sequence[str] | None = None,
+        batch_size: int = 8,
+        workers: int = 1,
+    ) -> list[str | None]:
+        """Encode many scans in batches, for the following ``predict`` calls to find their features cached.
+
+        Scans are loaded (through the volume cache for paths) by ``workers`` threads, then each member encodes
+        ``batch_size`` of them in one pass. Returns, per scan, None or the message of the error that scan
+        raised (a corrupt file does not stop the others). Keep ``batch_size`` within ``max_feature_entries``.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        from hyperfusion.errors import HyperFusionError
+
+        members = [
+            m for name in models or list(self.models) for m in self.models[name].members if m.uses_image
+        ]
+        errors: list[str | None] = [None] * len(scans)
+        if not members or not scans:
+            return errors
+        keys = [None] * len(scans)
+
+        def load(i: int) -> tuple[int, list[np.ndarray | None]]:
+            out = []
+            try:
+                keys[i] = self._scan_key(scans[i])
+                for member in members:
+                    out.append(self.views(member, scans[i]))
+            except (HyperFusionError, OSError, ValueError) as exc:
+                errors[i] = str(exc)
+                return i, []
+            return i, out
+
+        with ThreadPoolExecutor(max(1, int(workers))) as pool:
+            for start in range(0, len(scans), batch_size):
+                loaded = list(pool.map(load, range(start, min(len(scans), start + batch_size))))
+                ok = [(i, v) for i, v in loaded if errors[i] is None]
+                if not ok:
+                    continue
+                for j, member in enumerate(members):
+                    batch = torch.from_numpy(np.concatenate([v[j] for _, v in ok])).to(self.device)
+                    with torch.no_grad():
+                        feats = member.network_on(self.device).encode_image(batch)
+                    n_views = ok[0][1][j].shape[0]
+                    for k, (i, _) in enumerate(ok):
+                        rows = slice(k * n_views, (k + 1) * n_views)
+                        self._keep((member.key, keys[i]), tuple(t[rows].clone() for t in feats))
+        return errors
 
     def forget(self, scan: str | Path | bytes) -> int:
         """Drop every cached image feature of ``scan`` (e.g. when a user removes an upload); returns how many."""
@@ -236,16 +316,17 @@ class Predictor:
     # --- predictions ---------------------------------------------------------------------------------------
     def _member_values(self, member: LoadedModel, feats: ImageFeatures, tabular: torch.Tensor) -> np.ndarray:
         n_records = tabular.shape[0]
+        network = member.network_on(self.device)
+        tabular = tabular.to(self.device)
         with torch.no_grad():
             if not member.uses_image:
-                out = member.network.decode((), tabular)
+                out = network.decode((), tabular)
                 views = 1
             else:
                 views = feats[0].shape[0]
-                index = torch.arange(views).repeat(n_records)  # record r, view v -> row r * V + v
-                out = member.network.decode(
-                    select_features(feats, index), tabular.repeat_interleave(views, 0)
-                )
+                index = torch.arange(views, device=self.device).repeat(n_records)  # record r, view v -> r·V + v
+                out = network.decode(select_features(feats, index), tabular.repeat_interleave(views, 0))
+            out = out.float().cpu()
         if member.task == "ad":
             out = out.softmax(dim=-1)
             return out.reshape(n_records, views, -1).mean(dim=1).numpy()
@@ -274,7 +355,8 @@ class Predictor:
                 feats = self.features(member, scan, scan_key, scan_name)
                 values.append(self._member_values(member, feats, member.tabular(parsed)))
                 ages = values[-1] if member.task == "brain_age" else None
-                ood_parts.append(ood_check(member.card.get("ood"), parsed, feats or None, ages))
+                cpu_feats = tuple(t.cpu() for t in feats) if self.device.type != "cpu" else feats
+                ood_parts.append(ood_check(member.card.get("ood"), parsed, cpu_feats or None, ages))
             stack = np.stack(values)
             if entry.task == "ad":
                 value = inverse_entropy_ensemble(stack) if len(stack) > 1 else stack[0]

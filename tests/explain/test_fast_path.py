@@ -4,7 +4,7 @@ outputs, autocast precision, device) gives the maps of the straightforward Captu
 import numpy as np
 import pytest
 import torch
-from captum.attr import IntegratedGradients, LayerGradCam, LayerAttribution, Saliency
+from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
 
 from hyperfusion.data import parse_record
 from hyperfusion.errors import DataError
