@@ -680,12 +680,17 @@ def _demo_run(a: argparse.Namespace) -> int:
 def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median reported)")
+    p.add_argument(
+        "--size", choices=["demo", "paper"], default="demo",
+        help="demo: the shipped models' size (2 mm box); paper: 1 mm box, two 64x96x64 views, init_features 16 "
+        "(predictor, explain, training_step, cohort; minutes)",
+    )  # fmt: skip
 
 
 def _bench_run(a: argparse.Namespace) -> int:
     from hyperfusion.bench import run_benchmarks
 
-    return run_benchmarks(a.names, repeats=a.repeats)
+    return run_benchmarks(a.names, repeats=a.repeats, size=a.size)
 
 
 #: Streamlit settings of the dashboard, the same as .streamlit/config.toml at the repository root; passed as

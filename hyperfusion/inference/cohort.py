@@ -106,7 +106,7 @@ def predict_cohort(
         out: a CSV to append each batch's rows to; (subject, model) pairs already in it are skipped, so a
             rerun resumes. The returned table holds the new rows only.
         batch_size: subjects encoded in one pass per model.
-        workers: threads loading scans (and filling the volume cache) for a batch.
+        workers: threads loading scans (and filling the volume cache): the next batch loads while one encodes.
         progress: called as ``progress(subjects_done, subjects_total)`` after each batch.
 
     A subject whose scan cannot be read gets a row with the error for each model that reads scans (a
@@ -139,14 +139,19 @@ def predict_cohort(
     finished = len(wanted) - len(todo)
     if progress is not None:
         progress(finished, len(wanted))
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start : start + batch_size]
-        scans = {p: scan_for(p) for p in batch}
-        with_scan = [p for p in batch if scans[p] is not None]
-        image_models = [n for n in names if reads_scan[n]]
-        errors = dict(zip(with_scan, predictor.prefetch(
-            [str(scans[p]) for p in with_scan], models=image_models, batch_size=batch_size, workers=workers,
-        )))  # fmt: skip
+    image_models = [n for n in names if reads_scan[n]]
+    scans: dict[str, str | None] = {}
+
+    def batches():  # read one batch ahead by encode_stream: scan_for runs here, in the calling thread
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            for p in batch:
+                found = scan_for(p)
+                scans[p] = str(found) if found is not None else None
+            yield [(p, scans[p] if image_models else None) for p in batch]
+
+    for status in predictor.encode_stream(batches(), models=image_models, workers=workers):
+        batch, errors = list(status), status
         new: list[dict] = []
         for ptid in batch:
             runnable = []
@@ -159,7 +164,7 @@ def predict_cohort(
                     runnable.append(name)
             if not runnable:
                 continue
-            scan = str(scans[ptid]) if scans[ptid] is not None else None
+            scan = scans[ptid]
             try:  # one call for the subject's models: the image features are cached, only decode runs
                 preds = predictor.predict(scan, cohort_record(table.loc[ptid]), models=runnable)
             except HyperFusionError as exc:

@@ -9,7 +9,7 @@ ensemble combines its members per sample by inverse-entropy weighting and report
 
 ``Predictor(device="cuda")`` (or ``HYPERFUSION_DEVICE``) runs the networks on a GPU: each loaded network gets
 one copy per device, the image features stay there, and answers come back as NumPy arrays.
-:meth:`Predictor.prefetch` encodes many scans in batches, loading them with worker threads (what
+:meth:`Predictor.encode_stream` encodes many scans in batches, loading the next batch with worker threads (what
 :func:`hyperfusion.inference.cohort.predict_cohort` uses).
 """
 
@@ -19,7 +19,7 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,6 +252,64 @@ class Predictor:
             while len(self._features) > self._max_features:
                 self._features.popitem(last=False)
 
+    def encode_stream(
+        self,
+        batches: Iterable[Sequence[tuple[Any, str | Path | bytes | None]]],
+        models: Sequence[str] | None = None,
+        workers: int = 1,
+    ) -> Iterator[dict[Any, str | None]]:
+        """Encode batches of scans, each in one pass per model, keeping the features for ``predict`` calls.
+
+        ``batches`` yields lists of (id, scan) pairs (a scan of None is passed over); it is read lazily, one
+        batch ahead: while a batch encodes, ``workers`` threads already load the next one's scans (through
+        the volume cache for paths). For each batch this yields {id: None, or the message of the error its
+        scan raised} once its features are cached; predict the batch's subjects before asking for the next
+        (the feature cache keeps ``max_feature_entries`` scans per model).
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        from hyperfusion.errors import HyperFusionError
+
+        names = list(self.models) if models is None else list(models)
+        members = [m for name in names for m in self.models[name].members if m.uses_image]
+
+        def load(scan) -> tuple[str, list[np.ndarray]]:
+            return self._scan_key(scan), [self.views(member, scan) for member in members]
+
+        with ThreadPoolExecutor(max(1, int(workers))) as pool:
+
+            def submit(batch):
+                if batch is None:
+                    return None
+                return [(i, pool.submit(load, scan) if scan is not None and members else None) for i, scan in batch]
+
+            source = iter(batches)
+            pending = submit(next(source, None))
+            while pending is not None:
+                upcoming = submit(next(source, None))  # the next batch loads while this one encodes
+                status: dict[Any, str | None] = {}
+                loaded = []
+                for i, future in pending:
+                    status[i] = None
+                    if future is None:
+                        continue
+                    try:
+                        loaded.append(future.result())
+                    except (HyperFusionError, OSError, ValueError) as exc:
+                        status[i] = str(exc)
+                for j, member in enumerate(members):
+                    if not loaded:
+                        break
+                    batch = torch.from_numpy(np.concatenate([arrays[j] for _, arrays in loaded])).to(self.device)
+                    with torch.no_grad():
+                        feats = member.network_on(self.device).encode_image(batch)
+                    n_views = loaded[0][1][j].shape[0]
+                    for k, (key, _) in enumerate(loaded):
+                        rows = slice(k * n_views, (k + 1) * n_views)
+                        self._keep((member.key, key), tuple(t[rows].clone() for t in feats))
+                yield status
+                pending = upcoming
+
     def prefetch(
         self,
         scans: Sequence[str | Path | bytes],
@@ -259,49 +317,14 @@ class Predictor:
         batch_size: int = 8,
         workers: int = 1,
     ) -> list[str | None]:
-        """Encode many scans in batches, for the following ``predict`` calls to find their features cached.
-
-        Scans are loaded (through the volume cache for paths) by ``workers`` threads, then each member encodes
-        ``batch_size`` of them in one pass. Returns, per scan, None or the message of the error that scan
-        raised (a corrupt file does not stop the others). Keep ``batch_size`` within ``max_feature_entries``.
-        """
-        from concurrent.futures import ThreadPoolExecutor
-
-        from hyperfusion.errors import HyperFusionError
-
-        members = [
-            m for name in models or list(self.models) for m in self.models[name].members if m.uses_image
-        ]
+        """Encode many scans in batches (:meth:`encode_stream`); per scan, None or its error message. Only the
+        last ``max_feature_entries`` scans stay cached."""
+        pairs = list(enumerate(scans))
         errors: list[str | None] = [None] * len(scans)
-        if not members or not scans:
-            return errors
-        keys = [None] * len(scans)
-
-        def load(i: int) -> tuple[int, list[np.ndarray | None]]:
-            out = []
-            try:
-                keys[i] = self._scan_key(scans[i])
-                for member in members:
-                    out.append(self.views(member, scans[i]))
-            except (HyperFusionError, OSError, ValueError) as exc:
-                errors[i] = str(exc)
-                return i, []
-            return i, out
-
-        with ThreadPoolExecutor(max(1, int(workers))) as pool:
-            for start in range(0, len(scans), batch_size):
-                loaded = list(pool.map(load, range(start, min(len(scans), start + batch_size))))
-                ok = [(i, v) for i, v in loaded if errors[i] is None]
-                if not ok:
-                    continue
-                for j, member in enumerate(members):
-                    batch = torch.from_numpy(np.concatenate([v[j] for _, v in ok])).to(self.device)
-                    with torch.no_grad():
-                        feats = member.network_on(self.device).encode_image(batch)
-                    n_views = ok[0][1][j].shape[0]
-                    for k, (i, _) in enumerate(ok):
-                        rows = slice(k * n_views, (k + 1) * n_views)
-                        self._keep((member.key, keys[i]), tuple(t[rows].clone() for t in feats))
+        batches = (pairs[i : i + batch_size] for i in range(0, len(pairs), batch_size))
+        for status in self.encode_stream(batches, models, workers):
+            for i, message in status.items():
+                errors[i] = message
         return errors
 
     def forget(self, scan: str | Path | bytes) -> int:

@@ -135,3 +135,12 @@ def test_predictor_device_path_on_the_cpu(setup, monkeypatch):  # noqa: F811
     if not torch.cuda.is_available():
         with pytest.raises(DataError, match="no CUDA GPU"):
             Predictor({"hyperfusion": dirs["hyperfusion"]})
+
+
+def test_record_only_models_load_no_scan(setup):  # noqa: F811
+    cohort, _, dirs = setup
+    predictor = Predictor({"tabular_only": dirs["tabular_only"]})
+    asked = []
+    rows = predict_cohort(predictor, cohort, scan_for=lambda p: asked.append(p) or "/nonexistent.nii.gz")
+    assert len(rows) == len(cohort) and (rows["error"].fillna("") == "").all()
+    assert rows["p_AD"].notna().all()
