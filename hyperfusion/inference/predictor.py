@@ -274,7 +274,13 @@ class Predictor:
         members = [m for name in names for m in self.models[name].members if m.uses_image]
 
         def load(scan) -> tuple[str, list[np.ndarray]]:
-            return self._scan_key(scan), [self.views(member, scan) for member in members]
+            by_geometry: dict[str, np.ndarray] = {}  # models that share a geometry share the decoded scan
+            for member in members:
+                g = json.dumps(member.geometry.to_dict(), sort_keys=True)
+                if g not in by_geometry:
+                    by_geometry[g] = self.views(member, scan)
+            arrays = [by_geometry[json.dumps(m.geometry.to_dict(), sort_keys=True)] for m in members]
+            return self._scan_key(scan), arrays
 
         with ThreadPoolExecutor(max(1, int(workers))) as pool:
 
