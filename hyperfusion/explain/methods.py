@@ -249,6 +249,9 @@ COMPLETENESS_DELTA = object()
 
 #: Methods whose only forward pass is at the scan itself: its output is the reported prediction.
 _ONE_FORWARD_AT_SCAN = frozenset({"saliency", "input_x_gradient", "grad_cam"})
+#: Methods whose map of a view depends on that view only and scales with the output (no hooks, no noise
+#: drawn over all views at once): with a thread budget above one, the views run side by side.
+_VIEW_SEPARABLE = frozenset({"saliency", "input_x_gradient", "integrated_gradients"})
 
 
 def _smoothgrad(c: _Call):
@@ -585,44 +588,72 @@ def attribute_views(
     target_index = None if task == "brain_age" else int(target)
     column = target_index or 0
 
-    def run(net: nn.Module) -> ViewAttribution:
-        forward = SubjectOutput(net, task, s["output"], on_rows)
+    def part(net: nn.Module, xin: Tensor, bin_: Tensor | None, count: Callable[[float], None]):
+        """The method on some views: (attributions, delta, coarse, output row, baseline output row)."""
+        forward = SubjectOutput(net, task, s["output"], count)
         if method in _ONE_FORWARD_AT_SCAN:
             forward.tap = []
-        call = _Call(forward, inputs, base, tab, target_index, s, float(voxel_mm))
+        call = _Call(forward, xin, bin_, tab, target_index, s, float(voxel_mm))
         with seeded_rng(s.get("seed") if m.seeded else None), autocast(device, precision):
             attr, delta, coarse = m.run(call)
         tapped = forward.tap or []
         with torch.no_grad(), autocast(device, precision):
-            plain = SubjectOutput(net, task, s["output"], on_rows)
+            plain = SubjectOutput(net, task, s["output"], count)
             if len(tapped) == 1 and tapped[0].shape[0] == 1:
-                output, base_out = float(tapped[0][0, column]), None
-            elif base is not None:  # the scan and the baseline in one pass
-                both = plain(torch.cat([inputs.detach(), base]), tab.expand(2, -1))
-                output, base_out = float(both[0, column]), float(both[1, column])
+                out, base_row = tapped[0][0], None
+            elif bin_ is not None:  # the scan and the baseline in one pass
+                both = plain(torch.cat([xin.detach(), bin_]), tab.expand(2, -1))
+                out, base_row = both[0], both[1]
             else:
-                output, base_out = float(plain(inputs.detach(), tab)[0, column]), None
-            if base is not None and base_out is None:
-                base_out = float(plain(base, tab)[0, column])
-        attr = attr.detach().float()
-        if delta is COMPLETENESS_DELTA:  # Captum's convergence delta, on the outputs computed above
-            delta = float(attr.sum(dtype=torch.float64)) - (output - base_out)
-        arr = attr.reshape(x.shape[0], *x.shape[-3:]).cpu().numpy().astype(np.float32, copy=False)
-        return ViewAttribution(
-            views=arr,
-            output=output,
-            baseline_output=base_out,
-            delta=None if delta is None else float(torch.as_tensor(delta).reshape(-1)[0]),
-            settings=s,
-            coarse=coarse,
-        )
+                out, base_row = plain(xin.detach(), tab)[0], None
+            if bin_ is not None and base_row is None:
+                base_row = plain(bin_, tab)[0]
+        base_row = None if base_row is None else base_row.float()
+        return attr.detach().float(), delta, coarse, out.float(), base_row
 
-    with thread_budget(threads):
-        if m.uses_hooks:
-            with private_copy(network) as replica:
-                result = run(replica)
-        else:
-            result = run(network)
+    n_views = x.shape[0]
+    budget = default_threads() if threads is None else int(threads)
+    if budget < 1:
+        raise DataError(f"threads must be a positive whole number, not {threads!r}")
+    workers = min(n_views, budget) if method in _VIEW_SEPARABLE and not m.uses_hooks else 1
+    if workers > 1:
+        # The subject's output is the mean of a function of each view alone, so each view's attribution is
+        # that method on its own view, divided by V: the views run side by side, each in its own thread with
+        # its share of the thread budget (no OpenMP barrier between them: robust on a busy CPU).
+        def one_view(v: int):
+            with thread_budget(max(1, budget // workers)):
+                xin = inputs[:, v : v + 1].detach().clone().requires_grad_(True)
+                bin_ = None if base is None else base[:, v : v + 1]
+                return part(network, xin, bin_, lambda n: on_rows(n / n_views))
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(one_view, range(n_views)))
+        attr = torch.cat([p_[0] for p_ in parts], dim=1) / n_views
+        out_row = torch.stack([p_[3] for p_ in parts]).mean(dim=0)
+        base_row = None if base is None else torch.stack([p_[4] for p_ in parts]).mean(dim=0)
+        delta, coarse = parts[0][1], None
+    else:
+        with thread_budget(budget):
+            if m.uses_hooks:
+                with private_copy(network) as replica:
+                    attr, delta, coarse, out_row, base_row = part(replica, inputs, base, on_rows)
+            else:
+                attr, delta, coarse, out_row, base_row = part(network, inputs, base, on_rows)
+    output = float(out_row[column])
+    base_out = None if base_row is None else float(base_row[column])
+    if delta is COMPLETENESS_DELTA:  # Captum's convergence delta, on the outputs computed above
+        delta = float(attr.sum(dtype=torch.float64)) - (output - base_out)
+    arr = attr.reshape(n_views, *x.shape[-3:]).cpu().numpy().astype(np.float32, copy=False)
+    result = ViewAttribution(
+        views=arr,
+        output=output,
+        baseline_output=base_out,
+        delta=None if delta is None else float(torch.as_tensor(delta).reshape(-1)[0]),
+        settings=s,
+        coarse=coarse,
+    )
     if progress is not None:
         progress(1.0)
     return result

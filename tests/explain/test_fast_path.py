@@ -1,6 +1,8 @@
 """The fast path of attribute_views (thread budget, one forward at the scan, IG's delta from the reported
 outputs, autocast precision, device) gives the maps of the straightforward Captum calls, at tiny shapes."""
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -103,11 +105,18 @@ def test_thread_budget_is_set_for_the_call_and_restored(subject, monkeypatch):
             self.net, self.uses_image = net, True
 
         def forward(self, image, tab):
-            seen.append(torch.get_num_threads())
+            seen.append((threading.get_ident(), torch.get_num_threads(), image.shape[0]))
             return self.net(image, tab)
 
+    # a method over all views at once: one thread of the caller's, with the budget
+    attribute_views(Spy(network), views, tabular, "smoothgrad", target=0, threads=3, settings={"nt_samples": 2})
+    assert seen and {t for _, t, _ in seen} == {3}
+    assert torch.get_num_threads() == before
+    # a view-separable method: each view in its own thread, sharing the budget (3 // 2 = 1 thread each)
+    seen.clear()
     attribute_views(Spy(network), views, tabular, "saliency", target=0, threads=3)
-    assert seen and set(seen) == {3}
+    assert len({ident for ident, _, _ in seen}) == 2 and {t for _, t, _ in seen} == {1}
+    assert {rows for _, _, rows in seen} == {1}  # one view per forward
     assert torch.get_num_threads() == before
     with thread_budget(2) as n:
         assert n == 2 and torch.get_num_threads() == 2
