@@ -13,6 +13,7 @@ from hyperfusion.errors import DataError
 from hyperfusion.explain.methods import (
     SubjectOutput,
     attribute_views,
+    attribution_network,
     default_threads,
     resolve_device,
     resolve_precision,
@@ -158,3 +159,36 @@ def test_precision_and_device_names_are_checked(monkeypatch):
     if not torch.cuda.is_available():
         with pytest.raises(DataError, match="no CUDA GPU"):
             resolve_device("cuda")
+
+
+def test_command_line_options():
+    from hyperfusion.cli import build_parser
+
+    a = build_parser().parse_args(
+        ["explain", "--model", "m", "--out", "o.nii.gz", "--threads", "1", "--precision", "bf16", "--device", "cpu"]
+    )
+    assert (a.threads, a.precision, a.device) == (1, "bf16", "cpu")
+    p = build_parser().parse_args(["predict", "--cohort", "c", "--models", "a", "b", "--out", "p.csv"])
+    assert (p.cohort, p.models, p.workers, p.batch_size) == ("c", ["a", "b"], 2, 8)
+
+
+def test_fused_stem_is_the_same_function_and_gradient(subject):
+    network, views, tabular = subject
+    fast = attribution_network(network)
+    assert fast is not network and attribution_network(network) is fast  # made once
+    assert type(fast.stem).__name__ == "_FusedConvBlock" and type(network.stem).__name__ == "Sequential"
+    x = torch.tensor(views).requires_grad_(True)
+    tab = torch.as_tensor(tabular).repeat(2, 1)
+    grads = []
+    for net in (network, fast):
+        out = net(x, tab)
+        (g,) = torch.autograd.grad(out[:, 2].sum(), x)
+        grads.append((out.detach(), g))
+    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-5, atol=1e-6)
+    _close(grads[1][1].numpy(), grads[0][1].numpy())
+    assert all(p.requires_grad for p in network.parameters())  # the loaded network is left as it was
+    network.train()
+    try:
+        assert attribution_network(network) is network  # BatchNorm statistics are only folded in eval mode
+    finally:
+        network.eval()
