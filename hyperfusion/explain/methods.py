@@ -683,17 +683,32 @@ def attribute_views(
         # that method on its own view, divided by V: the views run side by side, each in its own thread with
         # its share of the thread budget (no OpenMP barrier between them: robust on a busy CPU).
         fast = attribution_network(network)
+        count_lock = threading.Lock()
+
+        def count(n: float) -> None:  # the workers only count; progress is reported from the calling thread
+            with count_lock:
+                done[0] += n / n_views
 
         def one_view(v: int):
             with thread_budget(max(1, budget // workers)):
                 xin = inputs[:, v : v + 1].detach().clone().requires_grad_(True)
                 bin_ = None if base is None else base[:, v : v + 1]
-                return part(fast, xin, bin_, lambda n: on_rows(n / n_views))
+                return part(fast, xin, bin_, count)
 
-        from concurrent.futures import ThreadPoolExecutor
+        from concurrent.futures import ThreadPoolExecutor, wait
 
         with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(one_view, range(n_views)))
+            futures = [pool.submit(one_view, v) for v in range(n_views)]
+            reported = -1.0
+            while True:  # a UI's progress callback must run in its own thread (Streamlit's script thread)
+                _, running = wait(futures, timeout=0.1)
+                fraction = min(1.0, done[0] / expected)
+                if progress is not None and fraction != reported:
+                    progress(fraction)
+                    reported = fraction
+                if not running:
+                    break
+            parts = [f.result() for f in futures]
         attr = torch.cat([p_[0] for p_ in parts], dim=1) / n_views
         out_row = torch.stack([p_[3] for p_ in parts]).mean(dim=0)
         base_row = None if base is None else torch.stack([p_[4] for p_ in parts]).mean(dim=0)

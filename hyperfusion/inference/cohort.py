@@ -116,11 +116,6 @@ def predict_cohort(
 
     if batch_size < 1 or workers < 1:
         raise DataError(f"batch_size and workers must be at least 1 (got {batch_size}, {workers})")
-    if batch_size > predictor._max_features:
-        raise DataError(
-            f"batch_size {batch_size} exceeds the Predictor's feature cache ({predictor._max_features} scans): "
-            "lower the batch size"
-        )
     names = list(models or predictor.models)
     unknown = [n for n in names if n not in predictor.models]
     if unknown:
@@ -135,6 +130,9 @@ def predict_cohort(
     done = _done_pairs(out_path) if out_path is not None else set()
     todo = [p for p in wanted if any((p, n) not in done for n in names)]
     reads_scan = {n: predictor.models[n].members[0].uses_image for n in names}
+    # a batch's features must all stay cached until its subjects are predicted: grow the cache if needed
+    members = sum(len(predictor.models[n].members) for n in names if reads_scan[n])
+    predictor._max_features = max(predictor._max_features, batch_size * members)
     rows: list[dict] = []
     finished = len(wanted) - len(todo)
     if progress is not None:
@@ -145,8 +143,8 @@ def predict_cohort(
     def batches():  # read one batch ahead by encode_stream: scan_for runs here, in the calling thread
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
-            for p in batch:
-                found = scan_for(p)
+            for p in batch:  # (models that read only the record need no scan)
+                found = scan_for(p) if image_models else None
                 scans[p] = str(found) if found is not None else None
             yield [(p, scans[p] if image_models else None) for p in batch]
 
@@ -164,7 +162,7 @@ def predict_cohort(
                     runnable.append(name)
             if not runnable:
                 continue
-            scan = scans[ptid]
+            scan = scans[ptid] if any(reads_scan[n] for n in runnable) else None
             try:  # one call for the subject's models: the image features are cached, only decode runs
                 preds = predictor.predict(scan, cohort_record(table.loc[ptid]), models=runnable)
             except HyperFusionError as exc:

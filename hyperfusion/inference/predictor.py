@@ -264,7 +264,7 @@ class Predictor:
         batch ahead: while a batch encodes, ``workers`` threads already load the next one's scans (through
         the volume cache for paths). For each batch this yields {id: None, or the message of the error its
         scan raised} once its features are cached; predict the batch's subjects before asking for the next
-        (the feature cache keeps ``max_feature_entries`` scans per model).
+        (the feature cache keeps ``max_feature_entries`` (model, scan) entries in all).
         """
         from concurrent.futures import ThreadPoolExecutor
 

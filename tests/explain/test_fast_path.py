@@ -192,3 +192,16 @@ def test_fused_stem_is_the_same_function_and_gradient(subject):
         assert attribution_network(network) is network  # BatchNorm statistics are only folded in eval mode
     finally:
         network.eval()
+
+
+def test_progress_is_reported_from_the_calling_thread(subject):
+    """A UI's callback (Streamlit's) only works in the script's thread, also when the views run side by side."""
+    network, views, tabular = subject
+    calls = []
+    attribute_views(
+        network, views, tabular, "integrated_gradients", target=1, baseline=np.zeros_like(views), threads=2,
+        settings={"n_steps": 8, "internal_batch_size": 2}, progress=lambda f: calls.append((threading.get_ident(), f)),
+    )  # fmt: skip
+    assert calls and {ident for ident, _ in calls} == {threading.get_ident()}
+    fractions = [f for _, f in calls]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0

@@ -143,4 +143,18 @@ def test_record_only_models_load_no_scan(setup):  # noqa: F811
     asked = []
     rows = predict_cohort(predictor, cohort, scan_for=lambda p: asked.append(p) or "/nonexistent.nii.gz")
     assert len(rows) == len(cohort) and (rows["error"].fillna("") == "").all()
-    assert rows["p_AD"].notna().all()
+    assert rows["p_AD"].notna().all() and asked == []
+
+
+def test_a_small_feature_cache_grows_to_hold_a_batch(setup):  # noqa: F811
+    cohort, _, dirs = setup
+    predictor = Predictor({"hyperfusion": dirs["hyperfusion"]}, max_feature_entries=1)
+    net = predictor.models["hyperfusion"].members[0].network
+    calls = []
+    original = net.encode_image
+    net.encode_image = lambda x: calls.append(x.shape[0]) or original(x)
+    try:
+        rows = predict_cohort(predictor, cohort, ptids=list(cohort.table["PTID"][:6]), batch_size=3)
+    finally:
+        del net.encode_image
+    assert calls == [6, 6] and (rows["error"] == "").all()  # no subject encoded again one at a time
