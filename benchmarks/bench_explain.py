@@ -13,6 +13,17 @@ with a reference taken in the same run:
   counter (``/proc/self/clear_refs``) just before the map, and reads ``VmHWM`` after it: the peak resident
   memory of the whole process (interpreter, torch, model, autograd graph) while IG ran, against its
   resident memory just before; budget ≤ 2 GB.
+
+``--size paper`` (issue #17): the 1 mm box (two 64 × 96 × 64 views), init_features 16, HyperFusion. Each map
+as ``explain_image`` makes it (the thread budget: every core; float32) against the straightforward path
+measured in the same run: Captum on the subject function at one thread (as the dashboard ran it), Captum's own
+convergence delta and separate forwards for the outputs, which is what ``attribute_views`` did before:
+
+- saliency; budget ≤ 0.5 s;
+- integrated gradients, 32 steps; budget ≤ 8 s;
+- the same two maps in bfloat16 (``precision="bfloat16"``), against float32's: the note gives the map's
+  relative L2 distance and correlation to float32's (informational: no budget);
+- IG's peak memory at this size in a fresh process, as above; budget ≤ 2 GB.
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from hyperfusion.bench import BenchResult, interleaved_medians, median_time, random_record_rows
+from hyperfusion.bench import PAPER, BenchResult, interleaved_medians, median_time, random_record_rows
 
 MODELS = ("hyperfusion", "image_only", "tabular_only", "concat", "film", "daft", "attention_gmu")
 RECORD = {"AGE": 74.0, "PTGENDER": "Female", "PTEDUCAT": 16, "APOE4": 1, "ABETA": 700.0, "TAU": 300.0,
@@ -35,8 +46,8 @@ RECORD = {"AGE": 74.0, "PTGENDER": "Female", "PTEDUCAT": 16, "APOE4": 1, "ABETA"
 GB = 2**30
 
 
-def _demo_predictor(tmp: Path, models=MODELS):
-    """(Predictor with the demo-size models, scan bytes) in ``tmp``."""
+def _demo_predictor(tmp: Path, models=MODELS, size: str = "demo"):
+    """(Predictor with the demo-size (or paper-size) models, scan bytes) in ``tmp``."""
     import torch
 
     from hyperfusion.data import TabularPreprocessor, ad_box
@@ -45,7 +56,8 @@ def _demo_predictor(tmp: Path, models=MODELS):
     from hyperfusion.inference.predictor import Predictor
     from hyperfusion.models import build_model
 
-    g = ad_box(2.0)
+    g = ad_box(PAPER["voxel_mm"] if size == "paper" else 2.0)
+    features = PAPER["init_features"] if size == "paper" else 4
     rng = np.random.default_rng(0)
     rows = random_record_rows(rng)
     card = {"geometry": g.to_dict(), "tabular": {"preprocessing": TabularPreprocessor().fit(rows).to_dict()}}
@@ -54,7 +66,7 @@ def _demo_predictor(tmp: Path, models=MODELS):
     dirs = {}
     torch.manual_seed(0)
     for name in models:
-        kw = {} if name == "tabular_only" else {"init_features": 4, "input_shape": list(g.input_shape)}
+        kw = {} if name == "tabular_only" else {"init_features": features, "input_shape": list(g.input_shape)}
         dirs[name] = save_model(build_model(name, "ad", **kw).eval(), card, tmp / name)
     return Predictor(dirs), scan.read_bytes()
 
@@ -66,14 +78,14 @@ def _status_kb(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def _ig_memory_child() -> None:
+def _ig_memory_child(size: str = "demo") -> None:
     """Run in a fresh process: one 32-step IG map; print RSS before and the peak during, in bytes."""
     import time
 
     from hyperfusion.explain.image import explain_image
 
     with tempfile.TemporaryDirectory() as tmp:
-        predictor, scan = _demo_predictor(Path(tmp), models=("hyperfusion",))
+        predictor, scan = _demo_predictor(Path(tmp), models=("hyperfusion",), size=size)
         predictor.predict(scan, RECORD)  # everything but the map itself is loaded and warm
         before = _status_kb("VmRSS") * 1024
         Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS counter to the current RSS
@@ -85,7 +97,7 @@ def _ig_memory_child() -> None:
     print(json.dumps({"before": before, "peak": peak, "seconds": seconds}))
 
 
-def _ig_memory() -> dict:
+def _ig_memory(size: str = "demo") -> dict:
     root = Path(__file__).resolve().parent.parent
     # the child imports this checkout's hyperfusion, like its parent, not whichever one is installed
     env = {
@@ -93,7 +105,7 @@ def _ig_memory() -> dict:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
     }
     proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--ig-memory"],
+        [sys.executable, str(Path(__file__).resolve()), "--ig-memory", size],
         capture_output=True, text=True, cwd=root, env=env,
     )  # fmt: skip
     if proc.returncode != 0:
@@ -101,7 +113,112 @@ def _ig_memory() -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run(repeats: int) -> list[BenchResult]:
+def _straightforward(network, views, tabular, method: str, target: int, baseline=None, n_steps: int = 32):
+    """The map as attribute_views made it before issue #17: one thread, Captum's delta, separate forwards."""
+    import torch
+    from captum.attr import IntegratedGradients, Saliency
+
+    from hyperfusion.explain.methods import SubjectOutput, thread_budget
+
+    forward = SubjectOutput(network, "ad", "probability")
+    x = torch.tensor(views).unsqueeze(0).requires_grad_(True)
+    tab = torch.as_tensor(tabular).reshape(1, -1)
+    with thread_budget(1):
+        if method == "saliency":
+            attr = Saliency(forward).attribute(x, target=target, abs=True, additional_forward_args=(tab,))
+        else:
+            base = torch.tensor(baseline).unsqueeze(0)
+            attr, _ = IntegratedGradients(forward).attribute(
+                x, baselines=base, target=target, additional_forward_args=(tab,), n_steps=n_steps,
+                method="gausslegendre", internal_batch_size=1, return_convergence_delta=True,
+            )  # fmt: skip
+        with torch.no_grad():
+            forward(x.detach(), tab)
+            if baseline is not None:
+                forward(base, tab)
+    return attr.detach().reshape(views.shape[0], *views.shape[-3:]).numpy()
+
+
+def _paper(repeats: int) -> list[BenchResult]:
+    from hyperfusion.data import parse_record
+    from hyperfusion.explain.image import explain_image
+    from hyperfusion.explain.methods import default_threads
+
+    with tempfile.TemporaryDirectory() as tmp:
+        predictor, scan = _demo_predictor(Path(tmp), models=("hyperfusion",), size="paper")
+        member = predictor.models["hyperfusion"].members[0]
+        views = predictor.views(member, scan)
+        tabular = member.tabular([parse_record(RECORD)])
+        zero = np.zeros_like(views)
+
+        kept: dict = {}
+
+        def explain(key, method, precision=None, **settings):
+            def call():
+                kept[key] = explain_image(predictor, "hyperfusion", scan, RECORD, method, target="AD",
+                                          settings=settings or None, cache=False, precision=precision)  # fmt: skip
+            return call
+
+        def straight(key, method, baseline=None):
+            def call():
+                kept[key] = _straightforward(member.network, views, tabular, method, 2, baseline)
+            return call
+
+        sal = interleaved_medians({
+            "fast": explain("sal", "saliency"),
+            "straight": straight("sal_straight", "saliency"),
+            "bf16": explain("sal_bf16", "saliency", precision="bfloat16"),
+        }, repeats)  # fmt: skip
+        ig_fns = {
+            "fast": explain("ig", "integrated_gradients", n_steps=32),
+            "straight": straight("ig_straight", "ig", zero),
+            "bf16": explain("ig_bf16", "integrated_gradients", precision="bfloat16", n_steps=32),
+        }
+        ig_times: dict[str, list[float]] = {k: [] for k in ig_fns}
+        for _ in range(max(1, min(repeats, 3))):  # no warm-up round: saliency warmed the model; 20-60 s a map
+            for key, fn in ig_fns.items():
+                ig_times[key].append(median_time(fn, 1, warmup=0))
+        ig = {k: float(np.median(v)) for k, v in ig_times.items()}
+        ig_map = kept["ig"]
+        closeness = {}
+        for method, key in (("saliency", "sal"), ("integrated_gradients", "ig")):
+            a = kept[key].views.ravel().astype(np.float64)
+            b = kept[f"{key}_bf16"].views.ravel().astype(np.float64)
+            reference = kept[f"{key}_straight"].ravel().astype(np.float64)
+            if method == "saliency":  # explain_image keeps a gradient map on the brain voxels only
+                reference = np.where(np.asarray(views)[:, 0].ravel() != 0, reference, 0)
+            closeness[method] = {
+                "rel_l2_bf16": float(np.linalg.norm(a - b) / np.linalg.norm(a)),
+                "corr_bf16": float(np.corrcoef(a, b)[0, 1]),
+                "max_vs_straightforward": float(np.abs(a - reference).max() / np.abs(reference).max()),
+            }
+    memory = _ig_memory("paper")
+    size = f"1 mm box, two 64x96x64 views, init_features 16; {default_threads()} thread(s) vs 1"
+
+    def close(method: str) -> str:
+        c = closeness[method]
+        return (f"float32 map vs the straightforward one: max |diff| {c['max_vs_straightforward']:.1e} of its max; "
+                f"bfloat16 map vs float32: relative L2 {c['rel_l2_bf16']:.3f}, correlation {c['corr_bf16']:.4f}")  # fmt: skip
+
+    return [
+        BenchResult("explain (paper): saliency map vs the straightforward path", sal["fast"], sal["straight"],
+                    "<= 0.5 s", sal["fast"] <= 0.5, note=f"{size}; {close('saliency')}"),
+        BenchResult("explain (paper): integrated gradients, 32 steps vs the straightforward path", ig["fast"],
+                    ig["straight"], "<= 8 s", ig["fast"] <= 8.0,
+                    note=f"{size}; relative delta {ig_map.relative_delta:.3g}; {close('integrated_gradients')}"),
+        BenchResult("explain (paper): saliency in bfloat16 vs float32", sal["bf16"], sal["fast"],
+                    "informational", True, note="autocast to bfloat16 (--precision bf16)"),
+        BenchResult("explain (paper): IG 32 steps in bfloat16 vs float32", ig["bf16"], ig["fast"],
+                    "<= 8 s", ig["bf16"] <= 8.0, note="autocast to bfloat16 (--precision bf16)"),
+        BenchResult("explain (paper): IG 32 steps, peak RSS of the process vs its RSS before",
+                    memory["peak"] / GB, memory["before"] / GB, "<= 2 GB", memory["peak"] <= 2 * GB, unit="GB",
+                    note=f"a fresh process, VmHWM after resetting it; IG took {memory['seconds']:.2f} s there"),
+    ]  # fmt: skip
+
+
+def run(repeats: int, size: str = "demo") -> list[BenchResult]:
+    if size == "paper":
+        return _paper(repeats)
     from hyperfusion.explain.image import explain_image
     from hyperfusion.explain.whatif import ice_curves
 
@@ -176,8 +293,8 @@ def run(repeats: int) -> list[BenchResult]:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--ig-memory"]:
-        _ig_memory_child()
+    if sys.argv[1:2] == ["--ig-memory"]:
+        _ig_memory_child(*sys.argv[2:3])
     else:
         from hyperfusion.bench import format_table
 

@@ -7,6 +7,9 @@ image-only network of the same size. Sizes:
 - AD paper: init_features 16 on the 64 × 96 × 64 crop, batch 4 (about 1.3 GB; the paper trains at batch 32).
 - Brain age paper: the 90 × 120 × 99 input, batch 2 (about 1.2 GB; the paper trains at batch 64).
 
+``--size demo`` (the default) runs the AD demo size, ``--size paper`` the two paper sizes, each also reported
+as training throughput (samples per second, one CPU thread).
+
 Also reports parameter counts next to the paper's (docs/models.md) (HyperFusion-AD ≈ 3.86 M, ≈ 0.30 M of it in the
 generators) and prints every network's count.
 """
@@ -27,6 +30,7 @@ SIZES = {
     "AD paper (f=16, 64x96x64, batch 4)": ("ad", {}, 4),
     "brain age paper (90x120x99, batch 2)": ("brain_age", {}, 2),
 }
+BY_SIZE = {"demo": list(SIZES)[:1], "paper": list(SIZES)[1:]}
 PAPER_COUNTS = {"total": 3.86e6, "generators": 0.30e6}  # docs/models.md §1, HyperFusion-AD at init_features 16
 
 
@@ -60,7 +64,7 @@ def _print_parameter_counts() -> None:
             )
 
 
-def run(repeats: int) -> list[BenchResult]:
+def run(repeats: int, size: str = "demo") -> list[BenchResult]:
     results = []
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as bench_hyper_layers: OpenMP stalls on a shared CPU would swamp the ratio
@@ -74,6 +78,7 @@ def run(repeats: int) -> list[BenchResult]:
                 repeats,
             )
             for label, (task, overrides, batch) in SIZES.items()
+            if label in BY_SIZE[size]
         }
     finally:
         torch.set_num_threads(threads)
@@ -86,7 +91,9 @@ def run(repeats: int) -> list[BenchResult]:
                 reference=t["image_only"],
                 budget=">= 0.83x (HyperFusion <= 1.2x image-only)",
                 passed=slowdown <= 1.2,
-                note=f"measured = HyperFusion step, reference = image-only step: HyperFusion takes {slowdown:.2f}x",
+                note=f"measured = HyperFusion step, reference = image-only step: HyperFusion takes {slowdown:.2f}x; "
+                f"{SIZES[label][2] / t['hyperfusion']:.1f} samples/s (image-only {SIZES[label][2] / t['image_only']:.1f}), "
+                "one CPU thread",
             )
         )
     _print_parameter_counts()

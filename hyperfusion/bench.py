@@ -3,11 +3,17 @@
 Each ``benchmarks/bench_*.py`` defines ``run(repeats: int) -> list[BenchResult]``. A result compares two
 timings (or sizes) taken in the same run, so the ratio holds on any machine; the budget says which way it
 must point. Medians of ``repeats`` runs are reported.
+
+Sizes (``hyperfusion bench --size``): "demo" (the default; the shipped models' 2 mm box, small widths) and
+"paper" (the paper's 1 mm box of two 64 × 96 × 64 hemisphere views, init_features 16). A benchmark that takes
+``run(repeats, size)`` measures the size asked for; the others have only the demo size and are left out of a
+paper-size run.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import statistics
 import sys
 import time
@@ -105,14 +111,32 @@ def format_table(results: list[BenchResult]) -> str:
     return "\n".join(lines + (["notes:"] + notes if notes else []))
 
 
-def run_benchmarks(names: list[str] | None = None, repeats: int = 5) -> int:
+#: The benchmark sizes: the demo's (default) and the paper's.
+SIZES = ("demo", "paper")
+#: What every paper-size benchmark measures: the 1 mm box (two 64 × 96 × 64 views), init_features 16.
+PAPER = {"voxel_mm": 1.0, "init_features": 16}
+
+
+def takes_size(module) -> bool:
+    return "size" in inspect.signature(module.run).parameters
+
+
+def run_benchmarks(names: list[str] | None = None, repeats: int = 5, size: str = "demo") -> int:
+    if size not in SIZES:
+        raise HyperFusionError(f"unknown size {size!r}; choose one of {list(SIZES)}")
     available = discover()
     unknown = sorted(set(names or []) - set(available))
     if unknown:
         raise HyperFusionError(f"unknown benchmark(s) {unknown}; available: {sorted(available)}")
     results: list[BenchResult] = []
     for name in names or list(available):
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        results.extend(_load(available[name]).run(repeats))
+        module = _load(available[name])
+        if size != "demo" and not takes_size(module):
+            if names:
+                sized = sorted(n for n, path in available.items() if takes_size(_load(path)))
+                raise HyperFusionError(f"benchmark {name!r} has only the demo size; at {size} size: {sized}")
+            continue
+        print(f"running {name} ({size} size) ...", file=sys.stderr, flush=True)
+        results.extend(module.run(repeats, size=size) if takes_size(module) else module.run(repeats))
     print(format_table(results))
     return 0 if all(r.passed for r in results) else 1

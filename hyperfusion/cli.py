@@ -234,13 +234,32 @@ def _evaluate_run(a: argparse.Namespace) -> int:
 
 
 # --- predict / explain -------------------------------------------------------------------------------------
-def _predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="model or ensemble directory")
+def _device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device", default=None,
+        help="where the networks run: cpu, cuda, cuda:N (default: HYPERFUSION_DEVICE, else cpu)",
+    )  # fmt: skip
+
+
+def _predict_args(p: argparse.ArgumentParser, cohort: bool = True) -> None:
+    p.add_argument("--model", required=not cohort, help="model or ensemble directory")
     p.add_argument("--image", help="T1 scan, NIfTI (registered to MNI152)")
     p.add_argument("--tabular", help="the record, a JSON object of ADNIMERGE column names (ROW.json)")
     p.add_argument("--data", help="cohort directory: take the scan and record of --subject from it")
     p.add_argument("--subject", help="PTID of a subject of --data")
     p.add_argument("--allow-unregistered", action="store_true", help=ALLOW_UNREGISTERED_HELP)
+    _device_arg(p)
+    if not cohort:
+        return
+    g = p.add_argument_group("a whole cohort (--cohort DIR --models ... --out predictions.csv)")
+    g.add_argument("--cohort", help="cohort directory (or ADNIMERGE-format table): predict every subject")
+    g.add_argument("--models", nargs="+", default=[], metavar="DIR", help="model or ensemble directories")
+    g.add_argument(
+        "--out", help="predictions CSV, one row per (subject, model); rows already in it are skipped (resume)"
+    )
+    g.add_argument("--batch-size", type=int, default=8, help="subjects encoded in one pass per model")
+    g.add_argument("--workers", type=int, default=2, help="threads loading scans (and the volume cache)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _read_record(path: str) -> dict:
@@ -287,7 +306,7 @@ def _subject_inputs(a: argparse.Namespace):
     if record is None:
         raise DataError("give the record: --tabular ROW.json, or --data COHORT_DIR --subject PTID")
     name = Path(a.model).resolve().name
-    predictor = Predictor({name: a.model})
+    predictor = Predictor({name: a.model}, device=a.device)
     if predictor.models[name].members[0].reads_scan and scan is None:
         if a.subject is not None:
             raise DataError(
@@ -306,10 +325,67 @@ def _subject_inputs(a: argparse.Namespace):
     return predictor, name, scan, record, cohort, check
 
 
+def _predict_cohort_run(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hyperfusion.data import load_cohort
+    from hyperfusion.demo import scans_for
+    from hyperfusion.errors import DataError
+    from hyperfusion.inference.cohort import predict_cohort
+    from hyperfusion.inference.predictor import Predictor
+
+    dirs = list(a.models) + ([a.model] if a.model else [])
+    if not dirs:
+        raise DataError("--cohort needs the models: --models DIR [DIR ...]")
+    if not a.out:
+        raise DataError("--cohort needs --out predictions.csv (rows already in it are skipped)")
+    if a.image or a.tabular or a.subject or a.data:
+        raise DataError("--cohort predicts every subject: leave out --image, --tabular, --data and --subject")
+    names = [Path(d).resolve().name for d in dirs]
+    if len(set(names)) != len(names):
+        raise DataError(f"two models share a folder name ({names}): give each model its own folder name")
+    predictor = Predictor(dict(zip(names, dirs)), device=a.device)
+    cohort = load_cohort(scans_for(a.cohort))
+    bar = None
+    if not a.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(cohort), desc="predict", unit="subject", file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.update(done - bar.n)
+
+    import time
+
+    t0 = time.perf_counter()
+    try:
+        rows = predict_cohort(predictor, cohort, out=a.out, batch_size=a.batch_size, workers=a.workers,
+                              progress=progress)  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - t0
+    scored = rows["PTID"].nunique()
+    _print_json({
+        "out": str(a.out), "models": names, "subjects": len(cohort), "scored_now": int(scored),
+        "skipped_already_in_csv": len(cohort) - int(scored), "rows_written": len(rows),
+        "errors": int((rows["error"].fillna("") != "").sum()), "seconds": round(seconds, 2),
+        "subjects_per_second": round(scored / seconds, 3) if scored and seconds > 0 else None,
+    })  # fmt: skip
+    return 0
+
+
 def _predict_run(a: argparse.Namespace) -> int:
     from hyperfusion.data.entry import warning_lines
     from hyperfusion.training.ood import summary
 
+    if a.cohort is not None:
+        return _predict_cohort_run(a)
+    if a.model is None:
+        from hyperfusion.errors import DataError
+
+        raise DataError("give --model DIR (one subject), or --cohort DIR --models ... --out predictions.csv")
     predictor, name, scan, record, _, check = _subject_inputs(a)
     entry = predictor.models[name]
     pred = predictor.predict(scan, record)[name]
@@ -332,7 +408,7 @@ def _predict_run(a: argparse.Namespace) -> int:
 
 
 def _explain_args(p: argparse.ArgumentParser) -> None:
-    _predict_args(p)
+    _predict_args(p, cohort=False)
     p.add_argument(
         "--method", default="integrated_gradients",
         help="saliency, input_x_gradient, integrated_gradients, smoothgrad, grad_cam, deeplift, occlusion",
@@ -355,6 +431,13 @@ def _explain_args(p: argparse.ArgumentParser) -> None:
         help="write the difference map(record B) - map(record A) instead (e.g. APOE4 2 vs 0)",
     )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads (default: HYPERFUSION_THREADS, else all)"
+    )
+    p.add_argument(
+        "--precision", default=None, choices=["float32", "bfloat16", "float16", "fp32", "bf16", "fp16"],
+        help="float32 (default), or autocast to bfloat16 / float16 (maps move slightly; see the README)",
+    )  # fmt: skip
 
 
 def _explain_run(a: argparse.Namespace) -> int:
@@ -378,7 +461,7 @@ def _explain_run(a: argparse.Namespace) -> int:
 
     kwargs = dict(
         target=target, baseline=a.baseline, settings=settings, blur_mm=a.blur_mm, cohort=cohort,
-        progress=progress, cache=False,
+        progress=progress, cache=False, threads=a.threads, precision=a.precision,
     )  # fmt: skip
     try:
         if a.compare is not None:
@@ -545,12 +628,17 @@ def _demo_run(a: argparse.Namespace) -> int:
 def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median reported)")
+    p.add_argument(
+        "--size", choices=["demo", "paper"], default="demo",
+        help="demo: the shipped models' size (2 mm box); paper: 1 mm box, two 64x96x64 views, init_features 16 "
+        "(predictor, explain, training_step, cohort; minutes)",
+    )  # fmt: skip
 
 
 def _bench_run(a: argparse.Namespace) -> int:
     from hyperfusion.bench import run_benchmarks
 
-    return run_benchmarks(a.names, repeats=a.repeats)
+    return run_benchmarks(a.names, repeats=a.repeats, size=a.size)
 
 
 #: Streamlit settings of the dashboard, the same as .streamlit/config.toml at the repository root; passed as

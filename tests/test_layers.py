@@ -1,7 +1,7 @@
 """The architecture, enforced: every import (at module level or inside a function) goes to the same layer or a
 lower one, and no two modules import each other, directly or round a longer loop.
 
-Layers, low to high: the base modules beside the package (``hyperfusion``, ``errors``, ``files``, ``lazy``) → data →
+Layers, low to high: the base modules beside the package (``hyperfusion``, ``errors``, ``files``, ``lazy``, ``runtime``) → data →
 models → training → inference → explain → the interfaces (``evaluation``, ``bench``, ``report``, ``demo``,
 ``cli``) → the dashboard (``app/``). Imports under ``if TYPE_CHECKING:`` are for annotations only and do not
 count. The imports are read from the source with :mod:`ast`; nothing is imported.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = ["base", "data", "models", "training", "inference", "explain", "interface", "app"]
-BASE = {"hyperfusion", "hyperfusion.errors", "hyperfusion.files", "hyperfusion.lazy"}
+BASE = {"hyperfusion", "hyperfusion.errors", "hyperfusion.files", "hyperfusion.lazy", "hyperfusion.runtime"}
 
 
 def _module_name(path: Path) -> str:

@@ -7,10 +7,8 @@ import streamlit as st
 from messages import plain
 from state import session
 
-from hyperfusion.data.cohort import cohort_record
 from hyperfusion.data.schema import FEATURE_NAMES
-from hyperfusion.errors import HyperFusionError
-from hyperfusion.inference.tables import predicted_label
+from hyperfusion.inference.cohort import NO_SCAN, predict_cohort
 
 st.title("Cohort")
 
@@ -60,19 +58,18 @@ if usable and st.button(f"Predict the first {limit} shown subjects with {len(usa
     predictor = db.predictor_for(tuple((m.name, m.path) for m in usable))
     bar = st.progress(0.0, text="scoring …")
     ptids = view["PTID"].head(int(limit)).tolist()
-    failed = []
-    for n, ptid in enumerate(ptids):
-        row = table.loc[table["PTID"] == ptid].iloc[0]
-        scan = db.scan_path(cohort, ptid)
-        names = [m.name for m in usable if scan is not None or not predictor.models[m.name].members[0].reads_scan]
-        try:
-            preds = predictor.predict(scan, cohort_record(row), models=names)
-        except HyperFusionError as exc:  # e.g. a corrupt scan: the other subjects are still scored
-            failed.append(str(exc))
-            preds = {}
-        for name, p in preds.items():
-            scores[(cohort.path.as_posix(), name, ptid)] = predicted_label(p)
-        bar.progress((n + 1) / len(ptids), text=f"scored {n + 1} of {len(ptids)}")
+    # the library's cohort inference (as `hyperfusion predict --cohort`): scans encoded in batches
+    rows = predict_cohort(
+        predictor, cohort, models=[m.name for m in usable], ptids=ptids,
+        scan_for=lambda ptid: db.scan_path(cohort, ptid),
+        progress=lambda done, total: bar.progress(done / max(total, 1), text=f"scored {done} of {total}"),
+    )  # fmt: skip
+    errors = rows["error"].fillna("")
+    failed = sorted(set(errors[(errors != "") & (errors != NO_SCAN)]))  # e.g. a corrupt scan
+    for r in rows[errors == ""].itertuples():
+        scores[(cohort.path.as_posix(), r.model, r.PTID)] = (
+            r.prediction if r.task == "ad" else round(float(r.prediction), 1)
+        )
     for message in failed:
         st.error(plain(f"Not scored: {message}"))
 for m in usable:

@@ -26,6 +26,7 @@ from hyperfusion.explain.cache import AttributionCache, attribution_key, canonic
 from hyperfusion.explain.maps import ImageAttribution
 from hyperfusion.explain.methods import attribute_views, get_method, resolve_settings
 from hyperfusion.inference.predictor import ModelEntry, Predictor
+from hyperfusion.runtime import resolve_precision
 
 __all__ = ["RecordComparison", "compare_records", "default_cache", "explain_image", "resolve_target"]
 
@@ -111,6 +112,8 @@ def explain_image(
     cohort: Cohort | None = None,
     cache: AttributionCache | bool | None = True,
     progress: Callable[[float], None] | None = None,
+    threads: int | None = None,
+    precision: str | None = None,
 ) -> ImageAttribution:
     """One subject's attribution map for one loaded model, with any method.
 
@@ -127,6 +130,9 @@ def explain_image(
         cohort: the cohort whose CN subjects make the ``cohort_cn_mean`` baseline.
         cache: True: the process-wide cache; an :class:`AttributionCache`; False / None: compute afresh.
         progress: called with the fraction done (0-1) while the map is computed.
+        threads: intra-op threads for this map (default ``HYPERFUSION_THREADS``, else every usable core).
+        precision: "float32" (default, ``HYPERFUSION_PRECISION``), "bfloat16" or "float16" (autocast). The
+            map runs on the Predictor's device (``Predictor(device=...)``, ``HYPERFUSION_DEVICE``).
 
     Returns:
         The map on the model grid (``.views`` (V, D, H, W'), ``.box`` (D, H, W)) with its provenance;
@@ -141,6 +147,7 @@ def explain_image(
     if any(member.geometry != geometry for member in members):
         raise DataError(f"the members of {model!r} use different geometries; explain them one by one")
     parsed = parse_record(record)
+    precision = resolve_precision(precision)
     target_index = resolve_target(predictor, model, scan, record, target)
     subject_voxels = geometry.n_views * int(np.prod(geometry.input_shape))
     resolved = resolve_settings(method, settings, members[0].network, entry.task, subject_voxels)
@@ -157,6 +164,7 @@ def explain_image(
         settings=resolved,
         target=target_index,
         baseline=baseline_info,
+        **({} if precision == "float32" else {"precision": precision}),
     )
     if store is not None and (hit := store.get(key)) is not None:
         if progress is not None:
@@ -175,7 +183,7 @@ def explain_image(
 
         results.append(
             attribute_views(
-                member.network,
+                member.network_on(getattr(predictor, "device", "cpu")),
                 views,
                 member.tabular([parsed]),
                 method,
@@ -185,6 +193,8 @@ def explain_image(
                 settings=resolved,
                 voxel_mm=geometry.voxel_size_mm,
                 progress=member_progress,
+                threads=threads,
+                precision=precision,
             )
         )
     first = results[0]

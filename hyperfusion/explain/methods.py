@@ -25,6 +25,17 @@ occlusion              ``Occlusion`` with a cube of ``window_mm`` filled from th
                        baseline, stride ``stride_mm`` (offline: hundreds of forwards)
 =====================  ===============================================================  ========  =====
 
+Speed (issue #17, the paper's 1 mm size): the views run as one batch through the network; each map runs with a
+per-request intra-op thread budget (:func:`thread_budget`: ``threads``, else ``HYPERFUSION_THREADS``, else
+every core this process may use), set in the calling thread only and restored after; integrated gradients'
+path points run in batches under a memory cap (:data:`IG_VOXELS_PER_BATCH`); the forward at the scan (and
+at the baseline) is done once: gradient methods keep the output of their own forward pass, and integrated
+gradients' convergence delta is Captum's formula, ``sum(attributions) − (F(x) − F(baseline))``, on the two
+outputs the result reports anyway (Captum would run both forwards again). ``device`` runs the map where the
+network lives (a CUDA copy of it if asked); ``precision`` "bfloat16" / "float16" runs it under
+``torch.autocast`` (off by default; the README states how far such maps move from float32's). Hook-free
+methods run on :func:`attribution_network`, a copy with each Conv-BatchNorm-ReLU-MaxPool stem fused.
+
 Thread safety: Captum's gradient methods only call ``torch.autograd.grad`` on their own inputs, so many
 threads may run them on one shared network. Hook-based methods (Grad-CAM's forward hook, DeepLift's hooks
 that store tensors as attributes on every activation module) would see each other's forward passes, and the
@@ -61,17 +72,31 @@ from torch import Tensor, nn
 from hyperfusion.errors import DataError
 from hyperfusion.explain.maps import Completeness
 from hyperfusion.models.network import subject_output
+from hyperfusion.runtime import (
+    PRECISIONS,
+    autocast,
+    default_threads,
+    resolve_device,
+    resolve_precision,
+    thread_budget,
+)
 
 __all__ = [
     "METHODS",
     "Method",
     "SubjectOutput",
     "ViewAttribution",
+    "PRECISIONS",
     "attribute_views",
+    "attribution_network",
     "available_methods",
+    "default_threads",
     "private_copy",
+    "resolve_device",
+    "resolve_precision",
     "resolve_settings",
     "seeded_rng",
+    "thread_budget",
 ]
 
 # DeepLift announces on every call that it hooks the activations; we know, and it would flood the CLI.
@@ -103,13 +128,19 @@ class SubjectOutput(nn.Module):
         # A module, not F.softmax: DeepLift applies its softmax rule only to modules it can hook.
         self.softmax = nn.Softmax(dim=-1)
         self._on_rows = on_rows
+        #: when a list, every forward appends its (detached) output: a gradient method's single forward at
+        #: the scan is then also the prediction the result reports, with no second pass
+        self.tap: list[Tensor] | None = None
 
     def forward(self, views: Tensor, tabular: Tensor) -> Tensor:
         n, v = views.shape[:2]
         if self._on_rows is not None:
             self._on_rows(n)
         out = self.network(views.flatten(0, 1), tabular.repeat_interleave(v, dim=0))
-        return subject_output(out, v, probabilities=self.output == "probability", softmax=self.softmax)
+        out = subject_output(out.float(), v, probabilities=self.output == "probability", softmax=self.softmax)
+        if self.tap is not None:
+            self.tap.append(out.detach())
+        return out
 
 
 @dataclass
@@ -200,7 +231,9 @@ def _input_x_gradient(c: _Call):
 
 def _integrated_gradients(c: _Call):
     s = c.settings
-    attr, delta = IntegratedGradients(c.forward).attribute(
+    # The convergence delta is computed by attribute_views from the outputs at the scan and the baseline it
+    # reports anyway (Captum's own formula); return_convergence_delta=True would run both forwards again.
+    attr = IntegratedGradients(c.forward).attribute(
         c.inputs,
         baselines=c.baseline,
         target=c.target,
@@ -208,9 +241,18 @@ def _integrated_gradients(c: _Call):
         n_steps=s["n_steps"],
         method=s["integration"],
         internal_batch_size=s["internal_batch_size"],
-        return_convergence_delta=True,
     )
-    return attr, delta, None
+    return attr, COMPLETENESS_DELTA, None
+
+
+#: A runner returns this as its delta when attribute_views should compute Captum's convergence delta itself.
+COMPLETENESS_DELTA = object()
+
+#: Methods whose only forward pass is at the scan itself: its output is the reported prediction.
+_ONE_FORWARD_AT_SCAN = frozenset({"saliency", "input_x_gradient", "grad_cam"})
+#: Methods whose map of a view depends on that view only and scales with the output (no hooks, no noise
+#: drawn over all views at once): with a thread budget above one, the views run side by side.
+_VIEW_SEPARABLE = frozenset({"saliency", "input_x_gradient", "integrated_gradients"})
 
 
 def _smoothgrad(c: _Call):
@@ -326,7 +368,7 @@ METHODS: dict[str, Method] = {
             uses_baseline=True,
             uses_hooks=False,
             run=_integrated_gradients,
-            rows=lambda s, shape, mm: s["n_steps"] + 2,  # the path, then the delta's two ends
+            rows=lambda s, shape, mm: s["n_steps"] + 2,  # the path, then the scan and the baseline
         ),
         Method(
             name="smoothgrad",
@@ -459,6 +501,66 @@ def private_copy(network: nn.Module) -> Iterator[nn.Module]:
             _POOL.setdefault(network, []).append(replica)
 
 
+# --- a faster copy of the network for hook-free methods ----------------------------------------------------
+class _FusedConvBlock(nn.Module):
+    """Conv -> BatchNorm (eval) -> ReLU -> MaxPool as one conv with the BatchNorm folded in, then MaxPool, then
+    ReLU: the same function (max-pooling commutes with the monotone ReLU; folding is exact up to rounding)
+    and the same gradient almost everywhere (ties inside a pooling cell aside). At the paper's size the AD
+    stem is the only full-resolution stage; there this saves about a fifth of a forward + backward pass."""
+
+    def __init__(self, conv: nn.Conv3d, bn: nn.BatchNorm3d, pool: nn.MaxPool3d) -> None:
+        super().__init__()
+        scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+        bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        self.conv = copy.deepcopy(conv)
+        with torch.no_grad():
+            self.conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.ndim - 1))))
+            self.conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias.detach())
+        self.pool = pool
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(self.pool(self.conv(x)))
+
+
+def _fusable(module: nn.Module) -> bool:
+    kinds = (nn.Conv3d, nn.BatchNorm3d, nn.ReLU, nn.MaxPool3d)
+    parts = list(module.children()) if isinstance(module, nn.Sequential) else []
+    return (
+        len(parts) == 4
+        and all(isinstance(m, k) for m, k in zip(parts, kinds))
+        and parts[1].track_running_stats
+        and parts[1].affine
+        and not parts[3].return_indices
+    )
+
+
+_FAST: weakref.WeakKeyDictionary[nn.Module, nn.Module] = weakref.WeakKeyDictionary()
+
+
+def attribution_network(network: nn.Module) -> nn.Module:
+    """An eval-mode network for hook-free methods: a copy whose Conv-BatchNorm-ReLU-MaxPool blocks are fused
+    (:class:`_FusedConvBlock`), made once per network; the network itself when in training mode or when
+    there is nothing to fuse. Networks loaded for inference are never modified, so the copy stays valid."""
+    if network.training:
+        return network
+    with _POOL_LOCK:
+        if network in _FAST:
+            return _FAST[network]
+    names = [name for name, module in network.named_modules() if _fusable(module)]
+    fast = network
+    if names:
+        fast = copy.deepcopy(network).eval()
+        for name in names:
+            parent_name, _, child = name.rpartition(".")
+            parent = fast.get_submodule(parent_name) if parent_name else fast
+            conv, bn, _, pool = list(getattr(parent, child).children())
+            setattr(parent, child, _FusedConvBlock(conv, bn, pool))
+        fast.requires_grad_(False)  # only the input's gradient is asked for
+    with _POOL_LOCK:
+        _FAST.setdefault(network, fast)
+        return _FAST[network]
+
+
 # The global torch RNG is process-wide: a seeded method holds this lock while it draws from it.
 _RNG_LOCK = threading.Lock()
 
@@ -474,6 +576,12 @@ def seeded_rng(seed: int | None) -> Iterator[None]:
         yield
 
 
+def _network_device(network: nn.Module) -> torch.device:
+    for p in network.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
 # --- the entry point ------------------------------------------------------------------------------------
 def attribute_views(
     network: nn.Module,
@@ -487,11 +595,14 @@ def attribute_views(
     settings: Mapping[str, Any] | None = None,
     voxel_mm: float = 1.0,
     progress: Callable[[float], None] | None = None,
+    threads: int | None = None,
+    precision: str | None = None,
 ) -> ViewAttribution:
     """Attribute one subject's output to every voxel of every view, with any method of :data:`METHODS`.
 
     Args:
-        network: the task network (eval mode); it may be shared with other threads.
+        network: the task network (eval mode); it may be shared with other threads. The map runs on the
+            device its parameters are on (inputs are moved there; the map comes back as a NumPy array).
         views: the subject's model input, (V, 1, D, H, W') float32 (``model_input``'s output).
         tabular: the preprocessed record, (F,) or (1, F).
         method: a key of :data:`METHODS`.
@@ -501,6 +612,8 @@ def attribute_views(
         settings: method settings (see ``METHODS[method].defaults``) and ``output``.
         voxel_mm: the model grid's voxel size, mm (occlusion windows and Grad-CAM's coarse grid).
         progress: called with the fraction done, 0-1, while the method runs.
+        threads: intra-op threads for this map (None: :func:`default_threads`); see :func:`thread_budget`.
+        precision: "float32" (default; ``HYPERFUSION_PRECISION``), "bfloat16" or "float16" (autocast).
 
     Returns:
         A :class:`ViewAttribution`; ``views`` has shape (V, D, H, W').
@@ -510,19 +623,21 @@ def attribute_views(
         raise DataError(f"{method}: this model does not read the scan; explain its record instead")
     if task == "ad" and target is None:
         raise DataError(f"{method}: choose the class to explain (target)")
+    precision = resolve_precision(precision)
+    device = _network_device(network)
     x = views.detach() if isinstance(views, Tensor) else torch.tensor(np.asarray(views))
     x = x.to(torch.float32)
     if x.ndim != 5 or x.shape[1] != 1:
         raise DataError(f"{method}: expected views of shape (V, 1, D, H, W'), got {tuple(x.shape)}")
     s = resolve_settings(method, settings, network, task, subject_voxels=x.numel())
-    inputs = x.detach().clone().unsqueeze(0).requires_grad_(True)
-    tab = torch.as_tensor(tabular, dtype=torch.float32).reshape(1, -1)
+    inputs = x.detach().to(device).clone().unsqueeze(0).requires_grad_(True)
+    tab = torch.as_tensor(tabular, dtype=torch.float32).reshape(1, -1).to(device)
     base = None
     if m.uses_baseline:
         if baseline is None:
             raise DataError(f"{method} needs a baseline scan (zero, blur or cohort_cn_mean)")
         base = baseline.detach() if isinstance(baseline, Tensor) else torch.tensor(np.asarray(baseline))
-        base = base.to(torch.float32).reshape(inputs.shape).clone()
+        base = base.to(device=device, dtype=torch.float32).reshape(inputs.shape).clone()
     expected = max(1, m.rows(s, (x.shape[0], *x.shape[-3:]), float(voxel_mm)))
     done = [0]
 
@@ -532,32 +647,91 @@ def attribute_views(
             progress(min(1.0, done[0] / expected))
 
     target_index = None if task == "brain_age" else int(target)
+    column = target_index or 0
 
-    def run(net: nn.Module) -> ViewAttribution:
-        forward = SubjectOutput(net, task, s["output"], on_rows)
-        call = _Call(forward, inputs, base, tab, target_index, s, float(voxel_mm))
-        with seeded_rng(s.get("seed") if m.seeded else None):
+    def part(net: nn.Module, xin: Tensor, bin_: Tensor | None, count: Callable[[float], None]):
+        """The method on some views: (attributions, delta, coarse, output row, baseline output row)."""
+        forward = SubjectOutput(net, task, s["output"], count)
+        if method in _ONE_FORWARD_AT_SCAN:
+            forward.tap = []
+        call = _Call(forward, xin, bin_, tab, target_index, s, float(voxel_mm))
+        with seeded_rng(s.get("seed") if m.seeded else None), autocast(device, precision):
             attr, delta, coarse = m.run(call)
-        with torch.no_grad():
-            plain = SubjectOutput(net, task, s["output"])
-            column = target_index or 0
-            output = float(plain(inputs.detach(), tab)[0, column])
-            base_out = float(plain(base, tab)[0, column]) if base is not None else None
-        arr = attr.detach().reshape(x.shape[0], *x.shape[-3:]).numpy().astype(np.float32, copy=False)
-        return ViewAttribution(
-            views=arr,
-            output=output,
-            baseline_output=base_out,
-            delta=None if delta is None else float(torch.as_tensor(delta).reshape(-1)[0]),
-            settings=s,
-            coarse=coarse,
-        )
+        tapped = forward.tap or []
+        with torch.no_grad(), autocast(device, precision):
+            plain = SubjectOutput(net, task, s["output"], count)
+            if len(tapped) == 1 and tapped[0].shape[0] == 1:
+                out, base_row = tapped[0][0], None
+            elif bin_ is not None:  # the scan and the baseline in one pass
+                both = plain(torch.cat([xin.detach(), bin_]), tab.expand(2, -1))
+                out, base_row = both[0], both[1]
+            else:
+                out, base_row = plain(xin.detach(), tab)[0], None
+            if bin_ is not None and base_row is None:
+                base_row = plain(bin_, tab)[0]
+        base_row = None if base_row is None else base_row.float()
+        return attr.detach().float(), delta, coarse, out.float(), base_row
 
-    if m.uses_hooks:
-        with private_copy(network) as replica:
-            result = run(replica)
+    n_views = x.shape[0]
+    budget = default_threads() if threads is None else int(threads)
+    if budget < 1:
+        raise DataError(f"threads must be a positive whole number, not {threads!r}")
+    workers = min(n_views, budget) if method in _VIEW_SEPARABLE and not m.uses_hooks else 1
+    if workers > 1:
+        # The subject's output is the mean of a function of each view alone, so each view's attribution is
+        # that method on its own view, divided by V: the views run side by side, each in its own thread with
+        # its share of the thread budget (no OpenMP barrier between them: robust on a busy CPU).
+        fast = attribution_network(network)
+        count_lock = threading.Lock()
+
+        def count(n: float) -> None:  # the workers only count; progress is reported from the calling thread
+            with count_lock:
+                done[0] += n / n_views
+
+        def one_view(v: int):
+            with thread_budget(max(1, budget // workers)):
+                xin = inputs[:, v : v + 1].detach().clone().requires_grad_(True)
+                bin_ = None if base is None else base[:, v : v + 1]
+                return part(fast, xin, bin_, count)
+
+        from concurrent.futures import ThreadPoolExecutor, wait
+
+        with ThreadPoolExecutor(workers) as pool:
+            futures = [pool.submit(one_view, v) for v in range(n_views)]
+            reported = -1.0
+            while True:  # a UI's progress callback must run in its own thread (Streamlit's script thread)
+                _, running = wait(futures, timeout=0.1)
+                fraction = min(1.0, done[0] / expected)
+                if progress is not None and fraction != reported:
+                    progress(fraction)
+                    reported = fraction
+                if not running:
+                    break
+            parts = [f.result() for f in futures]
+        attr = torch.cat([p_[0] for p_ in parts], dim=1) / n_views
+        out_row = torch.stack([p_[3] for p_ in parts]).mean(dim=0)
+        base_row = None if base is None else torch.stack([p_[4] for p_ in parts]).mean(dim=0)
+        delta, coarse = parts[0][1], None
     else:
-        result = run(network)
+        with thread_budget(budget):
+            if m.uses_hooks:
+                with private_copy(network) as replica:
+                    attr, delta, coarse, out_row, base_row = part(replica, inputs, base, on_rows)
+            else:
+                attr, delta, coarse, out_row, base_row = part(attribution_network(network), inputs, base, on_rows)
+    output = float(out_row[column])
+    base_out = None if base_row is None else float(base_row[column])
+    if delta is COMPLETENESS_DELTA:  # Captum's convergence delta, on the outputs computed above
+        delta = float(attr.sum(dtype=torch.float64)) - (output - base_out)
+    arr = attr.reshape(n_views, *x.shape[-3:]).cpu().numpy().astype(np.float32, copy=False)
+    result = ViewAttribution(
+        views=arr,
+        output=output,
+        baseline_output=base_out,
+        delta=None if delta is None else float(torch.as_tensor(delta).reshape(-1)[0]),
+        settings=s,
+        coarse=coarse,
+    )
     if progress is not None:
         progress(1.0)
     return result

@@ -313,7 +313,8 @@ def test_scans_listed_but_missing_leave_the_rest_of_the_cohort_usable(watched, t
     assert scored.loc["S2", "tabular_only"] in ("CN", "MCI", "AD") and pd.isna(
         scored.loc["S2", "hyperfusion"]
     )
-    assert scored.loc["S3"][["hyperfusion", "tabular_only"]].isna().all()
+    # a corrupt scan leaves the image models unscored; the record-only model still scores the subject
+    assert pd.isna(scored.loc["S3", "hyperfusion"]) and scored.loc["S3", "tabular_only"] in ("CN", "MCI", "AD")
 
     # opening each subject says what is missing or broken, and the good one is predicted
     for ptid, message in [
