@@ -30,7 +30,13 @@ def test_model_cards_show_every_member(app_env):
     at = _open("views/4_Model_cards.py")
     assert not at.exception
     assert len(at.expander) == 2
-    assert sum("Weights sha256" in m.value for m in at.markdown) == 3
+    headings = [m.value.split("\n")[0] for m in at.markdown if m.value.startswith("#### ")]
+    assert headings.count("#### Intended use") == 2 and headings.count("#### Caveats and recommendations") == 2
+    details = [m.value for m in at.markdown if m.value.startswith("#### Model details")]
+    assert any("2 member(s)" in d for d in details) and any("1 member(s)" in d for d in details)
+    assert len(at.json) == 2  # the raw card.json of one member per model, a picker for the others
+    assert at.selectbox(key="raw_hyperfusion").options == ["member 0 (fold –)", "member 1 (fold –)"]
+    assert not any(str(app_env["models"]) in m.value or "/tmp" in m.value for m in at.markdown)  # no paths
 
 
 def test_upload_of_a_bad_record_shows_a_message_not_a_traceback(app_env):
