@@ -10,7 +10,8 @@ from state import session
 
 from hyperfusion.data.schema import FEATURES
 from hyperfusion.errors import HyperFusionError
-from hyperfusion.explain import counterfactual, figures, ice_curves, nearest_subject
+from hyperfusion.explain import counterfactual, figures, ice_curves, nearest_subject, robustness
+from hyperfusion.explain.counterfactual import MIN_SHARED
 
 UNITS = {f.name: f.unit for f in FEATURES}
 
@@ -68,6 +69,9 @@ def counterfactual_section(predictor, cohort, subject, scan, record: dict, preds
     if stored and stored[0] == key:
         cf = stored[1]
         (st.success if cf.found else st.warning)(cf.message)
+        trust = robustness(predictor, cf, scan) if cf.found and cf.changes else None
+        if trust is not None:
+            (st.warning if trust.fragile else st.caption)(trust.message)
         if cf.changes:
             rows = [{"attribute": n, "now": a, "counterfactual": b, "unit": UNITS[n]} for n, (a, b) in cf.changes.items()]
             st.dataframe(pd.DataFrame(rows), hide_index=True, key="cf_changes")
@@ -76,13 +80,16 @@ def counterfactual_section(predictor, cohort, subject, scan, record: dict, preds
                    f"{cf.probabilities[cf.target]:.3f} with the change · {cf.evaluated} records tried, within the "
                    "training rows' range of each attribute. A counterfactual describes the model, not the patient.")  # fmt: skip
     # The nearest real subject of the other class: a real record to compare with (same sex, similar age)
-    nearest = nearest_subject(cohort, record, target, exclude=[subject.id])
+    nearest = nearest_subject(cohort, record, target, exclude=[subject.id], min_shared=MIN_SHARED)
     if nearest is None:
-        st.caption(f"No {target} subject of this sex in the cohort to compare with.")
+        st.caption(f"No {target} subject of this sex in the cohort shares at least {MIN_SHARED} measured values "
+                   "with this record: there is no real subject to compare with.")  # fmt: skip
         return
-    gap = nearest["age_difference"]
+    gap, shared = nearest["age_difference"], nearest["shared"]
     st.markdown(f"Nearest real **{target}** subject: **{nearest['PTID']}** (record distance "
                 f"{nearest['distance']:.2f} SD" + (f", {gap:+.1f} years" if gap is not None else "") + ")")  # fmt: skip
+    st.caption(f"Compared on the {len(shared)} values both have measured ({', '.join(shared)}); a subject must "
+               f"share at least {MIN_SHARED} to be compared.")  # fmt: skip
     diff = [{"attribute": f.name, "this subject": record.get(f.name), nearest["PTID"]: nearest["record"].get(f.name)}
             for f in FEATURES]  # fmt: skip
     st.dataframe(pd.DataFrame(diff).astype(str), hide_index=True, key="nearest_record")
