@@ -132,3 +132,35 @@ def test_the_cohort_page_opens_the_uploaded_subject(app_env):
     assert not at.exception
     assert at.session_state["subject"] == "uploaded: u.nii.gz"
     assert at.selectbox(key="_subject_widget").value == "uploaded: u.nii.gz"
+
+
+def test_the_upload_form_has_no_default_sex_and_keeps_its_record_across_scans_and_pages(app_env):
+    at = _open("views/5_Upload.py")
+    images = sorted((Path(app_env["cohort"]) / "images").glob("*.nii.gz"))
+    at.file_uploader(key="upload_scan").set_value(("a.nii.gz", images[0].read_bytes(), "application/gzip")).run()
+    assert at.selectbox(key="upload_value_PTGENDER").value is None  # no default: the user chooses
+    at.text_input(key="upload_value_AGE").input("71")
+    at.text_input(key="upload_value_APOE4").input("1")
+    next(b for b in at.button if b.label == "Use this record").click().run()
+    assert any("PTGENDER" in e.value and "no default" in e.value for e in at.error)
+    assert not at.dataframe  # nothing predicted without the sex
+    at.selectbox(key="upload_value_PTGENDER").select("Male")
+    next(b for b in at.button if b.label == "Use this record").click().run()
+    assert not at.exception and not at.error
+    first = at.dataframe[0].value.set_index("model")["P(AD)"]
+    assert at.session_state["uploaded"]["record"]["PTGENDER"] == "Male"
+
+    # a new scan: the record stays in the form and is used for it
+    at.file_uploader(key="upload_scan").set_value(("b.nii.gz", images[1].read_bytes(), "application/gzip")).run()
+    assert not at.error
+    assert at.text_input(key="upload_value_AGE").value == "71"
+    assert at.selectbox(key="upload_value_PTGENDER").value == "Male"
+    assert at.session_state["uploaded"]["record"] == {**at.session_state["upload_form_record"]}
+    second = at.dataframe[0].value.set_index("model")["P(AD)"]
+    assert second["tabular_only"] == first["tabular_only"]  # same record, so the record-only model agrees
+
+    # another page and back: the form is filled again
+    at.switch_page("views/1_Subject.py").run()
+    at.switch_page("views/5_Upload.py").run()
+    assert at.text_input(key="upload_value_AGE").value == "71" and at.text_input(key="upload_value_APOE4").value == "1"
+    assert at.selectbox(key="upload_value_PTGENDER").value == "Male"

@@ -79,6 +79,9 @@ def test_counterfactual_found_applied_to_the_form_moves_the_prediction_and_neare
     assert cf.found, cf.message
     assert "PTGENDER" not in cf.changes  # kept fixed by default
     changes = next(d.value for d in at.dataframe if "counterfactual" in d.value.columns)
+    trust = [m.value for m in [*at.warning, *at.caption] if m.value.startswith(("Fragile", "Margin"))]
+    assert len(trust) == 1 and f"{cf.margin:.3f}" in trust[0]  # the margin, flagged when below 0.05
+    assert trust[0].startswith("Fragile") == (cf.margin < 0.05)
     assert set(changes["attribute"]) == set(cf.changes)
     next(b for b in at.button if b.label == "Put these values in the form").click().run()
     assert not at.exception
@@ -87,6 +90,8 @@ def test_counterfactual_found_applied_to_the_form_moves_the_prediction_and_neare
     assert any("edited · recorded" in c.value for c in at.caption)
 
     nearest = next(m.value for m in at.markdown if m.value.startswith("Nearest real"))
+    shared = next(c.value for c in at.caption if "values both have measured" in c.value)
+    assert "at least 4" in shared
     other = nearest.split("**")[3]
     assert other in app_env["ptids"] and other != app_env["ptids"][0]
     next(b for b in at.button if b.label == f"Open {other}").click().run()
