@@ -4,6 +4,8 @@ The page works on a brain-age cohort even while the dashboard's main cohort is t
 when it was made for brain age, else the brain-age demo cohort; the models are those of task brain_age.
 """
 
+import os
+
 import dashboard as db
 import numpy as np
 import pandas as pd
@@ -38,7 +40,7 @@ BUILD_HINT = (
 )
 if (cohort is None or not models) and not found:
     what = "no brain-age cohort" if cohort is None else "no brain-age model"
-    st.info(f"Nothing to show yet: {what} ({cohort_source if cohort is None else 'none among ' + s['models']}). "
+    st.info(f"Nothing to show yet: {what} ({cohort_source if cohort is None else 'none among ' + ', '.join(map(shown_path, s['models'].split(os.pathsep)))}). "
             + BUILD_HINT)  # fmt: skip
     st.stop()
 if cohort is not None:

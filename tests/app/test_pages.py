@@ -59,12 +59,17 @@ def test_comparison_page_reads_results_json(app_env, tmp_path, monkeypatch):
         "ci95": {"balanced_accuracy": {"ci95": [0.5, 0.7]}},
     }
     report.joinpath("results.json").write_text(
-        json.dumps({"task": "ad", "test_subjects": 9, "runs": {"hf": run}})
+        json.dumps({"task": "ad", "test_subjects": 9, "runs": {"hf": run},
+                    "data": {"path": "/home/builder/hyperfusion/assets/demo/cohorts/ad_test"}})  # fmt: skip
     )
     monkeypatch.setenv("HYPERFUSION_DEMO_ASSETS", str(tmp_path))
     at = _open("views/6_Model_comparison.py")
     assert not at.exception
     assert at.dataframe[0].value.loc[0, "balanced_accuracy"] == "0.610 [0.500, 0.700]"
+    # the machine the report was written on, and this one, stay out of the page
+    shown = [e.value for kind in ("caption", "info", "markdown", "warning", "code") for e in at.get(kind)]
+    assert any("…/cohorts/ad_test" in v for v in shown)
+    assert not any("/home/builder" in v or str(tmp_path) in v for v in shown)
 
 
 def test_upload_of_a_bad_scan_says_what_is_wrong_and_a_good_one_is_predicted(app_env):
