@@ -73,7 +73,10 @@ def brain_age_cohort(settings: dict) -> tuple[Cohort | None, str]:
         return current, "the dashboard's cohort"
     path = Path(settings["assets"]) / "cohorts" / "brain_age"
     if not (path / "cohort.csv").is_file():
-        return None, f"no brain-age cohort: the dashboard's cohort is not one, and `{shown_path(path)}` does not exist"
+        return (
+            None,
+            f"no brain-age cohort: the dashboard's cohort is not one, and `{shown_path(path)}` does not exist",
+        )
     try:
         return load_cohort_at(path), "the brain-age demo cohort"
     except (HyperFusionError, OSError) as exc:

@@ -36,7 +36,11 @@ def shown_path(path: str | os.PathLike | None, *roots: str | os.PathLike) -> str
         root = Path(root).expanduser().resolve()
         with contextlib.suppress(ValueError):
             relative = p.resolve().relative_to(root)
-            return (Path(root.name) / relative).as_posix() if roots and root != Path.cwd() else relative.as_posix()
+            return (
+                (Path(root.name) / relative).as_posix()
+                if roots and root != Path.cwd()
+                else relative.as_posix()
+            )
     with contextlib.suppress(ValueError, RuntimeError):
         return (Path("~") / p.resolve().relative_to(Path.home().resolve())).as_posix()
     return "…/" + "/".join(p.parts[-2:])

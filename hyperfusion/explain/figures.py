@@ -68,7 +68,11 @@ def record_waterfall(ra: RecordAttribution) -> go.Figure:
             measure=["absolute", *["relative"] * len(order), "total"],
             y=["baseline record", *order, "this record"],
             x=[ra.baseline_output, *[ra.attributes[a] for a in order], ra.output],
-            text=[f"{ra.baseline_output:.3f}", *[f"{ra.attributes[a]:+.3f}" for a in order], f"{ra.output:.3f}"],
+            text=[
+                f"{ra.baseline_output:.3f}",
+                *[f"{ra.attributes[a]:+.3f}" for a in order],
+                f"{ra.output:.3f}",
+            ],
             textposition="outside",
             increasing={"marker": {"color": CLASS_COLOURS["AD"]}},
             decreasing={"marker": {"color": CLASS_COLOURS["CN"]}},

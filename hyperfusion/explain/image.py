@@ -31,7 +31,9 @@ from hyperfusion.inference.tables import subject_value
 __all__ = ["RecordComparison", "compare_records", "default_cache", "explain_image", "resolve_target"]
 
 #: Changes whenever the maps this module computes would change for the same inputs (cache keys use it).
-EXPLAIN_VERSION = "hyperfusion-explain-3"  # 2: baseline-free maps restricted to the brain voxels; 3: prediction
+EXPLAIN_VERSION = (
+    "hyperfusion-explain-3"  # 2: baseline-free maps restricted to the brain voxels; 3: prediction
+)
 
 _DEFAULT_CACHE = AttributionCache()
 

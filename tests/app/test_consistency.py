@@ -26,7 +26,9 @@ def _attribution_predictions(at) -> dict[str, list[float]]:
     for c in at.caption:
         for model, value in re.findall(r"(\S+) predicts P\(AD\) = ([0-9.]+) for this record", c.value):
             found.setdefault(model, []).append(float(value))
-        for value in re.findall(r"predicts P\(AD\) = ([0-9.]+) recorded, P\(AD\) = ([0-9.]+) edited", c.value):
+        for value in re.findall(
+            r"predicts P\(AD\) = ([0-9.]+) recorded, P\(AD\) = ([0-9.]+) edited", c.value
+        ):
             found.setdefault("recorded, edited", []).extend(float(v) for v in value)
     return found
 
@@ -50,7 +52,8 @@ def test_subject_and_attribution_pages_give_one_p_ad_for_an_ensemble_recorded_an
     at.radio(key="attr_mode").set_value("records").run()
     assert not at.exception and not at.error
     assert _attribution_predictions(at)["recorded, edited"] == [
-        pytest.approx(recorded_row, abs=5e-4), pytest.approx(subject_page, abs=5e-4)
+        pytest.approx(recorded_row, abs=5e-4),
+        pytest.approx(subject_page, abs=5e-4),
     ]
 
     # The library's one answer, and why the pages used to differ: the tiny model is a 2-member ensemble whose
@@ -63,9 +66,9 @@ def test_subject_and_attribution_pages_give_one_p_ad_for_an_ensemble_recorded_an
     members = predictor.predict(scan, edited)["hyperfusion"].member_values[:, 0, 2]
     assert len(members) == 2 and abs(members.mean() - value) > 1e-6  # the plain mean is another number
     assert value != pytest.approx(float(members.mean()), abs=1e-9)
-    assert subject_value(predictor, "hyperfusion", scan, cohort_record(cohort_row(cohort, ptid))) == pytest.approx(
-        recorded_row, abs=5e-4
-    )
+    assert subject_value(
+        predictor, "hyperfusion", scan, cohort_record(cohort_row(cohort, ptid))
+    ) == pytest.approx(recorded_row, abs=5e-4)
 
 
 def _second_cohort(root, task: str, seed: int):

@@ -31,7 +31,9 @@ def test_model_cards_show_every_member(app_env):
     assert not at.exception
     assert len(at.expander) == 2
     headings = [m.value.split("\n")[0] for m in at.markdown if m.value.startswith("#### ")]
-    assert headings.count("#### Intended use") == 2 and headings.count("#### Caveats and recommendations") == 2
+    assert (
+        headings.count("#### Intended use") == 2 and headings.count("#### Caveats and recommendations") == 2
+    )
     details = [m.value for m in at.markdown if m.value.startswith("#### Model details")]
     assert any("2 member(s)" in d for d in details) and any("1 member(s)" in d for d in details)
     assert len(at.json) == 2  # the raw card.json of one member per model, a picker for the others
@@ -59,8 +61,14 @@ def test_comparison_page_reads_results_json(app_env, tmp_path, monkeypatch):
         "ci95": {"balanced_accuracy": {"ci95": [0.5, 0.7]}},
     }
     report.joinpath("results.json").write_text(
-        json.dumps({"task": "ad", "test_subjects": 9, "runs": {"hf": run},
-                    "data": {"path": "/home/builder/hyperfusion/assets/demo/cohorts/ad_test"}})  # fmt: skip
+        json.dumps(
+            {
+                "task": "ad",
+                "test_subjects": 9,
+                "runs": {"hf": run},
+                "data": {"path": "/home/builder/hyperfusion/assets/demo/cohorts/ad_test"},
+            }
+        )  # fmt: skip
     )
     monkeypatch.setenv("HYPERFUSION_DEMO_ASSETS", str(tmp_path))
     at = _open("views/6_Model_comparison.py")
@@ -142,7 +150,9 @@ def test_the_cohort_page_opens_the_uploaded_subject(app_env):
 def test_the_upload_form_has_no_default_sex_and_keeps_its_record_across_scans_and_pages(app_env):
     at = _open("views/5_Upload.py")
     images = sorted((Path(app_env["cohort"]) / "images").glob("*.nii.gz"))
-    at.file_uploader(key="upload_scan").set_value(("a.nii.gz", images[0].read_bytes(), "application/gzip")).run()
+    at.file_uploader(key="upload_scan").set_value(
+        ("a.nii.gz", images[0].read_bytes(), "application/gzip")
+    ).run()
     assert at.selectbox(key="upload_value_PTGENDER").value is None  # no default: the user chooses
     at.text_input(key="upload_value_AGE").input("71")
     at.text_input(key="upload_value_APOE4").input("1")
@@ -156,7 +166,9 @@ def test_the_upload_form_has_no_default_sex_and_keeps_its_record_across_scans_an
     assert at.session_state["uploaded"]["record"]["PTGENDER"] == "Male"
 
     # a new scan: the record stays in the form and is used for it
-    at.file_uploader(key="upload_scan").set_value(("b.nii.gz", images[1].read_bytes(), "application/gzip")).run()
+    at.file_uploader(key="upload_scan").set_value(
+        ("b.nii.gz", images[1].read_bytes(), "application/gzip")
+    ).run()
     assert not at.error
     assert at.text_input(key="upload_value_AGE").value == "71"
     assert at.selectbox(key="upload_value_PTGENDER").value == "Male"
@@ -167,5 +179,8 @@ def test_the_upload_form_has_no_default_sex_and_keeps_its_record_across_scans_an
     # another page and back: the form is filled again
     at.switch_page("views/1_Subject.py").run()
     at.switch_page("views/5_Upload.py").run()
-    assert at.text_input(key="upload_value_AGE").value == "71" and at.text_input(key="upload_value_APOE4").value == "1"
+    assert (
+        at.text_input(key="upload_value_AGE").value == "71"
+        and at.text_input(key="upload_value_APOE4").value == "1"
+    )
     assert at.selectbox(key="upload_value_PTGENDER").value == "Male"

@@ -203,7 +203,9 @@ def test_a_map_carries_the_predictors_prediction_not_only_the_members_mean(env):
     ens = explain_image(env.predictor, "hf_ensemble", scan, record, "saliency", target=2, cache=False)
     pred = env.predictor.predict(scan, record, ["hf_ensemble"])["hf_ensemble"]
     assert ens.prediction == pytest.approx(float(pred.value[0, 2]), abs=1e-6)
-    assert ens.prediction == pytest.approx(subject_value(env.predictor, "hf_ensemble", scan, record, "AD"), abs=1e-9)
+    assert ens.prediction == pytest.approx(
+        subject_value(env.predictor, "hf_ensemble", scan, record, "AD"), abs=1e-9
+    )
     assert ens.output == pytest.approx(float(pred.member_values[:, 0, 2].mean()), abs=1e-5)
     assert ens.describe()["prediction"] == ens.prediction
     single = explain_image(env.predictor, "hyperfusion", scan, record, "saliency", target=2, cache=False)

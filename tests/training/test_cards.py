@@ -56,7 +56,10 @@ def test_sections_hold_the_report_numbers_with_intervals_reliance_and_faithfulne
     assert "3 train, 1 validation, 2 test" in text["Training data"]
     assert "**0.727** (95 % bootstrap interval 0.695–0.756)" in text["Metrics"]
     assert "report **ad_test**" in text["Metrics"] and "ECE 0.050" in text["Metrics"]
-    assert "fold 0: balanced accuracy 0.700" in text["Metrics"] and "fold 1: balanced accuracy 0.710" in text["Metrics"]
+    assert (
+        "fold 0: balanced accuracy 0.700" in text["Metrics"]
+        and "fold 1: balanced accuracy 0.710" in text["Metrics"]
+    )
     assert "scan (ad_test): BA 0.727 → 0.483 ± 0.021" in text["Reliance on each input"]
     assert "**uses it**" in text["Reliance on each input"]
     assert "record (ad_test)" in text["Reliance on each input"] and "does not measurably use it" in text[
