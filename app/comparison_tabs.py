@@ -9,8 +9,10 @@ import reports as rp
 import streamlit as st
 from state import session
 
+from hyperfusion.data.cohort import subject_namespace
 from hyperfusion.data.schema import CLASS_NAMES
 from hyperfusion.errors import HyperFusionError
+from hyperfusion.files import shown_path
 from hyperfusion.training import figures as F
 from hyperfusion.training import metrics as M
 from hyperfusion.training import reports as R
@@ -165,12 +167,13 @@ def disagreements(report, frame, predictions: dict, cohort) -> None:
                 elif cohort is None:
                     st.info(f"{ptid} cannot be opened: the report's cohort is not on this machine.")
                 else:
-                    st.info(f"The dashboard shows the cohort `{current}`, not the report's (`{cohort.path}`), "
+                    st.info(f"The dashboard shows the cohort `{shown_path(current)}`, not the report's "
+                            f"(`{shown_path(cohort.path)}`), "
                             f"so {ptid} is not in it.")  # fmt: skip
                     if st.button(f"Switch the dashboard to the report's cohort and open {ptid}",
                                  key="open_in_report_cohort"):  # fmt: skip
                         session.settings = {**db.settings(), "cohort": str(cohort.path)}
-                        session.subject = ptid
+                        session.subject, session.subject_namespace = ptid, subject_namespace(cohort)
                         st.switch_page("views/1_Subject.py")
 
 
@@ -180,8 +183,8 @@ def faithfulness(report) -> None:
     if not entry:
         st.info("This report has no attribution-faithfulness scores. Add them (synthetic cohorts only: they "
                 "record where the disease was planted) by evaluating again with `--faithfulness`:")  # fmt: skip
-        st.code(f"hyperfusion evaluate --data {report.cohort_path or 'COHORT'} --models MODEL_DIRS... "
-                f"--out {report.path.parent} --faithfulness saliency", language="bash", wrap_lines=True)  # fmt: skip
+        st.code(f"hyperfusion evaluate --data {shown_path(report.cohort_path) or 'COHORT'} --models MODEL_DIRS... "
+                f"--out {shown_path(report.path.parent)} --faithfulness saliency", language="bash", wrap_lines=True)  # fmt: skip
     else:
         st.markdown(f"Do the **{entry.get('method')}** maps point at the tissue loss planted in the synthetic "
                     f"scans? Scored on {len(entry.get('subjects', []))} AD test subjects per image model: "

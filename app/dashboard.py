@@ -15,7 +15,7 @@ import numpy as np
 import share
 import streamlit as st
 from messages import plain
-from state import Subject, session
+from state import UPLOAD_PREFIX, Subject, session
 
 from hyperfusion import inference
 from hyperfusion.data import cohort as hc
@@ -127,15 +127,36 @@ def _chosen() -> None:
     session.subject = st.session_state["_subject_widget"]
 
 
+def carry_subject(c: Cohort, chosen: str | None, namespace: str | None, options: list[str]) -> str:
+    """The subject to show on cohort ``c``: ``chosen`` when it names the same person here (the same
+    ``subject_namespace``, or an upload), else the first option, with a note saying the choice was dropped."""
+    here = hc.subject_namespace(c)
+    if chosen in options and (namespace in (None, here) or chosen.startswith(UPLOAD_PREFIX)):
+        return chosen
+    if chosen is not None and namespace not in (None, here):
+        st.info(f"The cohort changed: {chosen} was a subject of the previous one (in this cohort that ID, if it "
+                f"exists, is another person), so the subject is now {options[0]}.")  # fmt: skip
+    return options[0]
+
+
 def subject_picker(c: Cohort, with_scan: bool = True) -> Subject:
     """The current subject, shared by every page (a widget's own state is dropped on pages that do not show
-    it, so the choice is kept in the session). This session's upload, if any, is the first choice."""
+    it, so the choice is kept in the session). This session's upload, if any, is the first choice. After a
+    change of cohort a subject of the previous one is dropped, with its edits (see ``carry_subject``)."""
     up = uploaded_subject()
-    options = ([up.id] if up else []) + c.table["PTID"].tolist()
-    if session.subject not in options:
-        session.subject = options[0]
+    labels = hc.subject_labels(c)
+    options = ([up.id] if up else []) + list(labels)
+    if up is not None:
+        labels[up.id] = hc.subject_label({**up.recorded, "PTID": up.id, "DX": up.truth})
+    here = hc.subject_namespace(c)
+    chosen = carry_subject(c, session.subject, session.subject_namespace, options)
+    if chosen != session.subject or session.subject_namespace not in (None, here):
+        del session.edited_record  # another person's edits must not follow the ID
+        st.session_state.pop("form_subject", None)
+    session.subject, session.subject_namespace = chosen, here
     st.session_state["_subject_widget"] = session.subject
-    st.selectbox("Subject", options, key="_subject_widget", on_change=_chosen)
+    st.selectbox("Subject", options, key="_subject_widget", on_change=_chosen, format_func=labels.get,
+                 help="ID · diagnosis · age · sex")  # fmt: skip
     if up is not None and session.subject == up.id:
         return up
     return subject_of(c, session.subject, with_scan)
@@ -196,7 +217,6 @@ def furniture() -> None:
             if st.form_submit_button("Apply"):
                 lines = [line.strip() for line in models_in.splitlines() if line.strip()]
                 session.settings = {**s, "cohort": cohort_in.strip(), "models": os.pathsep.join(lines)}
-                del session.subject
                 st.rerun()
         st.caption(RESEARCH_NOTICE)
 

@@ -12,6 +12,7 @@ from state import session
 
 from hyperfusion.data.cohort import Cohort, cohort_record
 from hyperfusion.errors import HyperFusionError
+from hyperfusion.files import shown_path
 from hyperfusion.training import reports as R
 
 
@@ -72,11 +73,14 @@ def brain_age_cohort(settings: dict) -> tuple[Cohort | None, str]:
         return current, "the dashboard's cohort"
     path = Path(settings["assets"]) / "cohorts" / "brain_age"
     if not (path / "cohort.csv").is_file():
-        return None, f"no brain-age cohort: the dashboard's cohort is not one, and `{path}` does not exist"
+        return (
+            None,
+            f"no brain-age cohort: the dashboard's cohort is not one, and `{shown_path(path)}` does not exist",
+        )
     try:
         return load_cohort_at(path), "the brain-age demo cohort"
     except (HyperFusionError, OSError) as exc:
-        return None, f"the brain-age demo cohort `{path}` could not be read: {exc}"
+        return None, f"the brain-age demo cohort `{shown_path(path)}` could not be read: {exc}"
 
 
 def task_models(roots: str, task: str) -> list:

@@ -10,7 +10,7 @@ import streamlit as st
 from state import UPLOAD_PREFIX, session
 
 from hyperfusion.data import scenario as sc
-from hyperfusion.data.cohort import Cohort
+from hyperfusion.data.cohort import Cohort, subject_namespace
 from hyperfusion.data.schema import FEATURES
 from hyperfusion.report import html_report
 
@@ -40,7 +40,7 @@ def apply_scenario(c: Cohort, scenario: dict[str, str]) -> list[str]:
     attribution page checks each choice against what it offers (attribution_views.keep_choice)."""
     decoded = sc.decode(scenario, c)
     if decoded.subject is not None:
-        session.subject = decoded.subject
+        session.subject, session.subject_namespace = decoded.subject, subject_namespace(c)
         session.edited_record = session.form_from_link = {"PTID": decoded.subject, "record": decoded.record}
     for key, value in decoded.choices.items():
         st.session_state[f"attr_{key}"] = session.attribution_choices[key] = value

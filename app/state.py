@@ -84,6 +84,8 @@ class Session:
 
     settings: dict = _Entry(default_settings)
     subject: str | None = _Entry()  # the PTID shown on every page, or an upload's id
+    subject_namespace: str | None = _Entry()  # whose PTIDs those are (hyperfusion.data.cohort.subject_namespace)
+    brain_age_namespace: str | None = _Entry()  # the same for the Brain age page's own subject
     edited_record: dict | None = _Entry()  # {"PTID", "record"}: the Subject page's form
     form_from_link: dict | None = _Entry()  # a shared link's record, put in the form once
     uploaded: dict | None = _Entry()  # Upload as a dict: {"name", "scan", "record", "warnings"}

@@ -10,7 +10,16 @@ from state import session
 
 from hyperfusion.data.schema import FEATURES
 from hyperfusion.errors import HyperFusionError
-from hyperfusion.explain import counterfactual, figures, ice_curves, nearest_subject
+from hyperfusion.explain import (
+    counterfactual,
+    explain_record,
+    figures,
+    ice_curves,
+    nearest_subject,
+    robustness,
+)
+from hyperfusion.explain.counterfactual import MIN_SHARED
+from hyperfusion.inference.tables import shown_value
 
 UNITS = {f.name: f.unit for f in FEATURES}
 
@@ -30,6 +39,33 @@ def ice_section(predictor, scan, record: dict, names: list[str]) -> None:
     st.plotly_chart(figures.ice_figure(curves, UNITS[attribute]), width="stretch", key="ice")
     st.caption("Each line: one model's prediction as this attribute sweeps the training rows' range, every other "
                "value as in the form; the dotted line marks the current value.")  # fmt: skip
+
+
+def record_section(predictor, scan, record: dict, names: list[str], preds: dict) -> None:
+    """A waterfall of each attribute's contribution to one model's output for the record in the form."""
+    st.subheader("What each value contributes (record attributions)")
+    readers = [n for n in names if predictor.models[n].members[0].reads_record]
+    if not readers:
+        st.info("No model here reads the record.")
+        return
+    fusion = [n for n in readers if predictor.models[n].members[0].network.generated_layers]
+    model = st.selectbox("Model", readers, index=readers.index(fusion[0]) if fusion else 0, key="record_model")
+    ad = predictor.models[model].task == "ad"
+    try:
+        ra = explain_record(predictor, model, scan, record, target="AD" if ad else None)
+    except HyperFusionError as exc:
+        st.error(plain(exc))
+        return
+    st.plotly_chart(figures.record_waterfall(ra), width="stretch", key="record_waterfall")
+    p = preds[model]
+    note = (f" {model} is an ensemble: the bars add up to its members' mean, {ra.output:.3f}; its prediction "
+            f"(inverse-entropy weighting, as on every page) is {shown_value(p, 1):.3f}." if ad and len(p.member_values) > 1
+            else "")  # fmt: skip
+    st.caption(f"Integrated gradients ({ra.settings['n_steps']} steps) from the baseline record (every value at its "
+               "training mean, sex half and half, missing values at their training rates) to the record in the form; "
+               f"the bars add up to the difference (convergence delta {ra.delta:.1e}).{note} Scan versus record: "
+               f"the record's share is {ra.record_share:.0%} (two-player Shapley values against the zero baseline scan and "
+               "the baseline record).")  # fmt: skip
 
 
 def _put_in_form(changes: dict) -> None:
@@ -68,6 +104,9 @@ def counterfactual_section(predictor, cohort, subject, scan, record: dict, preds
     if stored and stored[0] == key:
         cf = stored[1]
         (st.success if cf.found else st.warning)(cf.message)
+        trust = robustness(predictor, cf, scan) if cf.found and cf.changes else None
+        if trust is not None:
+            (st.warning if trust.fragile else st.caption)(trust.message)
         if cf.changes:
             rows = [{"attribute": n, "now": a, "counterfactual": b, "unit": UNITS[n]} for n, (a, b) in cf.changes.items()]
             st.dataframe(pd.DataFrame(rows), hide_index=True, key="cf_changes")
@@ -76,13 +115,16 @@ def counterfactual_section(predictor, cohort, subject, scan, record: dict, preds
                    f"{cf.probabilities[cf.target]:.3f} with the change · {cf.evaluated} records tried, within the "
                    "training rows' range of each attribute. A counterfactual describes the model, not the patient.")  # fmt: skip
     # The nearest real subject of the other class: a real record to compare with (same sex, similar age)
-    nearest = nearest_subject(cohort, record, target, exclude=[subject.id])
+    nearest = nearest_subject(cohort, record, target, exclude=[subject.id], min_shared=MIN_SHARED)
     if nearest is None:
-        st.caption(f"No {target} subject of this sex in the cohort to compare with.")
+        st.caption(f"No {target} subject of this sex in the cohort shares at least {MIN_SHARED} measured values "
+                   "with this record: there is no real subject to compare with.")  # fmt: skip
         return
-    gap = nearest["age_difference"]
+    gap, shared = nearest["age_difference"], nearest["shared"]
     st.markdown(f"Nearest real **{target}** subject: **{nearest['PTID']}** (record distance "
                 f"{nearest['distance']:.2f} SD" + (f", {gap:+.1f} years" if gap is not None else "") + ")")  # fmt: skip
+    st.caption(f"Compared on the {len(shared)} values both have measured ({', '.join(shared)}); a subject must "
+               f"share at least {MIN_SHARED} to be compared.")  # fmt: skip
     diff = [{"attribute": f.name, "this subject": record.get(f.name), nearest["PTID"]: nearest["record"].get(f.name)}
             for f in FEATURES]  # fmt: skip
     st.dataframe(pd.DataFrame(diff).astype(str), hide_index=True, key="nearest_record")

@@ -478,7 +478,8 @@ def _explain_run(a: argparse.Namespace) -> int:
     regions = attribution.region_summary(scan)
     _print_json({
         "map": str(path), "regions": a.regions, "model": name, "method": info["method"],
-        "target": info["target_name"], "output": info["output"], "settings": info["settings"],
+        "target": info["target_name"], "output": info["output"], "prediction": info["prediction"],
+        "settings": info["settings"],
         "baseline": info["baseline"], "baseline_output": info["baseline_output"], "delta": info["delta"],
         "relative_delta": info["relative_delta"], "coarse": info["coarse"], "compared": info["compared"],
         "region_abs_share": {r["region"]: round(r["abs_share"], 4) for r in regions["regions"]},

@@ -12,6 +12,7 @@ from state import session
 from hyperfusion.data.scenario import from_json
 from hyperfusion.demo import missing_models
 from hyperfusion.errors import HyperFusionError
+from hyperfusion.files import shown_path
 
 st.title("HyperFusion")
 st.markdown(
@@ -26,7 +27,7 @@ with left:
     st.subheader("Cohort")
     cohort = db.require_cohort()
     summary = cohort.summary()
-    st.markdown(f"`{cohort.path}` · source **{cohort.source}** · **{len(cohort)}** subjects · label column "
+    st.markdown(f"`{shown_path(cohort.path)}` · source **{cohort.source}** · **{len(cohort)}** subjects · label column "
                 f"`{cohort.label_column}`")  # fmt: skip
     st.table({"class": list(summary["class_counts"]), "subjects": list(summary["class_counts"].values())})
     if db.is_demo_cohort(cohort):

@@ -99,5 +99,6 @@ with pred_col:
                "ensemble's members (0 for a single model).")  # fmt: skip
     st.page_link("views/2_Attribution.py", label="Attribution map of this subject →")
     whatif.ice_section(predictor, scan, edited, names)
+    whatif.record_section(predictor, scan, edited, names, preds)
     if ad_rows:
         whatif.counterfactual_section(predictor, cohort, subject, scan, edited, preds)

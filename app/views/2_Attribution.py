@@ -61,6 +61,12 @@ def explained(m: av.SubjectMap, summary: dict | None = None) -> str:
     return f"P({ch.cls})" if output == "probability" else f"the logit of {ch.cls}"
 
 
+def predicted(m: av.SubjectMap, summary: dict | None = None) -> str:
+    """The model's prediction for the map's record: hyperfusion.inference.tables.subject_value, via the map."""
+    value = (summary or m.summary)["attribution"]["prediction"]
+    return f"P({ch.cls}) = {value:.3f}" if predictor.models[m.model].task == "ad" else f"an age of {value:.1f} years"
+
+
 # --- the views: every map as a row of three views through one crosshair -------------------------------------
 img = db.load_scan(scan)
 volume = viewer.ras_volume(np.asarray(img.dataobj), img.affine)
@@ -88,12 +94,14 @@ with view:
         else:
             st.caption("The two models explain different outputs (a class probability and years), so each map has "
                        "its own colour scale.")  # fmt: skip
+    for m in [m for m in maps if m.summary]:  # the Predictor's number, the Subject page's (not the members' mean)
+        st.caption(f"{m.model} predicts {predicted(m)} for this record (as on the Subject page).")
     if difference is not None:
         largest = float(np.abs(difference.data).max())
         edited_largest = float(np.abs(maps[0].data).max()) or 1.0
-        before, after = recorded_summary["attribution"]["output"], maps[0].summary["attribution"]["output"]
         st.caption(f"Edited on the Subject page: {describe_changes(edits)}. Same model, method and class ({ch.cls}) "
-                   f"under both records; {explained(maps[0])} is {before:.3g} recorded, {after:.3g} edited. The "
+                   f"under both records; it predicts {predicted(maps[0], recorded_summary)} recorded, "
+                   f"{predicted(maps[0])} edited. The "
                    "difference (edited − recorded) is signed: red–yellow where the edited record raises the "
                    "attribution, blue–cyan where it lowers it. It has its own colour scale: its largest |value| is "
                    f"{largest:.3g}, {100 * largest / edited_largest:.0f}% of the edited map's.")  # fmt: skip

@@ -1,30 +1,28 @@
-"""Model cards: everything each model's card says, readable."""
-
-import json
+"""Model cards: each model's card in the sections of Mitchell et al.'s model cards (hyperfusion.training.cards),
+with the numbers of the evaluation reports that measured it; the raw card.json of each member below."""
 
 import dashboard as db
+import reports as rp
 import streamlit as st
 
-st.title("Model cards")
+from hyperfusion.training.cards import card_fold, card_sections
 
-models, problems = db.discover_models(db.settings()["models"])
+st.title("Model cards")
+st.caption("Sections after Mitchell et al. (2019), *Model Cards for Model Reporting*. Test metrics, reliance and "
+           "faithfulness come from the evaluation reports that measured the model, named in each line.")  # fmt: skip
+
+s = db.settings()
+models, problems = db.discover_models(s["models"])
 for p in problems:
     st.info(p)
 if not models:
     st.info("No model found. Add model directories in the sidebar (Settings).")
+found, _ = rp.reports_of(s["assets"])
 for m in models:
-    with st.expander(
-        f"{m.name} · {m.architecture} · {m.task} · {m.members} member(s)", expanded=len(models) == 1
-    ):
-        for path, card in zip(m.card_paths, m.cards):
-            st.markdown(
-                f"**{path}**  \n"
-                f"Trained on: {card.data.get('source', 'unknown')}{' (SYNTHETIC)' if card.synthetic else ''} · "
-                f"fold {card.fold if card.fold is not None else '–'} · split seed "
-                f"{card.split_seed if card.split_seed is not None else '–'} · "
-                f"epochs {card.training.get('epochs', '–')}  \n"
-                f"Metrics: `{json.dumps(card.metrics)}`  \n"
-                f"Weights sha256: `{(card.weights_sha256 or '')[:16]}…`"
-            )
-            st.json(card.to_dict(), expanded=False)
-
+    with st.expander(f"{m.name} · {m.architecture} · {m.task} · {m.members} member(s)", expanded=len(models) == 1):
+        for heading, text in card_sections(m.cards, m.name, m.architecture, found):
+            st.markdown(f"#### {heading}\n{text}")
+        st.markdown("#### Raw card.json")
+        members = [f"member {k} (fold {card_fold(c) if card_fold(c) is not None else '–'})" for k, c in enumerate(m.cards)]
+        member = st.selectbox("Member", range(len(members)), format_func=members.__getitem__, key=f"raw_{m.name}")
+        st.json(m.cards[member].to_dict(), expanded=False)

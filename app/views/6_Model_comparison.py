@@ -9,6 +9,7 @@ import dashboard as db
 import reports as rp
 import streamlit as st
 
+from hyperfusion.files import shown_path
 from hyperfusion.training import reports as R
 
 st.title("Model comparison")
@@ -31,7 +32,8 @@ if report.synthetic:
     st.warning(
         "**SYNTHETIC data**: every number on this page was measured on generated subjects, not patients."
     )
-st.caption(f"`{report.path}` · measured on `{report.cohort_path or 'an unnamed cohort'}` · test partition of "
+st.caption(f"`{shown_path(report.path)}` · measured on `{shown_path(report.cohort_path) or 'an unnamed cohort'}` · "
+           "test partition of "
            f"{report.result.get('test_subjects', len(report.test_ptids))} subjects.")  # fmt: skip
 
 for subject_note in report.result.get("subjects", {}).get("notes", []):

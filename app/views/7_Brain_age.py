@@ -4,6 +4,8 @@ The page works on a brain-age cohort even while the dashboard's main cohort is t
 when it was made for brain age, else the brain-age demo cohort; the models are those of task brain_age.
 """
 
+import os
+
 import dashboard as db
 import numpy as np
 import pandas as pd
@@ -12,7 +14,9 @@ import streamlit as st
 from messages import plain
 from state import session
 
+from hyperfusion.data.cohort import subject_labels, subject_namespace
 from hyperfusion.errors import HyperFusionError
+from hyperfusion.files import shown_path
 from hyperfusion.training import figures as F
 from hyperfusion.training import reports as R
 
@@ -36,12 +40,12 @@ BUILD_HINT = (
 )
 if (cohort is None or not models) and not found:
     what = "no brain-age cohort" if cohort is None else "no brain-age model"
-    st.info(f"Nothing to show yet: {what} ({cohort_source if cohort is None else 'none among ' + s['models']}). "
+    st.info(f"Nothing to show yet: {what} ({cohort_source if cohort is None else 'none among ' + ', '.join(map(shown_path, s['models'].split(os.pathsep)))}). "
             + BUILD_HINT)  # fmt: skip
     st.stop()
 if cohort is not None:
     synthetic = " · **SYNTHETIC** subjects" if cohort.is_synthetic else ""
-    st.caption(f"Cohort: {cohort_source}, `{cohort.path}` · {len(cohort)} subjects{synthetic} · brain-age models: "
+    st.caption(f"Cohort: {cohort_source}, `{shown_path(cohort.path)}` · {len(cohort)} subjects{synthetic} · brain-age models: "
                f"{', '.join(m.name for m in models) or 'none'}")  # fmt: skip
 if not models:
     st.info(
@@ -59,7 +63,7 @@ corrected: dict[str, dict | None] = {}
 if source.startswith("evaluation report"):
     report = found[sources.index(source)]
     if report.synthetic:
-        st.caption(f"Report `{report.path}`, measured on SYNTHETIC data.")
+        st.caption(f"Report `{shown_path(report.path)}`, measured on SYNTHETIC data.")
     report_cohort, note = rp.report_cohort(report, s["assets"])
     predictions = report.predictions()
     if report_cohort is None or not predictions:
@@ -95,11 +99,15 @@ if cohort is None or not models:
     st.info("This needs a brain-age cohort and brain-age models. " + BUILD_HINT)
     st.stop()
 uploaded = db.uploaded_subject()  # this session's upload, if any, is offered first
-ptids = ([uploaded.id] if uploaded else []) + cohort.table["PTID"].tolist()
-if st.session_state.get("brain_age_subject") not in ptids:
-    shared = session.subject  # the dashboard's subject, when it is in this cohort
-    st.session_state["brain_age_subject"] = shared if shared in ptids else ptids[0]
-ptid = st.selectbox("Subject", ptids, key="brain_age_subject")
+labels = {**({uploaded.id: uploaded.id} if uploaded else {}), **subject_labels(cohort)}
+ptids, here = list(labels), subject_namespace(cohort)
+stored = st.session_state.get("brain_age_subject")
+if stored not in ptids or session.brain_age_namespace not in (None, here):  # the dashboard's subject if the
+    shared = session.subject if session.subject_namespace == here else None  # same person here, else the first
+    new = db.carry_subject(cohort, stored, session.brain_age_namespace, ptids) if stored else ptids[0]
+    st.session_state["brain_age_subject"] = shared if shared in ptids and stored not in ptids else new
+session.brain_age_namespace = here
+ptid = st.selectbox("Subject", ptids, key="brain_age_subject", format_func=labels.get, help="ID · diagnosis · age · sex")
 if uploaded is not None and ptid == uploaded.id:
     subject = uploaded
 else:

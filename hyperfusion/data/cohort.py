@@ -166,6 +166,38 @@ def cohort_identity(cohort: Cohort) -> str:
     return synthetic_identity(cohort.provenance)
 
 
+def subject_namespace(cohort: Cohort) -> str:
+    """Which people a PTID names in this cohort: two cohorts with the same namespace give a PTID to the same
+    person, so a subject chosen in one may be carried to the other; otherwise the choice must be dropped.
+
+    ADNI and synthetic cohorts: :func:`cohort_identity` (ADNI PTIDs are people's identities; a synthetic
+    SYN_0001 is the same draw in every cohort of one generator identity, whatever its N). A table of unstated
+    provenance: its path as well, since two such tables may number different people alike.
+    """
+    identity = cohort_identity(cohort)
+    return identity if cohort.source in ("ADNI", "synthetic") else f"{identity}:{Path(cohort.path).resolve()}"
+
+
+def subject_label(row: pd.Series | Mapping[str, object]) -> str:
+    """How a subject picker names a subject: PTID, diagnosis, age and sex (``SYN_0001 · MCI · 83 y · male``);
+    a missing value says so."""
+    dx, age, sex = row.get("DX"), row.get("AGE"), row.get("PTGENDER")
+    if isinstance(sex, int | float | np.integer | np.floating) and not pd.isna(sex):
+        sex = feature("PTGENDER").categories[int(sex)]  # a table's code; a raw record says "Female"
+    parts = [
+        str(row.get("PTID")),
+        dx if isinstance(dx, str) and dx else "diagnosis unknown",
+        f"{float(age):.0f} y" if age is not None and not pd.isna(age) else "age unknown",
+        sex.lower() if isinstance(sex, str) else "sex unknown",
+    ]
+    return " · ".join(parts)
+
+
+def subject_labels(cohort: Cohort) -> dict[str, str]:
+    """:func:`subject_label` of every subject, by PTID, in the table's order."""
+    return {str(row["PTID"]): subject_label(row) for _, row in cohort.table.iterrows()}
+
+
 def synthetic_identity(provenance: Mapping) -> str:
     """:func:`cohort_identity` of a synthetic cohort from its ``cohort.json`` content."""
     knobs = provenance.get("knobs")
@@ -742,6 +774,9 @@ __all__ = [
     "record_changes",
     "read_cohort_metadata",
     "cohort_identity",
+    "subject_label",
+    "subject_labels",
+    "subject_namespace",
     "load_cohort",
     "parse_record",
     "parse_value",

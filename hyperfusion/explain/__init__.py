@@ -19,7 +19,13 @@ Modules: :mod:`.methods` (the Captum calls), :mod:`.baselines`, :mod:`.maps`, :m
 from hyperfusion.data.cohort import cohort_record, cohort_subject
 from hyperfusion.explain.baselines import BASELINES
 from hyperfusion.explain.cache import AttributionCache
-from hyperfusion.explain.counterfactual import Counterfactual, counterfactual, nearest_subject
+from hyperfusion.explain.counterfactual import (
+    Counterfactual,
+    Robustness,
+    counterfactual,
+    nearest_subject,
+    robustness,
+)
 from hyperfusion.explain.faithfulness import deletion_curve, evaluate_faithfulness, mask_scores, truth_mask
 from hyperfusion.explain.image import RecordComparison, compare_records, default_cache, explain_image
 from hyperfusion.explain.maps import ImageAttribution
@@ -39,6 +45,7 @@ __all__ = [
     "ImageAttribution",
     "RecordAttribution",
     "RecordComparison",
+    "Robustness",
     "attribute_grid",
     "attribute_views",
     "available_methods",
@@ -56,5 +63,6 @@ __all__ = [
     "nearest_subject",
     "partial_dependence",
     "region_summary",
+    "robustness",
     "truth_mask",
 ]

@@ -36,7 +36,28 @@ from hyperfusion.errors import DataError
 from hyperfusion.explain.whatif import SUPPORTS, training_preprocessor
 from hyperfusion.inference.predictor import Predictor
 
-__all__ = ["Counterfactual", "counterfactual", "nearest_subject"]
+__all__ = [
+    "MARGIN_WARNING",
+    "MIN_SHARED",
+    "Counterfactual",
+    "Robustness",
+    "counterfactual",
+    "nearest_subject",
+    "robustness",
+]
+
+#: A counterfactual whose target class leads the next class by less than this (in probability) is fragile.
+#: The demo models' probabilities are off by 0.065-0.109 on average (expected calibration error on the demo's
+#: 1000-subject test cohort, assets/demo/reports/ad_test), so a lead under 0.05 is well inside the
+#: probabilities' own error: the two classes are tied as far as the model can tell. An ensemble is also
+#: checked member by member (:func:`robustness`): its members' class probabilities differ by a standard
+#: deviation of 0.08 for a typical demo subject (median over 20), so a member may disagree at any margin.
+MARGIN_WARNING = 0.05
+
+#: The nearest real subject must share at least this many measured attributes with the record (sex aside):
+#: with fewer, "nearest" rests on one or two numbers (age and education are nearly always measured, so this asks
+#: for at least two biomarker or genetic values as well).
+MIN_SHARED = 4
 
 DEFAULT_IMMUTABLE = ("PTGENDER",)
 
@@ -75,6 +96,56 @@ class Counterfactual:
     evaluated: int
     nearest: dict[str, Any] | None
     message: str
+
+    @property
+    def margin(self) -> float:
+        """P(target) − the highest other class's probability for ``record``: how far past the decision
+        boundary the counterfactual lies (negative when not found)."""
+        p = np.asarray(self.probabilities, dtype=float)
+        return float(p[self.target] - np.delete(p, self.target).max())
+
+
+@dataclass(frozen=True)
+class Robustness:
+    """How much to trust a counterfactual (:func:`robustness`).
+
+    Attributes:
+        margin: :attr:`Counterfactual.margin`.
+        members: networks in the model (1 for a single model).
+        members_agreeing: how many of them predict the target class for the counterfactual record.
+        spread: standard deviation of P(target) across the members (0 for one network).
+        fragile: the margin is below :data:`MARGIN_WARNING` or a member disagrees.
+        message: the verdict in words, with the threshold.
+    """
+
+    margin: float
+    members: int
+    members_agreeing: int
+    spread: float
+    fragile: bool
+    message: str
+
+
+def robustness(
+    predictor: Predictor, cf: Counterfactual, scan, threshold: float = MARGIN_WARNING
+) -> Robustness:
+    """The counterfactual's margin and whether the ensemble's members agree on it (one batched prediction)."""
+    pred = predictor.predict(scan, cf.record, models=[cf.model])[cf.model]
+    members = pred.member_values[:, 0]  # (M, C)
+    agreeing = int((members.argmax(axis=1) == cf.target).sum())
+    spread = float(members[:, cf.target].std())
+    margin = cf.margin
+    reasons = []
+    if margin < threshold:
+        reasons.append(f"P({cf.target_name}) leads the next class by only {margin:.3f} (below {threshold:g})")
+    if agreeing < len(members):
+        reasons.append(f"only {agreeing} of the {len(members)} members predict {cf.target_name}")
+    if reasons:
+        message = "Fragile: " + "; ".join(reasons) + ". A slightly different model or value could undo it."
+    else:
+        message = (f"Margin {margin:.3f} (at least {threshold:g})"
+                   + (f"; all {len(members)} members predict {cf.target_name}" if len(members) > 1 else "") + ".")  # fmt: skip
+    return Robustness(margin, len(members), agreeing, spread, bool(reasons), message)
 
 
 class _Search:
@@ -316,13 +387,16 @@ def nearest_subject(
     *,
     age_window_years: float = 5.0,
     exclude: Sequence[str] = (),
+    min_shared: int = MIN_SHARED,
 ) -> dict[str, Any] | None:
     """The real cohort subject of class ``diagnosis`` nearest to ``record``, of the same sex and similar age.
 
     Candidates have the record's sex (if known) and an age within ``age_window_years`` (doubled until someone
     fits, up to 40 years). Among them, the nearest by root-mean-square difference over the attributes both
-    have, each in cohort standard deviations. Returns {"PTID", "DX", "distance", "age_difference",
-    "image_path", "record"} or None if the class has nobody of that sex.
+    have, each in cohort standard deviations, among those sharing at least ``min_shared`` measured attributes
+    with the record (sex aside). Returns {"PTID", "DX", "distance", "age_difference", "image_path", "record",
+    "shared" (the attributes compared), "min_shared"} or None if the class has nobody of that sex who shares
+    enough measured values.
     """
     name = CLASS_NAMES[diagnosis] if isinstance(diagnosis, int | np.integer) else diagnosis
     if name not in CLASS_NAMES:
@@ -332,6 +406,9 @@ def nearest_subject(
     pool = table[(table["DX"] == name) & ~table["PTID"].isin(list(exclude))]
     if not np.isnan(parsed["PTGENDER"]):
         pool = pool[pool["PTGENDER"] == parsed["PTGENDER"]]
+    numeric = [n for n in FEATURE_NAMES if n != "PTGENDER"]
+    mine = np.array([parsed[n] for n in numeric])
+    pool = pool[(pool[numeric].notna().to_numpy() & np.isfinite(mine)).sum(axis=1) >= max(min_shared, 1)]
     if pool.empty:
         return None
     age = parsed["AGE"]
@@ -341,14 +418,12 @@ def nearest_subject(
             window *= 2
         near_age = pool[(pool["AGE"] - age).abs() <= window]
         pool = near_age if not near_age.empty else pool
-    numeric = [n for n in FEATURE_NAMES if n != "PTGENDER"]
     values = pool[numeric].to_numpy(dtype=float)
     sd = table[numeric].astype(float).std().to_numpy()
     sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
-    z = (values - np.array([parsed[n] for n in numeric])) / sd
+    z = (values - mine) / sd
     both = np.isfinite(z)
     distance = np.sqrt(np.where(both, z**2, 0).sum(axis=1) / np.maximum(both.sum(axis=1), 1))
-    distance = np.where(both.any(axis=1), distance, np.inf)
     i = int(np.argmin(distance))
     row = pool.iloc[i]
     path = row.get("image_path")
@@ -359,4 +434,6 @@ def nearest_subject(
         "age_difference": None if np.isnan(age) else float(row["AGE"] - age),
         "image_path": path if isinstance(path, str) else None,
         "record": cohort_record(row),
+        "shared": [n for n, ok in zip(numeric, both[i]) if ok],
+        "min_shared": min_shared,
     }

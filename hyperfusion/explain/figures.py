@@ -7,10 +7,11 @@ from collections.abc import Mapping
 
 import plotly.graph_objects as go
 
+from hyperfusion.explain.tabular import RecordAttribution
 from hyperfusion.explain.whatif import IceCurves
 from hyperfusion.inference.predictor import Prediction
 
-__all__ = ["CLASS_COLOURS", "ice_figure", "probability_bars"]
+__all__ = ["CLASS_COLOURS", "ice_figure", "probability_bars", "record_waterfall"]
 
 CLASS_COLOURS = {"CN": "#4c78a8", "MCI": "#f2a541", "AD": "#d62728"}
 _MARGIN = {"l": 10, "r": 10, "t": 30, "b": 10}
@@ -51,4 +52,33 @@ def ice_figure(curves: IceCurves, unit: str = "") -> go.Figure:
         xaxis={"title": f"{attribute} ({unit})" if unit else attribute},
         yaxis={"title": "P(AD)" if any_ad else "predicted age (years)"},
     )  # fmt: skip
+    return fig
+
+
+def record_waterfall(ra: RecordAttribution) -> go.Figure:
+    """Each attribute's contribution (:func:`hyperfusion.explain.explain_record`) as a waterfall from the
+    output at the baseline record to the output at the subject's record, largest |contribution| first; the
+    steps add up to the difference (up to integrated gradients' convergence delta)."""
+    what = f"P({ra.target_name})" if ra.target_name and ra.settings.get("output") == "probability" else (
+        f"logit of {ra.target_name}" if ra.target_name else "predicted age (years)")  # fmt: skip
+    order = sorted(ra.attributes, key=lambda a: -abs(ra.attributes[a]))
+    fig = go.Figure(
+        go.Waterfall(
+            orientation="h",
+            measure=["absolute", *["relative"] * len(order), "total"],
+            y=["baseline record", *order, "this record"],
+            x=[ra.baseline_output, *[ra.attributes[a] for a in order], ra.output],
+            text=[
+                f"{ra.baseline_output:.3f}",
+                *[f"{ra.attributes[a]:+.3f}" for a in order],
+                f"{ra.output:.3f}",
+            ],
+            textposition="outside",
+            increasing={"marker": {"color": CLASS_COLOURS["AD"]}},
+            decreasing={"marker": {"color": CLASS_COLOURS["CN"]}},
+            totals={"marker": {"color": "#7f7f7f"}},
+        )
+    )
+    fig.update_layout(height=140 + 28 * len(order), margin=_MARGIN, yaxis={"autorange": "reversed"},
+                      xaxis={"title": what}, showlegend=False)  # fmt: skip
     return fig

@@ -26,12 +26,15 @@ from hyperfusion.explain.cache import AttributionCache, attribution_key, canonic
 from hyperfusion.explain.maps import ImageAttribution
 from hyperfusion.explain.methods import attribute_views, get_method, resolve_settings
 from hyperfusion.inference.predictor import ModelEntry, Predictor
+from hyperfusion.inference.tables import subject_value
 from hyperfusion.runtime import resolve_precision
 
 __all__ = ["RecordComparison", "compare_records", "default_cache", "explain_image", "resolve_target"]
 
 #: Changes whenever the maps this module computes would change for the same inputs (cache keys use it).
-EXPLAIN_VERSION = "hyperfusion-explain-2"  # 2: baseline-free maps restricted to the brain voxels
+EXPLAIN_VERSION = (
+    "hyperfusion-explain-3"  # 2: baseline-free maps restricted to the brain voxels; 3: prediction
+)
 
 _DEFAULT_CACHE = AttributionCache()
 
@@ -218,6 +221,7 @@ def explain_image(
         scan_sha256=scan_sha,
         record=canonical_record(parsed),
         members=len(members),
+        prediction=subject_value(predictor, model, scan, record, CLASS_NAMES[target_index or 0]),
     )
     if store is not None:
         store.put(key, attribution)

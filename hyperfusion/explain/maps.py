@@ -58,7 +58,11 @@ class ImageAttribution(Completeness):
         target: the class explained (index into ``class_names``), None for brain age.
         target_name: its name ("AD"), None for brain age.
         output: the explained output at the scan (``settings["output"]``: probability, logit or years); the
-            members' mean for an ensemble.
+            members' mean for an ensemble, since that is what the averaged map's sums refer to (completeness).
+        prediction: the model's prediction of the explained class (its probability) or age, as the Predictor
+            gives it (:func:`hyperfusion.inference.tables.subject_value`: an ensemble by the inverse-entropy
+            rule): the number to show beside the map, equal to the Subject page's. For one network and a
+            probability output it equals ``output``; for an ensemble the two differ slightly.
         baseline_output: the output at the baseline scan, None for methods without one.
         delta: the convergence delta (IG, DeepLIFT): sum(map) − (output − baseline_output).
         settings: the method's settings, defaults included.
@@ -89,6 +93,7 @@ class ImageAttribution(Completeness):
     record: dict[str, Any] = field(default_factory=dict)
     members: int = 1
     compared: dict[str, Any] | None = None
+    prediction: float | None = None
 
     def __post_init__(self) -> None:
         expected = (self.geometry.n_views, *self.geometry.input_shape)
@@ -168,14 +173,15 @@ class ImageAttribution(Completeness):
         if differing:
             raise DataError(f"maps to compare differ in {differing}; only the record may differ")
         compared = {
-            "first": {"record": other.record, "output": other.output},
-            "second": {"record": self.record, "output": self.output},
+            "first": {"record": other.record, "output": other.output, "prediction": other.prediction},
+            "second": {"record": self.record, "output": self.output, "prediction": self.prediction},
         }
         return replace(
             self,
             method=f"{self.method} difference",
             views=self.views - other.views,
             output=self.output - other.output,
+            prediction=None,
             baseline_output=None,
             delta=None,
             record={},

@@ -17,6 +17,7 @@ evaluations stay interactive.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,30 @@ from hyperfusion.inference.predictor import LoadedModel, Predictor
 from hyperfusion.models.network import ImageFeatures, decode_records, subject_output
 
 __all__ = ["RECORD_METHODS", "RecordAttribution", "explain_record", "feature_groups", "input_names"]
+
+_ZERO_FEATURES: dict[str, tuple[ImageFeatures, dict]] = {}  # model key -> the zero scan's features
+_ZERO_LOCK = threading.Lock()
+
+
+def _baseline_features(predictor, member, scan, image_baseline, blur_mm, cohort) -> tuple:
+    """(image features of the baseline scan, its description) for the image-versus-record split. The zero
+    scan's are computed once per model (they depend on nothing of the subject's scan, so an upload leaves
+    nothing behind): a record edit then costs only the record's decodes."""
+    if image_baseline == "zero":
+        with _ZERO_LOCK:
+            if member.key in _ZERO_FEATURES:
+                return _ZERO_FEATURES[member.key]
+    views = predictor.views(member, scan)
+    b = make_baseline(
+        image_baseline, views, member.geometry, sigma_mm=blur_mm, cohort=cohort, cache=predictor.cache
+    )
+    with torch.no_grad():
+        entry = (member.network.encode_image(torch.from_numpy(b.views.copy())), b.describe())
+    if image_baseline == "zero":
+        with _ZERO_LOCK:
+            _ZERO_FEATURES[member.key] = entry
+    return entry
+
 
 RECORD_METHODS: dict[str, dict[str, Any]] = {
     "integrated_gradients": {"n_steps": 64},
@@ -232,13 +257,10 @@ def explain_record(
             out_x = float(f(x)[0, column])
             out_b = float(f(base)[0, column])
             if member.reads_scan:
-                views = predictor.views(member, scan)
-                b = make_baseline(image_baseline, views, member.geometry, sigma_mm=blur_mm, cohort=cohort,
-                                  cache=predictor.cache)  # fmt: skip
-                image_info = b.describe()
-                g = _RecordOutput(
-                    member, member.network.encode_image(torch.from_numpy(b.views.copy())), output
+                base_feats, image_info = _baseline_features(
+                    predictor, member, scan, image_baseline, blur_mm, cohort
                 )
+                g = _RecordOutput(member, base_feats, output)
                 bi_t, bi_b = float(g(x)[0, column]), float(g(base)[0, column])
             else:
                 bi_t, bi_b = out_x, out_b  # no image: changing it changes nothing

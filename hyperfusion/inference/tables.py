@@ -8,10 +8,32 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from hyperfusion.inference.predictor import Prediction
+from hyperfusion.inference.predictor import Prediction, Predictor
 from hyperfusion.training.ood import summary as ood_summary
 
-__all__ = ["predicted_label", "prediction_rows"]
+__all__ = ["predicted_label", "prediction_rows", "shown_value", "subject_value"]
+
+
+def shown_value(p: Prediction, row: int = 0, class_name: str = "AD") -> float:
+    """The number every page shows for one model and record ``row``: P(``class_name``) as the Predictor
+    gives it (hemisphere views averaged as probabilities, an ensemble's members by the inverse-entropy rule of
+    :func:`hyperfusion.training.metrics.combine_members`), or the predicted age in years (brain age)."""
+    if p.task != "ad":
+        return float(p.value[row])
+    return float(p.value[row, p.class_names.index(class_name)])
+
+
+def subject_value(
+    predictor: Predictor,
+    model: str,
+    scan: str | bytes | None,
+    record: Mapping[str, object],
+    class_name: str = "AD",
+) -> float:
+    """One (subject, record, model) prediction: :func:`shown_value` of ``predictor.predict``. The Subject,
+    Attribution and Brain age pages and the explain engine all show this number, so one subject under one
+    record gets one answer everywhere."""
+    return shown_value(predictor.predict(scan, record, models=[model])[model], 0, class_name)
 
 
 def predicted_label(p: Prediction, row: int = 0) -> str | float:

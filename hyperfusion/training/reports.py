@@ -23,6 +23,7 @@ import pandas as pd
 from hyperfusion.data.cohort import Cohort, load_cohort
 from hyperfusion.data.schema import CLASS_NAMES
 from hyperfusion.errors import HyperFusionError
+from hyperfusion.files import shown_path
 from hyperfusion.training import metrics as M
 
 UNIMODAL = ("image_only", "tabular_only")
@@ -105,7 +106,7 @@ def find_reports(assets: str | Path, task: str | None = None) -> tuple[list[Repo
         try:
             result = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            problems.append(f"{path}: unreadable ({exc})")
+            problems.append(f"{shown_path(path)}: unreadable ({exc})")
             continue
         report = Report(path.parent.name, path, result)
         if task is None or report.task == task:
@@ -155,8 +156,8 @@ def report_cohort(
         candidates.append(
             (
                 shipped,
-                f"The report's cohort `{report.cohort_path}` is not on this machine; its subjects are read "
-                f"from the demo's shipped copy of the same table, `{shipped}`.",
+                f"The report's cohort `{shown_path(report.cohort_path)}` is not on this machine; its subjects are "
+                f"read from the demo's shipped copy of the same table, `{shown_path(shipped)}`.",
             )  # fmt: skip
         )
     for path, note in candidates:
@@ -165,15 +166,15 @@ def report_cohort(
         try:
             cohort = load(path)
         except (HyperFusionError, OSError) as exc:
-            return None, f"The report's cohort `{path}` could not be read: {exc}"
+            return None, f"The report's cohort `{shown_path(path)}` could not be read: {exc}"
         missing = set(report.test_ptids) - set(cohort.table["PTID"])
         if missing:
             return None, (
-                f"The table at `{path}` lacks {len(missing)} of the report's {len(report.test_ptids)} test "
+                f"The table at `{shown_path(path)}` lacks {len(missing)} of the report's {len(report.test_ptids)} test "
                 "subjects, so it is not the cohort the report was measured on."
             )
         return cohort, note
-    return None, f"The report's cohort `{report.cohort_path}` is not on this machine."
+    return None, f"The report's cohort `{shown_path(report.cohort_path)}` is not on this machine."
 
 
 def _digest(path: Path) -> str:

@@ -93,9 +93,17 @@ def test_open_a_subject_edit_apoe4_see_the_prediction_change_and_open_the_attrib
             arg=before, timeout=30_000,
         )  # fmt: skip
         page.screenshot(path=str(shots / "2_subject_edited.png"), full_page=True)
+        subject_p_ad = page.evaluate(  # the probability bars' P(AD) of hyperfusion, edited record
+            """() => { const g = document.querySelector('[data-testid=stPlotlyChart] .js-plotly-plot');
+                       const t = g.data.find(d => d.name === 'AD'); return t.x[Array.from(t.y).indexOf('hyperfusion')]; }"""
+        )  # fmt: skip
 
         page.get_by_role("link", name=re.compile("Attribution map")).first.click()
         page.get_by_text(re.compile(r"Crosshair at x =")).wait_for(timeout=60_000)
+        stated = page.get_by_text(re.compile(r"hyperfusion predicts P\(AD\) = [0-9.]+ for this record"))
+        stated.wait_for(timeout=60_000)
+        attribution_p_ad = float(re.search(r"P\(AD\) = ([0-9.]+)", stated.inner_text()).group(1))
+        assert attribution_p_ad == pytest.approx(subject_p_ad, abs=5e-4)  # the same answer on both pages
         page.get_by_test_id("stImage").first.wait_for(timeout=30_000)
         page.wait_for_timeout(500)
         page.screenshot(path=str(shots / "3_attribution.png"), full_page=True)

@@ -30,7 +30,15 @@ def test_model_cards_show_every_member(app_env):
     at = _open("views/4_Model_cards.py")
     assert not at.exception
     assert len(at.expander) == 2
-    assert sum("Weights sha256" in m.value for m in at.markdown) == 3
+    headings = [m.value.split("\n")[0] for m in at.markdown if m.value.startswith("#### ")]
+    assert (
+        headings.count("#### Intended use") == 2 and headings.count("#### Caveats and recommendations") == 2
+    )
+    details = [m.value for m in at.markdown if m.value.startswith("#### Model details")]
+    assert any("2 member(s)" in d for d in details) and any("1 member(s)" in d for d in details)
+    assert len(at.json) == 2  # the raw card.json of one member per model, a picker for the others
+    assert at.selectbox(key="raw_hyperfusion").options == ["member 0 (fold –)", "member 1 (fold –)"]
+    assert not any(str(app_env["models"]) in m.value or "/tmp" in m.value for m in at.markdown)  # no paths
 
 
 def test_upload_of_a_bad_record_shows_a_message_not_a_traceback(app_env):
@@ -53,12 +61,23 @@ def test_comparison_page_reads_results_json(app_env, tmp_path, monkeypatch):
         "ci95": {"balanced_accuracy": {"ci95": [0.5, 0.7]}},
     }
     report.joinpath("results.json").write_text(
-        json.dumps({"task": "ad", "test_subjects": 9, "runs": {"hf": run}})
+        json.dumps(
+            {
+                "task": "ad",
+                "test_subjects": 9,
+                "runs": {"hf": run},
+                "data": {"path": "/home/builder/hyperfusion/assets/demo/cohorts/ad_test"},
+            }
+        )  # fmt: skip
     )
     monkeypatch.setenv("HYPERFUSION_DEMO_ASSETS", str(tmp_path))
     at = _open("views/6_Model_comparison.py")
     assert not at.exception
     assert at.dataframe[0].value.loc[0, "balanced_accuracy"] == "0.610 [0.500, 0.700]"
+    # the machine the report was written on, and this one, stay out of the page
+    shown = [e.value for kind in ("caption", "info", "markdown", "warning", "code") for e in at.get(kind)]
+    assert any("…/cohorts/ad_test" in v for v in shown)
+    assert not any("/home/builder" in v or str(tmp_path) in v for v in shown)
 
 
 def test_upload_of_a_bad_scan_says_what_is_wrong_and_a_good_one_is_predicted(app_env):
@@ -126,3 +145,42 @@ def test_the_cohort_page_opens_the_uploaded_subject(app_env):
     assert not at.exception
     assert at.session_state["subject"] == "uploaded: u.nii.gz"
     assert at.selectbox(key="_subject_widget").value == "uploaded: u.nii.gz"
+
+
+def test_the_upload_form_has_no_default_sex_and_keeps_its_record_across_scans_and_pages(app_env):
+    at = _open("views/5_Upload.py")
+    images = sorted((Path(app_env["cohort"]) / "images").glob("*.nii.gz"))
+    at.file_uploader(key="upload_scan").set_value(
+        ("a.nii.gz", images[0].read_bytes(), "application/gzip")
+    ).run()
+    assert at.selectbox(key="upload_value_PTGENDER").value is None  # no default: the user chooses
+    at.text_input(key="upload_value_AGE").input("71")
+    at.text_input(key="upload_value_APOE4").input("1")
+    next(b for b in at.button if b.label == "Use this record").click().run()
+    assert any("PTGENDER" in e.value and "no default" in e.value for e in at.error)
+    assert not at.dataframe  # nothing predicted without the sex
+    at.selectbox(key="upload_value_PTGENDER").select("Male")
+    next(b for b in at.button if b.label == "Use this record").click().run()
+    assert not at.exception and not at.error
+    first = at.dataframe[0].value.set_index("model")["P(AD)"]
+    assert at.session_state["uploaded"]["record"]["PTGENDER"] == "Male"
+
+    # a new scan: the record stays in the form and is used for it
+    at.file_uploader(key="upload_scan").set_value(
+        ("b.nii.gz", images[1].read_bytes(), "application/gzip")
+    ).run()
+    assert not at.error
+    assert at.text_input(key="upload_value_AGE").value == "71"
+    assert at.selectbox(key="upload_value_PTGENDER").value == "Male"
+    assert at.session_state["uploaded"]["record"] == {**at.session_state["upload_form_record"]}
+    second = at.dataframe[0].value.set_index("model")["P(AD)"]
+    assert second["tabular_only"] == first["tabular_only"]  # same record, so the record-only model agrees
+
+    # another page and back: the form is filled again
+    at.switch_page("views/1_Subject.py").run()
+    at.switch_page("views/5_Upload.py").run()
+    assert (
+        at.text_input(key="upload_value_AGE").value == "71"
+        and at.text_input(key="upload_value_APOE4").value == "1"
+    )
+    assert at.selectbox(key="upload_value_PTGENDER").value == "Male"

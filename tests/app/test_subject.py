@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 HOME = Path(__file__).resolve().parents[2] / "app" / "Home.py"
@@ -79,6 +80,9 @@ def test_counterfactual_found_applied_to_the_form_moves_the_prediction_and_neare
     assert cf.found, cf.message
     assert "PTGENDER" not in cf.changes  # kept fixed by default
     changes = next(d.value for d in at.dataframe if "counterfactual" in d.value.columns)
+    trust = [m.value for m in [*at.warning, *at.caption] if m.value.startswith(("Fragile", "Margin"))]
+    assert len(trust) == 1 and f"{cf.margin:.3f}" in trust[0]  # the margin, flagged when below 0.05
+    assert trust[0].startswith("Fragile") == (cf.margin < 0.05)
     assert set(changes["attribute"]) == set(cf.changes)
     next(b for b in at.button if b.label == "Put these values in the form").click().run()
     assert not at.exception
@@ -87,8 +91,46 @@ def test_counterfactual_found_applied_to_the_form_moves_the_prediction_and_neare
     assert any("edited · recorded" in c.value for c in at.caption)
 
     nearest = next(m.value for m in at.markdown if m.value.startswith("Nearest real"))
+    shared = next(c.value for c in at.caption if "values both have measured" in c.value)
+    assert "at least 4" in shared
     other = nearest.split("**")[3]
     assert other in app_env["ptids"] and other != app_env["ptids"][0]
     next(b for b in at.button if b.label == f"Open {other}").click().run()
     assert at.session_state["subject"] == other
     assert at.selectbox(key="_subject_widget").value == other
+
+
+def test_the_record_waterfall_adds_up_and_follows_an_edit(app_env):
+    from hyperfusion.data import load_cohort
+    from hyperfusion.data.cohort import cohort_row
+    from hyperfusion.explain import explain_record
+    from hyperfusion.inference import Predictor
+    from tests.app.helpers import figures
+
+    ptid = app_env["ptids"][1]
+    at = AppTest.from_file(str(HOME), default_timeout=90).run()
+    at.switch_page("views/1_Subject.py").run()
+    at.selectbox(key="_subject_widget").select(ptid).run()
+    assert at.selectbox(key="record_model").value == "hyperfusion"  # the model the record's weights come from
+
+    def waterfall() -> dict:
+        trace = next(f["data"][0] for f in figures(at) if f["data"][0]["type"] == "waterfall")
+        return dict(zip(trace["y"], trace["x"]))
+
+    before = waterfall()
+    bars = {k: v for k, v in before.items() if k not in ("baseline record", "this record")}
+    assert "APOE4" in bars and "PTGENDER" in bars
+    assert sum(bars.values()) == pytest.approx(before["this record"] - before["baseline record"], abs=0.02)
+    at.checkbox(key="missing_APOE4").uncheck().run()
+    apoe = 0 if at.number_input(key="value_APOE4").value == 2 else 2
+    at.number_input(key="value_APOE4").set_value(apoe).run()
+    after = waterfall()
+    assert after["APOE4"] != pytest.approx(before["APOE4"])  # updated with the edit
+    # independently: the library's attributions for the edited record on the same scan
+    edited = at.session_state["edited_record"]["record"]
+    scan = cohort_row(load_cohort(app_env["cohort"]), ptid)["image_path"]
+    ra = explain_record(Predictor({"hyperfusion": app_env["models"] / "hyperfusion"}), "hyperfusion", scan, edited,
+                        target="AD")  # fmt: skip
+    assert after["APOE4"] == pytest.approx(ra.attributes["APOE4"], abs=1e-5)
+    assert after["this record"] == pytest.approx(ra.output, abs=1e-5)
+    assert any("record's share" in c.value and "ensemble" in c.value for c in at.caption)

@@ -69,7 +69,7 @@ def test_nearest_real_subject_has_the_class_sex_and_a_similar_age(env):
     scan, record = env.subject(0)
     table = env.cohort.table
     for target in ("CN", "MCI", "AD"):
-        found = nearest_subject(env.cohort, record, target)
+        found = nearest_subject(env.cohort, record, target, min_shared=1)  # (the minimum: tested below)
         same_sex = table[(table["DX"] == target) & (table["PTGENDER"] == (record["PTGENDER"] == "Male"))]
         if same_sex.empty:
             assert found is None
@@ -82,3 +82,38 @@ def test_nearest_real_subject_has_the_class_sex_and_a_similar_age(env):
     assert cf.nearest is None or cf.nearest["DX"] == "AD"
     with pytest.raises(DataError, match="brain-age|CN / MCI / AD|unknown class"):
         counterfactual(env.predictor, "apoe4", scan, record, "dementia")
+
+
+def test_margin_and_robustness_say_how_far_past_the_boundary_and_warn_below_the_threshold(env):
+    from hyperfusion.explain.counterfactual import MARGIN_WARNING, robustness
+
+    scan, record = env.subject(3)
+    cf = counterfactual(env.predictor, "apoe4", scan, {**record, "APOE4": 0}, "AD")
+    assert cf.found
+    p = cf.probabilities
+    assert cf.margin == pytest.approx(p[cf.target] - np.delete(p, cf.target).max()) and cf.margin > 0
+    trust = robustness(env.predictor, cf, scan)
+    assert (trust.members, trust.members_agreeing, trust.spread) == (1, 1, 0.0)
+    assert trust.fragile == (cf.margin < MARGIN_WARNING)
+    strict = robustness(env.predictor, cf, scan, threshold=cf.margin + 0.01)
+    assert strict.fragile and strict.message.startswith("Fragile") and f"{cf.margin:.3f}" in strict.message
+    assert not robustness(env.predictor, cf, scan, threshold=cf.margin - 0.01).fragile
+
+
+def test_the_nearest_subject_shares_at_least_the_minimum_of_measured_values_and_says_which(env):
+    from dataclasses import replace
+
+    scan, record = env.subject(0)
+    found = nearest_subject(env.cohort, record, "AD", min_shared=1)
+    assert found is not None and len(found["shared"]) >= 1 and found["min_shared"] == 1
+    # the same subject with only age and education measured: too little to compare on with a minimum of 4
+    sparse = {k: (v if k in ("AGE", "PTEDUCAT", "PTGENDER") else None) for k, v in record.items()}
+    assert nearest_subject(env.cohort, sparse, "AD", min_shared=4) is None
+    two = nearest_subject(env.cohort, sparse, "AD", min_shared=2)
+    assert two is not None and set(two["shared"]) == {"AGE", "PTEDUCAT"}
+    # the nearest one loses its measurements: it is no longer offered, someone sharing enough is
+    table = env.cohort.table.copy()
+    blank = [c for c in ("APOE4", "ABETA", "TAU", "PTAU", "FDG", "AV45") if c in table.columns]
+    table.loc[table["PTID"] == found["PTID"], blank] = np.nan
+    again = nearest_subject(replace(env.cohort, table=table), record, "AD", min_shared=4)
+    assert again is None or (again["PTID"] != found["PTID"] and len(again["shared"]) >= 4)

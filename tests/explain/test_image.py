@@ -192,3 +192,24 @@ def test_gradient_maps_stay_on_the_brain_and_baseline_maps_stay_whole(env):
     ig = explain_image(env.predictor, "hyperfusion", scan, record, "integrated_gradients", baseline="blur",
                        settings={"n_steps": 8}, cache=False)  # fmt: skip
     assert np.abs(ig.views[~support]).sum() > 0  # completeness needs every voxel: left whole
+
+
+def test_a_map_carries_the_predictors_prediction_not_only_the_members_mean(env):
+    """The number shown beside a map is the Predictor's (inverse-entropy ensemble), the Subject page's; the
+    map's own ``output`` stays the members' mean its sums refer to."""
+    from hyperfusion.inference.tables import subject_value
+
+    scan, record = env.subject(7)
+    ens = explain_image(env.predictor, "hf_ensemble", scan, record, "saliency", target=2, cache=False)
+    pred = env.predictor.predict(scan, record, ["hf_ensemble"])["hf_ensemble"]
+    assert ens.prediction == pytest.approx(float(pred.value[0, 2]), abs=1e-6)
+    assert ens.prediction == pytest.approx(
+        subject_value(env.predictor, "hf_ensemble", scan, record, "AD"), abs=1e-9
+    )
+    assert ens.output == pytest.approx(float(pred.member_values[:, 0, 2].mean()), abs=1e-5)
+    assert ens.describe()["prediction"] == ens.prediction
+    single = explain_image(env.predictor, "hyperfusion", scan, record, "saliency", target=2, cache=False)
+    assert single.prediction == pytest.approx(single.output, abs=1e-5)  # one network: the same number
+    diff = compare_records(env.predictor, "hf_ensemble", scan, {**record, "APOE4": 0}, {**record, "APOE4": 2},
+                           "saliency", target=2, cache=False).difference  # fmt: skip
+    assert diff.prediction is None and diff.compared["second"]["prediction"] is not None

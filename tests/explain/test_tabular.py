@@ -54,3 +54,20 @@ def test_a_record_can_be_the_baseline(env):
     assert max(apoe.attributes, key=lambda a: abs(apoe.attributes[a])) == "APOE4"
     with pytest.raises(DataError, match="unknown record attribution method"):
         explain_record(env.predictor, "hyperfusion", scan, record, "lime")
+
+
+def test_an_edit_costs_no_image_encoding_the_zero_scan_is_encoded_once_per_model(env, monkeypatch):
+    scan, record = env.subject(4)
+    first = explain_record(env.predictor, "hyperfusion", scan, record, target="AD")
+    network = env.predictor.models["hyperfusion"].members[0].network
+    calls = []
+    original = network.encode_image
+    monkeypatch.setattr(network, "encode_image", lambda x: calls.append(x.shape) or original(x))
+    edited = explain_record(env.predictor, "hyperfusion", scan, {**record, "APOE4": 2}, target="AD")
+    again = explain_record(env.predictor, "hyperfusion", scan, record, target="AD")
+    assert calls == []  # the scan's features and the zero scan's come from caches
+    assert again.record_contribution == pytest.approx(first.record_contribution, abs=1e-7)
+    assert again.image_contribution == pytest.approx(first.image_contribution, abs=1e-7)
+    assert edited.attributes["APOE4"] != pytest.approx(first.attributes["APOE4"])
+    blur = explain_record(env.predictor, "hyperfusion", scan, record, target="AD", image_baseline="blur")
+    assert len(calls) == 1 and blur.image_baseline["kind"] == "blur"  # a scan-derived baseline is not kept
