@@ -9,8 +9,10 @@ import streamlit as st
 
 from hyperfusion.explain.regions import region_change
 
-NIFTI_HELP = ("float32 .nii.gz on the scan's own voxel grid and affine (it opens over the scan in FSLeyes or "
-              "ITK-SNAP): the signed map as computed, whatever the display shows")  # fmt: skip
+NIFTI_HELP = (
+    "float32 .nii.gz on the scan's own voxel grid and affine (it opens over the scan in FSLeyes or "
+    "ITK-SNAP): the signed map as computed, whatever the display shows"
+)
 
 
 def downloads(ch, maps, difference, png: bytes, img, ptid: str, predictor) -> None:
@@ -26,19 +28,33 @@ def downloads(ch, maps, difference, png: bytes, img, ptid: str, predictor) -> No
         png_stem = av.file_stem(ptid, ch.model, ch.method, "edited-vs-recorded")
     exported = [difference] if difference is not None else maps
     buttons = st.container(horizontal=True)
-    buttons.download_button("Download the view (PNG)", png, file_name=f"{png_stem}.png", mime="image/png",
-                            key="attr_download_png", on_click="ignore")  # fmt: skip
+    buttons.download_button(
+        "Download the view (PNG)",
+        png,
+        file_name=f"{png_stem}.png",
+        mime="image/png",
+        key="attr_download_png",
+        on_click="ignore",
+    )
     for i, m in enumerate(exported):
         explained_class = ch.cls if predictor.models[m.model].task == "ad" else ""
-        described = f"hyperfusion {ch.method}{' difference' if m.difference else ''} {explained_class} {m.model}"
+        described = (
+            f"hyperfusion {ch.method}{' difference' if m.difference else ''} {explained_class} {m.model}"
+        )
 
         def build(m: av.SubjectMap = m, described: str = described) -> bytes:
             return av.nifti_gz(m.data, img.affine, img.header, described)
 
         what = "the difference" if m.difference else m.model if len(exported) > 1 else "the map"
-        buttons.download_button(f"Download {what} (NIfTI)", build, file_name=f"{m.stem}.nii.gz",
-                                mime="application/gzip", key=f"attr_download_nifti_{i}", on_click="ignore",
-                                help=NIFTI_HELP)  # fmt: skip
+        buttons.download_button(
+            f"Download {what} (NIfTI)",
+            build,
+            file_name=f"{m.stem}.nii.gz",
+            mime="application/gzip",
+            key=f"attr_download_nifti_{i}",
+            on_click="ignore",
+            help=NIFTI_HELP,
+        )
 
 
 def descriptions_and_regions(maps, difference, recorded_summary, description: str) -> None:

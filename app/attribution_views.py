@@ -65,21 +65,26 @@ def attribution_methods() -> list[dict]:
     return [m for m in available_methods() if not m.get("offline")]
 
 
-def attribution_map(predictor, name, scan, record, method, target, baseline, cache=True) -> tuple[np.ndarray, dict]:
+def attribution_map(
+    predictor, name, scan, record, method, target, baseline, cache=True
+) -> tuple[np.ndarray, dict]:
     """One model's attribution map on the scan's own voxel grid, float32 (I, J, K), signed, with its
     description and per-region summary (hyperfusion.explain's single entry point)."""
     from hyperfusion.explain import explain_image
 
     if not predictor.models[name].members[0].reads_scan:
         raise HyperFusionError(f"{name} does not read the image: it has no image attribution map")
-    attribution = explain_image(predictor, name, scan, record, method, target=target, baseline=baseline,
-                                cache=cache)  # fmt: skip
+    attribution = explain_image(
+        predictor, name, scan, record, method, target=target, baseline=baseline, cache=cache
+    )
     return attribution.to_subject(scan).get_fdata(dtype=np.float32), attribution.summary(scan)
 
 
 @st.cache_data(show_spinner="Computing the attribution map …", max_entries=32)
 def cached_attribution(models, name, scan: str, record_json: str, method, target, baseline):
-    return attribution_map(db.predictor_for(models), name, scan, json.loads(record_json), method, target, baseline)
+    return attribution_map(
+        db.predictor_for(models), name, scan, json.loads(record_json), method, target, baseline
+    )
 
 
 def subject_attribution(models, name, subject: db.Subject, record: dict, method, target, baseline):
@@ -92,8 +97,9 @@ def subject_attribution(models, name, subject: db.Subject, record: dict, method,
     key = (models, name, hashlib.sha256(subject.scan).hexdigest(), record_json, method, target, baseline)
     if key not in store:
         with st.spinner("Computing the attribution map …"):
-            store[key] = attribution_map(db.predictor_for(models), name, subject.scan, record, method, target,
-                                         baseline, False)  # fmt: skip
+            store[key] = attribution_map(
+                db.predictor_for(models), name, subject.scan, record, method, target, baseline, False
+            )
         while len(store) > 6:
             store.popitem(last=False)
     return store[key]
@@ -125,8 +131,16 @@ def subject_map(
     """
     record_json = json.dumps(record, sort_keys=True, default=str)
     done = session.attribution_progressed
-    marker = (models, name, subject.id, subject.scan if not subject.uploaded else None, record_json, method,
-              target, baseline)  # fmt: skip
+    marker = (
+        models,
+        name,
+        subject.id,
+        subject.scan if not subject.uploaded else None,
+        record_json,
+        method,
+        target,
+        baseline,
+    )
     if status is not None and not subject.uploaded and marker not in done:
         from hyperfusion.explain import explain_image
 
@@ -140,8 +154,17 @@ def subject_map(
                 bar.progress(percent / 100, text=f"Computing {label} … {percent}%")
 
         try:
-            explain_image(db.predictor_for(models), name, subject.scan, json.loads(record_json), method,
-                          target=target, baseline=baseline, cache=True, progress=report)  # fmt: skip
+            explain_image(
+                db.predictor_for(models),
+                name,
+                subject.scan,
+                json.loads(record_json),
+                method,
+                target=target,
+                baseline=baseline,
+                cache=True,
+                progress=report,
+            )
         finally:
             status.empty()
     result = subject_attribution(models, name, subject, record, method, target, baseline)
@@ -165,4 +188,6 @@ def file_stem(*parts: str) -> str:
 
 def nifti_gz(data: np.ndarray, affine: np.ndarray, header, description: str = "") -> bytes:
     """The map as a gzipped NIfTI-1 on the scan's own grid and affine, built in memory (nothing is written)."""
-    return gzip.compress(new_image_like(data, affine, header, description).to_bytes(), compresslevel=6, mtime=0)
+    return gzip.compress(
+        new_image_like(data, affine, header, description).to_bytes(), compresslevel=6, mtime=0
+    )

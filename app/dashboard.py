@@ -76,7 +76,9 @@ def require_cohort() -> Cohort:
         c = cohort()
     except (HyperFusionError, OSError) as exc:
         st.error(plain(f"The cohort could not be read: {exc}"))
-        st.info("Point the sidebar's settings (Settings → Cohort) at a cohort directory or an ADNIMERGE table.")
+        st.info(
+            "Point the sidebar's settings (Settings → Cohort) at a cohort directory or an ADNIMERGE table."
+        )
         st.stop()
     show_scan_warnings(c)
     return c
@@ -87,8 +89,11 @@ def show_scan_warnings(c: Cohort) -> None:
     from messages import plain
 
     for line in c.scan_warnings():
-        st.warning(plain(line.replace("(--allow-unregistered)", "(the dashboard shows it, marked)")) + " "
-                   + plain(DASHBOARD_COHORT_FIX))  # fmt: skip
+        st.warning(
+            plain(line.replace("(--allow-unregistered)", "(the dashboard shows it, marked)"))
+            + " "
+            + plain(DASHBOARD_COHORT_FIX)
+        )
 
 
 DASHBOARD_COHORT_FIX = (
@@ -108,8 +113,10 @@ def scan_path(c: Cohort, ptid: str) -> str | None:
     """The subject's scan; for a shipped synthetic table, generated into the cache on first use."""
     if not is_demo_cohort(c) or isinstance(hc.cohort_row(c, ptid)["image_path"], str):
         return hc.cohort_subject(c, ptid)[0]
-    with st.spinner(f"Generating the synthetic scan of {ptid} into the cache (a second; the first one on this "
-                    "machine also builds the generator's atrophy fields, about a minute) …"):  # fmt: skip
+    with st.spinner(
+        f"Generating the synthetic scan of {ptid} into the cache (a second; the first one on this "
+        "machine also builds the generator's atrophy fields, about a minute) …"
+    ):
         return hc.cohort_subject(c, ptid, generate=True)[0]
 
 
@@ -134,8 +141,10 @@ def carry_subject(c: Cohort, chosen: str | None, namespace: str | None, options:
     if chosen in options and (namespace in (None, here) or chosen.startswith(UPLOAD_PREFIX)):
         return chosen
     if chosen is not None and namespace not in (None, here):
-        st.info(f"The cohort changed: {chosen} was a subject of the previous one (in this cohort that ID, if it "
-                f"exists, is another person), so the subject is now {options[0]}.")  # fmt: skip
+        st.info(
+            f"The cohort changed: {chosen} was a subject of the previous one (in this cohort that ID, if it "
+            f"exists, is another person), so the subject is now {options[0]}."
+        )
     return options[0]
 
 
@@ -155,8 +164,14 @@ def subject_picker(c: Cohort, with_scan: bool = True) -> Subject:
         st.session_state.pop("form_subject", None)
     session.subject, session.subject_namespace = chosen, here
     st.session_state["_subject_widget"] = session.subject
-    st.selectbox("Subject", options, key="_subject_widget", on_change=_chosen, format_func=labels.get,
-                 help="ID · diagnosis · age · sex")  # fmt: skip
+    st.selectbox(
+        "Subject",
+        options,
+        key="_subject_widget",
+        on_change=_chosen,
+        format_func=labels.get,
+        help="ID · diagnosis · age · sex",
+    )
     if up is not None and session.subject == up.id:
         return up
     return subject_of(c, session.subject, with_scan)
@@ -213,7 +228,9 @@ def furniture() -> None:
         st.markdown("### Settings")
         with st.form("settings_form"):
             cohort_in = st.text_input("Cohort directory or ADNIMERGE table", s["cohort"])
-            models_in = st.text_area("Model directories (one per line)", "\n".join(s["models"].split(os.pathsep)))
+            models_in = st.text_area(
+                "Model directories (one per line)", "\n".join(s["models"].split(os.pathsep))
+            )
             if st.form_submit_button("Apply"):
                 lines = [line.strip() for line in models_in.splitlines() if line.strip()]
                 session.settings = {**s, "cohort": cohort_in.strip(), "models": os.pathsep.join(lines)}

@@ -95,8 +95,14 @@ def computed_age_frame(cohort: Cohort, models) -> tuple[pd.DataFrame | None, dic
     frame, corrected = None, {}
     store = session.brain_age_computed
     key = (str(cohort.path), tuple((m.name, m.path) for m in models))
-    n = st.number_input("Subjects to predict (the cohort's first N)", 1, len(cohort), min(20, len(cohort)),
-                        key="brain_age_n", help="about 0.1 s per subject and model once the scan is read")  # fmt: skip
+    n = st.number_input(
+        "Subjects to predict (the cohort's first N)",
+        1,
+        len(cohort),
+        min(20, len(cohort)),
+        key="brain_age_n",
+        help="about 0.1 s per subject and model once the scan is read",
+    )
     if st.button(f"Predict the first {n} subjects with {len(models)} model(s)", key="brain_age_predict"):
         predictor = db.predictor_for(key[1])
         subjects = cohort.table.head(int(n))
@@ -114,15 +120,24 @@ def computed_age_frame(cohort: Cohort, models) -> tuple[pd.DataFrame | None, dic
     if key in store:
         done = pd.DataFrame(store[key]["rows"])
         if store[key]["skipped"]:
-            st.info(f"No scan for {len(store[key]['skipped'])} subject(s), left out: "
-                    f"{', '.join(store[key]['skipped'][:10])}")  # fmt: skip
+            st.info(
+                f"No scan for {len(store[key]['skipped'])} subject(s), left out: "
+                f"{', '.join(store[key]['skipped'][:10])}"
+            )
         if len(done):
             table = cohort.table.set_index("PTID").loc[done["PTID"]]
-            subjects = pd.DataFrame({"PTID": done["PTID"], "AGE": table["AGE"].to_numpy(float),
-                                     "sex": R.sex_names(table["PTGENDER"]).to_numpy()})  # fmt: skip
+            subjects = pd.DataFrame(
+                {
+                    "PTID": done["PTID"],
+                    "AGE": table["AGE"].to_numpy(float),
+                    "sex": R.sex_names(table["PTGENDER"]).to_numpy(),
+                }
+            )
             frame = R.age_frame(subjects, {m.name: done[m.name].to_numpy() for m in models})
             corrected = R.bias_corrected_from_cards(frame, {m.name: m.cards[0].age_bias for m in models})
-            st.caption(f"The cohort's first {len(done)} subjects. Some of them may have been in the models' "
-                       "training data, so these errors can be optimistic; `hyperfusion evaluate` scores the "
-                       "held-out test partition.")  # fmt: skip
+            st.caption(
+                f"The cohort's first {len(done)} subjects. Some of them may have been in the models' "
+                "training data, so these errors can be optimistic; `hyperfusion evaluate` scores the "
+                "held-out test partition."
+            )
     return frame, corrected

@@ -89,11 +89,25 @@ def share_panel(c: Cohort, synthetic: bool) -> None:
     with st.sidebar:
         st.markdown("### Share this scenario")
         if subject and subject.startswith(UPLOAD_PREFIX):
-            st.caption("An uploaded subject stays in this session: the link and files hold its settings only.")
+            st.caption(
+                "An uploaded subject stays in this session: the link and files hold its settings only."
+            )
         else:
-            st.caption("The address bar holds the link to this subject, its edits and the attribution choices.")
+            st.caption(
+                "The address bar holds the link to this subject, its edits and the attribution choices."
+            )
         name = (scenario.get("subject") or "scenario").replace("/", "_")
-        st.download_button("Scenario (JSON)", json.dumps(scenario, indent=1), f"{name}.json", "application/json",
-                           key="share_json")  # fmt: skip
-        st.download_button("Report (HTML)", html_report(scenario, parts, synthetic), f"{name}.html", "text/html",
-                           key="share_html")  # fmt: skip
+        st.download_button(
+            "Scenario (JSON)",
+            json.dumps(scenario, indent=1),
+            f"{name}.json",
+            "application/json",
+            key="share_json",
+        )
+        st.download_button(
+            "Report (HTML)",
+            html_report(scenario, parts, synthetic),
+            f"{name}.html",
+            "text/html",
+            key="share_html",
+        )

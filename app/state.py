@@ -84,7 +84,9 @@ class Session:
 
     settings: dict = _Entry(default_settings)
     subject: str | None = _Entry()  # the PTID shown on every page, or an upload's id
-    subject_namespace: str | None = _Entry()  # whose PTIDs those are (hyperfusion.data.cohort.subject_namespace)
+    subject_namespace: str | None = (
+        _Entry()
+    )  # whose PTIDs those are (hyperfusion.data.cohort.subject_namespace)
     brain_age_namespace: str | None = _Entry()  # the same for the Brain age page's own subject
     edited_record: dict | None = _Entry()  # {"PTID", "record"}: the Subject page's form
     form_from_link: dict | None = _Entry()  # a shared link's record, put in the form once
@@ -99,7 +101,9 @@ class Session:
     cohort_scores: dict = _Entry(dict)  # (cohort, model, PTID) -> predicted class or age
     counterfactual: tuple | None = _Entry()  # (the inputs' key, the Counterfactual found)
     upload_form_record: dict | None = _Entry()  # the Upload page's form, once submitted
-    upload_preprocessed: dict | None = _Entry()  # hyperfusion.data.preprocess.pipeline.preprocess_bytes's result
+    upload_preprocessed: dict | None = (
+        _Entry()
+    )  # hyperfusion.data.preprocess.pipeline.preprocess_bytes's result
     upload_preprocess_error: str | None = _Entry()
     brain_age_computed: dict = _Entry(dict)  # (cohort, models) -> the Brain age page's predictions
     page_start: float | None = _Entry()  # when this run of the app began (Home shows how long it took)

@@ -50,14 +50,20 @@ def record_input(csv_file, problems: list[str], notes: list[str]) -> dict | None
             problems.append(str(exc))
         else:
             if ignored:  # an ADNIMERGE export carries many other columns: say which were not read
-                shown = ", ".join(ignored[:12]) + (f" and {len(ignored) - 12} more" if len(ignored) > 12 else "")
-                notes.append(f"{csv_file.name}: ignored {len(ignored)} column(s) the models do not read: {shown}")
+                shown = ", ".join(ignored[:12]) + (
+                    f" and {len(ignored) - 12} more" if len(ignored) > 12 else ""
+                )
+                notes.append(
+                    f"{csv_file.name}: ignored {len(ignored)} column(s) the models do not read: {shown}"
+                )
     else:
         saved = session.upload_form_record or {}
         for f in FEATURES:  # the form's last values, also after a new scan or a visit to another page
             if f"upload_value_{f.name}" not in st.session_state:
                 value = saved.get(f.name)
-                st.session_state[f"upload_value_{f.name}"] = value if f.categories or value is None else str(value)
+                st.session_state[f"upload_value_{f.name}"] = (
+                    value if f.categories or value is None else str(value)
+                )
         with st.form("upload_record"):
             st.markdown("Record (leave a value empty when it is missing; sex has no default: choose it)")
             cols = st.columns(3)
@@ -66,11 +72,15 @@ def record_input(csv_file, problems: list[str], notes: list[str]) -> dict | None
                 label = f"{f.name} ({f.unit})" if f.unit else f.name
                 key = f"upload_value_{f.name}"
                 if f.categories:
-                    raw[f.name] = cols[n % 3].selectbox(label, f.categories, index=None, key=key,
-                                                        placeholder="choose")  # fmt: skip
+                    raw[f.name] = cols[n % 3].selectbox(
+                        label, f.categories, index=None, key=key, placeholder="choose"
+                    )
                 else:
-                    raw[f.name] = cols[n % 3].text_input(label, key=key, help=f"{f.meaning}; {f.plausible_range[0]:g}–"
-                                                         f"{f.plausible_range[1]:g} {f.unit}")  # fmt: skip
+                    raw[f.name] = cols[n % 3].text_input(
+                        label,
+                        key=key,
+                        help=f"{f.meaning}; {f.plausible_range[0]:g}–{f.plausible_range[1]:g} {f.unit}",
+                    )
             if st.form_submit_button("Use this record"):
                 session.upload_form_record = raw
         record = session.upload_form_record
@@ -78,8 +88,10 @@ def record_input(csv_file, problems: list[str], notes: list[str]) -> dict | None
             try:
                 require_some_value(parse_record(record, source="the form"), "the form")
                 if record.get("PTGENDER") is None:
-                    raise HyperFusionError("the form: choose the sex (PTGENDER); it has no default, since a "
-                                           "guess would change every prediction that reads it")  # fmt: skip
+                    raise HyperFusionError(
+                        "the form: choose the sex (PTGENDER); it has no default, since a "
+                        "guess would change every prediction that reads it"
+                    )
             except HyperFusionError as exc:
                 problems.append(str(exc))
                 record = None

@@ -53,7 +53,9 @@ def _cohort(root: Path, n: int) -> Path:
     template = nib.load(_mni_template())
     data = np.asarray(template.dataobj, dtype=np.float32)
     for ptid in table["PTID"]:
-        noisy = np.where(data > 0, data + rng.integers(0, 3, data.shape), 0).astype(np.int16)  # as scanners store
+        noisy = np.where(data > 0, data + rng.integers(0, 3, data.shape), 0).astype(
+            np.int16
+        )  # as scanners store
         nib.save(nib.Nifti1Image(noisy, template.affine), root / "images" / f"{ptid}.nii.gz")
     return root
 
@@ -70,8 +72,9 @@ def _models(root: Path, voxel_mm: float, init_features: int) -> dict[str, Path]:
     return {
         name: save_model(
             build_model(name, "ad", init_features=init_features, input_shape=list(g.input_shape)).eval(),
-            card, root / name,
-        )  # fmt: skip
+            card,
+            root / name,
+        )
         for name in MODELS
     }
 
@@ -95,6 +98,7 @@ def run(repeats: int, size: str = "demo") -> list[BenchResult]:
                 predictor = Predictor(dirs)  # no volume cache: every scan decoded and resampled
                 rows = predict_cohort(predictor, cohort, batch_size=cfg["batch_size"], workers=workers)
                 counts[workers] = rows
+
             return call
 
         def loop():
@@ -117,12 +121,18 @@ def run(repeats: int, size: str = "demo") -> list[BenchResult]:
     return [
         BenchResult(
             f"cohort ({size}): predict_cohort, 1 loader thread vs one subject at a time",
-            t["workers1"], t["loop"], ">= 1x", t["workers1"] <= t["loop"] * 1.05,
+            t["workers1"],
+            t["loop"],
+            ">= 1x",
+            t["workers1"] <= t["loop"] * 1.05,
             note=f"{label}: {rate['workers1']:.2f} subjects/s vs {rate['loop']:.2f}",
         ),
         BenchResult(
             f"cohort ({size}): predict_cohort, 2 loader threads vs 1",
-            t["workers2"], t["workers1"], "informational", True,
+            t["workers2"],
+            t["workers1"],
+            "informational",
+            True,
             note=f"{rate['workers2']:.2f} subjects/s with 2 loader threads, {rate['workers1']:.2f} with 1",
         ),
-    ]  # fmt: skip
+    ]

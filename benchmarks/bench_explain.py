@@ -41,8 +41,17 @@ import numpy as np
 from hyperfusion.bench import PAPER, BenchResult, interleaved_medians, median_time, random_record_rows
 
 MODELS = ("hyperfusion", "image_only", "tabular_only", "concat", "film", "daft", "attention_gmu")
-RECORD = {"AGE": 74.0, "PTGENDER": "Female", "PTEDUCAT": 16, "APOE4": 1, "ABETA": 700.0, "TAU": 300.0,
-          "PTAU": 28.0, "FDG": 1.2, "AV45": None}  # fmt: skip
+RECORD = {
+    "AGE": 74.0,
+    "PTGENDER": "Female",
+    "PTEDUCAT": 16,
+    "APOE4": 1,
+    "ABETA": 700.0,
+    "TAU": 300.0,
+    "PTAU": 28.0,
+    "FDG": 1.2,
+    "AV45": None,
+}
 GB = 2**30
 
 
@@ -90,8 +99,15 @@ def _ig_memory_child(size: str = "demo") -> None:
         before = _status_kb("VmRSS") * 1024
         Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS counter to the current RSS
         t0 = time.perf_counter()
-        explain_image(predictor, "hyperfusion", scan, RECORD, "integrated_gradients",
-                      settings={"n_steps": 32}, cache=False)  # fmt: skip
+        explain_image(
+            predictor,
+            "hyperfusion",
+            scan,
+            RECORD,
+            "integrated_gradients",
+            settings={"n_steps": 32},
+            cache=False,
+        )
         seconds = time.perf_counter() - t0
         peak = _status_kb("VmHWM") * 1024
     print(json.dumps({"before": before, "peak": peak, "seconds": seconds}))
@@ -106,8 +122,11 @@ def _ig_memory(size: str = "demo") -> dict:
     }
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--ig-memory", size],
-        capture_output=True, text=True, cwd=root, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env=env,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"the IG memory probe failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -129,9 +148,15 @@ def _straightforward(network, views, tabular, method: str, target: int, baseline
         else:
             base = torch.tensor(baseline).unsqueeze(0)
             attr, _ = IntegratedGradients(forward).attribute(
-                x, baselines=base, target=target, additional_forward_args=(tab,), n_steps=n_steps,
-                method="gausslegendre", internal_batch_size=1, return_convergence_delta=True,
-            )  # fmt: skip
+                x,
+                baselines=base,
+                target=target,
+                additional_forward_args=(tab,),
+                n_steps=n_steps,
+                method="gausslegendre",
+                internal_batch_size=1,
+                return_convergence_delta=True,
+            )
         with torch.no_grad():
             forward(x.detach(), tab)
             if baseline is not None:
@@ -155,20 +180,34 @@ def _paper(repeats: int) -> list[BenchResult]:
 
         def explain(key, method, precision=None, **settings):
             def call():
-                kept[key] = explain_image(predictor, "hyperfusion", scan, RECORD, method, target="AD",
-                                          settings=settings or None, cache=False, precision=precision)  # fmt: skip
+                kept[key] = explain_image(
+                    predictor,
+                    "hyperfusion",
+                    scan,
+                    RECORD,
+                    method,
+                    target="AD",
+                    settings=settings or None,
+                    cache=False,
+                    precision=precision,
+                )
+
             return call
 
         def straight(key, method, baseline=None):
             def call():
                 kept[key] = _straightforward(member.network, views, tabular, method, 2, baseline)
+
             return call
 
-        sal = interleaved_medians({
-            "fast": explain("sal", "saliency"),
-            "straight": straight("sal_straight", "saliency"),
-            "bf16": explain("sal_bf16", "saliency", precision="bfloat16"),
-        }, repeats)  # fmt: skip
+        sal = interleaved_medians(
+            {
+                "fast": explain("sal", "saliency"),
+                "straight": straight("sal_straight", "saliency"),
+                "bf16": explain("sal_bf16", "saliency", precision="bfloat16"),
+            },
+            repeats,
+        )
         ig_fns = {
             "fast": explain("ig", "integrated_gradients", n_steps=32),
             "straight": straight("ig_straight", "ig", zero),
@@ -197,23 +236,54 @@ def _paper(repeats: int) -> list[BenchResult]:
 
     def close(method: str) -> str:
         c = closeness[method]
-        return (f"float32 map vs the straightforward one: max |diff| {c['max_vs_straightforward']:.1e} of its max; "
-                f"bfloat16 map vs float32: relative L2 {c['rel_l2_bf16']:.3f}, correlation {c['corr_bf16']:.4f}")  # fmt: skip
+        return (
+            f"float32 map vs the straightforward one: max |diff| {c['max_vs_straightforward']:.1e} of its max; "
+            f"bfloat16 map vs float32: relative L2 {c['rel_l2_bf16']:.3f}, correlation {c['corr_bf16']:.4f}"
+        )
 
     return [
-        BenchResult("explain (paper): saliency map vs the straightforward path", sal["fast"], sal["straight"],
-                    "<= 0.5 s", sal["fast"] <= 0.5, note=f"{size}; {close('saliency')}"),
-        BenchResult("explain (paper): integrated gradients, 32 steps vs the straightforward path", ig["fast"],
-                    ig["straight"], "<= 8 s", ig["fast"] <= 8.0,
-                    note=f"{size}; relative delta {ig_map.relative_delta:.3g}; {close('integrated_gradients')}"),
-        BenchResult("explain (paper): saliency in bfloat16 vs float32", sal["bf16"], sal["fast"],
-                    "informational", True, note="autocast to bfloat16 (--precision bf16)"),
-        BenchResult("explain (paper): IG 32 steps in bfloat16 vs float32", ig["bf16"], ig["fast"],
-                    "<= 8 s", ig["bf16"] <= 8.0, note="autocast to bfloat16 (--precision bf16)"),
-        BenchResult("explain (paper): IG 32 steps, peak RSS of the process vs its RSS before",
-                    memory["peak"] / GB, memory["before"] / GB, "<= 2 GB", memory["peak"] <= 2 * GB, unit="GB",
-                    note=f"a fresh process, VmHWM after resetting it; IG took {memory['seconds']:.2f} s there"),
-    ]  # fmt: skip
+        BenchResult(
+            "explain (paper): saliency map vs the straightforward path",
+            sal["fast"],
+            sal["straight"],
+            "<= 0.5 s",
+            sal["fast"] <= 0.5,
+            note=f"{size}; {close('saliency')}",
+        ),
+        BenchResult(
+            "explain (paper): integrated gradients, 32 steps vs the straightforward path",
+            ig["fast"],
+            ig["straight"],
+            "<= 8 s",
+            ig["fast"] <= 8.0,
+            note=f"{size}; relative delta {ig_map.relative_delta:.3g}; {close('integrated_gradients')}",
+        ),
+        BenchResult(
+            "explain (paper): saliency in bfloat16 vs float32",
+            sal["bf16"],
+            sal["fast"],
+            "informational",
+            True,
+            note="autocast to bfloat16 (--precision bf16)",
+        ),
+        BenchResult(
+            "explain (paper): IG 32 steps in bfloat16 vs float32",
+            ig["bf16"],
+            ig["fast"],
+            "<= 8 s",
+            ig["bf16"] <= 8.0,
+            note="autocast to bfloat16 (--precision bf16)",
+        ),
+        BenchResult(
+            "explain (paper): IG 32 steps, peak RSS of the process vs its RSS before",
+            memory["peak"] / GB,
+            memory["before"] / GB,
+            "<= 2 GB",
+            memory["peak"] <= 2 * GB,
+            unit="GB",
+            note=f"a fresh process, VmHWM after resetting it; IG took {memory['seconds']:.2f} s there",
+        ),
+    ]
 
 
 def run(repeats: int, size: str = "demo") -> list[BenchResult]:
@@ -241,8 +311,16 @@ def run(repeats: int, size: str = "demo") -> list[BenchResult]:
             predictor.predict(scan, RECORD)
 
         def explain(method, **settings):
-            return lambda: explain_image(predictor, "hyperfusion", scan, RECORD, method, target="AD",
-                                         settings=settings or None, cache=False)  # fmt: skip
+            return lambda: explain_image(
+                predictor,
+                "hyperfusion",
+                scan,
+                RECORD,
+                method,
+                target="AD",
+                settings=settings or None,
+                cache=False,
+            )
 
         maps = interleaved_medians(
             {"cold": cold, "saliency": explain("saliency"), "grad_cam": explain("grad_cam")}, repeats
@@ -259,7 +337,7 @@ def run(repeats: int, size: str = "demo") -> list[BenchResult]:
                 "integrated_gradients",
                 target="AD",
                 settings={"n_steps": 32},
-            ),  # fmt: skip
+            ),
             repeats,
         )
     memory = _ig_memory()
@@ -267,29 +345,47 @@ def run(repeats: int, size: str = "demo") -> list[BenchResult]:
     return [
         BenchResult(
             "explain: 64-point ICE curve, 7 models (batched) vs the points one at a time",
-            t["ice"], t["loop"], "<= 1 s", t["ice"] <= 1.0, note=demo,
+            t["ice"],
+            t["loop"],
+            "<= 1 s",
+            t["ice"] <= 1.0,
+            note=demo,
         ),
         BenchResult(
             "explain: saliency map (HyperFusion) vs a cold prediction of 7 models",
-            maps["saliency"], maps["cold"], "<= 1 s", maps["saliency"] <= 1.0, note=demo,
+            maps["saliency"],
+            maps["cold"],
+            "<= 1 s",
+            maps["saliency"] <= 1.0,
+            note=demo,
         ),
         BenchResult(
             "explain: Grad-CAM map (HyperFusion) vs a cold prediction of 7 models",
-            maps["grad_cam"], maps["cold"], "<= 1 s", maps["grad_cam"] <= 1.0,
+            maps["grad_cam"],
+            maps["cold"],
+            "<= 1 s",
+            maps["grad_cam"] <= 1.0,
             note=f"{demo}; {cam['layer']}'s grid {'×'.join(map(str, cam['shape']))} of "
             f"{'×'.join(f'{v:g}' for v in cam['voxel_mm'])} mm cells, upsampled trilinearly",
         ),
         BenchResult(
             "explain: integrated gradients, 32 steps vs saliency",
-            t_ig, maps["saliency"], "<= 10 s", t_ig <= 10.0,
+            t_ig,
+            maps["saliency"],
+            "<= 10 s",
+            t_ig <= 10.0,
             note=f"{demo}; relative delta {ig.relative_delta:.3g}; a cached map returns in {t_hit * 1e3:.1f} ms",
         ),
         BenchResult(
             "explain: IG 32 steps, peak RSS of the process vs its RSS before",
-            memory["peak"] / GB, memory["before"] / GB, "<= 2 GB", memory["peak"] <= 2 * GB, unit="GB",
+            memory["peak"] / GB,
+            memory["before"] / GB,
+            "<= 2 GB",
+            memory["peak"] <= 2 * GB,
+            unit="GB",
             note=f"a fresh process, VmHWM after resetting it (/proc/self/clear_refs); IG took {memory['seconds']:.2f} s there",
         ),
-    ]  # fmt: skip
+    ]
 
 
 if __name__ == "__main__":

@@ -146,9 +146,10 @@ async def _sessions(url: str, ptids: list[str]) -> list[dict]:
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(
-            executable_path=shutil.which("chromium") or "/usr/bin/chromium", headless=True,
+            executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+            headless=True,
             args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"],
-        )  # fmt: skip
+        )
         try:
             return await asyncio.wait_for(
                 asyncio.gather(*[_session(browser, url, p) for p in ptids]), timeout=TIME_LIMIT_S
@@ -177,12 +178,19 @@ def run(repeats: int = 1) -> list[BenchResult]:
         cohort_dir = generate_cohort(Path(tmp) / "cohort", SynthConfig(n=SESSIONS, seed=3, task="ad"))
         expected = _expected(cohort_dir)
         port = _free_port()
-        env = {**os.environ, "HYPERFUSION_COHORT": str(cohort_dir), "HYPERFUSION_MODELS": str(MODEL),
-               "HOME": tmp}  # fmt: skip
+        env = {
+            **os.environ,
+            "HYPERFUSION_COHORT": str(cohort_dir),
+            "HYPERFUSION_MODELS": str(MODEL),
+            "HOME": tmp,
+        }
         server = subprocess.Popen(
-            [sys.executable, "-m", "hyperfusion.cli", "app", "--port", str(port)], cwd=tmp, env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [sys.executable, "-m", "hyperfusion.cli", "app", "--port", str(port)],
+            cwd=tmp,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 60
@@ -214,15 +222,23 @@ def run(repeats: int = 1) -> list[BenchResult]:
     return [
         BenchResult(
             f"load: {SESSIONS} concurrent sessions (predict + saliency) vs the same one after another",
-            measured=wall, reference=SESSIONS * t_single, budget="correct, unmixed, no errors", unit="s",
-            passed=not problems, note=f"{note}; slowest session {slowest:.1f} s (timing reported, not budgeted)",
+            measured=wall,
+            reference=SESSIONS * t_single,
+            budget="correct, unmixed, no errors",
+            unit="s",
+            passed=not problems,
+            note=f"{note}; slowest session {slowest:.1f} s (timing reported, not budgeted)",
         ),
         BenchResult(
             "load: server peak RSS under 8 sessions vs at rest",
-            measured=peak / MB, reference=rest_rss / MB, budget="<= 2048 MB", unit="MB",
-            passed=not problems and peak <= 2048 * MB, note=note,
+            measured=peak / MB,
+            reference=rest_rss / MB,
+            budget="<= 2048 MB",
+            unit="MB",
+            passed=not problems and peak <= 2048 * MB,
+            note=note,
         ),
-    ]  # fmt: skip
+    ]
 
 
 if __name__ == "__main__":

@@ -25,8 +25,17 @@ from hyperfusion.inference.predictor import Predictor
 from hyperfusion.models import build_model
 
 MODELS = ("hyperfusion", "image_only", "tabular_only", "concat", "film", "daft", "attention_gmu")
-RECORD = {"AGE": 74.0, "PTGENDER": "Female", "PTEDUCAT": 16, "APOE4": 1, "ABETA": 700.0, "TAU": 300.0,
-          "PTAU": 28.0, "FDG": 1.2, "AV45": None}  # fmt: skip
+RECORD = {
+    "AGE": 74.0,
+    "PTGENDER": "Female",
+    "PTEDUCAT": 16,
+    "APOE4": 1,
+    "ABETA": 700.0,
+    "TAU": 300.0,
+    "PTAU": 28.0,
+    "FDG": 1.2,
+    "AV45": None,
+}
 
 
 PAPER_MODELS = ("hyperfusion", "image_only", "concat")
@@ -51,7 +60,11 @@ def _setup(tmp: Path, voxel_mm: float, init_features: int, models) -> tuple[Pred
     dirs = {}
     torch.manual_seed(0)
     for name in models:
-        kw = {} if name == "tabular_only" else {"init_features": init_features, "input_shape": list(g.input_shape)}
+        kw = (
+            {}
+            if name == "tabular_only"
+            else {"init_features": init_features, "input_shape": list(g.input_shape)}
+        )
         dirs[name] = save_model(build_model(name, "ad", **kw).eval(), card, tmp / name)
     return Predictor(dirs), scan.read_bytes()
 
@@ -68,17 +81,21 @@ def _paper(repeats: int) -> list[BenchResult]:
 
         t_cold = median_time(cold, max(1, min(repeats, 3)))
         predictor.predict(scan_bytes, RECORD)
-        t_edit = median_time(lambda: predictor.predict(scan_bytes, {**RECORD, "AGE": float(next(ages))}),
-                             max(repeats, 20))  # fmt: skip
+        t_edit = median_time(
+            lambda: predictor.predict(scan_bytes, {**RECORD, "AGE": float(next(ages))}), max(repeats, 20)
+        )
     return [
         BenchResult(
             f"predictor (paper): tabular edit per model, {n} models (cached features) vs a cold prediction",
-            t_edit / n, t_cold / n, "<= 5 ms per model", t_edit / n <= 0.005,
+            t_edit / n,
+            t_cold / n,
+            "<= 5 ms per model",
+            t_edit / n <= 0.005,
             note=f"1 mm box, two 64x96x64 views, init_features 16, {', '.join(PAPER_MODELS)}; one torch thread "
             f"as in the dashboard; the cold prediction (scan decoded, image features computed) {t_cold / n * 1e3:.0f} "
             "ms per model",
         )
-    ]  # fmt: skip
+    ]
 
 
 def _demo(repeats: int) -> list[BenchResult]:
@@ -118,5 +135,5 @@ def _demo(repeats: int) -> list[BenchResult]:
             "<= 50 ms",
             t_edit <= 0.050,
             note=f"2 mm box, init_features 8, one torch thread as in the dashboard; an ICE sweep of 32 ages through all 7 models took {t_sweep * 1e3:.0f} ms",
-        )  # fmt: skip
+        )
     ]

@@ -33,7 +33,9 @@ TIME_BUDGET_S = 60.0
 MEMORY_BUDGET_GB = 2.0
 ERROR_BUDGET_MM = 1.5
 ENTRY_BUDGET_S = 0.2
-REAL = Path(os.environ.get("HYPERFUSION_REAL_SCANS", Path(__file__).resolve().parents[1] / "tests" / ".real_scans"))
+REAL = Path(
+    os.environ.get("HYPERFUSION_REAL_SCANS", Path(__file__).resolve().parents[1] / "tests" / ".real_scans")
+)
 
 _CHILD = """
 import json, resource, sys, time
@@ -78,18 +80,38 @@ def run(repeats: int) -> list[BenchResult]:
         runs = []
         for k in range(max(1, min(repeats, 3))):  # each run is ~30 s: at most three
             env = {**os.environ, "OMP_NUM_THREADS": "2"}
-            done = subprocess.run([sys.executable, "-c", _CHILD, str(raw), str(tmp / f"out{k}")],
-                                  capture_output=True, text=True, env=env, check=True)  # fmt: skip
+            done = subprocess.run(
+                [sys.executable, "-c", _CHILD, str(raw), str(tmp / f"out{k}")],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+            )
             runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
         seconds = statistics.median(r["seconds"] for r in runs)
         peak = max(r["peak_gb"] for r in runs)
         what = "Colin27 whole head (mricron-data)" if real else "nilearn template (Colin27 absent)"
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in runs[0]["steps"].items())
-        results.append(BenchResult(f"preprocess: one 1 mm T1, {what}", seconds, TIME_BUDGET_S, "<= 60 s",
-                                   seconds <= TIME_BUDGET_S, note=f"{len(runs)} run(s); {steps}; "
-                                   f"{runs[0]['qc']}"))  # fmt: skip
-        results.append(BenchResult("preprocess: peak memory of that process", peak, MEMORY_BUDGET_GB, "<= 2 GB",
-                                   peak <= MEMORY_BUDGET_GB, unit="GB"))  # fmt: skip
+        results.append(
+            BenchResult(
+                f"preprocess: one 1 mm T1, {what}",
+                seconds,
+                TIME_BUDGET_S,
+                "<= 60 s",
+                seconds <= TIME_BUDGET_S,
+                note=f"{len(runs)} run(s); {steps}; {runs[0]['qc']}",
+            )
+        )
+        results.append(
+            BenchResult(
+                "preprocess: peak memory of that process",
+                peak,
+                MEMORY_BUDGET_GB,
+                "<= 2 GB",
+                peak <= MEMORY_BUDGET_GB,
+                unit="GB",
+            )
+        )
 
         moved = _moved(template(1), tmp / "template_moved.nii.gz")
         preprocess_scan(moved, tmp / "reg", skull_strip=False)
@@ -99,9 +121,17 @@ def run(repeats: int) -> list[BenchResult]:
         truth = (_move()[:3, :3] @ points.T + _move()[:3, 3:4]).T
         found = transform_points(sitk.ReadTransform(str(tmp / "reg" / "transform.tfm")), points)
         error = float(np.linalg.norm(found - truth, axis=1).mean())
-        results.append(BenchResult("preprocess: registration error on a known transform", error, ERROR_BUDGET_MM,
-                                   "<= 1.5 mm", error <= ERROR_BUDGET_MM, unit="mm",
-                                   note="nilearn template moved by 12°/-8°/20° and (15, -25, 30) mm"))  # fmt: skip
+        results.append(
+            BenchResult(
+                "preprocess: registration error on a known transform",
+                error,
+                ERROR_BUDGET_MM,
+                "<= 1.5 mm",
+                error <= ERROR_BUDGET_MM,
+                unit="mm",
+                note="nilearn template moved by 12°/-8°/20° and (15, -25, 30) mm",
+            )
+        )
 
         scan = REAL / "ch2bet.nii.gz" if (REAL / "ch2bet.nii.gz").is_file() else tmp / "reg" / "scan.nii.gz"
         from hyperfusion.data.nifti import load_nifti
@@ -117,7 +147,14 @@ def run(repeats: int) -> list[BenchResult]:
         t = time.perf_counter()
         check_scan(scan)
         with_decode = time.perf_counter() - t
-        results.append(BenchResult("entry check: one 1 mm scan", entry, ENTRY_BUDGET_S, "<= 0.2 s",
-                                   entry <= ENTRY_BUDGET_S,
-                                   note=f"{scan.name}; with decoding the .nii.gz {with_decode:.2f} s"))  # fmt: skip
+        results.append(
+            BenchResult(
+                "entry check: one 1 mm scan",
+                entry,
+                ENTRY_BUDGET_S,
+                "<= 0.2 s",
+                entry <= ENTRY_BUDGET_S,
+                note=f"{scan.name}; with decoding the .nii.gz {with_decode:.2f} s",
+            )
+        )
     return results

@@ -23,7 +23,9 @@ import numpy as np
 
 from hyperfusion.bench import BenchResult
 
-REAL = Path(os.environ.get("HYPERFUSION_REAL_SCANS", Path(__file__).resolve().parents[1] / "tests" / ".real_scans"))
+REAL = Path(
+    os.environ.get("HYPERFUSION_REAL_SCANS", Path(__file__).resolve().parents[1] / "tests" / ".real_scans")
+)
 SIZES = (1, 2, 4)
 WORKERS = (1, 2)
 LINEAR_BUDGET = 1.5
@@ -67,8 +69,21 @@ def time_batch(table: Path, out: Path, workers: int) -> tuple[float, list[dict],
     import subprocess
     import sys
 
-    args = [sys.executable, "-m", "hyperfusion.cli", "preprocess", "--input", str(table), "--out", str(out),
-            "--workers", str(workers), "--threads", str(max(1, 2 // workers)), "--quiet"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "hyperfusion.cli",
+        "preprocess",
+        "--input",
+        str(table),
+        "--out",
+        str(out),
+        "--workers",
+        str(workers),
+        "--threads",
+        str(max(1, 2 // workers)),
+        "--quiet",
+    ]
     start = time.perf_counter()
     subprocess.run(args, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
@@ -78,8 +93,16 @@ def time_batch(table: Path, out: Path, workers: int) -> tuple[float, list[dict],
 
 def run(repeats: int) -> list[BenchResult]:
     if not (REAL / "ch2.nii.gz").is_file():
-        return [BenchResult("preprocess batch: Colin27 absent (run scripts/fetch_real_scans.sh)", 0.0, 1.0,
-                            "skipped", True, note=f"no {REAL / 'ch2.nii.gz'}")]  # fmt: skip
+        return [
+            BenchResult(
+                "preprocess batch: Colin27 absent (run scripts/fetch_real_scans.sh)",
+                0.0,
+                1.0,
+                "skipped",
+                True,
+                note=f"no {REAL / 'ch2.nii.gz'}",
+            )
+        ]
     results = []
     seconds: dict[tuple[int, int], float] = {}
     with tempfile.TemporaryDirectory(prefix="hyperfusion-bench-batch-") as tmp:
@@ -92,19 +115,39 @@ def run(repeats: int) -> list[BenchResult]:
                 wall, statuses, peak = time_batch(table, folder / f"cohort_w{w}", w)
                 failed = [s for s in statuses if s["status"] != "done" or "QC passed" not in s.get("qc", "")]
                 seconds[(n, w)] = wall
-                results.append(BenchResult(
-                    f"preprocess batch: N={n}, {w} worker(s)", wall, 60.0 * n, "<= 60 s per subject",
-                    wall <= 60.0 * n and not failed,
-                    note=f"{wall / n:.1f} s per subject, {n / wall * 3600:.0f} subjects/hour; "
-                    f"{len(failed)} failed or failed QC",
-                ))  # fmt: skip
+                results.append(
+                    BenchResult(
+                        f"preprocess batch: N={n}, {w} worker(s)",
+                        wall,
+                        60.0 * n,
+                        "<= 60 s per subject",
+                        wall <= 60.0 * n and not failed,
+                        note=f"{wall / n:.1f} s per subject, {n / wall * 3600:.0f} subjects/hour; "
+                        f"{len(failed)} failed or failed QC",
+                    )
+                )
     for w in WORKERS:
         ratio = (seconds[(4, w)] / 4) / seconds[(1, w)]
-        results.append(BenchResult(f"preprocess batch: per-subject time N=4 / N=1, {w} worker(s)", ratio,
-                                   LINEAR_BUDGET, f"<= {LINEAR_BUDGET} (linear in N)", ratio <= LINEAR_BUDGET,
-                                   unit="x"))  # fmt: skip
+        results.append(
+            BenchResult(
+                f"preprocess batch: per-subject time N=4 / N=1, {w} worker(s)",
+                ratio,
+                LINEAR_BUDGET,
+                f"<= {LINEAR_BUDGET} (linear in N)",
+                ratio <= LINEAR_BUDGET,
+                unit="x",
+            )
+        )
     speedup = seconds[(4, 1)] / seconds[(4, 2)]
-    results.append(BenchResult("preprocess batch: 2 workers (1 thread) against 1 worker (2 threads), N=4", speedup,
-                               1.0, "reported", True, unit="x",
-                               note=f"peak memory of the largest process: {peak:.2f} GB"))  # fmt: skip
+    results.append(
+        BenchResult(
+            "preprocess batch: 2 workers (1 thread) against 1 worker (2 threads), N=4",
+            speedup,
+            1.0,
+            "reported",
+            True,
+            unit="x",
+            note=f"peak memory of the largest process: {peak:.2f} GB",
+        )
+    )
     return results

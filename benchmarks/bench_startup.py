@@ -36,8 +36,12 @@ def _free_port() -> int:
 def _time_to_page(browser, command: list[str], ready_text: str, env: dict) -> float:
     port = _free_port()
     t0 = time.perf_counter()
-    proc = subprocess.Popen([*command, "--port" if command[1:2] == ["app"] else "--server.port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [*command, "--port" if command[1:2] == ["app"] else "--server.port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -69,13 +73,27 @@ def run(repeats: int = 5) -> list[BenchResult]:
     with tempfile.TemporaryDirectory() as tmp:
         trivial = Path(tmp) / "trivial.py"
         trivial.write_text('import streamlit as st\nst.write("trivial page ready")\n')
-        floor_cmd = [sys.executable, "-m", "streamlit", "run", str(trivial), "--server.headless", "true",
-                     "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]  # fmt: skip
+        floor_cmd = [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(trivial),
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+        ]
         app_cmd = [shutil.which("hyperfusion") or "hyperfusion", "app"]
         ours, floor = [], []
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                        args=["--no-sandbox", "--disable-background-networking"])  # fmt: skip
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                headless=True,
+                args=["--no-sandbox", "--disable-background-networking"],
+            )
             for _ in range(repeats):
                 floor.append(_time_to_page(browser, floor_cmd, "trivial page ready", env))
                 ours.append(_time_to_page(browser, app_cmd, "Page ready in", env))
@@ -89,5 +107,5 @@ def run(repeats: int = 5) -> list[BenchResult]:
             f"<= {BUDGET_S:g} s",
             measured <= BUDGET_S,
             note=f"runs: {', '.join(f'{t:.2f}' for t in ours)} s; one-line app {reference:.2f} s",
-        )  # fmt: skip
+        )
     ]

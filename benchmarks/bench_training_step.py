@@ -31,7 +31,10 @@ SIZES = {
     "brain age paper (90x120x99, batch 2)": ("brain_age", {}, 2),
 }
 BY_SIZE = {"demo": list(SIZES)[:1], "paper": list(SIZES)[1:]}
-PAPER_COUNTS = {"total": 3.86e6, "generators": 0.30e6}  # docs/models.md §1, HyperFusion-AD at init_features 16
+PAPER_COUNTS = {
+    "total": 3.86e6,
+    "generators": 0.30e6,
+}  # docs/models.md §1, HyperFusion-AD at init_features 16
 
 
 def _training_step(name: str, task: str, overrides: dict, batch: int) -> Callable[[], None]:

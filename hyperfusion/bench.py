@@ -64,12 +64,19 @@ def random_record_rows(rng, n: int = 50):
     """``n`` random records of the nine attributes (a DataFrame) to fit a preprocessor for timing runs."""
     import pandas as pd
 
-    return pd.DataFrame({
-        "AGE": rng.normal(73, 7, n), "PTGENDER": rng.integers(0, 2, n).astype(float),
-        "PTEDUCAT": rng.integers(8, 20, n).astype(float), "APOE4": rng.integers(0, 3, n).astype(float),
-        "ABETA": rng.normal(900, 300, n), "TAU": rng.normal(280, 80, n), "PTAU": rng.normal(26, 8, n),
-        "FDG": rng.normal(1.2, 0.1, n), "AV45": rng.normal(1.2, 0.2, n),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "AGE": rng.normal(73, 7, n),
+            "PTGENDER": rng.integers(0, 2, n).astype(float),
+            "PTEDUCAT": rng.integers(8, 20, n).astype(float),
+            "APOE4": rng.integers(0, 3, n).astype(float),
+            "ABETA": rng.normal(900, 300, n),
+            "TAU": rng.normal(280, 80, n),
+            "PTAU": rng.normal(26, 8, n),
+            "FDG": rng.normal(1.2, 0.1, n),
+            "AV45": rng.normal(1.2, 0.2, n),
+        }
+    )
 
 
 def benchmarks_dir() -> Path:

@@ -105,33 +105,47 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="initialisation / shuffling seed")
     p.add_argument("--out", required=True, help="model directory to write (training logs go in OUT/training)")
     p.add_argument(
-        "--preset", choices=["paper", "cpu"], default="paper",
+        "--preset",
+        choices=["paper", "cpu"],
+        default="paper",
         help="the recipe: 'paper' (the paper's settings, for paper-size runs) or 'cpu' (what the CPU demo models "
         "need: cosine decay with warm-up, early stopping, light dropout, balanced classes, anatomy-keeping "
         "augmentation, init_features 4); the flags below override the preset's values",
-    )  # fmt: skip
+    )
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (paper 200, cpu 100)")
     p.add_argument("--batch-size", type=int, default=None, help="default: 32 (ad), 64 (brain_age)")
-    p.add_argument("--lr", type=float, default=None, help="default: the preset's (paper: the paper's per task)")
+    p.add_argument(
+        "--lr", type=float, default=None, help="default: the preset's (paper: the paper's per task)"
+    )
     p.add_argument("--weight-decay", type=float, default=None)
     p.add_argument("--schedule", choices=["constant", "cosine"], default=None, help="learning-rate schedule")
     p.add_argument("--warmup-epochs", type=float, default=None, help="linear learning-rate warm-up")
     p.add_argument(
-        "--patience", type=int, default=None,
+        "--patience",
+        type=int,
+        default=None,
         help="stop after this many epochs without a better validation score (0: never); the best epoch is kept",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--augment", choices=["on", "off"], default=None,
+        "--augment",
+        choices=["on", "off"],
+        default=None,
         help="small affine + intensity augmentation of training views (cpu preset: on)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--dropout", type=float, nargs=6, default=None, metavar="P",
+        "--dropout",
+        type=float,
+        nargs=6,
+        default=None,
+        metavar="P",
         help="AD ResNet dropout: blocks 1-4 then before fc1 and fc2 (paper: 0.1 0.2 0.2 0.3 0.6 0.5)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--init-image-from", default=None, metavar="MODEL_DIR",
+        "--init-image-from",
+        default=None,
+        metavar="MODEL_DIR",
         help="start the image branch (stem, blocks 1-4) from a trained image_only model of the same fold",
-    )  # fmt: skip
+    )
     p.add_argument("--class-weights", choices=["paper", "balanced"], default=None)
     p.add_argument("--imputation", choices=["median", "iterative"], default="median")
     p.add_argument(
@@ -141,9 +155,12 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         "--voxel-size", type=float, default=2.0, help="model grid, mm (1 = the paper's resolution)"
     )
     p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="model override, VALUE as JSON (e.g. --set init_features=8 --set 'hyper_layers=[\"fc1\"]')",
-    )  # fmt: skip
+    )
     p.add_argument("--num-workers", type=int, default=0, help="data-loading processes")
     p.add_argument("--accelerator", default="cpu", help="cpu, gpu, auto (passed to Lightning)")
     p.add_argument("--devices", default="1", help="number of devices, or 'auto'")
@@ -198,13 +215,32 @@ def _train_run(a: argparse.Namespace) -> int:
             raise HyperFusionError(f"--init-image-from {a.init_image_from}: trained on another fold")
         init_image = source.state_dict()
     config = recipe_config(
-        a.preset, task=a.task, model=a.model, fold=a.fold, split_seed=a.split_seed, seed=a.seed, epochs=a.epochs,
-        batch_size=a.batch_size or (32 if a.task == "ad" else 64), lr=a.lr, weight_decay=a.weight_decay,
-        schedule=a.schedule, warmup_epochs=a.warmup_epochs, patience=a.patience, class_weights=a.class_weights,
-        imputation=a.imputation, geometry=geometry.to_dict(), model_overrides=overrides,
-        pretrain_epochs=a.pretrain_epochs, num_workers=a.num_workers, accelerator=a.accelerator, devices=devices,
-        strategy=a.strategy, num_nodes=a.num_nodes, precision=a.precision, init_image_from=a.init_image_from,
-    )  # fmt: skip
+        a.preset,
+        task=a.task,
+        model=a.model,
+        fold=a.fold,
+        split_seed=a.split_seed,
+        seed=a.seed,
+        epochs=a.epochs,
+        batch_size=a.batch_size or (32 if a.task == "ad" else 64),
+        lr=a.lr,
+        weight_decay=a.weight_decay,
+        schedule=a.schedule,
+        warmup_epochs=a.warmup_epochs,
+        patience=a.patience,
+        class_weights=a.class_weights,
+        imputation=a.imputation,
+        geometry=geometry.to_dict(),
+        model_overrides=overrides,
+        pretrain_epochs=a.pretrain_epochs,
+        num_workers=a.num_workers,
+        accelerator=a.accelerator,
+        devices=devices,
+        strategy=a.strategy,
+        num_nodes=a.num_nodes,
+        precision=a.precision,
+        init_image_from=a.init_image_from,
+    )
     if a.augment is not None:  # "on": the default ranges (hyperfusion.data.augment.AugmentConfig)
         config.augment = {} if a.augment == "on" else None
     out = Path(a.out)
@@ -228,17 +264,24 @@ def _evaluate_run(a: argparse.Namespace) -> int:
     from hyperfusion.evaluation import run
 
     result = run(a)
-    _print_json({"report": a.out, "test_subjects": result["test_subjects"], "subjects": result["subjects"],
-                 "metrics": {k: v["metrics"] for k, v in result["runs"].items()}})  # fmt: skip
+    _print_json(
+        {
+            "report": a.out,
+            "test_subjects": result["test_subjects"],
+            "subjects": result["subjects"],
+            "metrics": {k: v["metrics"] for k, v in result["runs"].items()},
+        }
+    )
     return 0
 
 
 # --- predict / explain -------------------------------------------------------------------------------------
 def _device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--device", default=None,
+        "--device",
+        default=None,
         help="where the networks run: cpu, cuda, cuda:N (default: HYPERFUSION_DEVICE, else cpu)",
-    )  # fmt: skip
+    )
 
 
 def _predict_args(p: argparse.ArgumentParser, cohort: bool = True) -> None:
@@ -360,19 +403,27 @@ def _predict_cohort_run(a: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
-        rows = predict_cohort(predictor, cohort, out=a.out, batch_size=a.batch_size, workers=a.workers,
-                              progress=progress)  # fmt: skip
+        rows = predict_cohort(
+            predictor, cohort, out=a.out, batch_size=a.batch_size, workers=a.workers, progress=progress
+        )
     finally:
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - t0
     scored = rows["PTID"].nunique()
-    _print_json({
-        "out": str(a.out), "models": names, "subjects": len(cohort), "scored_now": int(scored),
-        "skipped_already_in_csv": len(cohort) - int(scored), "rows_written": len(rows),
-        "errors": int((rows["error"].fillna("") != "").sum()), "seconds": round(seconds, 2),
-        "subjects_per_second": round(scored / seconds, 3) if scored and seconds > 0 else None,
-    })  # fmt: skip
+    _print_json(
+        {
+            "out": str(a.out),
+            "models": names,
+            "subjects": len(cohort),
+            "scored_now": int(scored),
+            "skipped_already_in_csv": len(cohort) - int(scored),
+            "rows_written": len(rows),
+            "errors": int((rows["error"].fillna("") != "").sum()),
+            "seconds": round(seconds, 2),
+            "subjects_per_second": round(scored / seconds, 3) if scored and seconds > 0 else None,
+        }
+    )
     return 0
 
 
@@ -389,8 +440,14 @@ def _predict_run(a: argparse.Namespace) -> int:
     predictor, name, scan, record, _, check = _subject_inputs(a)
     entry = predictor.models[name]
     pred = predictor.predict(scan, record)[name]
-    out = {"model": name, "architecture": entry.architecture, "task": entry.task,
-           "members": len(entry.members), "scan": str(scan) if scan is not None else None, "record": record}  # fmt: skip
+    out = {
+        "model": name,
+        "architecture": entry.architecture,
+        "task": entry.task,
+        "members": len(entry.members),
+        "scan": str(scan) if scan is not None else None,
+        "record": record,
+    }
     if entry.task == "ad":
         out["probabilities"] = dict(zip(pred.class_names, map(float, pred.value[0])))
         out["predicted_class"] = pred.class_names[int(pred.value[0].argmax())]
@@ -410,34 +467,43 @@ def _predict_run(a: argparse.Namespace) -> int:
 def _explain_args(p: argparse.ArgumentParser) -> None:
     _predict_args(p, cohort=False)
     p.add_argument(
-        "--method", default="integrated_gradients",
+        "--method",
+        default="integrated_gradients",
         help="saliency, input_x_gradient, integrated_gradients, smoothgrad, grad_cam, deeplift, occlusion",
-    )  # fmt: skip
+    )
     p.add_argument("--out", required=True, help="attribution map to write, NIfTI on the scan's own grid")
     p.add_argument("--target", help="class to explain (CN, MCI, AD or 0-2); default the predicted class")
     p.add_argument(
-        "--baseline", default="zero", choices=["zero", "blur", "cohort_cn_mean"],
+        "--baseline",
+        default="zero",
+        choices=["zero", "blur", "cohort_cn_mean"],
         help="baseline scan of IG / DeepLIFT / occlusion (cohort_cn_mean needs --data)",
-    )  # fmt: skip
+    )
     p.add_argument("--blur-mm", type=float, default=8.0, help="Gaussian sigma of the blur baseline, mm")
     p.add_argument("--steps", type=int, default=None, help="integration steps of integrated gradients")
     p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
-        help="method setting, VALUE as JSON (e.g. --set internal_batch_size=4 --set output=\"logit\")",
-    )  # fmt: skip
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help='method setting, VALUE as JSON (e.g. --set internal_batch_size=4 --set output="logit")',
+    )
     p.add_argument("--regions", help="also write the per-region summary here, JSON")
     p.add_argument(
-        "--compare", metavar="ROW_B.json",
+        "--compare",
+        metavar="ROW_B.json",
         help="write the difference map(record B) - map(record A) instead (e.g. APOE4 2 vs 0)",
-    )  # fmt: skip
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--threads", type=int, default=None, help="CPU threads (default: HYPERFUSION_THREADS, else all)"
     )
     p.add_argument(
-        "--precision", default=None, choices=["float32", "bfloat16", "float16", "fp32", "bf16", "fp16"],
+        "--precision",
+        default=None,
+        choices=["float32", "bfloat16", "float16", "fp32", "bf16", "fp16"],
         help="float32 (default), or autocast to bfloat16 / float16 (maps move slightly; see the README)",
-    )  # fmt: skip
+    )
 
 
 def _explain_run(a: argparse.Namespace) -> int:
@@ -460,9 +526,16 @@ def _explain_run(a: argparse.Namespace) -> int:
             bar.update(round(100 * fraction) - bar.n)
 
     kwargs = dict(
-        target=target, baseline=a.baseline, settings=settings, blur_mm=a.blur_mm, cohort=cohort,
-        progress=progress, cache=False, threads=a.threads, precision=a.precision,
-    )  # fmt: skip
+        target=target,
+        baseline=a.baseline,
+        settings=settings,
+        blur_mm=a.blur_mm,
+        cohort=cohort,
+        progress=progress,
+        cache=False,
+        threads=a.threads,
+        precision=a.precision,
+    )
     try:
         if a.compare is not None:
             attribution = compare_records(
@@ -476,15 +549,27 @@ def _explain_run(a: argparse.Namespace) -> int:
     path = attribution.save_nifti(a.out, scan, regions=a.regions)
     info = attribution.describe()
     regions = attribution.region_summary(scan)
-    _print_json({
-        "map": str(path), "regions": a.regions, "model": name, "method": info["method"],
-        "target": info["target_name"], "output": info["output"], "prediction": info["prediction"],
-        "settings": info["settings"],
-        "baseline": info["baseline"], "baseline_output": info["baseline_output"], "delta": info["delta"],
-        "relative_delta": info["relative_delta"], "coarse": info["coarse"], "compared": info["compared"],
-        "region_abs_share": {r["region"]: round(r["abs_share"], 4) for r in regions["regions"]},
-        "region_source": regions["source"], "warnings": warning_lines(check),
-    })  # fmt: skip
+    _print_json(
+        {
+            "map": str(path),
+            "regions": a.regions,
+            "model": name,
+            "method": info["method"],
+            "target": info["target_name"],
+            "output": info["output"],
+            "prediction": info["prediction"],
+            "settings": info["settings"],
+            "baseline": info["baseline"],
+            "baseline_output": info["baseline_output"],
+            "delta": info["delta"],
+            "relative_delta": info["relative_delta"],
+            "coarse": info["coarse"],
+            "compared": info["compared"],
+            "region_abs_share": {r["region"]: round(r["abs_share"], 4) for r in regions["regions"]},
+            "region_source": regions["source"],
+            "warnings": warning_lines(check),
+        }
+    )
     return 0
 
 
@@ -495,7 +580,9 @@ def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="cohort directory (or a shipped synthetic table)")
     p.add_argument("--subject", required=True, help="PTID of a subject of --data")
     p.add_argument("--out", required=True, help="report file: .html, or .json for the same content as data")
-    p.add_argument("--method", default="saliency", help="attribution method of the figure ('none': no figure)")
+    p.add_argument(
+        "--method", default="saliency", help="attribution method of the figure ('none': no figure)"
+    )
 
 
 def _report_run(a: argparse.Namespace) -> int:
@@ -503,23 +590,30 @@ def _report_run(a: argparse.Namespace) -> int:
 
     method = None if a.method == "none" else a.method
     scenario, parts, synthetic = subject_report(a.models, a.data, a.subject, method=method)
-    _print_json({"report": str(write_report(a.out, scenario, parts, synthetic)),
-                 "predictions": parts["predictions"] or parts["brain_age"]})  # fmt: skip
+    _print_json(
+        {
+            "report": str(write_report(a.out, scenario, parts, synthetic)),
+            "predictions": parts["predictions"] or parts["brain_age"],
+        }
+    )
     return 0
 
 
 def _preprocess_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--input", required=True,
+        "--input",
+        required=True,
         help="a T1 scan (.nii/.nii.gz) or a DICOM series folder; or, for many subjects, a folder of them "
         "(sub-folders or NIfTI files, named by PTID) or a CSV table with PTID and a scan path column",
-    )  # fmt: skip
+    )
     p.add_argument("--out", required=True, help="output folder (one subject) or cohort directory (many)")
     p.add_argument("--n4", action="store_true", help="N4 bias-field correction first (slower)")
     p.add_argument("--no-skull-strip", action="store_true", help="the input is already skull-stripped")
     p.add_argument("--workers", type=int, default=1, help="subjects preprocessed in parallel (many subjects)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads per subject")
-    p.add_argument("--path-column", default=None, help="the table's scan path column (default: scan/image/path)")
+    p.add_argument(
+        "--path-column", default=None, help="the table's scan path column (default: scan/image/path)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -537,14 +631,23 @@ def _preprocess_run(a: argparse.Namespace) -> int:
             bar.total = total
             bar.update(done - bar.n)
             if status["status"] == "failed":
-                bar.write(f"hyperfusion preprocess: {status['PTID']} failed: {status['error']}", file=sys.stderr)
+                bar.write(
+                    f"hyperfusion preprocess: {status['PTID']} failed: {status['error']}", file=sys.stderr
+                )
 
-        statuses = preprocess_batch(a.input, a.out, workers=a.workers, path_column=a.path_column,
-                                    progress=tick, **options)  # fmt: skip
+        statuses = preprocess_batch(
+            a.input, a.out, workers=a.workers, path_column=a.path_column, progress=tick, **options
+        )
         bar.close()
         counts = {k: sum(s["status"] == k for s in statuses) for k in ("done", "skipped", "failed")}
-        _print_json({"cohort": a.out, **counts, "failed_subjects": [s["PTID"] for s in statuses
-                     if s["status"] == "failed"], "summary": f"{a.out}/preprocess/summary.csv"})  # fmt: skip
+        _print_json(
+            {
+                "cohort": a.out,
+                **counts,
+                "failed_subjects": [s["PTID"] for s in statuses if s["status"] == "failed"],
+                "summary": f"{a.out}/preprocess/summary.csv",
+            }
+        )
         return 1 if counts["failed"] else 0
     bar = tqdm(total=100, desc="preprocess", unit="%", file=sys.stderr, disable=a.quiet, leave=False)
 
@@ -557,9 +660,19 @@ def _preprocess_run(a: argparse.Namespace) -> int:
     finally:
         bar.close()
     qc = result.qc
-    _print_json({"scan": str(result.scan), "qc": qc["verdict"], "box_brain_share": qc["box_brain_share"],
-                 "template_ncc": qc["template_ncc"], "mask_dice": qc["mask_dice"], "seconds": qc["seconds"],
-                 "peak_memory_mb": qc["peak_memory_mb"], "qc_json": f"{a.out}/qc.json", "qc_png": f"{a.out}/qc.png"})  # fmt: skip
+    _print_json(
+        {
+            "scan": str(result.scan),
+            "qc": qc["verdict"],
+            "box_brain_share": qc["box_brain_share"],
+            "template_ncc": qc["template_ncc"],
+            "mask_dice": qc["mask_dice"],
+            "seconds": qc["seconds"],
+            "peak_memory_mb": qc["peak_memory_mb"],
+            "qc_json": f"{a.out}/qc.json",
+            "qc_png": f"{a.out}/qc.png",
+        }
+    )
     return 0 if result.passed else 1
 
 
@@ -591,21 +704,26 @@ def _import_reference_run(a: argparse.Namespace) -> int:
 # --- demo --------------------------------------------------------------------------------------------------
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "action", choices=["build", "status", "verify"],
+        "action",
+        choices=["build", "status", "verify"],
         help="build: make what is missing; status: list steps; verify: re-run every evaluate command of "
         "RESULTS.md and compare (exit 1 and a diff if they differ)",
-    )  # fmt: skip
+    )
     p.add_argument("--workers", type=int, default=1, help="processes for generating the synthetic scans")
     p.add_argument("--verbose", action="store_true", help="progress bars")
     p.add_argument(
-        "--only", metavar="PATTERN", default=None,
+        "--only",
+        metavar="PATTERN",
+        default=None,
         help="build only the steps whose names match this shell pattern (see status), e.g. 'train ad/*/fold1'",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--retrain", metavar="MODEL", default=None,
+        "--retrain",
+        metavar="MODEL",
+        default=None,
         help="with verify: retrain one shipped model from nothing (e.g. ad/hyperfusion/fold0) and compare its "
         "validation score with the shipped one (within 0.01)",
-    )  # fmt: skip
+    )
 
 
 def _demo_run(a: argparse.Namespace) -> int:
@@ -630,10 +748,12 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median reported)")
     p.add_argument(
-        "--size", choices=["demo", "paper"], default="demo",
+        "--size",
+        choices=["demo", "paper"],
+        default="demo",
         help="demo: the shipped models' size (2 mm box); paper: 1 mm box, two 64x96x64 views, init_features 16 "
         "(predictor, explain, training_step, cohort; minutes)",
-    )  # fmt: skip
+    )
 
 
 def _bench_run(a: argparse.Namespace) -> int:
@@ -670,8 +790,12 @@ def _app_args(p: argparse.ArgumentParser) -> None:
 
 def _app_command(a: argparse.Namespace, home: str) -> list[str]:
     """The ``streamlit run`` command line of ``hyperfusion app``: the server defaults as flags."""
-    options = {**SERVER_DEFAULTS, "server.address": a.address, "server.port": a.port,
-               "server.maxUploadSize": a.max_upload_mb}  # fmt: skip
+    options = {
+        **SERVER_DEFAULTS,
+        "server.address": a.address,
+        "server.port": a.port,
+        "server.maxUploadSize": a.max_upload_mb,
+    }
     if a.dev:
         options.update({"server.fileWatcherType": "auto", "server.runOnSave": True})
     flags = [f"--{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in options.items()]
@@ -712,7 +836,12 @@ COMMANDS: list[Command] = [
     ),
     Command("predict", "predict for one scan and record (JSON)", _predict_args, _predict_run),
     Command("explain", "write an attribution map as NIfTI", _explain_args, _explain_run),
-    Command("report", "a subject's report: record, predictions, attribution (HTML or JSON)", _report_args, _report_run),
+    Command(
+        "report",
+        "a subject's report: record, predictions, attribution (HTML or JSON)",
+        _report_args,
+        _report_run,
+    ),
     Command(
         "import-reference",
         "convert a checkpoint of the authors' code",

@@ -51,7 +51,7 @@ DEMO = {
         "voxel_size": 4.0,
         "whole_brain": True,
         "interaction_strength": 1.0,
-    },  # fmt: skip
+    },
     "split_seed": 0,
     "ad_voxel_size": 2.0,
     "brain_age_voxel_size": 4.0,
@@ -150,10 +150,19 @@ def train_config(task: str, model: str, fold: int, init_image_from: str | None =
         epochs = DEMO["brain_age_epochs"]
         overrides = {"channels": list(DEMO["brain_age_channels"])}
     return recipe_config(
-        DEMO["recipe"], task=task, model=model, fold=fold, split_seed=DEMO["split_seed"], epochs=epochs,
-        batch_size=DEMO["batch_size"], geometry=geometry.to_dict(), model_overrides=overrides,
-        pretrain_epochs=DEMO["pretrain_epochs"], init_image_from=init_image_from, patience=DEMO["patience"],
-    )  # fmt: skip
+        DEMO["recipe"],
+        task=task,
+        model=model,
+        fold=fold,
+        split_seed=DEMO["split_seed"],
+        epochs=epochs,
+        batch_size=DEMO["batch_size"],
+        geometry=geometry.to_dict(),
+        model_overrides=overrides,
+        pretrain_epochs=DEMO["pretrain_epochs"],
+        init_image_from=init_image_from,
+        patience=DEMO["patience"],
+    )
 
 
 def _rel(path: Path) -> str:
@@ -165,9 +174,16 @@ def _rel(path: Path) -> str:
 
 
 def train_demo_model(
-    task: str, model: str, fold: int, cohort_dir: Path, out: Path, work: Path, quiet: bool,
-    image_only_dir: Path | None = None, table: Path | None = None,
-) -> dict:  # fmt: skip
+    task: str,
+    model: str,
+    fold: int,
+    cohort_dir: Path,
+    out: Path,
+    work: Path,
+    quiet: bool,
+    image_only_dir: Path | None = None,
+    table: Path | None = None,
+) -> dict:
     """Train one demo model into ``out`` (training files in ``work``); returns its card. Raises
     :class:`CollapsedError` when its validation predictions collapsed (nothing is written to ``out``)."""
     from hyperfusion.data import load_cohort
@@ -197,9 +213,16 @@ def train_demo_model(
 
 
 def _train_step(
-    label: str, task: str, model: str, fold: int, cohort_dir: Callable[[], Path], out: Path, quiet: bool,
-    image_only_dir: Path | None = None, table: Path | None = None,
-) -> Step:  # fmt: skip
+    label: str,
+    task: str,
+    model: str,
+    fold: int,
+    cohort_dir: Callable[[], Path],
+    out: Path,
+    quiet: bool,
+    image_only_dir: Path | None = None,
+    table: Path | None = None,
+) -> Step:
     def run() -> None:
         init = image_only_dir if DEMO["init_image_from_image_only"] else None
         work = work_dir() / "training" / label
@@ -260,7 +283,9 @@ def plan(assets: Path = ASSETS, quiet: bool = True, workers: int = 1) -> list[St
         for model in DEMO["four_fold_models"]:
             label = f"ad/{model}/fold{fold}"
             image_only = models / "ad" / "image_only" / f"fold{fold}"
-            steps.append(_train_step(label, "ad", model, fold, ad, models / label, quiet, image_only, ad_table))
+            steps.append(
+                _train_step(label, "ad", model, fold, ad, models / label, quiet, image_only, ad_table)
+            )
     for model in DEMO["one_fold_models"]:
         label = f"ad/{model}/fold0"
         image_only = models / "ad" / "image_only" / "fold0"
@@ -304,17 +329,36 @@ def evaluate_commands(assets: Path = ASSETS) -> dict[str, list[str]]:
     models = assets / "models"
     ad = [models / "ad" / m for m in DEMO["four_fold_models"]]
     ad = [d for d in ad + [models / "ad" / m / "fold0" for m in DEMO["one_fold_models"]] if _built(d)]
-    brain_age = [models / "brain_age" / m for m in DEMO["brain_age_models"] if _built(models / "brain_age" / m)]
+    brain_age = [
+        models / "brain_age" / m for m in DEMO["brain_age_models"] if _built(models / "brain_age" / m)
+    ]
     commands: dict[str, list[str]] = {}
     if ad:
-        commands["ad"] = ["--data", rel(assets / "cohorts" / "ad"), "--models", *map(rel, ad),
-                          "--faithfulness", "saliency"]  # fmt: skip
+        commands["ad"] = [
+            "--data",
+            rel(assets / "cohorts" / "ad"),
+            "--models",
+            *map(rel, ad),
+            "--faithfulness",
+            "saliency",
+        ]
         if (assets / "cohorts" / "ad_test" / "cohort.json").is_file():
             # every subject of an independent cohort (another seed of the same world), none seen in training
-            commands["ad_test"] = ["--data", rel(assets / "cohorts" / "ad_test"), "--models", *map(rel, ad),
-                                   "--subjects", "all"]  # fmt: skip
+            commands["ad_test"] = [
+                "--data",
+                rel(assets / "cohorts" / "ad_test"),
+                "--models",
+                *map(rel, ad),
+                "--subjects",
+                "all",
+            ]
     if brain_age:
-        commands["brain_age"] = ["--data", rel(assets / "cohorts" / "brain_age"), "--models", *map(rel, brain_age)]
+        commands["brain_age"] = [
+            "--data",
+            rel(assets / "cohorts" / "brain_age"),
+            "--models",
+            *map(rel, brain_age),
+        ]
     for lam in [*DEMO["sweep_lambdas"], 1.0]:
         if lam == 1.0:
             cohort = assets / "cohorts" / "ad"
@@ -342,7 +386,11 @@ def results_markdown(assets: Path, reports: Path) -> str:
 
     def ci(entry: dict, key: str) -> str:
         value, interval = entry["metrics"][key], entry.get("ci95", {}).get(key)
-        return f"{value:.3f} [{interval['ci95'][0]:.3f}, {interval['ci95'][1]:.3f}]" if interval else f"{value:.3f}"
+        return (
+            f"{value:.3f} [{interval['ci95'][0]:.3f}, {interval['ci95'][1]:.3f}]"
+            if interval
+            else f"{value:.3f}"
+        )
 
     sweep_rows = []
     for lam in [*DEMO["sweep_lambdas"], 1.0]:
@@ -350,8 +398,10 @@ def results_markdown(assets: Path, reports: Path) -> str:
             continue
         result = json.loads((reports / f"sweep_lambda{lam:g}" / "results.json").read_text())
         for entry in result["runs"].values():
-            sweep_rows.append(f"| {lam:g} | {entry['architecture']} | {ci(entry, 'balanced_accuracy')} | "
-                              f"{ci(entry, 'auc')} |")  # fmt: skip
+            sweep_rows.append(
+                f"| {lam:g} | {entry['architecture']} | {ci(entry, 'balanced_accuracy')} | "
+                f"{ci(entry, 'auc')} |"
+            )
     missing = [step.name for step in plan(assets) if step.name.startswith("train ") and not step.done()]
     text = [
         "# Demo results (SYNTHETIC data)",
@@ -361,21 +411,36 @@ def results_markdown(assets: Path, reports: Path) -> str:
         "",
     ]
     if missing:
-        text += ["**Not built yet** (`hyperfusion demo build` resumes with them; the tables below use the models "
-                 "that exist, and an ensemble's `members` column says how many folds it has): "
-                 + ", ".join(f"`{name[6:]}`" for name in missing) + ".", ""]  # fmt: skip
+        text += [
+            "**Not built yet** (`hyperfusion demo build` resumes with them; the tables below use the models "
+            "that exist, and an ensemble's `members` column says how many folds it has): "
+            + ", ".join(f"`{name[6:]}`" for name in missing)
+            + ".",
+            "",
+        ]
     sections = [
-        ("ad", "AD classification, test partition (split seed 0)",
-         "Rows without `/fold0` are the inverse-entropy-weighted ensembles of the fold models (`members`); rows with "
-         "`/fold0` are single models, one split, no ensemble."),
-        ("ad_test", "AD classification, independent test cohort",
-         "Every subject of a cohort generated with another seed of the same world (`DEMO['ad_test_cohort']`): none "
-         "was seen in training or model selection, and the intervals are narrower."),
+        (
+            "ad",
+            "AD classification, test partition (split seed 0)",
+            "Rows without `/fold0` are the inverse-entropy-weighted ensembles of the fold models (`members`); rows with "
+            "`/fold0` are single models, one split, no ensemble.",
+        ),
+        (
+            "ad_test",
+            "AD classification, independent test cohort",
+            "Every subject of a cohort generated with another seed of the same world (`DEMO['ad_test_cohort']`): none "
+            "was seen in training or model selection, and the intervals are narrower.",
+        ),
         ("brain_age", "Brain age, test partition", ""),
-    ]  # fmt: skip
+    ]
     for name, title, note in sections:
         if name in commands:
-            text += [f"## {title}", "", *([note, ""] if note else []), (reports / name / "results.md").read_text()]
+            text += [
+                f"## {title}",
+                "",
+                *([note, ""] if note else []),
+                (reports / name / "results.md").read_text(),
+            ]
     if sweep_rows:
         text += [
             "## Interaction sweep (fold 0 models, test partition; λ = interaction strength of the synthetic cohort)",
@@ -424,16 +489,23 @@ def _targets(reports: Path, commands: dict) -> list[str]:
         for other in ("tabular_only", "concat"):
             if other in runs:
                 beyond = ci("hyperfusion")[0] > ci(other)[1]
-                rows.append(f"| HyperFusion above {other} beyond the intervals, {label} | "
-                            f"[{ci('hyperfusion')[0]:.3f}, {ci('hyperfusion')[1]:.3f}] vs "
-                            f"[{ci(other)[0]:.3f}, {ci(other)[1]:.3f}] | lower bound above upper bound | "
-                            f"{'yes' if beyond else 'no'} |")  # fmt: skip
+                rows.append(
+                    f"| HyperFusion above {other} beyond the intervals, {label} | "
+                    f"[{ci('hyperfusion')[0]:.3f}, {ci('hyperfusion')[1]:.3f}] vs "
+                    f"[{ci(other)[0]:.3f}, {ci(other)[1]:.3f}] | lower bound above upper bound | "
+                    f"{'yes' if beyond else 'no'} |"
+                )
         for modality in ("scan", "record"):
-            drops = [runs[f]["reliance"][modality]["balanced_accuracy"]["drop"] for f in fusion
-                     if f in runs and runs[f].get("reliance", {}).get(modality, {}).get("applicable")]  # fmt: skip
+            drops = [
+                runs[f]["reliance"][modality]["balanced_accuracy"]["drop"]
+                for f in fusion
+                if f in runs and runs[f].get("reliance", {}).get(modality, {}).get("applicable")
+            ]
             if drops:
-                rows.append(f"| smallest BA drop of a fusion model, {modality}s permuted, {label} | "
-                            f"{min(drops):.3f} | ≥ 0.05 | {'yes' if min(drops) >= 0.05 else 'no'} |")  # fmt: skip
+                rows.append(
+                    f"| smallest BA drop of a fusion model, {modality}s permuted, {label} | "
+                    f"{min(drops):.3f} | ≥ 0.05 | {'yes' if min(drops) >= 0.05 else 'no'} |"
+                )
         faith = r.get("faithfulness")
         if faith and "hyperfusion" in faith.get("mean", {}):
             m, u = faith["mean"]["hyperfusion"], faith["untrained"]["hyperfusion"]
@@ -445,7 +517,7 @@ def _targets(reports: Path, commands: dict) -> list[str]:
                 f"{'yes' if m['top_decile_outside_brain'] <= 0.05 else 'no'} |",
                 f"| stride lattice | {m['lattice']:.2f} (untrained {u['lattice']:.2f}) | ≤ 2 | "
                 f"{'yes' if m['lattice'] <= 2 else 'no'} |",
-            ]  # fmt: skip
+            ]
     b = read("brain_age")
     if b is not None:
         for run, entry in b["runs"].items():
@@ -453,9 +525,17 @@ def _targets(reports: Path, commands: dict) -> list[str]:
             rows.append(f"| brain age MAE, {run} | {mae:.2f} y | ≤ 6 y | {'yes' if mae <= 6 else 'no'} |")
     if not rows:
         return []
-    return ["## Targets", "", "The demo's targets, as measured above. A target not met is reported, not tuned "
-            "away; the README's Results section says what was tried.", "",
-            "| measure | measured | target | met |", "|---|---|---|---|", *rows, ""]  # fmt: skip
+    return [
+        "## Targets",
+        "",
+        "The demo's targets, as measured above. A target not met is reported, not tuned "
+        "away; the README's Results section says what was tried.",
+        "",
+        "| measure | measured | target | met |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def write_results(assets: Path = ASSETS) -> None:
@@ -483,7 +563,11 @@ def verify(assets: Path = ASSETS) -> tuple[bool, str]:
 
 
 def build(
-    assets: Path = ASSETS, quiet: bool = True, workers: int = 1, dry_run: bool = False, only: str | None = None
+    assets: Path = ASSETS,
+    quiet: bool = True,
+    workers: int = 1,
+    dry_run: bool = False,
+    only: str | None = None,
 ) -> list[dict]:
     """Run every step that is not done yet; returns a log of (step, status, CPU seconds).
 
@@ -520,8 +604,11 @@ def build(
         }
         if log_path.is_file():  # another build process may have finished steps meanwhile
             done = {s.name for s in steps if s.done()}
-            theirs = {k: v for k, v in json.loads(log_path.read_text()).get("steps", {}).items()
-                      if k in done and v.get("code_version") == __version__}  # fmt: skip
+            theirs = {
+                k: v
+                for k, v in json.loads(log_path.read_text()).get("steps", {}).items()
+                if k in done and v.get("code_version") == __version__
+            }
             log["steps"] = {**theirs, **log["steps"]}
         log["steps"][step.name] = {**spent, "code_version": __version__}
         assets.mkdir(parents=True, exist_ok=True)
@@ -530,7 +617,9 @@ def build(
     return done_log
 
 
-def retrain(label: str, assets: Path = ASSETS, quiet: bool = True, tolerance: float = 0.01) -> tuple[bool, str]:
+def retrain(
+    label: str, assets: Path = ASSETS, quiet: bool = True, tolerance: float = 0.01
+) -> tuple[bool, str]:
     """Retrain one shipped demo model (``ad/hyperfusion/fold0``, ``brain_age/concat``, ``sweep/lambda0/concat``)
     from nothing in a temporary folder with the shipped card's configuration; (validation score within
     ``tolerance`` of the shipped one?, a one-line account)."""
@@ -551,9 +640,15 @@ def retrain(label: str, assets: Path = ASSETS, quiet: bool = True, tolerance: fl
     init = card.training.get("init_image_from")
     with tempfile.TemporaryDirectory() as tmp:
         fresh = train_demo_model(
-            card.task, card.name, card.fold, scans_for(cohort), Path(tmp) / "model",
-            Path(tmp) / "work", quiet, REPO_ROOT / init if init else None,
-        )  # fmt: skip
+            card.task,
+            card.name,
+            card.fold,
+            scans_for(cohort),
+            Path(tmp) / "model",
+            Path(tmp) / "work",
+            quiet,
+            REPO_ROOT / init if init else None,
+        )
     ((metric, before),) = card.metrics["validation"].items()
     after = fresh.metrics["validation"][metric]
     same = abs(after - before) <= tolerance
@@ -561,8 +656,12 @@ def retrain(label: str, assets: Path = ASSETS, quiet: bool = True, tolerance: fl
 
 
 def _model_dirs(assets: Path) -> list[Path]:
-    return sorted(p.parent for root in (assets / "models", assets / "sweep" / "models") if root.is_dir()
-                  for p in root.rglob("card.json"))  # fmt: skip
+    return sorted(
+        p.parent
+        for root in (assets / "models", assets / "sweep" / "models")
+        if root.is_dir()
+        for p in root.rglob("card.json")
+    )
 
 
 def _missing_ood(assets: Path) -> list[Path]:
@@ -591,10 +690,14 @@ def add_ood_references(assets: Path = ASSETS) -> list[Path]:
         state = card.preprocessing
         tabular_only = not network.reads_scan
         dataset = CohortDataset(
-            cohort, train_idx, task=card.task, views="all", tabular_only=tabular_only,
+            cohort,
+            train_idx,
+            task=card.task,
+            views="all",
+            tabular_only=tabular_only,
             preprocessor=TabularPreprocessor.from_dict(state) if state else None,
             geometry=None if tabular_only else Geometry.from_dict(card.geometry),
-        )  # fmt: skip
+        )
         ood = ood_reference(network, dataset, cohort.table.iloc[train_idx])
         write_card(model_dir, card.replace(ood=ood))
         updated.append(model_dir)

@@ -40,10 +40,12 @@ ALLOW_UNREGISTERED_HELP = (
 def add_scan_check_arguments(p: argparse.ArgumentParser, allow: bool = True) -> None:
     """The entry check of a cohort's scans when a command loads it (:func:`hyperfusion.data.load_cohort`)."""
     p.add_argument(
-        "--check-scans", choices=["sample", "all", "off"], default="sample",
+        "--check-scans",
+        choices=["sample", "all", "off"],
+        default="sample",
         help="entry check of the cohort's scans when it is loaded: an even sample of 12 (default), all, or none; "
         "results are remembered per file in the cache folder",
-    )  # fmt: skip
+    )
     if allow:
         p.add_argument("--allow-unregistered", action="store_true", help=ALLOW_UNREGISTERED_HELP)
 
@@ -54,7 +56,9 @@ def load_cohort_checked(a: argparse.Namespace, data, *, allow: bool | None = Non
     from hyperfusion.data import load_cohort
 
     allow = getattr(a, "allow_unregistered", False) if allow is None else allow
-    cohort = load_cohort(data, check_scans=getattr(a, "check_scans", "sample"), allow_unregistered=allow, **kwargs)
+    cohort = load_cohort(
+        data, check_scans=getattr(a, "check_scans", "sample"), allow_unregistered=allow, **kwargs
+    )
     for line in cohort.scan_warnings():
         print(f"hyperfusion {getattr(a, 'command', 'evaluate')}: warning: {line}", file=sys.stderr)
     return cohort
@@ -71,25 +75,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of ``hyperfusion evaluate``."""
     p.add_argument("--data", required=True, help="cohort directory or ADNIMERGE-format CSV table")
     p.add_argument(
-        "--models", nargs="+", required=True,
+        "--models",
+        nargs="+",
+        required=True,
         help="model directories, or ensemble directories (a directory of fold-model directories)",
-    )  # fmt: skip
+    )
     p.add_argument("--out", required=True, help="report directory to write")
     p.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples for the 95%% intervals")
     p.add_argument(
-        "--faithfulness", metavar="METHOD", default=None,
+        "--faithfulness",
+        metavar="METHOD",
+        default=None,
         help="synthetic cohorts: also score METHOD's maps (e.g. saliency) against the planted truth",
-    )  # fmt: skip
+    )
     p.add_argument("--faithfulness-subjects", type=int, default=20, help="AD test subjects scored per model")
     p.add_argument(
-        "--subjects", choices=["test", "all"], default="test",
+        "--subjects",
+        choices=["test", "all"],
+        default="test",
         help="test: the test subjects stored in the model files (the paper's partition 4); all: every subject "
         "of an independent cohort (refused on the cohort the models were trained on)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--permutations", type=int, default=5,
+        "--permutations",
+        type=int,
+        default=5,
         help="seeds of the modality-reliance measure (scans, then records, permuted among the subjects); 0: skip",
-    )  # fmt: skip
+    )
     p.add_argument("--label-column", default=None, help=LABEL_COLUMN_HELP)
     p.add_argument("--batch-size", type=int, default=16, help="subjects per pass of the image encoders")
     add_scan_check_arguments(p)
@@ -128,7 +140,9 @@ def evaluate(
     from hyperfusion.data.synthetic.shipped import scans_for
     from hyperfusion.training.evaluate import write_report
 
-    checks = argparse.Namespace(command="evaluate", check_scans=check_scans, allow_unregistered=allow_unregistered)
+    checks = argparse.Namespace(
+        command="evaluate", check_scans=check_scans, allow_unregistered=allow_unregistered
+    )
     cohort = load_cohort_checked(checks, scans_for(data), label_column=label_column)
     label_note(cohort)
     runs = [load_run(p) for p in models]
@@ -137,8 +151,16 @@ def evaluate(
     for i, r in enumerate(runs):
         if labels.count(r.label) > 1:
             r.label = f"{r.label}#{i}"
-    result = write_report(cohort, runs, out, n_boot=bootstrap, data_label=str(data), subjects=subjects,
-                          permutations=permutations, batch_size=batch_size)  # fmt: skip
+    result = write_report(
+        cohort,
+        runs,
+        out,
+        n_boot=bootstrap,
+        data_label=str(data),
+        subjects=subjects,
+        permutations=permutations,
+        batch_size=batch_size,
+    )
     if faithfulness:
         if not cohort.is_synthetic:
             raise HyperFusionError(
@@ -154,11 +176,19 @@ def evaluate(
 def run(a: argparse.Namespace) -> dict:
     """:func:`evaluate` with parsed ``hyperfusion evaluate`` arguments."""
     return evaluate(
-        a.data, a.models, a.out, bootstrap=a.bootstrap, faithfulness=a.faithfulness,
-        faithfulness_subjects=a.faithfulness_subjects, subjects=a.subjects, permutations=a.permutations,
-        label_column=a.label_column, batch_size=a.batch_size, check_scans=a.check_scans,
+        a.data,
+        a.models,
+        a.out,
+        bootstrap=a.bootstrap,
+        faithfulness=a.faithfulness,
+        faithfulness_subjects=a.faithfulness_subjects,
+        subjects=a.subjects,
+        permutations=a.permutations,
+        label_column=a.label_column,
+        batch_size=a.batch_size,
+        check_scans=a.check_scans,
         allow_unregistered=a.allow_unregistered,
-    )  # fmt: skip
+    )
 
 
 def evaluate_argv(argv: Sequence[str]) -> dict:

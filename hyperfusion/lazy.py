@@ -7,7 +7,9 @@ from collections.abc import Callable, Mapping
 from importlib import import_module
 
 
-def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[Callable[[str], object], Callable[[], list]]:
+def lazy_exports(
+    package: str, exports: Mapping[str, str]
+) -> tuple[Callable[[str], object], Callable[[], list]]:
     """(``__getattr__``, ``__dir__``) for ``package``'s ``__init__``: ``exports`` maps each public name to the
     submodule defining it; the name is imported from there when first used, then kept in the package."""
     namespace = import_module(package).__dict__

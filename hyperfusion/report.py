@@ -98,11 +98,20 @@ def subject_report(
         attribution = explain_image(predictor, name, scan, record, method)
         img = load_nifti(scan)
         volume = views.ras_volume(np.asarray(img.dataobj), img.affine)
-        overlay = views.ras_volume(np.abs(attribution.to_subject(img).get_fdata(dtype=np.float32)), img.affine)
+        overlay = views.ras_volume(
+            np.abs(attribution.to_subject(img).get_fdata(dtype=np.float32)), img.affine
+        )
         threshold, vmax = views.overlay_limits(overlay.data, 90)
         peak = np.unravel_index(int(np.argmax(overlay.data)), overlay.data.shape)
-        layer = views.Layer(overlay.data, f"{name} · {method}", f"|{method}| (≥ 90th percentile)", "hot",
-                            False, threshold, vmax)  # fmt: skip
+        layer = views.Layer(
+            overlay.data,
+            f"{name} · {method}",
+            f"|{method}| (≥ 90th percentile)",
+            "hot",
+            False,
+            threshold,
+            vmax,
+        )
         parts["attribution_png"] = views.render_rows(volume, [layer], tuple(int(i) for i in peak))
         parts["attribution_caption"] = (
             f"{method} map of {name} through its peak. An attribution map shows where the model's output is "
@@ -113,7 +122,9 @@ def subject_report(
     return scenario, parts, synthetic
 
 
-def write_report(out: str | Path, scenario: Mapping[str, str], parts: Mapping[str, object], synthetic: bool) -> Path:
+def write_report(
+    out: str | Path, scenario: Mapping[str, str], parts: Mapping[str, object], synthetic: bool
+) -> Path:
     """Write the report as HTML, or as JSON when ``out`` ends in ``.json`` (figures base64-encoded)."""
     from hyperfusion.files import atomic_write
 

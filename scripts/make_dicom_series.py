@@ -48,7 +48,9 @@ def prepare(img: nib.Nifti1Image, voxel_mm: float | None = None, move: bool = Fa
     return img
 
 
-def write_series(img: nib.Nifti1Image, folder: str | Path, description: str = "T1 (Colin27, written as DICOM)"):
+def write_series(
+    img: nib.Nifti1Image, folder: str | Path, description: str = "T1 (Colin27, written as DICOM)"
+):
     """Write ``img`` (3-D) as a DICOM MR series of axial-index slices into ``folder``; returns the files."""
     import SimpleITK as sitk
 
@@ -90,7 +92,9 @@ def write_series(img: nib.Nifti1Image, folder: str | Path, description: str = "T
     ]
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
-    saved = locale.setlocale(locale.LC_ALL)  # ITK's GDCM writer sets the C locale: Python's text I/O turns ASCII
+    saved = locale.setlocale(
+        locale.LC_ALL
+    )  # ITK's GDCM writer sets the C locale: Python's text I/O turns ASCII
     try:
         return _write_slices(volume, common, series, folder, writer)
     finally:

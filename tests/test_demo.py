@@ -20,7 +20,7 @@ TINY = {
         "voxel_size": 4.0,
         "whole_brain": True,
         "interaction_strength": 1.0,
-    },  # fmt: skip
+    },
     "ad_test_cohort": {"task": "ad", "n": 24, "seed": 9, "voxel_size": 4.0, "interaction_strength": 1.0},
     "ad_voxel_size": 4.0,
     "init_features": 2,
@@ -107,8 +107,19 @@ def test_evaluate_accepts_a_shipped_table_and_names_single_folds(built, monkeypa
     assets, _ = built
     monkeypatch.setattr(demo, "DEMO", TINY)
     out = tmp_path / "report"
-    code = main(["evaluate", "--data", str(assets / "cohorts/ad"), "--models",
-                 str(assets / "models/ad/image_only/fold0"), "--out", str(out), "--bootstrap", "20"])  # fmt: skip
+    code = main(
+        [
+            "evaluate",
+            "--data",
+            str(assets / "cohorts/ad"),
+            "--models",
+            str(assets / "models/ad/image_only/fold0"),
+            "--out",
+            str(out),
+            "--bootstrap",
+            "20",
+        ]
+    )
     assert code == 0
     result = json.loads((out / "results.json").read_text())
     assert list(result["runs"]) == ["image_only/fold0"]

@@ -18,8 +18,13 @@ FORBIDDEN = [name + ".md" for name in ("REFERENCE", "DESIGN", "SYNTHETIC", "STYL
 def _tracked_text_files() -> list[Path]:
     listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     paths = [ROOT / line for line in listed.splitlines()]
-    return [p for p in paths if p.suffix in {".py", ".md", ".sh", ".toml", ".json", ".txt", ".cfg", ".yml", ""}
-            and p.is_file() and p.stat().st_size < 2_000_000]
+    return [
+        p
+        for p in paths
+        if p.suffix in {".py", ".md", ".sh", ".toml", ".json", ".txt", ".cfg", ".yml", ""}
+        and p.is_file()
+        and p.stat().st_size < 2_000_000
+    ]
 
 
 def test_no_pointer_to_files_outside_the_repository():

@@ -27,22 +27,32 @@ with left:
     st.subheader("Cohort")
     cohort = db.require_cohort()
     summary = cohort.summary()
-    st.markdown(f"`{shown_path(cohort.path)}` · source **{cohort.source}** · **{len(cohort)}** subjects · label column "
-                f"`{cohort.label_column}`")  # fmt: skip
+    st.markdown(
+        f"`{shown_path(cohort.path)}` · source **{cohort.source}** · **{len(cohort)}** subjects · label column "
+        f"`{cohort.label_column}`"
+    )
     st.table({"class": list(summary["class_counts"]), "subjects": list(summary["class_counts"].values())})
     if db.is_demo_cohort(cohort):
-        st.caption("A synthetic table: each subject's scan is generated into the cache the first time it is "
-                   "needed (the first subjects' scans ship with it).")  # fmt: skip
+        st.caption(
+            "A synthetic table: each subject's scan is generated into the cache the first time it is "
+            "needed (the first subjects' scans ship with it)."
+        )
     elif summary["subjects_with_scan"] < len(cohort):
-        st.caption(f"{len(cohort) - summary['subjects_with_scan']} of {len(cohort)} subjects have no scan in "
-                   "images/: only the tabular models score them (the Cohort page's scan column says which).")  # fmt: skip
+        st.caption(
+            f"{len(cohort) - summary['subjects_with_scan']} of {len(cohort)} subjects have no scan in "
+            "images/: only the tabular models score them (the Cohort page's scan column says which)."
+        )
 with right:
     st.subheader("Models")
     models, problems = db.discover_models(s["models"])
     usable = db.models_for(cohort, models)
     if usable:
-        st.table([{"model": m.name, "task": m.task, "architecture": m.architecture, "members": m.members}
-                  for m in usable])  # fmt: skip
+        st.table(
+            [
+                {"model": m.name, "task": m.task, "architecture": m.architecture, "members": m.members}
+                for m in usable
+            ]
+        )
     else:
         st.info("No model for this cohort's task was found. Add model directories in the sidebar.")
     other = [m.name for m in models if m not in usable]

@@ -19,7 +19,9 @@ cohort = db.require_cohort()
 subject = db.subject_picker(cohort, with_scan=False)  # the scan is read only when a model needs it
 ptid, recorded = subject.id, subject.recorded
 if subject.uploaded:
-    st.caption(f"Uploaded in this session (kept in memory only) · diagnosis: **{subject.truth or 'not given'}**")
+    st.caption(
+        f"Uploaded in this session (kept in memory only) · diagnosis: **{subject.truth or 'not given'}**"
+    )
 else:
     st.caption(f"Diagnosis ({cohort.label_column}): **{subject.truth}** · source: {cohort.source}")
 
@@ -51,8 +53,9 @@ with form_col:
             value = value_col.selectbox(label, f.categories, key=f"value_{f.name}", disabled=missing)
         else:
             kind, step = (int, 1) if f.type == "count" else (float, float(f.step))
-            value = value_col.number_input(label, kind(lo), kind(hi), step=step, key=f"value_{f.name}",
-                                           disabled=missing, help=help_text)  # fmt: skip
+            value = value_col.number_input(
+                label, kind(lo), kind(hi), step=step, key=f"value_{f.name}", disabled=missing, help=help_text
+            )
         raw = recorded[f.name]
         if missing:
             edited[f.name] = None
@@ -66,7 +69,9 @@ with form_col:
             value_col.caption(f"edited · recorded: {raw if raw is not None else 'missing'}")
 
 session.edited_record = {"PTID": ptid, "record": edited}
-session.report_part("record", [{"attribute": n, "recorded": recorded[n], "edited": edited[n]} for n in recorded])
+session.report_part(
+    "record", [{"attribute": n, "recorded": recorded[n], "edited": edited[n]} for n in recorded]
+)
 
 with pred_col:
     st.subheader("Predictions")
@@ -76,7 +81,9 @@ with pred_col:
         st.stop()
     predictor = db.predictor_for(tuple((m.name, m.path) for m in usable))
     reads_scan = {m.name: predictor.models[m.name].members[0].reads_scan for m in usable}
-    scan = subject.scan if subject.uploaded else db.scan_path(cohort, ptid) if any(reads_scan.values()) else None
+    scan = (
+        subject.scan if subject.uploaded else db.scan_path(cohort, ptid) if any(reads_scan.values()) else None
+    )
     names = [n for n, reads in reads_scan.items() if scan is not None or not reads]
     if scan is None and any(reads_scan.values()):
         st.info(f"No scan for {ptid}: only the tabular models are shown.")
@@ -95,8 +102,10 @@ with pred_col:
     if age_rows:
         st.dataframe(pd.DataFrame(age_rows), hide_index=True, key="age_predictions")
         session.report_part("brain_age", age_rows)
-    st.caption("Δ: change from the prediction for the recorded values. Spread: standard deviation across the "
-               "ensemble's members (0 for a single model).")  # fmt: skip
+    st.caption(
+        "Δ: change from the prediction for the recorded values. Spread: standard deviation across the "
+        "ensemble's members (0 for a single model)."
+    )
     st.page_link("views/2_Attribution.py", label="Attribution map of this subject →")
     whatif.ice_section(predictor, scan, edited, names)
     whatif.record_section(predictor, scan, edited, names, preds)

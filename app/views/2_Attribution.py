@@ -43,8 +43,17 @@ def target_for(name: str) -> int | None:
 
 
 def compute(name: str, rec: dict, which: str = "") -> tuple[np.ndarray, dict]:
-    return av.subject_map(key, name, subject, rec, ch.method, target_for(name), ch.baseline, status=picture,
-                          label=f"the {labels[ch.method]} map of {name}{which}")  # fmt: skip
+    return av.subject_map(
+        key,
+        name,
+        subject,
+        rec,
+        ch.method,
+        target_for(name),
+        ch.baseline,
+        status=picture,
+        label=f"the {labels[ch.method]} map of {name}{which}",
+    )
 
 
 reads_record = ch.model is not None and av.reads_record(predictor.models[ch.model])
@@ -64,47 +73,72 @@ def explained(m: av.SubjectMap, summary: dict | None = None) -> str:
 def predicted(m: av.SubjectMap, summary: dict | None = None) -> str:
     """The model's prediction for the map's record: hyperfusion.inference.tables.subject_value, via the map."""
     value = (summary or m.summary)["attribution"]["prediction"]
-    return f"P({ch.cls}) = {value:.3f}" if predictor.models[m.model].task == "ad" else f"an age of {value:.1f} years"
+    return (
+        f"P({ch.cls}) = {value:.3f}"
+        if predictor.models[m.model].task == "ad"
+        else f"an age of {value:.1f} years"
+    )
 
 
 # --- the views: every map as a row of three views through one crosshair -------------------------------------
 img = db.load_scan(scan)
 volume = viewer.ras_volume(np.asarray(img.dataobj), img.affine)
-drawn = [viewer.ras_volume(m.data if ch.signed or m.difference else np.abs(m.data), img.affine).data for m in maps]
+drawn = [
+    viewer.ras_volume(m.data if ch.signed or m.difference else np.abs(m.data), img.affine).data for m in maps
+]
 with controls:
     ap.crosshair(volume, maps, drawn, ptid)
 with view:
     cursor = ap.slice_sliders(volume)
-    png = viewer.render_rows(volume, ap.layers(ch, maps, drawn, labels, explained), cursor,
-                             radiological=ch.radiological, opacity=ch.opacity)  # fmt: skip
+    png = viewer.render_rows(
+        volume,
+        ap.layers(ch, maps, drawn, labels, explained),
+        cursor,
+        radiological=ch.radiological,
+        opacity=ch.opacity,
+    )
     picture.image(png, width="stretch")
     session.report_part("attribution_png", png)
     mm = volume.mm_of(cursor)
-    at_cursor = "".join(f" · {'difference' if m.difference else m.model} {d[cursor]:.3g}" for m, d in zip(maps, drawn))
-    st.caption(f"Crosshair at x = {mm[0]:.0f}, y = {mm[1]:.0f}, z = {mm[2]:.0f} mm (MNI) · intensity "
-               f"{volume.data[cursor]:.3g}{at_cursor}. "
-               + ("" if ch.mode == "records" else "Maps computed for the record as edited on the subject page. ")
-               + "An attribution map shows where the model's output is sensitive, not a proof of what it relies on.")  # fmt: skip
+    at_cursor = "".join(
+        f" · {'difference' if m.difference else m.model} {d[cursor]:.3g}" for m, d in zip(maps, drawn)
+    )
+    st.caption(
+        f"Crosshair at x = {mm[0]:.0f}, y = {mm[1]:.0f}, z = {mm[2]:.0f} mm (MNI) · intensity "
+        f"{volume.data[cursor]:.3g}{at_cursor}. "
+        + ("" if ch.mode == "records" else "Maps computed for the record as edited on the subject page. ")
+        + "An attribution map shows where the model's output is sensitive, not a proof of what it relies on."
+    )
     if ch.model_b is not None and maps:
         if ch.shared:
-            st.caption("Both maps share one colour scale and one threshold (computed over the voxels of both), so "
-                       "equal colours mean equal attribution: compare how much, not only where.")  # fmt: skip
+            st.caption(
+                "Both maps share one colour scale and one threshold (computed over the voxels of both), so "
+                "equal colours mean equal attribution: compare how much, not only where."
+            )
         elif ch.comparable:
-            st.caption("Each map has its own colour scale and threshold: compare where the models look, not how much.")
+            st.caption(
+                "Each map has its own colour scale and threshold: compare where the models look, not how much."
+            )
         else:
-            st.caption("The two models explain different outputs (a class probability and years), so each map has "
-                       "its own colour scale.")  # fmt: skip
-    for m in [m for m in maps if m.summary]:  # the Predictor's number, the Subject page's (not the members' mean)
+            st.caption(
+                "The two models explain different outputs (a class probability and years), so each map has "
+                "its own colour scale."
+            )
+    for m in [
+        m for m in maps if m.summary
+    ]:  # the Predictor's number, the Subject page's (not the members' mean)
         st.caption(f"{m.model} predicts {predicted(m)} for this record (as on the Subject page).")
     if difference is not None:
         largest = float(np.abs(difference.data).max())
         edited_largest = float(np.abs(maps[0].data).max()) or 1.0
-        st.caption(f"Edited on the Subject page: {describe_changes(edits)}. Same model, method and class ({ch.cls}) "
-                   f"under both records; it predicts {predicted(maps[0], recorded_summary)} recorded, "
-                   f"{predicted(maps[0])} edited. The "
-                   "difference (edited − recorded) is signed: red–yellow where the edited record raises the "
-                   "attribution, blue–cyan where it lowers it. It has its own colour scale: its largest |value| is "
-                   f"{largest:.3g}, {100 * largest / edited_largest:.0f}% of the edited map's.")  # fmt: skip
+        st.caption(
+            f"Edited on the Subject page: {describe_changes(edits)}. Same model, method and class ({ch.cls}) "
+            f"under both records; it predicts {predicted(maps[0], recorded_summary)} recorded, "
+            f"{predicted(maps[0])} edited. The "
+            "difference (edited − recorded) is signed: red–yellow where the edited record raises the "
+            "attribution, blue–cyan where it lowers it. It has its own colour scale: its largest |value| is "
+            f"{largest:.3g}, {100 * largest / edited_largest:.0f}% of the edited map's."
+        )
         if largest == 0:
             notices.info("The two maps are identical: this edit does not move the map.")
     ex.downloads(ch, maps, difference, png, img, ptid, predictor)

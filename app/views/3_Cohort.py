@@ -46,8 +46,12 @@ if scans_known:
     lacking = table.loc[table["image_path"].isna(), "PTID"].tolist()
     if lacking:
         listed = ", ".join(lacking[:20]) + (f" and {len(lacking) - 20} more" if len(lacking) > 20 else "")
-        st.info(plain(f"{len(lacking)} subject(s) listed in the cohort table have no scan in images/: {listed}. "
-                      "Only the tabular models score them."))  # fmt: skip
+        st.info(
+            plain(
+                f"{len(lacking)} subject(s) listed in the cohort table have no scan in images/: {listed}. "
+                "Only the tabular models score them."
+            )
+        )
 
 # Predictions: computed on request for the shown subjects (each needs its scan's image features once)
 models, _ = db.discover_models(db.settings()["models"])
@@ -60,10 +64,13 @@ if usable and st.button(f"Predict the first {limit} shown subjects with {len(usa
     ptids = view["PTID"].head(int(limit)).tolist()
     # the library's cohort inference (as `hyperfusion predict --cohort`): scans encoded in batches
     rows = predict_cohort(
-        predictor, cohort, models=[m.name for m in usable], ptids=ptids,
+        predictor,
+        cohort,
+        models=[m.name for m in usable],
+        ptids=ptids,
         scan_for=lambda ptid: db.scan_path(cohort, ptid),
         progress=lambda done, total: bar.progress(done / max(total, 1), text=f"scored {done} of {total}"),
-    )  # fmt: skip
+    )
     errors = rows["error"].fillna("")
     failed = sorted(set(errors[(errors != "") & (errors != NO_SCAN)]))  # e.g. a corrupt scan
     for r in rows[errors == ""].itertuples():
@@ -93,4 +100,3 @@ event = st.dataframe(
 if event.selection.rows:
     session.subject = view["PTID"].iloc[event.selection.rows[0]]
     st.switch_page("views/1_Subject.py")
-

@@ -8,8 +8,10 @@ import streamlit as st
 from hyperfusion.training.cards import card_fold, card_sections
 
 st.title("Model cards")
-st.caption("Sections after Mitchell et al. (2019), *Model Cards for Model Reporting*. Test metrics, reliance and "
-           "faithfulness come from the evaluation reports that measured the model, named in each line.")  # fmt: skip
+st.caption(
+    "Sections after Mitchell et al. (2019), *Model Cards for Model Reporting*. Test metrics, reliance and "
+    "faithfulness come from the evaluation reports that measured the model, named in each line."
+)
 
 s = db.settings()
 models, problems = db.discover_models(s["models"])
@@ -19,10 +21,17 @@ if not models:
     st.info("No model found. Add model directories in the sidebar (Settings).")
 found, _ = rp.reports_of(s["assets"])
 for m in models:
-    with st.expander(f"{m.name} · {m.architecture} · {m.task} · {m.members} member(s)", expanded=len(models) == 1):
+    with st.expander(
+        f"{m.name} · {m.architecture} · {m.task} · {m.members} member(s)", expanded=len(models) == 1
+    ):
         for heading, text in card_sections(m.cards, m.name, m.architecture, found):
             st.markdown(f"#### {heading}\n{text}")
         st.markdown("#### Raw card.json")
-        members = [f"member {k} (fold {card_fold(c) if card_fold(c) is not None else '–'})" for k, c in enumerate(m.cards)]
-        member = st.selectbox("Member", range(len(members)), format_func=members.__getitem__, key=f"raw_{m.name}")
+        members = [
+            f"member {k} (fold {card_fold(c) if card_fold(c) is not None else '–'})"
+            for k, c in enumerate(m.cards)
+        ]
+        member = st.selectbox(
+            "Member", range(len(members)), format_func=members.__getitem__, key=f"raw_{m.name}"
+        )
         st.json(m.cards[member].to_dict(), expanded=False)

@@ -59,18 +59,30 @@ if scan_file is not None:
     if upload.check is not None and not upload.check.passed:
         with st.expander("Entry check: the figures"):
             st.json(upload.check.to_dict())
-        if preprocessed is None and st.button("Preprocess this scan (brain extraction and registration to "
-                                              "MNI152, about a minute)", key="upload_preprocess"):  # fmt: skip
+        if preprocessed is None and st.button(
+            "Preprocess this scan (brain extraction and registration to MNI152, about a minute)",
+            key="upload_preprocess",
+        ):
             parts.run_preprocessing(scan_file.name, data)
             st.rerun()
     if preprocessed is not None:
         qc = preprocessed["qc"]
         st.image(preprocessed["png"], caption=f"{scan_name}: {qc['verdict']['summary']}")
-        st.dataframe(pd.DataFrame([{"brain share of the model box": qc["box_brain_share"],
-                                    "correlation with the template": qc["template_ncc"],
-                                    "brain-mask Dice with the template": qc["mask_dice"],
-                                    "skull present": qc["skull_present"], "seconds": qc["seconds"]["total"]}]),
-                     hide_index=True, key="upload_qc")  # fmt: skip
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "brain share of the model box": qc["box_brain_share"],
+                        "correlation with the template": qc["template_ncc"],
+                        "brain-mask Dice with the template": qc["mask_dice"],
+                        "skull present": qc["skull_present"],
+                        "seconds": qc["seconds"]["total"],
+                    }
+                ]
+            ),
+            hide_index=True,
+            key="upload_qc",
+        )
 
 record = parts.record_input(csv_file, problems, notes)
 
@@ -103,8 +115,12 @@ if scan_bytes is not None and record is not None:
     if previous.get("scan") not in (None, scan_bytes):  # a replaced upload's image features go at once
         db.forget_scan(previous["scan"])
         del session.upload_maps
-    session.uploaded = {"name": scan_name, "scan": scan_bytes, "record": dict(record),
-                                    "warnings": scan_warnings}  # fmt: skip
+    session.uploaded = {
+        "name": scan_name,
+        "scan": scan_bytes,
+        "record": dict(record),
+        "warnings": scan_warnings,
+    }
     session.subject = UPLOAD_PREFIX + scan_name
     rows = prediction_rows(preds, "ad") + prediction_rows(preds, "brain_age")
     for row in rows if scan_warnings else []:
@@ -125,11 +141,14 @@ if scan_bytes is not None and record is not None:
 elif scan_bytes is None and not problems:
     current = session.uploaded
     if current and "scan" in current:
-        st.info(plain(f"{current['name']} is this session's uploaded subject (in memory only). Upload another "
-                      "scan to replace it."))  # fmt: skip
+        st.info(
+            plain(
+                f"{current['name']} is this session's uploaded subject (in memory only). Upload another "
+                "scan to replace it."
+            )
+        )
         if st.button("Forget the uploaded subject"):
             parts.forget_upload()
             st.rerun()
     else:
         st.info("Upload a scan and give a record to see every model's prediction.")
-

@@ -19,8 +19,10 @@ found, problems = rp.reports_of(assets)
 for p in problems:
     st.info(p)
 if not found:
-    st.info(f"No evaluation report yet in {Path(assets) / 'reports'} (the demo build writes them when it "
-            "finishes; or run `hyperfusion evaluate --data COHORT --models MODEL_DIRS... --out REPORT_DIR`).")  # fmt: skip
+    st.info(
+        f"No evaluation report yet in {Path(assets) / 'reports'} (the demo build writes them when it "
+        "finishes; or run `hyperfusion evaluate --data COHORT --models MODEL_DIRS... --out REPORT_DIR`)."
+    )
     st.stop()
 
 by_name = {r.name: r for r in found}
@@ -32,9 +34,11 @@ if report.synthetic:
     st.warning(
         "**SYNTHETIC data**: every number on this page was measured on generated subjects, not patients."
     )
-st.caption(f"`{shown_path(report.path)}` · measured on `{shown_path(report.cohort_path) or 'an unnamed cohort'}` · "
-           "test partition of "
-           f"{report.result.get('test_subjects', len(report.test_ptids))} subjects.")  # fmt: skip
+st.caption(
+    f"`{shown_path(report.path)}` · measured on `{shown_path(report.cohort_path) or 'an unnamed cohort'}` · "
+    "test partition of "
+    f"{report.result.get('test_subjects', len(report.test_ptids))} subjects."
+)
 
 for subject_note in report.result.get("subjects", {}).get("notes", []):
     st.warning(subject_note)
@@ -42,21 +46,26 @@ cohort, note = rp.report_cohort(report, assets)
 predictions = report.predictions()
 frame = R.subject_frame(report, cohort) if cohort is not None and report.test_ptids else None
 if note and cohort is None:
-    st.info(f"{note} The curves, subgroups and per-subject tables need its table (truth, sex, age); shown "
-            "below is what the report holds by itself.")  # fmt: skip
+    st.info(
+        f"{note} The curves, subgroups and per-subject tables need its table (truth, sex, age); shown "
+        "below is what the report holds by itself."
+    )
 elif note:
     st.caption(note)
 if frame is not None and not predictions:
-    st.info("This report has no per-subject predictions (written by an older `hyperfusion evaluate`): run it "
-            "again for the curves, subgroups and disagreements.")  # fmt: skip
+    st.info(
+        "This report has no per-subject predictions (written by an older `hyperfusion evaluate`): run it "
+        "again for the curves, subgroups and disagreements."
+    )
     frame = None
 
 ad = report.task == "ad"
 models = list(report.runs)
 chosen = models
 if ad:
-    chosen = st.multiselect("Models shown in the confusion matrices and curves", models, default=models,
-                            key="comparison_models")  # fmt: skip
+    chosen = st.multiselect(
+        "Models shown in the confusion matrices and curves", models, default=models, key="comparison_models"
+    )
 tab_names = [
     "Summary",
     *(["Confusion", "ROC and calibration"] if ad else []),

@@ -40,13 +40,17 @@ BUILD_HINT = (
 )
 if (cohort is None or not models) and not found:
     what = "no brain-age cohort" if cohort is None else "no brain-age model"
-    st.info(f"Nothing to show yet: {what} ({cohort_source if cohort is None else 'none among ' + ', '.join(map(shown_path, s['models'].split(os.pathsep)))}). "
-            + BUILD_HINT)  # fmt: skip
+    st.info(
+        f"Nothing to show yet: {what} ({cohort_source if cohort is None else 'none among ' + ', '.join(map(shown_path, s['models'].split(os.pathsep)))}). "
+        + BUILD_HINT
+    )
     st.stop()
 if cohort is not None:
     synthetic = " · **SYNTHETIC** subjects" if cohort.is_synthetic else ""
-    st.caption(f"Cohort: {cohort_source}, `{shown_path(cohort.path)}` · {len(cohort)} subjects{synthetic} · brain-age models: "
-               f"{', '.join(m.name for m in models) or 'none'}")  # fmt: skip
+    st.caption(
+        f"Cohort: {cohort_source}, `{shown_path(cohort.path)}` · {len(cohort)} subjects{synthetic} · brain-age models: "
+        f"{', '.join(m.name for m in models) or 'none'}"
+    )
 if not models:
     st.info(
         "No brain-age model among the model directories: only the evaluation report is shown. " + BUILD_HINT
@@ -76,8 +80,10 @@ if source.startswith("evaluation report"):
             st.caption(note)
         frame = R.age_frame(R.subject_frame(report, report_cohort), predictions)
         corrected = {label: entry.get("bias_corrected") for label, entry in report.runs.items()}
-        st.caption(f"The report's test partition: {len(report.test_ptids)} subjects no model was trained or "
-                   "validated on.")  # fmt: skip
+        st.caption(
+            f"The report's test partition: {len(report.test_ptids)} subjects no model was trained or "
+            "validated on."
+        )
 else:
     frame, corrected = rp.computed_age_frame(cohort, models)
 
@@ -85,13 +91,17 @@ if frame is not None and len(frame):
     st.plotly_chart(F.scatter_figure(frame), width="stretch", key="brain_age_scatter")
     metrics = R.age_metrics(frame, corrected)
     st.dataframe(metrics, hide_index=True, key="brain_age_metrics")
-    st.caption("Points on the dotted line: predicted = chronological age. MAE: mean absolute error; r: Pearson "
-               "correlation; mean gap: the average over-estimate. Bias-corrected: after the linear correction of "
-               "the models' pull towards the mean age, fitted on their validation subjects (Smith et al. 2019).")  # fmt: skip
+    st.caption(
+        "Points on the dotted line: predicted = chronological age. MAE: mean absolute error; r: Pearson "
+        "correlation; mean gap: the average over-estimate. Bias-corrected: after the linear correction of "
+        "the models' pull towards the mean age, fitted on their validation subjects (Smith et al. 2019)."
+    )
     st.subheader("Brain-age gap by sex")
     st.plotly_chart(F.gap_figure(frame), width="stretch", key="brain_age_gap")
-    st.caption("Boxes: median and quartiles, dashed: mean; each point is one subject. A model fair to both sexes "
-               "has both boxes centred at the same height.")  # fmt: skip
+    st.caption(
+        "Boxes: median and quartiles, dashed: mean; each point is one subject. A model fair to both sexes "
+        "has both boxes centred at the same height."
+    )
 
 # --- one subject: the sex what-if ----------------------------------------------------------------------------
 st.subheader("One subject: what if the sex were the other one?")
@@ -103,11 +113,15 @@ labels = {**({uploaded.id: uploaded.id} if uploaded else {}), **subject_labels(c
 ptids, here = list(labels), subject_namespace(cohort)
 stored = st.session_state.get("brain_age_subject")
 if stored not in ptids or session.brain_age_namespace not in (None, here):  # the dashboard's subject if the
-    shared = session.subject if session.subject_namespace == here else None  # same person here, else the first
+    shared = (
+        session.subject if session.subject_namespace == here else None
+    )  # same person here, else the first
     new = db.carry_subject(cohort, stored, session.brain_age_namespace, ptids) if stored else ptids[0]
     st.session_state["brain_age_subject"] = shared if shared in ptids and stored not in ptids else new
 session.brain_age_namespace = here
-ptid = st.selectbox("Subject", ptids, key="brain_age_subject", format_func=labels.get, help="ID · diagnosis · age · sex")
+ptid = st.selectbox(
+    "Subject", ptids, key="brain_age_subject", format_func=labels.get, help="ID · diagnosis · age · sex"
+)
 if uploaded is not None and ptid == uploaded.id:
     subject = uploaded
 else:
@@ -121,8 +135,10 @@ if not np.isfinite(age):
     st.info(f"{ptid} has no age in its record: the brain-age gap needs the chronological age.")
     st.stop()
 dx = subject.truth
-st.caption(f"Chronological age **{age:.1f}** · recorded sex **{sex or 'not recorded'}**"
-           + (f" · diagnosis {dx}" if isinstance(dx, str) else ""))  # fmt: skip
+st.caption(
+    f"Chronological age **{age:.1f}** · recorded sex **{sex or 'not recorded'}**"
+    + (f" · diagnosis {dx}" if isinstance(dx, str) else "")
+)
 scan = subject.scan if subject.uploaded else db.scan_path(cohort, ptid)
 if scan is None:
     st.info(f"No scan for {ptid}: brain-age models read the scan.")
@@ -136,6 +152,7 @@ except HyperFusionError as exc:
 table = pd.DataFrame(R.sex_whatif_rows(preds, first, second, age, recorded=bool(sex)))
 st.plotly_chart(F.sex_whatif_figure(preds, first, second, age), width="stretch", key="sex_whatif")
 st.dataframe(table, hide_index=True, key="sex_whatif_table")
-st.caption("A model that does not read sex (image_only) gives the same age both ways. The difference is what "
-              "the model attributes to sex alone for this scan.")  # fmt: skip
-
+st.caption(
+    "A model that does not read sex (image_only) gives the same age both ways. The difference is what "
+    "the model attributes to sex alone for this scan."
+)

@@ -87,8 +87,13 @@ class AnatomyAugment:
             theta = theta.to(batch.device, batch.dtype)
             part = batch[moving]
             grid = F.affine_grid(theta, list(part.shape), align_corners=False)
-            out[moving] = F.grid_sample(part, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            out[moving] = F.grid_sample(
+                part, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+            )
         # the brain is where the (moved) scan is non-zero; only it changes gain and offset
         view = (-1, 1, 1, 1, 1)
-        gain, offset = gain.to(batch.device, batch.dtype).view(view), offset.to(batch.device, batch.dtype).view(view)
+        gain, offset = (
+            gain.to(batch.device, batch.dtype).view(view),
+            offset.to(batch.device, batch.dtype).view(view),
+        )
         return torch.where(out != 0, out * gain + offset, out)

@@ -134,7 +134,9 @@ class Cohort:
             return []
         from hyperfusion.data.entry import cohort_problem
 
-        return [f"UNRELIABLE: cohort {self.path}: {cohort_problem(self.scan_check)}; used anyway (--allow-unregistered)"]
+        return [
+            f"UNRELIABLE: cohort {self.path}: {cohort_problem(self.scan_check)}; used anyway (--allow-unregistered)"
+        ]
 
     def label_note(self) -> str:
         """One sentence when the table's other diagnosis columns disagree with the one used, else ""."""
@@ -293,7 +295,6 @@ def parse_record(record: Mapping[str, object], *, source: str = "record") -> dic
     return out
 
 
-
 def cohort_record(row: pd.Series | Mapping[str, object]) -> dict[str, object]:
     """A cohort table row -> the raw record :func:`parse_record` reads back: numbers, None where missing, sex
     as its category, censored CSF values as the assay reports them (">1700", "<200"). A cohort subject and a
@@ -323,7 +324,9 @@ def cohort_row(cohort: Cohort, ptid: str) -> pd.Series:
     return rows.iloc[0]
 
 
-def cohort_subject(cohort: Cohort, ptid: str, *, generate: bool = False) -> tuple[str | None, dict[str, object]]:
+def cohort_subject(
+    cohort: Cohort, ptid: str, *, generate: bool = False
+) -> tuple[str | None, dict[str, object]]:
     """(scan path or None, raw record) of the subject ``ptid``.
 
     ``generate``: for a shipped synthetic table (scans made on demand), that subject's scan, generated into the
@@ -341,7 +344,9 @@ def cohort_subject(cohort: Cohort, ptid: str, *, generate: bool = False) -> tupl
     return None, cohort_record(row)
 
 
-def record_changes(recorded: Mapping[str, object], edited: Mapping[str, object]) -> list[tuple[str, object, object]]:
+def record_changes(
+    recorded: Mapping[str, object], edited: Mapping[str, object]
+) -> list[tuple[str, object, object]]:
     """(attribute, recorded, edited) for each value that differs between two raw records, compared as the
     models read them (parsed), so 70 and 70.0, or a censored "<200" kept as recorded, are no change."""
     a = parse_record(recorded, source="the recorded values")
@@ -359,12 +364,13 @@ def record_changes(recorded: Mapping[str, object], edited: Mapping[str, object])
 
 
 def describe_changes(changes: list[tuple[str, object, object]]) -> str:
-    """"APOE4 0 → 2, ABETA missing → <200": :func:`record_changes` as one line."""
+    """ "APOE4 0 → 2, ABETA missing → <200": :func:`record_changes` as one line."""
 
     def show(v: object) -> str:
         return "missing" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
 
     return ", ".join(f"{name} {show(before)} → {show(after)}" for name, before, after in changes)
+
 
 def require_some_value(parsed: Mapping[str, float], source: str, example: str = "") -> None:
     """Refuse a parsed record whose every attribute is missing: its prediction would rest on imputation only."""
@@ -717,7 +723,9 @@ def load_cohort(
         from hyperfusion.data.entry import COHORT_FIX, COHORT_SAMPLE, ScanCheckMemo, check_cohort_scans
 
         memo = ScanCheckMemo(persist=remember_checks)
-        check = check_cohort_scans(scans, sample=COHORT_SAMPLE if check_scans == "sample" else None, memo=memo)
+        check = check_cohort_scans(
+            scans, sample=COHORT_SAMPLE if check_scans == "sample" else None, memo=memo
+        )
         scan_check = check.to_dict()
         if not check.passed and not (allow_unregistered or provenance.get("allow_unregistered") is True):
             raise DataError(f"{path}: {check.problem()}. {COHORT_FIX}")

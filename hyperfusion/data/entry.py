@@ -137,9 +137,13 @@ def check_scan(source: NiftiSource, *, name: str | None = None) -> ScanCheck:
     pose, ncc_best = _align(sampler, ref, ncc0)
     moved = _apply(pose, ref.points, ref.centre)
     shift_mm = float(np.linalg.norm(moved - ref.points, axis=0).mean())
-    m.update(ncc=round(ncc0, 3), ncc_aligned=round(ncc_best, 3), misregistration_mm=round(shift_mm, 1),
-             rotation_deg=[round(float(a), 1) for a in pose[:3]],
-             translation_mm=[round(float(t), 1) for t in pose[3:]])  # fmt: skip
+    m.update(
+        ncc=round(ncc0, 3),
+        ncc_aligned=round(ncc_best, 3),
+        misregistration_mm=round(shift_mm, 1),
+        rotation_deg=[round(float(a), 1) for a in pose[:3]],
+        translation_mm=[round(float(t), 1) for t in pose[3:]],
+    )
     shell_values, shell_inside = sampler(_apply(pose, ref.shell, ref.centre))
     shell = float(np.mean(shell_values[shell_inside] > threshold)) if shell_inside.any() else 0.0
     m["shell_signal"] = round(shell, 3)
@@ -416,7 +420,9 @@ class ScanCheckMemo:
             return dict(self._memory)
         try:
             raw = json.loads(self.path.read_text())
-            return raw["files"] if raw.get("key") == _check_key() and isinstance(raw.get("files"), dict) else {}
+            return (
+                raw["files"] if raw.get("key") == _check_key() and isinstance(raw.get("files"), dict) else {}
+            )
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return {}  # missing or damaged: only a memo, the checks can be run again
 
@@ -430,7 +436,11 @@ class ScanCheckMemo:
                 st = path.stat()
             except OSError:
                 continue
-            if isinstance(memo, dict) and memo.get("stat") == [st.st_size, st.st_mtime_ns] and _valid(memo.get("check")):
+            if (
+                isinstance(memo, dict)
+                and memo.get("stat") == [st.st_size, st.st_mtime_ns]
+                and _valid(memo.get("check"))
+            ):
                 found[str(path)] = memo["check"]
         return found
 
@@ -463,8 +473,11 @@ def _valid(check: object) -> bool:
         return False
     if check.get("passed") is None:
         return isinstance(check.get("unreadable"), str)
-    return isinstance(check["passed"], bool) and isinstance(check.get("problems"), list) and (
-        check["passed"] or bool(check["problems"]))
+    return (
+        isinstance(check["passed"], bool)
+        and isinstance(check.get("problems"), list)
+        and (check["passed"] or bool(check["problems"]))
+    )
 
 
 @dataclass
@@ -489,10 +502,17 @@ class CohortScanCheck:
         return not self.failed
 
     def to_dict(self) -> dict:
-        return {"passed": self.passed, "mode": self.mode, "scans": self.total, "checked": len(self.checked),
-                "failed": [dict(f) for f in self.failed], "stopped_at_first_failure": self.stopped_early,
-                "unreadable": [dict(u) for u in self.unreadable],
-                "remembered": self.remembered, "seconds": round(self.seconds, 3)}  # fmt: skip
+        return {
+            "passed": self.passed,
+            "mode": self.mode,
+            "scans": self.total,
+            "checked": len(self.checked),
+            "failed": [dict(f) for f in self.failed],
+            "stopped_at_first_failure": self.stopped_early,
+            "unreadable": [dict(u) for u in self.unreadable],
+            "remembered": self.remembered,
+            "seconds": round(self.seconds, 3),
+        }
 
     def problem(self) -> str:
         return cohort_problem(self.to_dict())
@@ -504,14 +524,21 @@ def cohort_problem(check: dict) -> str:
     first = check["failed"][0]
     if check["mode"] == "sample":
         stop = ", stopping at the first that fails" if check.get("stopped_at_first_failure") else ""
-        return (f"the scan of {first['PTID']} fails the entry check: {first['problems'][0]} ({check['checked']} "
-                f"of its {check['scans']} scans checked{stop})")  # fmt: skip
-    return (f"{len(check['failed'])} of its {check['scans']} scans fail the entry check (e.g. {first['PTID']}: "
-            f"{first['problems'][0]})")  # fmt: skip
+        return (
+            f"the scan of {first['PTID']} fails the entry check: {first['problems'][0]} ({check['checked']} "
+            f"of its {check['scans']} scans checked{stop})"
+        )
+    return (
+        f"{len(check['failed'])} of its {check['scans']} scans fail the entry check (e.g. {first['PTID']}: "
+        f"{first['problems'][0]})"
+    )
 
 
 def check_cohort_scans(
-    scans: dict[str, str | os.PathLike], *, sample: int | None = COHORT_SAMPLE, memo: ScanCheckMemo | None = None
+    scans: dict[str, str | os.PathLike],
+    *,
+    sample: int | None = COHORT_SAMPLE,
+    memo: ScanCheckMemo | None = None,
 ) -> CohortScanCheck:
     """The entry check of a cohort's scans (PTID -> path), each result remembered in ``memo`` (default: the one
     in the cache folder) so that loading the cohort again does not open its scans.
@@ -547,7 +574,9 @@ def check_cohort_scans(
             continue
         result.checked.append(ptid)
         if not found["passed"]:
-            result.failed.append({"PTID": ptid, "path": str(scans[ptid]), "problems": list(found["problems"])})
+            result.failed.append(
+                {"PTID": ptid, "path": str(scans[ptid]), "problems": list(found["problems"])}
+            )
             if sample is not None:
                 result.stopped_early = len(result.checked) < len(ptids)
                 break

@@ -24,7 +24,16 @@ from hyperfusion.data.cohort import Cohort, cohort_record, cohort_row, parse_rec
 from hyperfusion.data.schema import FEATURE_NAMES
 from hyperfusion.errors import DataError, HyperFusionError
 
-__all__ = ["ATTRIBUTION_KEYS", "MISSING", "Scenario", "as_text", "decode", "edits_as_text", "encode", "from_json"]
+__all__ = [
+    "ATTRIBUTION_KEYS",
+    "MISSING",
+    "Scenario",
+    "as_text",
+    "decode",
+    "edits_as_text",
+    "encode",
+    "from_json",
+]
 
 ATTRIBUTION_KEYS = ("model", "model_b", "mode", "method", "target", "baseline")
 MISSING = "missing"
@@ -115,7 +124,9 @@ def from_json(raw: bytes | str, name: str = "the scenario file") -> dict[str, st
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         scenario = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"{name}: not a scenario file ({exc}). Download one with “Scenario (JSON)”.") from None
+        raise DataError(
+            f"{name}: not a scenario file ({exc}). Download one with “Scenario (JSON)”."
+        ) from None
     if not isinstance(scenario, dict) or not all(isinstance(v, str) for v in scenario.values()):
         raise DataError(
             f"{name}: not a scenario file (expected one JSON object of text values, as the dashboard writes "

@@ -56,7 +56,7 @@ FEATURES: tuple[Feature, ...] = (
         (2.0, 300.0),
         censorable=True,
         step=0.5,
-    ),  # fmt: skip
+    ),
     Feature("FDG", "FDG-PET, mean SUVR of the ADNI meta-ROI", "SUVR", "continuous", (0.3, 2.5), step=0.01),
     Feature(
         "AV45", "florbetapir (AV45) amyloid PET, cortical SUVR", "SUVR", "continuous", (0.5, 3.0), step=0.01

@@ -143,8 +143,11 @@ def robustness(
     if reasons:
         message = "Fragile: " + "; ".join(reasons) + ". A slightly different model or value could undo it."
     else:
-        message = (f"Margin {margin:.3f} (at least {threshold:g})"
-                   + (f"; all {len(members)} members predict {cf.target_name}" if len(members) > 1 else "") + ".")  # fmt: skip
+        message = (
+            f"Margin {margin:.3f} (at least {threshold:g})"
+            + (f"; all {len(members)} members predict {cf.target_name}" if len(members) > 1 else "")
+            + "."
+        )
     return Robustness(margin, len(members), agreeing, spread, bool(reasons), message)
 
 
@@ -153,8 +156,12 @@ class _Search:
 
     def __init__(self, predictor, model, scan, record, target, editable, support) -> None:
         self.predictor, self.model, self.scan, self.record, self.target = (
-            predictor, model, scan, dict(record), target,
-        )  # fmt: skip
+            predictor,
+            model,
+            scan,
+            dict(record),
+            target,
+        )
         parsed = parse_record(record)
         pre = training_preprocessor(predictor)
         self.names = list(editable)
@@ -340,11 +347,20 @@ def counterfactual(
     def result(found, x, probabilities, message) -> Counterfactual:
         changes = {n: (float(a), float(b)) for n, a, b in zip(s.names, s.x0, x) if a != b}
         return Counterfactual(
-            model=model, target=target, target_name=CLASS_NAMES[target], found=found,
-            record=s.records(x[None])[0], changes=changes, distance=float(s.cost(x)),
-            probabilities=probabilities, original_probabilities=original, editable=names,
-            evaluated=s.evaluated, nearest=nearest, message=message + note,
-        )  # fmt: skip
+            model=model,
+            target=target,
+            target_name=CLASS_NAMES[target],
+            found=found,
+            record=s.records(x[None])[0],
+            changes=changes,
+            distance=float(s.cost(x)),
+            probabilities=probabilities,
+            original_probabilities=original,
+            editable=names,
+            evaluated=s.evaluated,
+            nearest=nearest,
+            message=message + note,
+        )
 
     if original.argmax() == target:
         return result(True, s.x0, original, f"already predicted {CLASS_NAMES[target]}: nothing to change")
@@ -357,10 +373,12 @@ def counterfactual(
     if not hit.any():
         best = int(np.argmax(probabilities[:, target]))
         return result(
-            False, pool[best], probabilities[best],
+            False,
+            pool[best],
+            probabilities[best],
             f"no change within the {support} ranges of {', '.join(names)} reached {CLASS_NAMES[target]}; "
             "this is the closest attempt (highest probability)",
-        )  # fmt: skip
+        )
     x = pool[np.flatnonzero(hit)[np.argmin(s.cost(pool[hit]))]]
     x = _shrink(s, _sparsify(s, x))
     rounded = _round_to_steps(s, x)

@@ -343,9 +343,16 @@ def evaluate_faithfulness(
             continue
         scan, record = row["image_path"], cohort_record(row)
         attribution = explain_image(
-            predictor, model, scan, record, method, target=target, baseline=baseline, settings=settings,
+            predictor,
+            model,
+            scan,
+            record,
+            method,
+            target=target,
+            baseline=baseline,
+            settings=settings,
             cohort=cohort,
-        )  # fmt: skip
+        )
         brain = brain_mask(attribution.geometry, predictor.views(member, scan))
         mask = truth_mask(truth, attribution.geometry, threshold)
         scores: dict[str, Any] = {"PTID": row["PTID"], "DX": row["DX"]}
@@ -355,9 +362,15 @@ def evaluate_faithfulness(
         if deletion_steps:
             for order in ("attribution", "random"):
                 curve = deletion_curve(
-                    predictor, attribution, scan, record, steps=deletion_steps, baseline=baseline,
-                    cohort=cohort, order=order,
-                )  # fmt: skip
+                    predictor,
+                    attribution,
+                    scan,
+                    record,
+                    steps=deletion_steps,
+                    baseline=baseline,
+                    cohort=cohort,
+                    order=order,
+                )
                 scores[f"deletion_area_{order}"] = curve["area"]
         rows.append(scores)
     if not rows:

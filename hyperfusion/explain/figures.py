@@ -24,14 +24,22 @@ def probability_bars(predictions: Mapping[str, Prediction], row: int = 0) -> go.
     classes = next(iter(ad.values())).class_names if ad else []
     fig = go.Figure()
     for c, cls in enumerate(classes):
-        fig.add_bar(name=cls, y=list(ad), x=[p.value[row, c] for p in ad.values()], orientation="h",
-                    marker_color=CLASS_COLOURS.get(cls),
-                    error_x={"type": "data", "array": [p.spread[row, c] for p in ad.values()], "visible": True})  # fmt: skip
+        fig.add_bar(
+            name=cls,
+            y=list(ad),
+            x=[p.value[row, c] for p in ad.values()],
+            orientation="h",
+            marker_color=CLASS_COLOURS.get(cls),
+            error_x={"type": "data", "array": [p.spread[row, c] for p in ad.values()], "visible": True},
+        )
     fig.update_layout(
-        barmode="group", height=120 + 70 * len(ad), margin=_MARGIN, legend={"orientation": "h", "y": 1.12},
+        barmode="group",
+        height=120 + 70 * len(ad),
+        margin=_MARGIN,
+        legend={"orientation": "h", "y": 1.12},
         xaxis={"range": [0, 1], "title": "probability (edited record; bars: ensemble spread ±1 SD)"},
         yaxis={"autorange": "reversed"},
-    )  # fmt: skip
+    )
     return fig
 
 
@@ -48,10 +56,12 @@ def ice_figure(curves: IceCurves, unit: str = "") -> go.Figure:
         fig.add_vline(x=curves.current, line_dash="dot", annotation_text="current")
     attribute = curves.attribute
     fig.update_layout(
-        height=320, margin=_MARGIN, legend={"orientation": "h", "y": 1.15},
+        height=320,
+        margin=_MARGIN,
+        legend={"orientation": "h", "y": 1.15},
         xaxis={"title": f"{attribute} ({unit})" if unit else attribute},
         yaxis={"title": "P(AD)" if any_ad else "predicted age (years)"},
-    )  # fmt: skip
+    )
     return fig
 
 
@@ -59,8 +69,11 @@ def record_waterfall(ra: RecordAttribution) -> go.Figure:
     """Each attribute's contribution (:func:`hyperfusion.explain.explain_record`) as a waterfall from the
     output at the baseline record to the output at the subject's record, largest |contribution| first; the
     steps add up to the difference (up to integrated gradients' convergence delta)."""
-    what = f"P({ra.target_name})" if ra.target_name and ra.settings.get("output") == "probability" else (
-        f"logit of {ra.target_name}" if ra.target_name else "predicted age (years)")  # fmt: skip
+    what = (
+        f"P({ra.target_name})"
+        if ra.target_name and ra.settings.get("output") == "probability"
+        else (f"logit of {ra.target_name}" if ra.target_name else "predicted age (years)")
+    )
     order = sorted(ra.attributes, key=lambda a: -abs(ra.attributes[a]))
     fig = go.Figure(
         go.Waterfall(
@@ -79,6 +92,11 @@ def record_waterfall(ra: RecordAttribution) -> go.Figure:
             totals={"marker": {"color": "#7f7f7f"}},
         )
     )
-    fig.update_layout(height=140 + 28 * len(order), margin=_MARGIN, yaxis={"autorange": "reversed"},
-                      xaxis={"title": what}, showlegend=False)  # fmt: skip
+    fig.update_layout(
+        height=140 + 28 * len(order),
+        margin=_MARGIN,
+        yaxis={"autorange": "reversed"},
+        xaxis={"title": what},
+        showlegend=False,
+    )
     return fig

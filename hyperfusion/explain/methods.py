@@ -718,7 +718,9 @@ def attribute_views(
                 with private_copy(network) as replica:
                     attr, delta, coarse, out_row, base_row = part(replica, inputs, base, on_rows)
             else:
-                attr, delta, coarse, out_row, base_row = part(attribution_network(network), inputs, base, on_rows)
+                attr, delta, coarse, out_row, base_row = part(
+                    attribution_network(network), inputs, base, on_rows
+                )
     output = float(out_row[column])
     base_out = None if base_row is None else float(base_row[column])
     if delta is COMPLETENESS_DELTA:  # Captum's convergence delta, on the outputs computed above

@@ -205,19 +205,48 @@ def _draw_row(
 
     cx, cy, cz = scan.mm_of(cursor)
     panels = [
-        ("axial", f"z = {cz:.0f} mm", scan.data[:, :, k], None if over is None else over[:, :, k],
-         extent(x, y, 0, 1), (cx, cy), True),
-        ("coronal", f"y = {cy:.0f} mm", scan.data[:, j, :], None if over is None else over[:, j, :],
-         extent(x, z, 0, 2), (cx, cz), True),
-        ("sagittal", f"x = {cx:.0f} mm", scan.data[i, :, :], None if over is None else over[i, :, :],
-         extent(y, z, 1, 2), (cy, cz), False),
-    ]  # fmt: skip
+        (
+            "axial",
+            f"z = {cz:.0f} mm",
+            scan.data[:, :, k],
+            None if over is None else over[:, :, k],
+            extent(x, y, 0, 1),
+            (cx, cy),
+            True,
+        ),
+        (
+            "coronal",
+            f"y = {cy:.0f} mm",
+            scan.data[:, j, :],
+            None if over is None else over[:, j, :],
+            extent(x, z, 0, 2),
+            (cx, cz),
+            True,
+        ),
+        (
+            "sagittal",
+            f"x = {cx:.0f} mm",
+            scan.data[i, :, :],
+            None if over is None else over[i, :, :],
+            extent(y, z, 1, 2),
+            (cy, cz),
+            False,
+        ),
+    ]
     if layer is not None and layer.title:
-        fig.suptitle(layer.title, color="white", fontsize=13, fontweight="bold", y=1 - 0.12 / size.height,
-                     va="top")  # fmt: skip
-    grid = fig.add_gridspec(1, 3, width_ratios=size.widths, wspace=size.WSPACE, left=size.LEFT,
-                            right=size.RIGHT, top=1 - size.title / size.height,
-                            bottom=size.below / size.height)  # fmt: skip
+        fig.suptitle(
+            layer.title, color="white", fontsize=13, fontweight="bold", y=1 - 0.12 / size.height, va="top"
+        )
+    grid = fig.add_gridspec(
+        1,
+        3,
+        width_ratios=size.widths,
+        wspace=size.WSPACE,
+        left=size.LEFT,
+        right=size.RIGHT,
+        top=1 - size.title / size.height,
+        bottom=size.below / size.height,
+    )
     image = None
     for col, (name, where, anat, slab, ext, (h, v), lateral) in enumerate(panels):
         ax = fig.add_subplot(grid[0, col])
@@ -225,9 +254,16 @@ def _draw_row(
         ax.imshow(anat.T, origin="lower", extent=ext, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
         if slab is not None:
             shown = np.ma.masked_where(np.abs(slab) < max(layer.threshold, 1e-12), slab)
-            image = ax.imshow(shown.T, origin="lower", extent=ext, cmap=colormap(layer.cmap), alpha=opacity,
-                              vmin=-layer.vmax if layer.signed else 0.0, vmax=layer.vmax,
-                              interpolation="nearest")  # fmt: skip
+            image = ax.imshow(
+                shown.T,
+                origin="lower",
+                extent=ext,
+                cmap=colormap(layer.cmap),
+                alpha=opacity,
+                vmin=-layer.vmax if layer.signed else 0.0,
+                vmax=layer.vmax,
+                interpolation="nearest",
+            )
         ax.axvline(h, color=CROSSHAIR, lw=0.8, alpha=0.7)
         ax.axhline(v, color=CROSSHAIR, lw=0.8, alpha=0.7)
         if lateral and radiological:
@@ -235,8 +271,13 @@ def _draw_row(
         if not lateral:
             ax.invert_xaxis()  # sagittal: anterior on the left, as FSLeyes / ITK-SNAP show it
         left, right = ("R", "L") if lateral and radiological else ("L", "R") if lateral else ("A", "P")
-        style = {"color": "white", "fontsize": 12, "fontweight": "bold", "va": "center",
-                 "bbox": {"facecolor": "black", "alpha": 0.5, "pad": 1, "edgecolor": "none"}}  # fmt: skip
+        style = {
+            "color": "white",
+            "fontsize": 12,
+            "fontweight": "bold",
+            "va": "center",
+            "bbox": {"facecolor": "black", "alpha": 0.5, "pad": 1, "edgecolor": "none"},
+        }
         ax.text(0.02, 0.5, left, transform=ax.transAxes, ha="left", **style)
         ax.text(0.98, 0.5, right, transform=ax.transAxes, ha="right", **style)
         ax.text(0.5, 0.97, "S" if name != "axial" else "A", transform=ax.transAxes, ha="center", **style)

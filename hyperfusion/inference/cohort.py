@@ -28,9 +28,18 @@ __all__ = ["COLUMNS", "NO_SCAN", "predict_cohort"]
 
 #: The CSV's columns, in order (probabilities for AD models, the age and gap for brain-age models).
 COLUMNS = (
-    "PTID", "model", "task", "prediction", *(f"p_{c}" for c in CLASS_NAMES), "predicted_age",
-    "brain_age_gap", "spread", "in_distribution", "ood_summary", "error",
-)  # fmt: skip
+    "PTID",
+    "model",
+    "task",
+    "prediction",
+    *(f"p_{c}" for c in CLASS_NAMES),
+    "predicted_age",
+    "brain_age_gap",
+    "spread",
+    "in_distribution",
+    "ood_summary",
+    "error",
+)
 #: The ``error`` of a subject that has no scan, for a model that reads one.
 NO_SCAN = "no scan for this subject"
 

@@ -292,7 +292,10 @@ class Predictor:
             def submit(batch):
                 if batch is None:
                     return None
-                return [(i, pool.submit(load, scan) if scan is not None and members else None) for i, scan in batch]
+                return [
+                    (i, pool.submit(load, scan) if scan is not None and members else None)
+                    for i, scan in batch
+                ]
 
             source = iter(batches)
             pending = submit(next(source, None))
@@ -311,7 +314,9 @@ class Predictor:
                 for j, member in enumerate(members):
                     if not loaded:
                         break
-                    batch = torch.from_numpy(np.concatenate([arrays[j] for _, arrays in loaded])).to(self.device)
+                    batch = torch.from_numpy(np.concatenate([arrays[j] for _, arrays in loaded])).to(
+                        self.device
+                    )
                     with torch.no_grad():
                         feats = member.network_on(self.device).encode_image(batch)
                     n_views = loaded[0][1][j].shape[0]

@@ -53,7 +53,10 @@ def prediction_rows(
         if p.task != task:
             continue
         if task == "ad":
-            out = {"model": name, **{f"P({c})": round(float(v), 3) for c, v in zip(p.class_names, p.value[row])}}
+            out = {
+                "model": name,
+                **{f"P({c})": round(float(v), 3) for c, v in zip(p.class_names, p.value[row])},
+            }
             out["predicted"] = predicted_label(p, row)
             ad = p.class_names.index("AD")
             if reference is not None:
@@ -61,8 +64,11 @@ def prediction_rows(
             out["spread P(AD)"] = round(float(p.spread[row, ad]), 3)
             out["members"] = int(p.member_values.shape[0])
         else:
-            out = {"model": name, "brain age (years)": round(float(p.value[row]), 1),
-                   "gap (years)": round(float(p.extras["brain_age_gap"][row]), 1)}  # fmt: skip
+            out = {
+                "model": name,
+                "brain age (years)": round(float(p.value[row]), 1),
+                "gap (years)": round(float(p.extras["brain_age_gap"][row]), 1),
+            }
             if reference is not None:
                 out["Δ vs recorded"] = round(float(p.value[row] - p.value[reference]), 2)
             out["spread"] = round(float(p.spread[row]), 2)

@@ -46,7 +46,9 @@ def _dropouts(block: Sequence[float], head: Sequence[float]) -> tuple[tuple[floa
     """Checked dropout rates: four for blocks 1-4, two for the head (before fc1, before fc2)."""
     block, head = tuple(float(p) for p in block), tuple(float(p) for p in head)
     if len(block) != 4 or len(head) != 2 or not all(0.0 <= p < 1.0 for p in (*block, *head)):
-        raise ValueError(f"block_dropout needs 4 rates and head_dropout 2, each in [0, 1); got {block}, {head}")
+        raise ValueError(
+            f"block_dropout needs 4 rates and head_dropout 2, each in [0, 1); got {block}, {head}"
+        )
     return block, head
 
 
@@ -153,16 +155,29 @@ class ADResNet(StagedNetwork):
             if i == 4 and block4_modulation is not None:
                 block_type = FiLMBlock if block4_modulation == "film" else DAFTBlock
                 block = block_type(
-                    c_in, c_out, n_tabular, stride, block_dropout[3], bn_momentum, modulation_bottleneck,
+                    c_in,
+                    c_out,
+                    n_tabular,
+                    stride,
+                    block_dropout[3],
+                    bn_momentum,
+                    modulation_bottleneck,
                     shortcut_pool=shortcut_pool,
-                )  # fmt: skip
+                )
             else:
                 hyper = [name.split(".")[1] for name in hyper_layers if name.startswith(f"block{i}.")]
                 block = PreActResBlock(
-                    c_in, c_out, stride, block_dropout[i - 1], bn_momentum,
-                    hyper=hyper, embedding=embedding, embedding_dim=embedding_dim,
-                    input_variance=hyper_input_variance, shortcut_pool=shortcut_pool,
-                )  # fmt: skip
+                    c_in,
+                    c_out,
+                    stride,
+                    block_dropout[i - 1],
+                    bn_momentum,
+                    hyper=hyper,
+                    embedding=embedding,
+                    embedding_dim=embedding_dim,
+                    input_variance=hyper_input_variance,
+                    shortcut_pool=shortcut_pool,
+                )
             setattr(self, f"block{i}", block)
         self.pool = pooled_head(head_dropout[0])
         if concat_tabular:
@@ -263,7 +278,12 @@ class AttentionGMUNet(StagedNetwork):
         for i in range(1, 4):
             stride = 1 if i == 1 else 2
             block = PreActResBlock(
-                widths[i - 1], widths[i], stride, block_dropout[i - 1], bn_momentum, shortcut_pool=shortcut_pool
+                widths[i - 1],
+                widths[i],
+                stride,
+                block_dropout[i - 1],
+                bn_momentum,
+                shortcut_pool=shortcut_pool,
             )
             setattr(self, f"block{i}", block)
         self.attention = EHRSpatialAttention(8 * f, n_tabular, attention_dim)

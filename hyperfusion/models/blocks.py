@@ -258,9 +258,14 @@ class FiLMBlock(PreActResBlock):
     ) -> None:
         modulation = self.modulation_type(n_condition, in_channels, bottleneck)
         super().__init__(
-            in_channels, out_channels, stride, dropout, bn_momentum, modulation=modulation,
+            in_channels,
+            out_channels,
+            stride,
+            dropout,
+            bn_momentum,
+            modulation=modulation,
             shortcut_pool=shortcut_pool,
-        )  # fmt: skip
+        )
 
 
 class DAFTBlock(FiLMBlock):

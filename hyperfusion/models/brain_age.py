@@ -70,9 +70,19 @@ class BrainAgeNet(StagedNetwork):
     #: the stages that read only the scan (what ``--init-image-from`` copies from an image-only model)
     image_branch = ("stage1", "stage2", "stage3")
     stage_names = (
-        "stage1", "stage2", "stage3", "dropout", "flatten",
-        "linear1", "act1", "linear2", "act2", "linear3", "act3", "output",
-    )  # fmt: skip
+        "stage1",
+        "stage2",
+        "stage3",
+        "dropout",
+        "flatten",
+        "linear1",
+        "act1",
+        "linear2",
+        "act2",
+        "linear3",
+        "act3",
+        "output",
+    )
 
     task = "brain_age"
 
@@ -117,9 +127,12 @@ class BrainAgeNet(StagedNetwork):
         for i, name in enumerate(BRAIN_AGE_HYPER_LAYERS):
             if name in hyper_layers:
                 layer = HyperLinear(
-                    widths[i], widths[i + 1], linear_embedding(n_tabular, embedding_dim), embedding_dim,
+                    widths[i],
+                    widths[i + 1],
+                    linear_embedding(n_tabular, embedding_dim),
+                    embedding_dim,
                     hyper_input_variance,
-                )  # fmt: skip
+                )
             elif name == "linear2" and concat_tabular:
                 layer = ConcatLinear(widths[i], n_tabular, widths[i + 1])
             else:

@@ -36,7 +36,17 @@ class Architecture:
 
 
 # top-level card keys holding a JSON object (None / {} when absent: see ModelCard's defaults)
-_MAPPINGS = ("geometry", "normalisation", "tabular", "training", "data", "split", "metrics", "ood", "collapse")
+_MAPPINGS = (
+    "geometry",
+    "normalisation",
+    "tabular",
+    "training",
+    "data",
+    "split",
+    "metrics",
+    "ood",
+    "collapse",
+)
 
 
 @dataclass(frozen=True)
@@ -75,7 +85,9 @@ class ModelCard:
             raise ModelFileError(f"{source}: architecture name and task must be strings")
         if not isinstance(arch["config"], Mapping):
             raise ModelFileError(f"{source}: architecture config must be a JSON object")
-        values: dict[str, Any] = {"architecture": Architecture(arch["name"], arch["task"], dict(arch["config"]))}
+        values: dict[str, Any] = {
+            "architecture": Architecture(arch["name"], arch["task"], dict(arch["config"]))
+        }
         sha = raw.pop("weights_sha256", None)
         if sha is not None and not isinstance(sha, str):
             raise ModelFileError(f"{source}: weights_sha256 must be a hex string")

@@ -78,7 +78,9 @@ def decode_records(network: FusionNetwork, features: ImageFeatures, tabular: Ten
     if not network.reads_scan:
         return network.decode((), tabular), 1
     views = features[0].shape[0]
-    index = torch.arange(views, device=features[0].device).repeat(tabular.shape[0])  # record r, view v -> r * V + v
+    index = torch.arange(views, device=features[0].device).repeat(
+        tabular.shape[0]
+    )  # record r, view v -> r * V + v
     return network.decode(select_features(features, index), tabular.repeat_interleave(views, 0)), views
 
 

@@ -45,9 +45,14 @@ MODALITIES = ("scan", "record")
 RELIANCE_MIN_DROP = 0.02
 RELIANCE_MIN_MAE_INCREASE = 0.5
 PAPER_COLUMNS = [
-    ("balanced_accuracy", "BA"), ("precision", "precision"), ("f1", "F1"), ("auc", "AUC"),
-    ("recall_CN", "recall CN"), ("recall_MCI", "recall MCI"), ("recall_AD", "recall AD"),
-]  # fmt: skip
+    ("balanced_accuracy", "BA"),
+    ("precision", "precision"),
+    ("f1", "F1"),
+    ("auc", "AUC"),
+    ("recall_CN", "recall CN"),
+    ("recall_MCI", "recall MCI"),
+    ("recall_AD", "recall AD"),
+]
 
 
 @dataclass
@@ -94,9 +99,15 @@ def dataset_for(
     tabular_only = not member.network.reads_scan
     geometry = Geometry.from_dict(card.geometry) if not tabular_only else None
     return CohortDataset(
-        cohort, indices, task=task, preprocessor=preprocessor, geometry=geometry, cache=cache,
-        views="all", tabular_only=tabular_only,
-    )  # fmt: skip
+        cohort,
+        indices,
+        task=task,
+        preprocessor=preprocessor,
+        geometry=geometry,
+        cache=cache,
+        views="all",
+        tabular_only=tabular_only,
+    )
 
 
 @dataclass
@@ -133,9 +144,13 @@ def encode_subjects(
         return Encoded((), ds.tabular, 1)
     module = _EncodeModule(member.network.eval(), member.card.task, class_weights=None)
     trainer = L.Trainer(
-        accelerator=accelerator, devices=1, logger=False, enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False,
-    )  # fmt: skip
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     batches = trainer.predict(module, DataLoader(ds, batch_size=batch_size))
     return Encoded(concat_features([f for f, _ in batches]), ds.tabular, int(batches[0][1]))
 
@@ -333,7 +348,7 @@ def summarise(cohort: Cohort, runs: Sequence[Run], test: np.ndarray, n_boot: int
                         ("male", table["PTGENDER"].to_numpy() == 1),
                     )
                     if mask.sum() > 2
-                },  # fmt: skip
+                },
             }
             corrected = _bias_corrected(run, age)
             if corrected is not None:
@@ -483,9 +498,18 @@ def reliance_markdown(result: dict, task: str) -> str:
     return "\n".join(text)
 
 
-def write_report(cohort: Cohort, runs: Sequence[Run], out_dir: str | Path, *, n_boot: int = 500,
-                 cache: VolumeCache | None = None, data_label: str | Path | None = None, subjects: str = "test",
-                 permutations: int = 5, batch_size: int = 16) -> dict:  # fmt: skip
+def write_report(
+    cohort: Cohort,
+    runs: Sequence[Run],
+    out_dir: str | Path,
+    *,
+    n_boot: int = 500,
+    cache: VolumeCache | None = None,
+    data_label: str | Path | None = None,
+    subjects: str = "test",
+    permutations: int = 5,
+    batch_size: int = 16,
+) -> dict:
     """Score every run and write results.json, results.md and PNG figures.
 
     ``subjects``: "test" scores the test subjects stored in the models' files (the paper's partition 4; older
@@ -505,8 +529,9 @@ def write_report(cohort: Cohort, runs: Sequence[Run], out_dir: str | Path, *, n_
     selection = select_subjects(cohort, runs, subjects)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    test = score_runs(cohort, runs, cache=cache, rows=selection.rows, permutations=permutations,
-                      batch_size=batch_size)  # fmt: skip
+    test = score_runs(
+        cohort, runs, cache=cache, rows=selection.rows, permutations=permutations, batch_size=batch_size
+    )
     result = summarise(cohort, runs, test, n_boot=n_boot)
     result["task"] = task
     label = str(data_label if data_label is not None else cohort.path)
@@ -556,8 +581,15 @@ def _figures(cohort: Cohort, runs: Sequence[Run], test: np.ndarray, result: dict
             ax.imshow(cm, cmap="Blues")
             for (i, j), v in np.ndenumerate(cm):
                 ax.text(j, i, str(v), ha="center", va="center")
-            ax.set(xticks=range(3), yticks=range(3), xticklabels=CLASS_NAMES, yticklabels=CLASS_NAMES,
-                   xlabel="predicted", ylabel="true", title=run.label)  # fmt: skip
+            ax.set(
+                xticks=range(3),
+                yticks=range(3),
+                xticklabels=CLASS_NAMES,
+                yticklabels=CLASS_NAMES,
+                xlabel="predicted",
+                ylabel="true",
+                title=run.label,
+            )
         fig.tight_layout()
         fig.savefig(out_dir / "confusion.png", dpi=110)
         plt.close(fig)

@@ -64,7 +64,9 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     patience: int | None = None  # stop after this many epochs without a better validation score
     augment: dict | None = None  # AugmentConfig fields, or None for no augmentation
-    init_image_from: str | None = None  # a trained image_only model directory of the same fold (recorded only)
+    init_image_from: str | None = (
+        None  # a trained image_only model directory of the same fold (recorded only)
+    )
     num_workers: int = 0
     accelerator: str = "cpu"
     devices: int | str = 1
@@ -83,18 +85,33 @@ class TrainConfig:
 #: epochs. Every field here is a TrainConfig field; explicit arguments override the preset's.
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {
-        "epochs": 200, "lr": None, "weight_decay": None, "class_weights": "paper", "schedule": "constant",
-        "warmup_epochs": 0.0, "patience": None, "augment": None, "model_overrides": {},
+        "epochs": 200,
+        "lr": None,
+        "weight_decay": None,
+        "class_weights": "paper",
+        "schedule": "constant",
+        "warmup_epochs": 0.0,
+        "patience": None,
+        "augment": None,
+        "model_overrides": {},
     },
     "cpu": {
-        "epochs": 80, "lr": 1e-3, "weight_decay": 1e-4, "class_weights": "balanced", "schedule": "cosine",
-        "warmup_epochs": 3.0, "patience": 20, "augment": {},
+        "epochs": 80,
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "class_weights": "balanced",
+        "schedule": "cosine",
+        "warmup_epochs": 3.0,
+        "patience": 20,
+        "augment": {},
         "model_overrides": {
-            "init_features": 4, "block_dropout": [0.0, 0.05, 0.05, 0.1], "head_dropout": [0.2, 0.1],
+            "init_features": 4,
+            "block_dropout": [0.0, 0.05, 0.05, 0.1],
+            "head_dropout": [0.2, 0.1],
             "shortcut_pool": True,
         },
     },
-}  # fmt: skip
+}
 
 
 def recipe_config(preset: str, **explicit: Any) -> TrainConfig:
@@ -172,21 +189,32 @@ def _class_weights(config: TrainConfig, targets: np.ndarray) -> list[float] | No
 
 
 def _trainer(
-    config: TrainConfig, out_dir: Path, epochs: int, monitor: tuple[str, str] | None, quiet: bool,
+    config: TrainConfig,
+    out_dir: Path,
+    epochs: int,
+    monitor: tuple[str, str] | None,
+    quiet: bool,
     patience: int | None = None,
-):  # fmt: skip
+):
     callbacks: list = []
     checkpoint = None
     if monitor is not None:
         checkpoint = L.pytorch.callbacks.ModelCheckpoint(
-            dirpath=out_dir / "checkpoints", monitor=monitor[0], mode=monitor[1], save_top_k=1,
-            filename="best", enable_version_counter=False,
-        )  # fmt: skip
+            dirpath=out_dir / "checkpoints",
+            monitor=monitor[0],
+            mode=monitor[1],
+            save_top_k=1,
+            filename="best",
+            enable_version_counter=False,
+        )
         # Lightning's save_last only writes when the monitored score improves; resuming needs every epoch.
         latest = L.pytorch.callbacks.ModelCheckpoint(
-            dirpath=out_dir / "checkpoints", monitor=None, save_top_k=1, filename="last",
+            dirpath=out_dir / "checkpoints",
+            monitor=None,
+            save_top_k=1,
+            filename="last",
             enable_version_counter=False,
-        )  # fmt: skip
+        )
         callbacks += [checkpoint, latest]
         if patience:
             callbacks.append(
@@ -200,11 +228,21 @@ def _trainer(
     except ImportError:
         pass
     trainer = L.Trainer(
-        max_epochs=epochs, accelerator=config.accelerator, devices=config.devices, strategy=config.strategy,
-        num_nodes=config.num_nodes, precision=config.precision, callbacks=callbacks, logger=loggers,
-        default_root_dir=out_dir, enable_progress_bar=not quiet, enable_model_summary=not quiet,
-        deterministic="warn", log_every_n_steps=1, num_sanity_val_steps=0,
-    )  # fmt: skip
+        max_epochs=epochs,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        strategy=config.strategy,
+        num_nodes=config.num_nodes,
+        precision=config.precision,
+        callbacks=callbacks,
+        logger=loggers,
+        default_root_dir=out_dir,
+        enable_progress_bar=not quiet,
+        enable_model_summary=not quiet,
+        deterministic="warn",
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+    )
     return trainer, checkpoint
 
 
@@ -214,9 +252,12 @@ def _pretrain_embedding(network, config, train_ds, val_ds, out_dir: Path, quiet:
         return None
     tabular = build_model("tabular_only", "ad", n_tabular=network.config.get("n_tabular", 16))
     module = FusionModule(
-        tabular, "ad", lr=config.lr, weight_decay=config.weight_decay,
+        tabular,
+        "ad",
+        lr=config.lr,
+        weight_decay=config.weight_decay,
         class_weights=_class_weights(config, train_ds.targets.numpy()),
-    )  # fmt: skip
+    )
     trainer, ckpt = _trainer(config, out_dir / "pretrain", config.pretrain_epochs, module.monitor, quiet)
     trainer.fit(module, _loader(train_ds, config, shuffle=True), _loader(val_ds, config, shuffle=False))
     if ckpt is not None and ckpt.best_model_path:
@@ -229,9 +270,12 @@ def _pretrain_embedding(network, config, train_ds, val_ds, out_dir: Path, quiet:
 
 def _loader(ds, config: TrainConfig, shuffle: bool) -> DataLoader:
     return DataLoader(
-        ds, batch_size=config.batch_size, shuffle=shuffle, num_workers=config.num_workers,
+        ds,
+        batch_size=config.batch_size,
+        shuffle=shuffle,
+        num_workers=config.num_workers,
         persistent_workers=config.num_workers > 0,
-    )  # fmt: skip
+    )
 
 
 def train_fold(
@@ -262,8 +306,14 @@ def train_fold(
         preprocessor = TabularPreprocessor(imputation=config.imputation).fit(cohort.table.iloc[train_idx])
     network = build_model(config.model, config.task, **_shape_overrides(config, geometry, preprocessor))
     tabular_only = not network.reads_scan
-    common = {"task": config.task, "preprocessor": preprocessor, "geometry": geometry, "cache": cache,
-              "tabular_only": tabular_only, "keep_in_memory": True}  # fmt: skip
+    common = {
+        "task": config.task,
+        "preprocessor": preprocessor,
+        "geometry": geometry,
+        "cache": cache,
+        "tabular_only": tabular_only,
+        "keep_in_memory": True,
+    }
     train_ds = CohortDataset(cohort, train_idx, views="random", **common)
     augment = None
     if config.augment is not None and not tabular_only:
@@ -287,10 +337,15 @@ def train_fold(
     if init_image is not None:
         init_record = _init_image_branch(network, init_image, config)
     module = FusionModule(
-        network, config.task, lr=config.lr, weight_decay=config.weight_decay,
-        class_weights=_class_weights(config, train_ds.targets.numpy()), schedule=config.schedule,
-        warmup_epochs=config.warmup_epochs, augment=augment,
-    )  # fmt: skip
+        network,
+        config.task,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        class_weights=_class_weights(config, train_ds.targets.numpy()),
+        schedule=config.schedule,
+        warmup_epochs=config.warmup_epochs,
+        augment=augment,
+    )
     trainer, ckpt = _trainer(config, out_dir, config.epochs, module.monitor, quiet, config.patience)
     trainer.fit(
         module,
@@ -343,8 +398,9 @@ def train_fold(
     from hyperfusion.training.evaluate import Member, predict_subjects
 
     # the selected network's validation predictions: the collapse check, and brain age's bias correction
-    predicted = predict_subjects(Member(network, {**card, "architecture": network.architecture}), cohort,
-                                 val_idx, cache=cache)  # fmt: skip
+    predicted = predict_subjects(
+        Member(network, {**card, "architecture": network.architecture}), cohort, val_idx, cache=cache
+    )
     ages = cohort.table["AGE"].to_numpy(float)[val_idx] if config.task == "brain_age" else None
     card["collapse"] = collapse_report(config.task, predicted, ages)
     if card["collapse"]["collapsed"]:
@@ -366,7 +422,9 @@ def train_fold(
     card["ood"] = ood_reference(network, train_ds, cohort.table.iloc[train_idx])
     # --- end of the out-of-distribution block ---------------------------------------------------------------
     json.dumps(card)  # fail here, not when saving, if something is not JSON-able
-    draft = ModelCard.from_dict({**card, "architecture": network.architecture}, source="the trained model's card")
+    draft = ModelCard.from_dict(
+        {**card, "architecture": network.architecture}, source="the trained model's card"
+    )
     return TrainResult(network=network, card=draft, best_score=best)
 
 
@@ -384,21 +442,30 @@ def _shape_overrides(config: TrainConfig, geometry: Geometry, preprocessor) -> d
 IMAGE_BRANCH = ("stem.", "block1.", "block2.", "block3.", "block4.")
 
 
-def _init_image_branch(network: torch.nn.Module, source: Mapping[str, torch.Tensor], config: TrainConfig) -> dict:
+def _init_image_branch(
+    network: torch.nn.Module, source: Mapping[str, torch.Tensor], config: TrainConfig
+) -> dict:
     """Copy the image branch's tensors of matching name and shape from ``source``; what was copied, recorded."""
     if not network.reads_scan:
         raise DataError(f"{config.model} reads no scan: there is no image branch to initialise")
     own = network.state_dict()
     branch = tuple(f"{stage}." for stage in getattr(network, "image_branch", ())) or IMAGE_BRANCH
-    copied = {k: v for k, v in source.items() if k.startswith(branch) and k in own and own[k].shape == v.shape}
+    copied = {
+        k: v for k, v in source.items() if k.startswith(branch) and k in own and own[k].shape == v.shape
+    }
     if not copied:
         raise DataError(
             f"--init-image-from {config.init_image_from}: no tensor of its image branch fits {config.model} "
             "(train it with the same architecture settings, e.g. init_features)"
         )
     network.load_state_dict(copied, strict=False)
-    skipped = sorted({k.split(".")[0] + "." + k.split(".")[1] for k in own if k.startswith(branch)
-                      and k not in copied and not k.endswith("num_batches_tracked")})  # fmt: skip
+    skipped = sorted(
+        {
+            k.split(".")[0] + "." + k.split(".")[1]
+            for k in own
+            if k.startswith(branch) and k not in copied and not k.endswith("num_batches_tracked")
+        }
+    )
     return {"from": config.init_image_from, "tensors": len(copied), "not_copied": skipped}
 
 
@@ -409,11 +476,16 @@ def _check_resume(config: TrainConfig, out_dir: Path) -> None:
     # where the run executes may change between sittings; what it learns may not
     volatile = {"num_workers", "accelerator", "devices", "strategy", "num_nodes"}
     if config.schedule == "constant" and config.warmup_epochs <= 0:
-        volatile.add("epochs")  # at a constant rate, more epochs continue the same run; a schedule would change
+        volatile.add(
+            "epochs"
+        )  # at a constant rate, more epochs continue the same run; a schedule would change
     if (out_dir / "checkpoints" / "last.ckpt").is_file() and record.is_file():
         before = json.loads(record.read_text())
-        changed = sorted(k for k in set(before) | set(current) - volatile
-                         if k not in volatile and before.get(k) != current.get(k))  # fmt: skip
+        changed = sorted(
+            k
+            for k in set(before) | set(current) - volatile
+            if k not in volatile and before.get(k) != current.get(k)
+        )
         if changed:
             raise DataError(
                 f"{out_dir} holds a run with another configuration ({', '.join(changed)} differ); resuming would "
@@ -436,8 +508,16 @@ def split_membership(cohort: Cohort, config: TrainConfig, train_idx, val_idx, te
     import hashlib
 
     ptids = cohort.table["PTID"].astype(str).to_numpy()
-    parts = {name: sorted(ptids[np.asarray(idx)].tolist())
-             for name, idx in (("train", train_idx), ("validation", val_idx), ("test", test_idx))}  # fmt: skip
+    parts = {
+        name: sorted(ptids[np.asarray(idx)].tolist())
+        for name, idx in (("train", train_idx), ("validation", val_idx), ("test", test_idx))
+    }
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-    return {"seed": config.split_seed, "fold": config.fold, "label_column": cohort.label_column,
-            "cohort_id": cohort_id(cohort), **parts, "sha256": digest}  # fmt: skip
+    return {
+        "seed": config.split_seed,
+        "fold": config.fold,
+        "label_column": cohort.label_column,
+        "cohort_id": cohort_id(cohort),
+        **parts,
+        "sha256": digest,
+    }

@@ -144,8 +144,14 @@ def ood_check(
                 reasons.append(
                     f"the predicted brain age {age:.1f} is outside the training ages {ages[0]:g}–{ages[1]:g}"
                 )
-        out.append({"inside": not reasons, "reasons": reasons, "image_distance": distance,
-                    "image_threshold": threshold})  # fmt: skip
+        out.append(
+            {
+                "inside": not reasons,
+                "reasons": reasons,
+                "image_distance": distance,
+                "image_threshold": threshold,
+            }
+        )
     return out
 
 
@@ -163,10 +169,15 @@ def combine(parts: Sequence[list[dict]]) -> list[dict]:
         reasons = list(dict.fromkeys(r for p in known for r in p["reasons"]))
         distances = [p["image_distance"] for p in known if p.get("image_distance") is not None]
         thresholds = [p["image_threshold"] for p in known if p.get("image_threshold") is not None]
-        out.append({"inside": not reasons, "reasons": reasons,
-                    "image_distance": max(distances) if distances else None,
-                    "image_threshold": max(thresholds) if thresholds else None,
-                    "members_without_reference": len(per_member) - len(known)})  # fmt: skip
+        out.append(
+            {
+                "inside": not reasons,
+                "reasons": reasons,
+                "image_distance": max(distances) if distances else None,
+                "image_threshold": max(thresholds) if thresholds else None,
+                "members_without_reference": len(per_member) - len(known),
+            }
+        )
     return out
 
 

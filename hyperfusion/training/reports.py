@@ -158,7 +158,7 @@ def report_cohort(
                 shipped,
                 f"The report's cohort `{shown_path(report.cohort_path)}` is not on this machine; its subjects are "
                 f"read from the demo's shipped copy of the same table, `{shown_path(shipped)}`.",
-            )  # fmt: skip
+            )
         )
     for path, note in candidates:
         if not _table_file(path).exists():
@@ -408,8 +408,14 @@ def age_metrics(frame: pd.DataFrame, bias_corrected: dict[str, dict | None]) -> 
     rows = []
     for model, g in frame.groupby("model", sort=False):
         m = M.regression_metrics(g["AGE"].to_numpy(), g["predicted"].to_numpy())
-        row = {"model": model, "subjects": len(g), "MAE (years)": round(m["mae"], 2), "r": round(m["r"], 3),
-               "R²": round(m["r2"], 3), "mean gap (years)": round(float(g["gap"].mean()), 2)}  # fmt: skip
+        row = {
+            "model": model,
+            "subjects": len(g),
+            "MAE (years)": round(m["mae"], 2),
+            "r": round(m["r"], 3),
+            "R²": round(m["r2"], 3),
+            "mean gap (years)": round(float(g["gap"].mean()), 2),
+        }
         for sex, people in (("Female", "women"), ("Male", "men")):
             s = g[g["sex"] == sex]
             row[f"MAE {people}"] = round(float(s["gap"].abs().mean()), 2) if len(s) else None
@@ -421,7 +427,9 @@ def age_metrics(frame: pd.DataFrame, bias_corrected: dict[str, dict | None]) -> 
     return pd.DataFrame(rows)
 
 
-def bias_corrected_from_cards(frame: pd.DataFrame, age_bias: dict[str, dict | None]) -> dict[str, dict | None]:
+def bias_corrected_from_cards(
+    frame: pd.DataFrame, age_bias: dict[str, dict | None]
+) -> dict[str, dict | None]:
     """Per model of an :func:`age_frame`: its metrics after the linear age-bias correction its card carries
     (``card.age_bias``, fitted on its validation subjects), as ``hyperfusion evaluate`` corrects; None where the
     card has none or its slope is too flat to invert."""
@@ -435,7 +443,9 @@ def bias_corrected_from_cards(frame: pd.DataFrame, age_bias: dict[str, dict | No
     return out
 
 
-def sex_whatif_rows(predictions: dict, first: str, second: str, age: float, recorded: bool = True) -> list[dict]:
+def sex_whatif_rows(
+    predictions: dict, first: str, second: str, age: float, recorded: bool = True
+) -> list[dict]:
     """Per brain-age model: the predicted age of one scan with the record's sex as ``first`` (record 0) and as
     ``second`` (record 1), their difference, and the brain-age gap under the recorded sex (``recorded``: the
     record gives a sex, which is ``first``)."""

@@ -64,8 +64,14 @@ def build_ad_report(root: Path, n: int = 50, n_boot: int = 50) -> dict:
         runs.append(Run(label=label, members=members))
     out = root / "assets" / "reports" / "ad"
     result = write_report(cohort, runs, out, n_boot=n_boot)
-    return {"cohort": cohort_dir, "models": models, "report": out / "results.json", "result": result,
-            "assets": root / "assets", "table": cohort.table}  # fmt: skip
+    return {
+        "cohort": cohort_dir,
+        "models": models,
+        "report": out / "results.json",
+        "result": result,
+        "assets": root / "assets",
+        "table": cohort.table,
+    }
 
 
 def _card(path: Path) -> dict:
@@ -78,8 +84,13 @@ def build_brain_age(root: Path, n: int = 40, n_boot: int = 50, report: bool = Tr
     evaluation report (``reports/brain_age``)."""
     assets = root / "assets"
     cohort_dir = write_image_cohort(assets / "cohorts" / "brain_age", n, seed=11)
-    meta = {"source": "synthetic", "generator": "tests", "task": "brain_age", "label_column": "AGE",
-            "allow_unregistered": True}  # noise boxes: loaded with the entry check's warning
+    meta = {
+        "source": "synthetic",
+        "generator": "tests",
+        "task": "brain_age",
+        "label_column": "AGE",
+        "allow_unregistered": True,
+    }  # noise boxes: loaded with the entry check's warning
     (cohort_dir / "cohort.json").write_text(json.dumps(meta))
     cohort = load_cohort(cohort_dir)
     g = brain_box(4.0)
@@ -102,5 +113,10 @@ def build_brain_age(root: Path, n: int = 40, n_boot: int = 50, report: bool = Tr
     result = None
     if report:
         result = write_report(cohort, runs, assets / "reports" / "brain_age", n_boot=n_boot)
-    return {"cohort": cohort_dir, "models": assets / "models", "assets": assets, "result": result,
-            "ptids": cohort.table["PTID"].tolist()}  # fmt: skip
+    return {
+        "cohort": cohort_dir,
+        "models": assets / "models",
+        "assets": assets,
+        "result": result,
+        "ptids": cohort.table["PTID"].tolist(),
+    }

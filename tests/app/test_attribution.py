@@ -195,8 +195,9 @@ def test_recorded_vs_edited_says_when_nothing_was_edited_and_shows_the_signed_di
     assert np.abs(difference).max() > 0
     assert difference.min() < 0 < difference.max()  # signed, not |edited| − |recorded| of one sign
     recorded = _expected_map(env, "hyperfusion", ptid)
-    np.testing.assert_allclose(difference, _expected_map(env, "hyperfusion", ptid, edited) - recorded,
-                               rtol=1e-4, atol=1e-8)  # fmt: skip
+    np.testing.assert_allclose(
+        difference, _expected_map(env, "hyperfusion", ptid, edited) - recorded, rtol=1e-4, atol=1e-8
+    )
 
     # A model that ignores the record: the page says the difference is zero instead of drawing it
     at.selectbox(key="attr_model").set_value("image_only").run()
@@ -288,8 +289,9 @@ def test_an_uploaded_subject_in_two_model_mode_stays_in_the_session_and_download
     at = AppTest.from_file(str(HOME), default_timeout=60).run()
     at.switch_page("views/5_Upload.py").run()
     at.file_uploader(key="upload_scan").set_value(("mine.nii.gz", upload, "application/gzip"))
-    at.file_uploader(key="upload_csv").set_value(("row.csv", b"AGE,PTGENDER,PTEDUCAT,APOE4\n71,Male,12,2\n",
-                                                  "text/csv")).run()  # fmt: skip
+    at.file_uploader(key="upload_csv").set_value(
+        ("row.csv", b"AGE,PTGENDER,PTEDUCAT,APOE4\n71,Male,12,2\n", "text/csv")
+    ).run()
     assert not at.exception and not at.error
     _attribution(at).radio(key="attr_mode").set_value("models").run()
     assert not at.exception and not at.error

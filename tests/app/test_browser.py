@@ -36,10 +36,25 @@ def server(app_env):
         "HYPERFUSION_MODELS": str(app_env["models"]),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(APP / "Home.py"), "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(APP / "Home.py"),
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -66,9 +81,10 @@ def test_open_a_subject_edit_apoe4_see_the_prediction_change_and_open_the_attrib
     shots.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
+            executable_path=CHROMIUM,
+            headless=True,
             args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"],
-        )  # fmt: skip
+        )
         page = browser.new_page(viewport={"width": 1500, "height": 1000})
         page.goto(server, wait_until="networkidle")
         page.get_by_role("heading", name="HyperFusion").wait_for(timeout=20_000)
@@ -90,13 +106,14 @@ def test_open_a_subject_edit_apoe4_see_the_prediction_change_and_open_the_attrib
         page.get_by_text(re.compile(r"edited · recorded")).first.wait_for(timeout=30_000)
         page.wait_for_function(
             "before => document.querySelector('[data-testid=stPlotlyChart]').innerHTML !== before",
-            arg=before, timeout=30_000,
-        )  # fmt: skip
+            arg=before,
+            timeout=30_000,
+        )
         page.screenshot(path=str(shots / "2_subject_edited.png"), full_page=True)
         subject_p_ad = page.evaluate(  # the probability bars' P(AD) of hyperfusion, edited record
             """() => { const g = document.querySelector('[data-testid=stPlotlyChart] .js-plotly-plot');
                        const t = g.data.find(d => d.name === 'AD'); return t.x[Array.from(t.y).indexOf('hyperfusion')]; }"""
-        )  # fmt: skip
+        )
 
         page.get_by_role("link", name=re.compile("Attribution map")).first.click()
         page.get_by_text(re.compile(r"Crosshair at x =")).wait_for(timeout=60_000)

@@ -229,8 +229,16 @@ def test_the_reports_notes_on_its_subjects_are_shown(report_env):
 
 
 def test_faithfulness_scores_or_the_command_that_adds_them(report_env):
-    scores = {"mass_share": 0.4, "volume_share": 0.1, "enrichment": 4.0, "auroc": 0.8, "pointing_game": 1.0,
-              "top_decile_enrichment": 2.6, "top_decile_outside_brain": 0.04, "lattice": 1.5}  # fmt: skip
+    scores = {
+        "mass_share": 0.4,
+        "volume_share": 0.1,
+        "enrichment": 4.0,
+        "auroc": 0.8,
+        "pointing_game": 1.0,
+        "top_decile_enrichment": 2.6,
+        "top_decile_outside_brain": 0.04,
+        "lattice": 1.5,
+    }
 
     def add(result):
         result["faithfulness"] = {
@@ -243,7 +251,7 @@ def test_faithfulness_scores_or_the_command_that_adds_them(report_env):
                     "top_decile_outside_brain": 0.22,
                     "lattice": 9.0,
                 }
-            },  # fmt: skip
+            },
         }
 
     out = _copy_report(report_env, "ad_faithful", add)
@@ -291,8 +299,15 @@ def test_a_demo_report_joins_the_shipped_copy_of_its_generated_cohort(report_env
     shipped = assets / "cohorts" / "ad"
     shipped.mkdir(parents=True)
     shutil.copy(Path(report_env["cohort"]) / "cohort.csv", shipped / "cohort.csv")
-    knobs = {"n": 50, "seed": 3, "task": "ad", "voxel_size": 4.0, "whole_brain": False,
-             "interaction_strength": 1.0, "age_range": None}  # fmt: skip
+    knobs = {
+        "n": 50,
+        "seed": 3,
+        "task": "ad",
+        "voxel_size": 4.0,
+        "whole_brain": False,
+        "interaction_strength": 1.0,
+        "age_range": None,
+    }
     meta = {"source": "synthetic", "generator_version": GENERATOR_VERSION, "knobs": knobs, "task": "ad"}
     (shipped / "cohort.json").write_text(json.dumps(meta))
     result = json.loads(Path(report_env["report"]).read_text())

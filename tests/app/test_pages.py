@@ -68,7 +68,7 @@ def test_comparison_page_reads_results_json(app_env, tmp_path, monkeypatch):
                 "runs": {"hf": run},
                 "data": {"path": "/home/builder/hyperfusion/assets/demo/cohorts/ad_test"},
             }
-        )  # fmt: skip
+        )
     )
     monkeypatch.setenv("HYPERFUSION_DEMO_ASSETS", str(tmp_path))
     at = _open("views/6_Model_comparison.py")

@@ -129,8 +129,13 @@ def test_the_record_waterfall_adds_up_and_follows_an_edit(app_env):
     # independently: the library's attributions for the edited record on the same scan
     edited = at.session_state["edited_record"]["record"]
     scan = cohort_row(load_cohort(app_env["cohort"]), ptid)["image_path"]
-    ra = explain_record(Predictor({"hyperfusion": app_env["models"] / "hyperfusion"}), "hyperfusion", scan, edited,
-                        target="AD")  # fmt: skip
+    ra = explain_record(
+        Predictor({"hyperfusion": app_env["models"] / "hyperfusion"}),
+        "hyperfusion",
+        scan,
+        edited,
+        target="AD",
+    )
     assert after["APOE4"] == pytest.approx(ra.attributes["APOE4"], abs=1e-5)
     assert after["this record"] == pytest.approx(ra.output, abs=1e-5)
     assert any("record's share" in c.value and "ensemble" in c.value for c in at.caption)

@@ -58,8 +58,10 @@ def test_other_label_column(adnimerge_path):
 def test_inspect_command_prints_json(adnimerge_path):
     out = subprocess.run(
         [sys.executable, "-m", "hyperfusion.cli", "inspect", "--data", str(adnimerge_path)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     summary = json.loads(out)
     assert summary["class_counts"] == {"CN": 2, "MCI": 3, "AD": 1}
     assert summary["label_column"] == "DX_bl"

@@ -74,7 +74,9 @@ def test_a_rewritten_scan_is_checked_again(tmp_path):
     os.utime(scans[victim], ns=(1, 1))
     again = check_cohort_scans(scans, memo=memo, sample=None)
     assert again.remembered == 3 and [f["PTID"] for f in again.failed] == [victim]
-    assert cohort_problem(again.to_dict()).startswith(f"1 of its 4 scans fail the entry check (e.g. {victim}: ")
+    assert cohort_problem(again.to_dict()).startswith(
+        f"1 of its 4 scans fail the entry check (e.g. {victim}: "
+    )
     # a damaged memo is not trusted: the damaged entries are checked again, nothing raised
     stored = json.loads(memo.path.read_text())
     first = str(scans[victim].resolve())
@@ -88,7 +90,9 @@ def test_a_rewritten_scan_is_checked_again(tmp_path):
 
 def test_train_refuses_and_inspect_reports_a_cohort_of_scans_a_model_cannot_read(tmp_path, capsys):
     root = _refusing(write_image_cohort(tmp_path / "noise", 8))
-    rc = main(["train", "--model", "image_only", "--data", str(root), "--out", str(tmp_path / "m"), "--quiet"])
+    rc = main(
+        ["train", "--model", "image_only", "--data", str(root), "--out", str(tmp_path / "m"), "--quiet"]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "fails the entry check" in err and "hyperfusion preprocess" in err
     assert not (tmp_path / "m").exists()

@@ -13,7 +13,9 @@ DEMO = Path(__file__).resolve().parents[2] / "assets" / "demo" / "cohorts"
 VALID = [c for c in SCAN_CASES if c[3] is None]
 
 
-@pytest.mark.parametrize(("name", "file_name", "build", "fragment"), ENTRY_CASES, ids=[c[0] for c in ENTRY_CASES])
+@pytest.mark.parametrize(
+    ("name", "file_name", "build", "fragment"), ENTRY_CASES, ids=[c[0] for c in ENTRY_CASES]
+)
 def test_what_a_model_cannot_read_is_refused_in_one_line_naming_preprocess(name, file_name, build, fragment):
     raw = build()
     with pytest.raises(DataError) as info:

@@ -26,15 +26,21 @@ def test_a_scenario_keeps_only_the_edits_and_decodes_to_the_same_record(cohort):
     if recorded["FDG"] is not None:
         assert scenario["FDG"] == MISSING
     back = decode(scenario, cohort)
-    assert back.subject == ptid and not back.problems and back.choices == {"method": "saliency", "target": "AD"}
+    assert (
+        back.subject == ptid and not back.problems and back.choices == {"method": "saliency", "target": "AD"}
+    )
     assert float(back.record["APOE4"]) == 2 and float(back.record["AGE"]) == 66.5
-    assert encode(cohort, ptid, back.record) == {k: v for k, v in scenario.items() if k not in ("method", "target")}
+    assert encode(cohort, ptid, back.record) == {
+        k: v for k, v in scenario.items() if k not in ("method", "target")
+    }
     assert encode(cohort, "uploaded: x.nii.gz", edited) == {"cohort": str(cohort.path)}  # never an upload
 
 
 def test_bad_values_are_reported_and_left_out(cohort):
     ptid = cohort.table["PTID"].iloc[0]
-    back = decode({"subject": ptid, "AGE": "300", "APOE4": "1", "colour": "red", "cohort": "/elsewhere"}, cohort)
+    back = decode(
+        {"subject": ptid, "AGE": "300", "APOE4": "1", "colour": "red", "cohort": "/elsewhere"}, cohort
+    )
     text = " ".join(back.problems)
     assert "colour" in text and "plausible range" in text and "/elsewhere" in text
     assert back.record["AGE"] == cohort_record(cohort_row(cohort, ptid))["AGE"]  # left as recorded

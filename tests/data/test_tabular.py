@@ -8,10 +8,23 @@ from hyperfusion.data import TabularPreprocessor
 from hyperfusion.errors import DataError
 
 PAPER_LAYOUT = [
-    "AGE", "PTEDUCAT", "APOE4", "ABETA", "TAU", "PTAU", "FDG", "AV45",
-    "PTGENDER_Female", "PTGENDER_Male",
-    "APOE4_missing", "ABETA_missing", "TAU_missing", "PTAU_missing", "FDG_missing", "AV45_missing",
-]  # fmt: skip
+    "AGE",
+    "PTEDUCAT",
+    "APOE4",
+    "ABETA",
+    "TAU",
+    "PTAU",
+    "FDG",
+    "AV45",
+    "PTGENDER_Female",
+    "PTGENDER_Male",
+    "APOE4_missing",
+    "ABETA_missing",
+    "TAU_missing",
+    "PTAU_missing",
+    "FDG_missing",
+    "AV45_missing",
+]
 
 
 @pytest.mark.parametrize("imputation", ["median", "iterative"])
@@ -46,9 +59,16 @@ def test_median_imputation_and_report(cohort_table):
     row = {"AGE": 70.0, "PTGENDER": 1.0, "PTEDUCAT": 12.0}  # everything else missing
     x, imputed = pre.transform(row, return_imputed=True)
     assert imputed.iloc[0].to_dict() == {
-        "AGE": False, "PTGENDER": False, "PTEDUCAT": False, "APOE4": True, "ABETA": True,
-        "TAU": True, "PTAU": True, "FDG": True, "AV45": True,
-    }  # fmt: skip
+        "AGE": False,
+        "PTGENDER": False,
+        "PTEDUCAT": False,
+        "APOE4": True,
+        "ABETA": True,
+        "TAU": True,
+        "PTAU": True,
+        "FDG": True,
+        "AV45": True,
+    }
     expected_abeta = (pre.medians_[3] - pre.means_[3]) / pre.scales_[3]
     assert x[0, 3] == pytest.approx(expected_abeta, rel=1e-6)
     np.testing.assert_array_equal(x[0, 10:], 1)

@@ -19,16 +19,27 @@ def test_predict_a_scan_and_a_record(env, tmp_path, capsys):
     scan, record = env.subject(3)
     row = tmp_path / "row.json"
     row.write_text(json.dumps(record))
-    code, out, _ = _run(capsys, ["predict", "--model", str(env.dirs["hyperfusion"]), "--image", scan,
-                                 "--tabular", str(row)])  # fmt: skip
+    code, out, _ = _run(
+        capsys, ["predict", "--model", str(env.dirs["hyperfusion"]), "--image", scan, "--tabular", str(row)]
+    )
     assert code == 0
     result = json.loads(out)
     expected = env.predictor.predict(scan, record, ["hyperfusion"])["hyperfusion"].value[0]
     np.testing.assert_allclose(list(result["probabilities"].values()), expected, rtol=1e-5)
     assert result["predicted_class"] == ["CN", "MCI", "AD"][int(expected.argmax())]
     # the same subject from the cohort; an ensemble reports its spread
-    code, out, _ = _run(capsys, ["predict", "--model", str(env.dirs["hf_ensemble"]), "--data",
-                                 str(env.cohort.path), "--subject", env.cohort.table["PTID"].iloc[3]])  # fmt: skip
+    code, out, _ = _run(
+        capsys,
+        [
+            "predict",
+            "--model",
+            str(env.dirs["hf_ensemble"]),
+            "--data",
+            str(env.cohort.path),
+            "--subject",
+            env.cohort.table["PTID"].iloc[3],
+        ],
+    )
     assert code == 0 and json.loads(out)["members"] == 2
 
 
@@ -51,14 +62,50 @@ def test_explain_writes_the_map_on_the_scans_grid(env, tmp_path, capsys, method)
     row = tmp_path / "row.json"
     row.write_text(json.dumps(record))
     out_map, regions = tmp_path / "map.nii.gz", tmp_path / "regions.json"
-    code, out, _ = _run(capsys, [
-        "explain", "--model", str(env.dirs["hyperfusion"]), "--image", scan, "--tabular", str(row),
-        "--method", method, "--out", str(out_map), "--regions", str(regions), "--steps", "8",
-        "--target", "AD", "--baseline", "blur", "--quiet",
-    ] if method == "integrated_gradients" else [
-        "explain", "--model", str(env.dirs["hyperfusion"]), "--image", scan, "--tabular", str(row),
-        "--method", method, "--out", str(out_map), "--regions", str(regions), "--target", "2", "--quiet",
-    ])  # fmt: skip
+    code, out, _ = _run(
+        capsys,
+        [
+            "explain",
+            "--model",
+            str(env.dirs["hyperfusion"]),
+            "--image",
+            scan,
+            "--tabular",
+            str(row),
+            "--method",
+            method,
+            "--out",
+            str(out_map),
+            "--regions",
+            str(regions),
+            "--steps",
+            "8",
+            "--target",
+            "AD",
+            "--baseline",
+            "blur",
+            "--quiet",
+        ]
+        if method == "integrated_gradients"
+        else [
+            "explain",
+            "--model",
+            str(env.dirs["hyperfusion"]),
+            "--image",
+            scan,
+            "--tabular",
+            str(row),
+            "--method",
+            method,
+            "--out",
+            str(out_map),
+            "--regions",
+            str(regions),
+            "--target",
+            "2",
+            "--quiet",
+        ],
+    )
     assert code == 0
     result = json.loads(out)
     img, source = nib.load(out_map), nib.load(scan)
@@ -78,10 +125,25 @@ def test_explain_a_record_difference(env, tmp_path, capsys):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps({**record, "APOE4": 0}))
     b.write_text(json.dumps({**record, "APOE4": 2}))
-    code, out, _ = _run(capsys, [
-        "explain", "--model", str(env.dirs["image_only"]), "--image", scan, "--tabular", str(a),
-        "--compare", str(b), "--method", "saliency", "--out", str(tmp_path / "diff.nii.gz"), "--quiet",
-    ])  # fmt: skip
+    code, out, _ = _run(
+        capsys,
+        [
+            "explain",
+            "--model",
+            str(env.dirs["image_only"]),
+            "--image",
+            scan,
+            "--tabular",
+            str(a),
+            "--compare",
+            str(b),
+            "--method",
+            "saliency",
+            "--out",
+            str(tmp_path / "diff.nii.gz"),
+            "--quiet",
+        ],
+    )
     assert code == 0 and json.loads(out)["method"] == "saliency difference"
     assert (
         np.abs(nib.load(tmp_path / "diff.nii.gz").get_fdata()).max() == 0

@@ -41,8 +41,16 @@ def test_truth_mask_lands_on_the_model_grid_and_marks_tissue_loss_only():
 
 def test_deletion_curve_starts_at_the_output_and_falls_faster_than_random(env):
     scan, record = env.subject(3)
-    attribution = explain_image(env.predictor, "image_only", scan, record, "integrated_gradients", target=2,
-                                settings={"n_steps": 16}, cache=False)  # fmt: skip
+    attribution = explain_image(
+        env.predictor,
+        "image_only",
+        scan,
+        record,
+        "integrated_gradients",
+        target=2,
+        settings={"n_steps": 16},
+        cache=False,
+    )
     curve = deletion_curve(env.predictor, attribution, scan, record, steps=8)
     assert curve["outputs"].shape == (9,) and curve["fractions"][-1] == 1
     assert curve["outputs"][0] == pytest.approx(attribution.output, rel=1e-5)
@@ -62,8 +70,9 @@ def test_evaluate_faithfulness_on_a_cohort_with_truth(env, tmp_path):
         lost = -(data > np.percentile(data, 97)).astype(np.float32)  # tissue loss is negative in the truth
         nib.save(nib.Nifti1Image(lost, img.affine), root / "truth" / f"{ptid}.nii.gz")
     cohort = load_cohort(root)
-    report = evaluate_faithfulness(env.predictor, "hyperfusion", cohort, "saliency", subjects=ptids,
-                                   deletion_steps=2)  # fmt: skip
+    report = evaluate_faithfulness(
+        env.predictor, "hyperfusion", cohort, "saliency", subjects=ptids, deletion_steps=2
+    )
     assert [r["PTID"] for r in report["subjects"]] == ptids
     assert set(report["mean"]) >= {
         "mass_share",

@@ -48,10 +48,15 @@ def _straightforward(network, views, tabular, method, target, baseline=None, **k
         else:
             base = torch.tensor(baseline).unsqueeze(0)
             attr, delta = IntegratedGradients(forward).attribute(
-                x, baselines=base, target=target, additional_forward_args=(tab,), n_steps=kw["n_steps"],
-                method="gausslegendre", internal_batch_size=kw["internal_batch_size"],
+                x,
+                baselines=base,
+                target=target,
+                additional_forward_args=(tab,),
+                n_steps=kw["n_steps"],
+                method="gausslegendre",
+                internal_batch_size=kw["internal_batch_size"],
                 return_convergence_delta=True,
-            )  # fmt: skip
+            )
         with torch.no_grad():
             output = float(forward(x.detach(), tab)[0, target])
             base_out = None if baseline is None else float(forward(base, tab)[0, target])
@@ -84,9 +89,15 @@ def test_integrated_gradients_equal_the_straightforward_path(subject, batch):
         network, views, tabular, "ig", 1, baseline, n_steps=8, internal_batch_size=batch
     )
     fast = attribute_views(
-        network, views, tabular, "integrated_gradients", target=1, baseline=baseline, threads=2,
+        network,
+        views,
+        tabular,
+        "integrated_gradients",
+        target=1,
+        baseline=baseline,
+        threads=2,
         settings={"n_steps": 8, "internal_batch_size": batch},
-    )  # fmt: skip
+    )
     _close(fast.views, ref)
     assert fast.output == pytest.approx(output, rel=1e-5, abs=1e-7)
     assert fast.baseline_output == pytest.approx(base_out, rel=1e-5, abs=1e-7)
@@ -110,7 +121,9 @@ def test_thread_budget_is_set_for_the_call_and_restored(subject, monkeypatch):
             return self.net(image, tab)
 
     # a method over all views at once: one thread of the caller's, with the budget
-    attribute_views(Spy(network), views, tabular, "smoothgrad", target=0, threads=3, settings={"nt_samples": 2})
+    attribute_views(
+        Spy(network), views, tabular, "smoothgrad", target=0, threads=3, settings={"nt_samples": 2}
+    )
     assert seen and {t for _, t, _ in seen} == {3}
     assert torch.get_num_threads() == before
     # a view-separable method: each view in its own thread, sharing the budget (3 // 2 = 1 thread each)
@@ -165,7 +178,19 @@ def test_command_line_options():
     from hyperfusion.cli import build_parser
 
     a = build_parser().parse_args(
-        ["explain", "--model", "m", "--out", "o.nii.gz", "--threads", "1", "--precision", "bf16", "--device", "cpu"]
+        [
+            "explain",
+            "--model",
+            "m",
+            "--out",
+            "o.nii.gz",
+            "--threads",
+            "1",
+            "--precision",
+            "bf16",
+            "--device",
+            "cpu",
+        ]
     )
     assert (a.threads, a.precision, a.device) == (1, "bf16", "cpu")
     p = build_parser().parse_args(["predict", "--cohort", "c", "--models", "a", "b", "--out", "p.csv"])
@@ -199,9 +224,16 @@ def test_progress_is_reported_from_the_calling_thread(subject):
     network, views, tabular = subject
     calls = []
     attribute_views(
-        network, views, tabular, "integrated_gradients", target=1, baseline=np.zeros_like(views), threads=2,
-        settings={"n_steps": 8, "internal_batch_size": 2}, progress=lambda f: calls.append((threading.get_ident(), f)),
-    )  # fmt: skip
+        network,
+        views,
+        tabular,
+        "integrated_gradients",
+        target=1,
+        baseline=np.zeros_like(views),
+        threads=2,
+        settings={"n_steps": 8, "internal_batch_size": 2},
+        progress=lambda f: calls.append((threading.get_ident(), f)),
+    )
     assert calls and {ident for ident, _ in calls} == {threading.get_ident()}
     fractions = [f for _, f in calls]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0

@@ -85,21 +85,43 @@ def test_cache_gives_the_same_map_as_computing_afresh(env, tmp_path):
     assert first.describe() == fresh.describe()
     # another process reads it from disk
     reread = explain_image(
-        env.predictor, "hyperfusion", scan, record, "integrated_gradients",
-        cache=AttributionCache(root=tmp_path / "maps"), **kwargs,
-    )  # fmt: skip
+        env.predictor,
+        "hyperfusion",
+        scan,
+        record,
+        "integrated_gradients",
+        cache=AttributionCache(root=tmp_path / "maps"),
+        **kwargs,
+    )
     np.testing.assert_array_equal(reread.views, fresh.views)
     assert reread.describe() == fresh.describe()
     # a different record, setting or baseline is a different map
-    other = explain_image(env.predictor, "hyperfusion", scan, {**record, "APOE4": 2}, "integrated_gradients",
-                          cache=cache, **kwargs)  # fmt: skip
+    other = explain_image(
+        env.predictor,
+        "hyperfusion",
+        scan,
+        {**record, "APOE4": 2},
+        "integrated_gradients",
+        cache=cache,
+        **kwargs,
+    )
     assert other is not first and cache.misses == 2
 
 
 def test_baseline_and_target_are_recorded(env):
     scan, record = env.subject(6)
-    ig = explain_image(env.predictor, "hyperfusion", scan, record, "integrated_gradients", target="AD",
-                       baseline="cohort_cn_mean", cohort=env.cohort, settings={"n_steps": 4}, cache=False)  # fmt: skip
+    ig = explain_image(
+        env.predictor,
+        "hyperfusion",
+        scan,
+        record,
+        "integrated_gradients",
+        target="AD",
+        baseline="cohort_cn_mean",
+        cohort=env.cohort,
+        settings={"n_steps": 4},
+        cache=False,
+    )
     assert ig.target == 2 and ig.target_name == "AD"
     assert (
         ig.baseline["kind"] == "cohort_cn_mean"
@@ -164,12 +186,14 @@ def test_brain_age_models_explain_years(env, tmp_path):
 
     g = brain_box(4.0)  # whole brain at 4 mm: one 45×54×45 view
     torch.manual_seed(0)
-    net = build_model("hyperfusion", "brain_age", input_shape=list(g.input_shape), channels=[2, 2, 2],
-                      hidden=[4, 4, 4]).eval()  # fmt: skip
+    net = build_model(
+        "hyperfusion", "brain_age", input_shape=list(g.input_shape), channels=[2, 2, 2], hidden=[4, 4, 4]
+    ).eval()
     predictor = Predictor({"age": save_model(net, {"geometry": g.to_dict()}, tmp_path / "age")})
     scan, record = env.subject(1)
-    ig = explain_image(predictor, "age", scan, record, "integrated_gradients", settings={"n_steps": 8},
-                       cache=False)  # fmt: skip
+    ig = explain_image(
+        predictor, "age", scan, record, "integrated_gradients", settings={"n_steps": 8}, cache=False
+    )
     assert ig.target is None and ig.settings["output"] == "years" and ig.views.shape == (1, 45, 54, 45)
     assert ig.output == pytest.approx(predictor.predict(scan, record)["age"].value[0], rel=1e-5)
     assert nib.load(ig.save_nifti(tmp_path / "age.nii.gz", scan)).shape == nib.load(scan).shape
@@ -189,8 +213,16 @@ def test_gradient_maps_stay_on_the_brain_and_baseline_maps_stay_whole(env):
     assert 0 < support.mean() < 1  # the test scan has background inside the box
     saliency = explain_image(env.predictor, "hyperfusion", scan, record, "saliency", cache=False)
     assert np.all(saliency.views[~support] == 0) and np.abs(saliency.views[support]).sum() > 0
-    ig = explain_image(env.predictor, "hyperfusion", scan, record, "integrated_gradients", baseline="blur",
-                       settings={"n_steps": 8}, cache=False)  # fmt: skip
+    ig = explain_image(
+        env.predictor,
+        "hyperfusion",
+        scan,
+        record,
+        "integrated_gradients",
+        baseline="blur",
+        settings={"n_steps": 8},
+        cache=False,
+    )
     assert np.abs(ig.views[~support]).sum() > 0  # completeness needs every voxel: left whole
 
 
@@ -210,6 +242,14 @@ def test_a_map_carries_the_predictors_prediction_not_only_the_members_mean(env):
     assert ens.describe()["prediction"] == ens.prediction
     single = explain_image(env.predictor, "hyperfusion", scan, record, "saliency", target=2, cache=False)
     assert single.prediction == pytest.approx(single.output, abs=1e-5)  # one network: the same number
-    diff = compare_records(env.predictor, "hf_ensemble", scan, {**record, "APOE4": 0}, {**record, "APOE4": 2},
-                           "saliency", target=2, cache=False).difference  # fmt: skip
+    diff = compare_records(
+        env.predictor,
+        "hf_ensemble",
+        scan,
+        {**record, "APOE4": 0},
+        {**record, "APOE4": 2},
+        "saliency",
+        target=2,
+        cache=False,
+    ).difference
     assert diff.prediction is None and diff.compared["second"]["prediction"] is not None

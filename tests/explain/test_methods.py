@@ -28,9 +28,16 @@ def test_every_method_answers_the_same_call(subject, method):
     network, views, tabular = subject
     progress = []
     result = attribute_views(
-        network, views, tabular, method, target=2, baseline=np.zeros_like(views), voxel_mm=4.0,
-        settings=FAST.get(method), progress=progress.append,
-    )  # fmt: skip
+        network,
+        views,
+        tabular,
+        method,
+        target=2,
+        baseline=np.zeros_like(views),
+        voxel_mm=4.0,
+        settings=FAST.get(method),
+        progress=progress.append,
+    )
     assert result.views.shape == (2, *G.input_shape)
     assert np.isfinite(result.views).all() and np.abs(result.views).sum() > 0
     assert progress and progress[-1] == 1.0 and all(0 <= p <= 1 for p in progress)
@@ -47,9 +54,14 @@ def test_integrated_gradients_is_complete(subject):
     network, views, tabular = subject
     for output, steps in (("probability", 256), ("logit", 64)):
         r = attribute_views(
-            network, views, tabular, "integrated_gradients", target=2, baseline=np.zeros_like(views),
+            network,
+            views,
+            tabular,
+            "integrated_gradients",
+            target=2,
+            baseline=np.zeros_like(views),
             settings={"n_steps": steps, "internal_batch_size": 32, "output": output},
-        )  # fmt: skip
+        )
         total = r.views.astype(np.float64).sum()
         gap = r.output - r.baseline_output
         assert abs(gap) > 1e-4

@@ -23,8 +23,9 @@ def test_record_attributions_sum_to_the_output_change(env, model):
     assert sum(ig.attributes.values()) == pytest.approx(gap, abs=2e-3 * max(1.0, abs(gap)))
     assert sum(ig.columns.values()) == pytest.approx(sum(ig.attributes.values()), abs=1e-6)
     assert list(ig.attributes) == ATTRIBUTES
-    shapley = explain_record(env.predictor, model, scan, record, "shapley_sampling", target=2,
-                             settings={"n_samples": 8})  # fmt: skip
+    shapley = explain_record(
+        env.predictor, model, scan, record, "shapley_sampling", target=2, settings={"n_samples": 8}
+    )
     # every sampled permutation's marginal contributions add up to the gap exactly
     assert sum(shapley.attributes.values()) == pytest.approx(gap, abs=1e-5)
     assert shapley.output == pytest.approx(ig.output)
@@ -49,8 +50,9 @@ def test_a_record_can_be_the_baseline(env):
     scan, record = env.subject(5)
     same = explain_record(env.predictor, "hyperfusion", scan, record, target=0, record_baseline=record)
     assert all(abs(v) < 1e-7 for v in same.attributes.values())
-    apoe = explain_record(env.predictor, "apoe4", None, {**record, "APOE4": 2}, target=2,
-                          record_baseline={**record, "APOE4": 0})  # fmt: skip
+    apoe = explain_record(
+        env.predictor, "apoe4", None, {**record, "APOE4": 2}, target=2, record_baseline={**record, "APOE4": 0}
+    )
     assert max(apoe.attributes, key=lambda a: abs(apoe.attributes[a])) == "APOE4"
     with pytest.raises(DataError, match="unknown record attribution method"):
         explain_record(env.predictor, "hyperfusion", scan, record, "lime")

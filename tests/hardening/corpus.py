@@ -131,14 +131,34 @@ SCAN_CASES: list[tuple[str, str, Callable[[], bytes], str | None]] = [
     ("huge_dims_bomb", "scan.nii.gz", lambda: _gz(_dims([2000, 2000, 2000]) + bytes(2**20)), "too large"),
     ("two_d", "scan.nii", lambda: nifti_bytes(np.ones((20, 20), np.float32)), "2-D"),
     ("four_d", "scan.nii", lambda: nifti_bytes(np.ones((10, 10, 10, 3), np.float32)), "3 volumes"),
-    ("unknown_datatype_code", "scan.nii", lambda: _edit(datatype=3), "unknown voxel data type code 3"),  # found by hypothesis
+    (
+        "unknown_datatype_code",
+        "scan.nii",
+        lambda: _edit(datatype=3),
+        "unknown voxel data type code 3",
+    ),  # found by hypothesis
     ("zero_length_axis", "scan.nii", lambda: _dims([72, 0, 40]), "zero-length axis"),
     ("nan_voxel", "scan.nii.gz", lambda: _gz(_nan()), "NaN or infinite"),
     ("inf_voxel", "scan.nii.gz", lambda: _gz(_inf()), "NaN or infinite"),
     ("singular_affine", "scan.nii", lambda: _with_affine(np.diag([2.0, 2.0, 0.0, 1.0])), "singular"),
-    ("nan_affine", "scan.nii", lambda: _with_affine(np.diag([2.0, np.nan, 2.0, 1.0])), "NaN or infinite values"),
-    ("voxel_size_in_metres", "scan.nii", lambda: _with_affine(np.diag([0.002] * 3 + [1.0])), "implausible voxel size"),
-    ("not_registered_scanner_space", "scan.nii.gz", lambda: _gz(_shifted((400.0, 300.0, 250.0))), "not registered to MNI152"),
+    (
+        "nan_affine",
+        "scan.nii",
+        lambda: _with_affine(np.diag([2.0, np.nan, 2.0, 1.0])),
+        "NaN or infinite values",
+    ),
+    (
+        "voxel_size_in_metres",
+        "scan.nii",
+        lambda: _with_affine(np.diag([0.002] * 3 + [1.0])),
+        "implausible voxel size",
+    ),
+    (
+        "not_registered_scanner_space",
+        "scan.nii.gz",
+        lambda: _gz(_shifted((400.0, 300.0, 250.0))),
+        "not registered to MNI152",
+    ),
     ("brain_outside_box", "scan.nii.gz", lambda: _gz(_brain_outside_box()), "holds no brain"),
     # odd but valid: these must work
     ("gzip_bomb_after_valid_volume", "scan.nii.gz", _bomb, None),
@@ -146,7 +166,7 @@ SCAN_CASES: list[tuple[str, str, Callable[[], bytes], str | None]] = [
     ("float64_data", "scan.nii.gz", lambda: _gz(_as(np.float64)), None),
     ("oblique_affine", "scan.nii.gz", lambda: _gz(_oblique()), None),
     ("other_voxel_size_3mm", "scan.nii.gz", lambda: _gz(nifti_bytes(*brain(voxel_mm=3.0))), None),
-]  # fmt: skip
+]
 
 
 #: (name, record as written to ROW.json (str: raw text), error fragment or None)
@@ -204,8 +224,11 @@ _CP1252_EXPORT = (
 #: (name, bytes of the uploaded CSV record, error fragment or None): the record corpus as the dashboard's
 #: "one CSV row" upload sees it, and what only a CSV file can get wrong
 CSV_RECORD_CASES: list[tuple[str, bytes, str | None]] = [
-    *[(name, record_csv(rec), _CSV_FRAGMENT.get(name, fragment))
-      for name, rec, fragment in RECORD_CASES if isinstance(rec, dict)],
+    *[
+        (name, record_csv(rec), _CSV_FRAGMENT.get(name, fragment))
+        for name, rec, fragment in RECORD_CASES
+        if isinstance(rec, dict)
+    ],
     *[(name, *_CSV_FORM_OF_RAW[name]) for name, rec, _ in RECORD_CASES if not isinstance(rec, dict)],
     ("empty_file", b"", "the file is empty"),
     ("blank_lines_only", b"\n \n\r\n", "the file is empty"),
@@ -214,7 +237,11 @@ CSV_RECORD_CASES: list[tuple[str, bytes, str | None]] = [
     ("ragged_row", b"AGE,PTGENDER\n74,Female,16\n", "the row has 3 values but the header names 2 columns"),
     ("duplicate_column", b"AGE,PTGENDER,AGE\n74,Female,75\n", "column 'AGE' appears 2 times"),
     ("value_without_column", b"AGE,PTGENDER,\n74,Female,16\n", "the value '16' has no column name"),
-    ("misspelt_column", b"AGE,PTGENDER,APOE_4\n74,Female,1\n", "column 'APOE_4' is not an ADNIMERGE name; did you mean 'APOE4'?"),
+    (
+        "misspelt_column",
+        b"AGE,PTGENDER,APOE_4\n74,Female,1\n",
+        "column 'APOE_4' is not an ADNIMERGE name; did you mean 'APOE4'?",
+    ),
     ("lower_case_column", b"age,PTGENDER\n74,Female\n", "did you mean 'AGE'?"),
     ("formula_in_sex", record_csv({**RECORD, "PTGENDER": "=1+1"}), "'=1+1' is not one of Female/Male"),
     ("formula_in_apoe4", record_csv({**RECORD, "APOE4": "@SUM(1+1)*cmd|' /C calc'!A0"}), "is not a number"),
@@ -229,23 +256,35 @@ CSV_RECORD_CASES: list[tuple[str, bytes, str | None]] = [
     ("quoted_and_padded", b'"AGE" , "PTGENDER" ,APOE4\n "74" , Female , 1\n\n', None),
     ("cp1252_adnimerge_export_with_other_columns", _CP1252_EXPORT, None),
     ("formula_in_an_ignored_column", b"AGE,PTGENDER,NOTE\n74,Female,=cmd|' /C calc'!A0\n", None),
-]  # fmt: skip
+]
 
 
 #: (name, cohort.csv content (str or bytes), error fragment or None)
 COHORT_CASES: list[tuple[str, str | bytes, str | None]] = [
     ("header_only", _csv([HEADER]), "header but no rows"),
-    ("no_label_column", _csv([HEADER.replace("DX_bl,", ""), ROW_A.replace("CN,", "")]), "no diagnosis column"),
+    (
+        "no_label_column",
+        _csv([HEADER.replace("DX_bl,", ""), ROW_A.replace("CN,", "")]),
+        "no diagnosis column",
+    ),
     ("duplicate_ptid", _csv([HEADER, ROW_A, ROW_B, ROW_A]), "several baseline"),
-    ("duplicate_ptid_no_viscode", _csv([HEADER.replace("VISCODE,", ""), ROW_A.replace("bl,", ""), ROW_A.replace("bl,", "")]), "appears 2 times"),
+    (
+        "duplicate_ptid_no_viscode",
+        _csv([HEADER.replace("VISCODE,", ""), ROW_A.replace("bl,", ""), ROW_A.replace("bl,", "")]),
+        "appears 2 times",
+    ),
     ("formula_cell", _csv([HEADER, ROW_A.replace("71.2", '"=HYPERLINK(""http://x"")"')]), "is not a number"),
     ("age_300", _csv([HEADER, ROW_A.replace("71.2", "300")]), "outside the plausible range"),
     ("apoe4_5", _csv([HEADER, ROW_A.replace("Female,16,0", "Female,16,5")]), "outside the plausible range"),
     ("utf16", _csv([HEADER, ROW_A]).encode("utf-16"), "NUL bytes"),
     ("not_a_table", b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "NUL bytes"),
     # extra ADNIMERGE columns are ignored, and a cp1252 / latin-1 file is read
-    ("latin1_extra_column_is_read", _csv([HEADER + ",SITE", ROW_A + ",Clínica", ROW_B + ",Hôpital"]).encode("latin-1"), None),
-]  # fmt: skip
+    (
+        "latin1_extra_column_is_read",
+        _csv([HEADER + ",SITE", ROW_A + ",Clínica", ROW_B + ",Hôpital"]).encode("latin-1"),
+        None,
+    ),
+]
 
 
 # --- the entry check (issue 14): valid NIfTI files that a model cannot read -------------------------------

@@ -113,9 +113,22 @@ def test_scan_corpus_through_the_cli(workspace, capsys, name, file_name, build, 
         _assert_refused(rc, out, err, fragment)
         assert str(scan) in err  # the message names the file, also for the checks against the model's box
         rc, out, err = _run_cli(
-            ["explain", "--model", str(MODEL), "--image", str(scan), "--tabular", str(row),
-             "--method", "saliency", "--out", str(out_map), "--quiet"], capsys,
-        )  # fmt: skip
+            [
+                "explain",
+                "--model",
+                str(MODEL),
+                "--image",
+                str(scan),
+                "--tabular",
+                str(row),
+                "--method",
+                "saliency",
+                "--out",
+                str(out_map),
+                "--quiet",
+            ],
+            capsys,
+        )
         _assert_refused(rc, out, err, fragment)
         assert not out_map.exists()
     assert _files(inputs, cwd) == before
@@ -204,16 +217,32 @@ def test_the_command_fails_cleanly_in_a_fresh_process(tmp_path, name):
     before = _files(inputs)
     env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [sys.executable, "-m", "hyperfusion.cli", "predict", "--model", str(MODEL), "--image", str(scan),
-         "--tabular", str(row)],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "hyperfusion.cli",
+            "predict",
+            "--model",
+            str(MODEL),
+            "--image",
+            str(scan),
+            "--tabular",
+            str(row),
+        ],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     _assert_refused(proc.returncode, proc.stdout, proc.stderr, fragment)
     assert _files(inputs) == before and not any(cwd.iterdir()) and not any(home.iterdir())
 
 
 # --- the entry check (issue 14) ----------------------------------------------------------------------------
-@pytest.mark.parametrize(("name", "file_name", "build", "fragment"), ENTRY_CASES, ids=[c[0] for c in ENTRY_CASES])
+@pytest.mark.parametrize(
+    ("name", "file_name", "build", "fragment"), ENTRY_CASES, ids=[c[0] for c in ENTRY_CASES]
+)
 def test_entry_corpus_through_the_cli(workspace, capsys, name, file_name, build, fragment):
     inputs, cwd = workspace
     scan = write_scan(inputs, file_name, build)

@@ -299,8 +299,10 @@ def test_scans_listed_but_missing_leave_the_rest_of_the_cohort_usable(watched, t
 
     at.switch_page("views/3_Cohort.py").run()
     assert not at.exception and errors(at) == []
-    assert any(shown(i.value).startswith("1 subject(s) listed in the cohort table have no scan in images/: S2.")
-               for i in at.info)  # fmt: skip
+    assert any(
+        shown(i.value).startswith("1 subject(s) listed in the cohort table have no scan in images/: S2.")
+        for i in at.info
+    )
     table = at.dataframe[0].value
     assert dict(zip(table["PTID"], table["scan"])) == {"S1": "yes", "S2": "missing", "S3": "yes"}
     next(b for b in at.button if b.label.startswith("Predict the first")).click().run()
@@ -314,7 +316,11 @@ def test_scans_listed_but_missing_leave_the_rest_of_the_cohort_usable(watched, t
         scored.loc["S2", "hyperfusion"]
     )
     # a corrupt scan leaves the image models unscored; the record-only model still scores the subject
-    assert pd.isna(scored.loc["S3", "hyperfusion"]) and scored.loc["S3", "tabular_only"] in ("CN", "MCI", "AD")
+    assert pd.isna(scored.loc["S3", "hyperfusion"]) and scored.loc["S3", "tabular_only"] in (
+        "CN",
+        "MCI",
+        "AD",
+    )
 
     # opening each subject says what is missing or broken, and the good one is predicted
     for ptid, message in [

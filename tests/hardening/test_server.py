@@ -41,10 +41,15 @@ print(json.dumps({k: config.get_option(k) for k in json.loads(sys.stdin.readline
 
 def _effective(cwd: Path, flags: list[str]) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-c", _READ_CONFIG, *flags], input=json.dumps(KEYS) + "\n", cwd=cwd,
-        capture_output=True, text=True, timeout=60, check=True,
+        [sys.executable, "-c", _READ_CONFIG, *flags],
+        input=json.dumps(KEYS) + "\n",
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
         env={**os.environ, "HOME": str(cwd)},
-    )  # fmt: skip
+    )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -79,8 +84,14 @@ def test_hyperfusion_app_passes_the_defaults_from_any_directory(tmp_path):
 
 def test_address_upload_limit_and_dev_mode_are_the_only_knobs(tmp_path):
     got = _effective(tmp_path, _app_flags("--address", "0.0.0.0", "--max-upload-mb", "16", "--dev"))
-    assert got == _expected(**{"server.address": "0.0.0.0", "server.maxUploadSize": 16,
-                               "server.fileWatcherType": "auto", "server.runOnSave": True})  # fmt: skip
+    assert got == _expected(
+        **{
+            "server.address": "0.0.0.0",
+            "server.maxUploadSize": 16,
+            "server.fileWatcherType": "auto",
+            "server.runOnSave": True,
+        }
+    )
 
 
 def _free_port() -> int:
@@ -102,10 +113,16 @@ def _other_address() -> str | None:
 def test_the_real_server_listens_on_loopback_only_and_checks_xsrf(tmp_path):
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hyperfusion.cli", "app", "--port", str(port)], cwd=tmp_path,
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        env={**os.environ, "HOME": str(tmp_path), "PYTHONPATH": str(REPO)},  # this checkout's code, not an install
-    )  # fmt: skip
+        [sys.executable, "-m", "hyperfusion.cli", "app", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        env={
+            **os.environ,
+            "HOME": str(tmp_path),
+            "PYTHONPATH": str(REPO),
+        },  # this checkout's code, not an install
+    )
     try:
         deadline = time.monotonic() + 60
         while True:

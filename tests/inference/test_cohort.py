@@ -42,9 +42,13 @@ def test_cohort_predictions_equal_one_subject_at_a_time(setup, batch_size, worke
     try:
         ticks = []
         rows = predict_cohort(
-            predictor, cohort, ptids=ptids, batch_size=batch_size, workers=workers,
+            predictor,
+            cohort,
+            ptids=ptids,
+            batch_size=batch_size,
+            workers=workers,
             progress=lambda done, total: ticks.append((done, total)),
-        )  # fmt: skip
+        )
     finally:
         del net.encode_image
     assert list(rows.columns) == list(COLUMNS)
@@ -107,8 +111,21 @@ def test_predict_cohort_command(setup, tmp_path, capsys):  # noqa: F811
     root = tmp_path / "cohort"
     shutil.copytree(cohort.path, root)
     out = tmp_path / "p.csv"
-    args = ["predict", "--cohort", str(root), "--models", str(dirs["concat"]), str(dirs["tabular_only"]),
-            "--out", str(out), "--quiet", "--batch-size", "8", "--workers", "2"]  # fmt: skip
+    args = [
+        "predict",
+        "--cohort",
+        str(root),
+        "--models",
+        str(dirs["concat"]),
+        str(dirs["tabular_only"]),
+        "--out",
+        str(out),
+        "--quiet",
+        "--batch-size",
+        "8",
+        "--workers",
+        "2",
+    ]
     assert main(args) == 0
     report = json.loads(capsys.readouterr().out)
     n = len(load_cohort(root))

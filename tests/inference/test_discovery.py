@@ -10,7 +10,9 @@ from hyperfusion.inference import find_models, member_dirs
 
 def _card(path, arch, task="brain_age"):
     path.mkdir(parents=True)
-    path.joinpath("card.json").write_text(json.dumps({"architecture": {"name": arch, "task": task, "config": {}}}))
+    path.joinpath("card.json").write_text(
+        json.dumps({"architecture": {"name": arch, "task": task, "config": {}}})
+    )
 
 
 def test_a_folder_of_different_models_is_not_taken_for_an_ensemble(tmp_path):
@@ -22,8 +24,12 @@ def test_a_folder_of_different_models_is_not_taken_for_an_ensemble(tmp_path):
     (tmp_path / "broken" / "card.json").write_text("{not json")
     models, problems = find_models(str(tmp_path))
     found = {m.name: m.members for m in models}
-    assert found == {"ad/hyperfusion": 2, "brain_age/concat": 1, "brain_age/hyperfusion": 1,
-                     "brain_age/image_only": 1}  # fmt: skip
+    assert found == {
+        "ad/hyperfusion": 2,
+        "brain_age/concat": 1,
+        "brain_age/hyperfusion": 1,
+        "brain_age/image_only": 1,
+    }
     assert len(problems) == 1 and "broken" in problems[0] and "not valid JSON" in problems[0]
     ensemble = next(m for m in models if m.name == "ad/hyperfusion")
     assert ensemble.task == "ad" and ensemble.architecture == "hyperfusion" and not ensemble.synthetic

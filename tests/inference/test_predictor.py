@@ -30,17 +30,21 @@ def setup(tmp_path_factory):
         dirs[name] = save_model(net.eval(), card, root / "models" / name)
     for k in range(2):  # an ensemble of two hyperfusion members
         torch.manual_seed(10 + k)
-        save_model(build_model("hyperfusion", "ad", init_features=4, input_shape=list(G.input_shape)).eval(),
-                   card, root / "models" / "hf_ensemble" / f"fold{k}")  # fmt: skip
+        save_model(
+            build_model("hyperfusion", "ad", init_features=4, input_shape=list(G.input_shape)).eval(),
+            card,
+            root / "models" / "hf_ensemble" / f"fold{k}",
+        )
     dirs["hf_ensemble"] = root / "models" / "hf_ensemble"
     return cohort, pre, dirs
 
 
 def _record(cohort, i):
     row = cohort.table.iloc[i]
-    return {k: (None if (isinstance(row[k], float) and np.isnan(row[k])) else row[k])
-            for k in ["AGE", "PTEDUCAT", "APOE4", "ABETA", "TAU", "PTAU", "FDG", "AV45"]} | {
-        "PTGENDER": "Male" if row["PTGENDER"] == 1 else "Female"}  # fmt: skip
+    return {
+        k: (None if (isinstance(row[k], float) and np.isnan(row[k])) else row[k])
+        for k in ["AGE", "PTEDUCAT", "APOE4", "ABETA", "TAU", "PTAU", "FDG", "AV45"]
+    } | {"PTGENDER": "Male" if row["PTGENDER"] == 1 else "Female"}
 
 
 def test_prediction_matches_forward_over_both_views(setup):

@@ -41,9 +41,16 @@ def test_hyper_shortcut_block_encodes_its_whole_main_branch():
     assert {"conv1", "conv2"} <= set(calls) and not any(n.startswith("shortcut") for n in calls)
     calls.clear()
     block.decode(parts, t)
-    assert calls == ["shortcut.conv.embedding.0", "shortcut.conv.embedding.1", "shortcut.conv.embedding.2",
-                     "shortcut.conv.embedding", "shortcut.conv.weight_head", "shortcut.conv.bias_head",
-                     "shortcut.bn", "add"]  # fmt: skip
+    assert calls == [
+        "shortcut.conv.embedding.0",
+        "shortcut.conv.embedding.1",
+        "shortcut.conv.embedding.2",
+        "shortcut.conv.embedding",
+        "shortcut.conv.weight_head",
+        "shortcut.conv.bias_head",
+        "shortcut.bn",
+        "add",
+    ]
     for h in hooks:
         h.remove()
 

@@ -263,9 +263,12 @@ def test_checkpoints_of_another_architecture_are_refused(reference_arch):
 
 @pytest.mark.parametrize(
     "authors_name, task, name",
-    [("HyperFusion_AD", "ad", "hyperfusion"), ("HyperFusion_Brainage", "brain_age", "hyperfusion"),
-     ("MLP_8_bn_prl", "ad", "tabular_only")],
-)  # fmt: skip
+    [
+        ("HyperFusion_AD", "ad", "hyperfusion"),
+        ("HyperFusion_Brainage", "brain_age", "hyperfusion"),
+        ("MLP_8_bn_prl", "ad", "tabular_only"),
+    ],
+)
 def test_import_reference_command_writes_a_loadable_model(
     tmp_path, reference_keys, capsys, authors_name, task, name
 ):

@@ -28,7 +28,9 @@ def test_pooled_shortcuts_keep_parameters_and_remove_the_stride_lattice():
     scores = {}
     for pooled in (False, True):
         torch.manual_seed(1)
-        net = build_model("hyperfusion", "ad", init_features=4, input_shape=[32, 48, 32], shortcut_pool=pooled)
+        net = build_model(
+            "hyperfusion", "ad", init_features=4, input_shape=[32, 48, 32], shortcut_pool=pooled
+        )
         shapes = {k: v.shape for k, v in net.state_dict().items()}
         scores[pooled] = (_lattice(_saliency(net.eval(), x)), shapes)
     assert scores[False][1] == scores[True][1]  # checkpoints of either kind have the same keys and shapes

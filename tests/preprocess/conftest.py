@@ -23,7 +23,9 @@ MOVE[:3, 3] = [15, -25, 30]
 @pytest.fixture(scope="session")
 def real_scans() -> Path:
     if not ((REAL / "ch2.nii.gz").is_file() and (REAL / "ch2bet.nii.gz").is_file()):
-        pytest.skip(f"real scans absent from {REAL}: run `bash scripts/fetch_real_scans.sh` (scripts/test.sh does)")
+        pytest.skip(
+            f"real scans absent from {REAL}: run `bash scripts/fetch_real_scans.sh` (scripts/test.sh does)"
+        )
     pytest.importorskip("deepbet", reason="deepbet absent: pip install --no-deps -r requirements-nodeps.txt")
     return REAL
 

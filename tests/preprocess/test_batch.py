@@ -22,8 +22,17 @@ def test_a_table_of_subjects_becomes_a_cohort_and_a_rerun_resumes(tmp_path, caps
     table = tmp_path / "subjects.csv"
     table.write_text("PTID,DX_bl,AGE,PTGENDER,scan\nS1,CN,70,Female,raw/a.nii.gz\nS2,AD,75,Male,raw/b.nii\n")
     out = tmp_path / "cohort"
-    args = ["preprocess", "--input", str(table), "--out", str(out), "--no-skull-strip", "--workers", "2",
-            "--quiet"]  # fmt: skip
+    args = [
+        "preprocess",
+        "--input",
+        str(table),
+        "--out",
+        str(out),
+        "--no-skull-strip",
+        "--workers",
+        "2",
+        "--quiet",
+    ]
     assert main(args) == 1  # one subject failed
     report = json.loads(capsys.readouterr().out)
     assert (report["done"], report["failed"], report["failed_subjects"]) == (1, 1, ["S2"])

@@ -97,8 +97,11 @@ def test_qc_fails_a_head_with_its_skull_and_a_misregistered_brain(real_scans, tm
     shifted = tmp_path / "ch2bet_shifted.nii.gz"
     shift = np.eye(4)
     shift[1, 3] = 20.0
-    bet = _on_template_grid(nib.Nifti1Image(np.asarray(nib.load(real_scans / "ch2bet.nii.gz").dataobj, np.float32),
-                                            shift @ ch2.affine))  # fmt: skip
+    bet = _on_template_grid(
+        nib.Nifti1Image(
+            np.asarray(nib.load(real_scans / "ch2bet.nii.gz").dataobj, np.float32), shift @ ch2.affine
+        )
+    )
     nib.save(bet, shifted)
     off = quality(shifted, np.asarray(bet.dataobj) > 0)
     assert not off["verdict"]["passed"] and any("not aligned" in r for r in off["verdict"]["reasons"])
@@ -167,7 +170,9 @@ def test_transform_tfm_is_an_itk_transform_that_reproduces_the_scan_from_the_inp
 
 
 @pytest.mark.slow
-def test_a_dicom_series_of_a_real_head_is_converted_preprocessed_and_registered(head, reference, tmp_path, capsys):
+def test_a_dicom_series_of_a_real_head_is_converted_preprocessed_and_registered(
+    head, reference, tmp_path, capsys
+):
     """No openly licensed real 3-D T1 DICOM series installs from Debian or PyPI: the series is Colin27 (real
     pixels, resampled to 2 mm to keep the test short) moved into scanner coordinates and written as DICOM MR
     slices by SimpleITK (scripts/make_dicom_series.py); the header is made, not a scanner's."""

@@ -8,41 +8,89 @@ from hyperfusion.models.card import ModelCard
 from hyperfusion.training.cards import card_sections, report_run
 from hyperfusion.training.reports import Report
 
-HEADINGS = ["Model details", "Intended use", "Training data", "Metrics", "Reliance on each input",
-            "Faithfulness of the attribution maps", "Caveats and recommendations"]  # fmt: skip
+HEADINGS = [
+    "Model details",
+    "Intended use",
+    "Training data",
+    "Metrics",
+    "Reliance on each input",
+    "Faithfulness of the attribution maps",
+    "Caveats and recommendations",
+]
 
 
 def _card(fold: int, synthetic: bool = True, collapsed: bool = False) -> ModelCard:
-    return ModelCard.from_dict({
-        "architecture": {"name": "hyperfusion", "task": "ad", "config": {"hyper_layers": ["block4.shortcut"]}},
-        "task": "ad", "weights_sha256": "ab" * 32,
-        "geometry": {"voxel_size_mm": 2.0},
-        "data": {"source": "synthetic" if synthetic else "ADNI", "synthetic": synthetic,
-                 "path": "/home/builder/secret/cohorts/ad"},
-        "split": {"seed": 0, "fold": fold, "label_column": "DX_bl", "train": ["a", "b", "c"], "validation": ["d"],
-                  "test": ["e", "f"]},
-        "training": {"epochs": 40, "imputation": "median"},
-        "metrics": {"validation": {"val_balanced_accuracy": 0.70 + fold / 100}},
-        "collapse": {"collapsed": collapsed},
-    })  # fmt: skip
+    return ModelCard.from_dict(
+        {
+            "architecture": {
+                "name": "hyperfusion",
+                "task": "ad",
+                "config": {"hyper_layers": ["block4.shortcut"]},
+            },
+            "task": "ad",
+            "weights_sha256": "ab" * 32,
+            "geometry": {"voxel_size_mm": 2.0},
+            "data": {
+                "source": "synthetic" if synthetic else "ADNI",
+                "synthetic": synthetic,
+                "path": "/home/builder/secret/cohorts/ad",
+            },
+            "split": {
+                "seed": 0,
+                "fold": fold,
+                "label_column": "DX_bl",
+                "train": ["a", "b", "c"],
+                "validation": ["d"],
+                "test": ["e", "f"],
+            },
+            "training": {"epochs": 40, "imputation": "median"},
+            "metrics": {"validation": {"val_balanced_accuracy": 0.70 + fold / 100}},
+            "collapse": {"collapsed": collapsed},
+        }
+    )
 
 
 def _report(name: str, label: str) -> Report:
     result = {
-        "task": "ad", "test_subjects": 160, "test_ptids": [],
-        "runs": {label: {
-            "architecture": "hyperfusion",
-            "metrics": {"balanced_accuracy": 0.7265, "ece": 0.05},
-            "ci95": {"balanced_accuracy": {"value": 0.7265, "ci95": [0.6951, 0.7562]}},
-            "reliance": {"scan": {"applicable": True, "seeds": 5, "uses": True, "balanced_accuracy": {
-                "unpermuted": 0.7265, "permuted_mean": 0.4833, "permuted_sd": 0.0207}},
-                "record": {"applicable": True, "seeds": 5, "uses": False, "balanced_accuracy": {
-                "unpermuted": 0.7265, "permuted_mean": 0.7201, "permuted_sd": 0.01}}},
-        }},
-        "faithfulness": {"method": "saliency", "subjects": ["S1", "S2"],
-                         "mean": {label: {"top_decile_enrichment": 1.79, "auroc": 0.61}},
-                         "untrained": {label: {"top_decile_enrichment": 1.19}}},
-    }  # fmt: skip
+        "task": "ad",
+        "test_subjects": 160,
+        "test_ptids": [],
+        "runs": {
+            label: {
+                "architecture": "hyperfusion",
+                "metrics": {"balanced_accuracy": 0.7265, "ece": 0.05},
+                "ci95": {"balanced_accuracy": {"value": 0.7265, "ci95": [0.6951, 0.7562]}},
+                "reliance": {
+                    "scan": {
+                        "applicable": True,
+                        "seeds": 5,
+                        "uses": True,
+                        "balanced_accuracy": {
+                            "unpermuted": 0.7265,
+                            "permuted_mean": 0.4833,
+                            "permuted_sd": 0.0207,
+                        },
+                    },
+                    "record": {
+                        "applicable": True,
+                        "seeds": 5,
+                        "uses": False,
+                        "balanced_accuracy": {
+                            "unpermuted": 0.7265,
+                            "permuted_mean": 0.7201,
+                            "permuted_sd": 0.01,
+                        },
+                    },
+                },
+            }
+        },
+        "faithfulness": {
+            "method": "saliency",
+            "subjects": ["S1", "S2"],
+            "mean": {label: {"top_decile_enrichment": 1.79, "auroc": 0.61}},
+            "untrained": {label: {"top_decile_enrichment": 1.19}},
+        },
+    }
     return Report(name, Path("/nowhere") / name / "results.json", result)
 
 
@@ -62,10 +110,14 @@ def test_sections_hold_the_report_numbers_with_intervals_reliance_and_faithfulne
     )
     assert "scan (ad_test): BA 0.727 → 0.483 ± 0.021" in text["Reliance on each input"]
     assert "**uses it**" in text["Reliance on each input"]
-    assert "record (ad_test)" in text["Reliance on each input"] and "does not measurably use it" in text[
-        "Reliance on each input"]  # fmt: skip
-    assert "**1.79×**" in text["Faithfulness of the attribution maps"] and "1.19×" in text[
-        "Faithfulness of the attribution maps"]  # fmt: skip
+    assert (
+        "record (ad_test)" in text["Reliance on each input"]
+        and "does not measurably use it" in text["Reliance on each input"]
+    )
+    assert (
+        "**1.79×**" in text["Faithfulness of the attribution maps"]
+        and "1.19×" in text["Faithfulness of the attribution maps"]
+    )
     assert "Member(s) [1]" in text["Caveats and recommendations"]
     assert not any("/home/builder" in t or "/nowhere" in t for t in text.values())  # no machine's path
 

@@ -22,18 +22,65 @@ def table_cohort(tmp_path_factory):
     table.rename(columns={"DX": "DX_bl"}).to_csv(path, index=False)
     models = root / "models"
     for fold in range(4):  # a tabular-only fold ensemble
-        assert main(["train", "--model", "tabular_only", "--data", str(path), "--out",
-                     str(models / "tab_ensemble" / f"fold{fold}"), "--fold", str(fold), "--epochs", "5",
-                     "--batch-size", "16", "--lr", "0.01", "--quiet"]) == 0  # fmt: skip
-    assert main(["train", "--model", "tabular_only", "--data", str(path), "--out", str(models / "tab_single"),
-                 "--epochs", "2", "--batch-size", "16", "--quiet", "--seed", "1"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "train",
+                    "--model",
+                    "tabular_only",
+                    "--data",
+                    str(path),
+                    "--out",
+                    str(models / "tab_ensemble" / f"fold{fold}"),
+                    "--fold",
+                    str(fold),
+                    "--epochs",
+                    "5",
+                    "--batch-size",
+                    "16",
+                    "--lr",
+                    "0.01",
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "tabular_only",
+                "--data",
+                str(path),
+                "--out",
+                str(models / "tab_single"),
+                "--epochs",
+                "2",
+                "--batch-size",
+                "16",
+                "--quiet",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
     return path, models
 
 
 def test_evaluate_writes_reproducible_report(table_cohort, tmp_path, capsys):
     path, models = table_cohort
-    argv = ["evaluate", "--data", str(path), "--models", str(models / "tab_ensemble"), str(models / "tab_single"),
-            "--bootstrap", "50"]  # fmt: skip
+    argv = [
+        "evaluate",
+        "--data",
+        str(path),
+        "--models",
+        str(models / "tab_ensemble"),
+        str(models / "tab_single"),
+        "--bootstrap",
+        "50",
+    ]
     assert main([*argv, "--out", str(tmp_path / "r1")]) == 0
     assert main([*argv, "--out", str(tmp_path / "r2")]) == 0
     capsys.readouterr()
@@ -73,8 +120,10 @@ def test_ensemble_combines_members(table_cohort):
 def test_runs_on_different_splits_are_refused(table_cohort):
     path, _ = table_cohort
     cohort = load_cohort(path)
-    runs = [Run("a", [Member(None, {"training": {"split_seed": 0}, "architecture": ARCH})]),
-            Run("b", [Member(None, {"training": {"split_seed": 1}, "architecture": ARCH})])]  # fmt: skip
+    runs = [
+        Run("a", [Member(None, {"training": {"split_seed": 0}, "architecture": ARCH})]),
+        Run("b", [Member(None, {"training": {"split_seed": 1}, "architecture": ARCH})]),
+    ]
     with pytest.raises(Exception, match="different split seeds"):
         held_out_rows(cohort, runs)
 
@@ -82,8 +131,9 @@ def test_runs_on_different_splits_are_refused(table_cohort):
 def test_mann_whitney_between_repeated_runs(table_cohort):
     path, _ = table_cohort
     cohort = load_cohort(path)
-    test, _ = held_out_rows(cohort, [Run("x", [Member(None, {"training": {"split_seed": 0},
-                                                            "architecture": ARCH})])])  # fmt: skip
+    test, _ = held_out_rows(
+        cohort, [Run("x", [Member(None, {"training": {"split_seed": 0}, "architecture": ARCH})])]
+    )
     y = cohort.labels()[test]
     rng = np.random.default_rng(0)
 
@@ -124,12 +174,28 @@ def test_evaluate_adds_attribution_faithfulness_on_synthetic_cohorts(tmp_path, c
         nib.save(nib.Nifti1Image(truth, box_affine(g)), root / "truth" / f"{ptid}.nii.gz")
     torch.manual_seed(1)  # not the control's seed 0
     net = build_model("concat", "ad", init_features=4, input_shape=list(g.input_shape)).eval()
-    card = {"geometry": g.to_dict(), "tabular": {"preprocessing": TabularPreprocessor().fit(cohort.table).to_dict()},
-            "training": {"split_seed": 0}}  # fmt: skip
+    card = {
+        "geometry": g.to_dict(),
+        "tabular": {"preprocessing": TabularPreprocessor().fit(cohort.table).to_dict()},
+        "training": {"split_seed": 0},
+    }
     model = save_model(net, card, tmp_path / "concat")
     out = tmp_path / "report"
-    argv = ["evaluate", "--data", str(root), "--models", str(model), "--out", str(out), "--bootstrap", "20",
-            "--faithfulness", "saliency", "--faithfulness-subjects", "3"]  # fmt: skip
+    argv = [
+        "evaluate",
+        "--data",
+        str(root),
+        "--models",
+        str(model),
+        "--out",
+        str(out),
+        "--bootstrap",
+        "20",
+        "--faithfulness",
+        "saliency",
+        "--faithfulness-subjects",
+        "3",
+    ]
     assert main(argv) == 0
     capsys.readouterr()
     faith = json.loads((out / "results.json").read_text())["faithfulness"]
@@ -165,8 +231,19 @@ def test_brain_age_bias_correction_is_per_member_and_never_reads_the_test_ages()
         {"slope": 0.8, "intercept": 12.0},
     ]  # each member's validation fit
     preds = [b["slope"] * age + b["intercept"] + rng.normal(0, 1, 40) for b in biases]
-    run = Run("ba", [Member(None, {"architecture": {"name": "hyperfusion", "task": "brain_age", "config": {}},
-                                   "metrics": {"age_bias": b}}) for b in biases])  # fmt: skip
+    run = Run(
+        "ba",
+        [
+            Member(
+                None,
+                {
+                    "architecture": {"name": "hyperfusion", "task": "brain_age", "config": {}},
+                    "metrics": {"age_bias": b},
+                },
+            )
+            for b in biases
+        ],
+    )
     run.member_predictions = preds
     expected = np.mean([(p - b["intercept"]) / b["slope"] for p, b in zip(preds, biases)], axis=0)
     assert _bias_corrected(run, age) == M.regression_metrics(age, expected)

@@ -17,9 +17,14 @@ def cohort(tmp_path_factory):
 
 def _config(**kw):
     base = dict(
-        model="hyperfusion", epochs=2, batch_size=8, pretrain_epochs=2, geometry=ad_box(4.0).to_dict(),
-        model_overrides={"init_features": 4}, lr=1e-3,
-    )  # fmt: skip
+        model="hyperfusion",
+        epochs=2,
+        batch_size=8,
+        pretrain_epochs=2,
+        geometry=ad_box(4.0).to_dict(),
+        model_overrides={"init_features": 4},
+        lr=1e-3,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -72,6 +77,10 @@ def test_tabular_only_trains_from_table_alone(tmp_path):
     table["PTGENDER"] = table["PTGENDER"].map({0.0: "Female", 1.0: "Male"})
     path = tmp_path / "table.csv"
     table.rename(columns={"DX": "DX_bl"}).to_csv(path, index=False)
-    res = train_fold(load_cohort(path), _config(model="tabular_only", model_overrides={}, epochs=20), tmp_path / "r",
-                     quiet=True)  # fmt: skip
+    res = train_fold(
+        load_cohort(path),
+        _config(model="tabular_only", model_overrides={}, epochs=20),
+        tmp_path / "r",
+        quiet=True,
+    )
     assert res.best_score > 0.45  # the random table's biomarkers carry the label

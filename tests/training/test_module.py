@@ -49,9 +49,14 @@ def test_training_learns_and_selects_on_balanced_accuracy(tmp_path):
     image, tab, y = _data(96, 2)
     val = DataLoader(TensorDataset(image.unsqueeze(1).repeat(1, 2, 1, 1, 1, 1), tab, y), batch_size=32)
     trainer = L.Trainer(
-        max_epochs=8, accelerator="cpu", logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
-    )  # fmt: skip
+        max_epochs=8,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     before = module.loss(module(image, tab), y).item()
     trainer.fit(module, train, val)
     module.eval()

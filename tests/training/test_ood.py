@@ -25,8 +25,14 @@ def trained(tmp_path_factory):
     pre = TabularPreprocessor().fit(cohort.table)
     torch.manual_seed(0)
     net = build_model("hyperfusion", "ad", init_features=4, input_shape=list(G.input_shape)).eval()
-    ds = CohortDataset(cohort, range(len(cohort.table)), preprocessor=pre, geometry=G, views="all",
-                       cache=VolumeCache(root / "cache"))  # fmt: skip
+    ds = CohortDataset(
+        cohort,
+        range(len(cohort.table)),
+        preprocessor=pre,
+        geometry=G,
+        views="all",
+        cache=VolumeCache(root / "cache"),
+    )
     ref = ood_reference(net, ds, cohort.table)
     card = {"geometry": G.to_dict(), "tabular": {"preprocessing": pre.to_dict()}, "data": {"synthetic": True}}
     with_ref = save_model(net, {**card, "ood": ref}, root / "models" / "with_ref")
@@ -62,7 +68,9 @@ def test_prediction_says_why_its_input_is_outside(trained):
     inside, outside = preds["with"].extras["ood"]
     assert inside["inside"] is True and inside["reasons"] == []
     assert outside["inside"] is False
-    assert any(r.startswith(f"AGE {young['AGE']:g} is outside the training range") for r in outside["reasons"])
+    assert any(
+        r.startswith(f"AGE {young['AGE']:g} is outside the training range") for r in outside["reasons"]
+    )
     # a noise box (not a brain) lies far from the training scans' image features
     far = predictor.predict(noise.table["image_path"].iloc[0], _record(cohort, 0))["with"].extras["ood"][0]
     assert far["inside"] is False and far["image_distance"] > far["image_threshold"]
@@ -77,4 +85,7 @@ def test_predicted_brain_age_outside_the_training_ages_is_flagged():
     records = [parse_record({"AGE": 60, "PTGENDER": "Male"})] * 2
     ok, old = ood_check(ref, records, None, np.array([70.0, 93.5]))
     assert ok["inside"] is True
-    assert old["inside"] is False and "predicted brain age 93.5 is outside the training ages 40–80" in old["reasons"][0]
+    assert (
+        old["inside"] is False
+        and "predicted brain age 93.5 is outside the training ages 40–80" in old["reasons"][0]
+    )

@@ -31,8 +31,11 @@ def _write(root, n=150, seed=11, provenance=None, disagree=0):
     other = {"CN": "MCI", "MCI": "AD", "AD": "CN"}
     table.loc[: disagree - 1, "DX"] = table.loc[: disagree - 1, "DX_bl"].map(other)
     table.to_csv(root / "cohort.csv", index=False)
-    prov = provenance or {"source": "synthetic", "generator": "tests",
-                          "knobs": {"task": "ad", "seed": seed, "n": n, "interaction_strength": 1.0}}  # fmt: skip
+    prov = provenance or {
+        "source": "synthetic",
+        "generator": "tests",
+        "knobs": {"task": "ad", "seed": seed, "n": n, "interaction_strength": 1.0},
+    }
     (root / "cohort.json").write_text(json.dumps(prov))
     return root
 
@@ -43,8 +46,23 @@ def trained(tmp_path_factory):
     data = _write(root / "cohort", disagree=9)
     models = root / "models"
     for fold in (0, 1):
-        assert main(["train", *TRAIN, "--data", str(data), "--out", str(models / "ens" / f"fold{fold}"),
-                     "--fold", str(fold), "--label-column", "DX_bl"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "train",
+                    *TRAIN,
+                    "--data",
+                    str(data),
+                    "--out",
+                    str(models / "ens" / f"fold{fold}"),
+                    "--fold",
+                    str(fold),
+                    "--label-column",
+                    "DX_bl",
+                ]
+            )
+            == 0
+        )
     return data, models
 
 
@@ -69,8 +87,24 @@ def test_evaluate_scores_the_stored_test_subjects_even_when_the_table_changed(tr
     csv = (changed / "cohort.csv").read_text().splitlines()
     (changed / "cohort.csv").write_text("\n".join([csv[0], *csv[2:]]) + "\n")  # one row dropped
     out = tmp_path / "report"
-    assert main(["evaluate", "--data", str(changed), "--models", str(models / "ens"), "--out", str(out),
-                 "--bootstrap", "20", "--permutations", "2"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                "--data",
+                str(changed),
+                "--models",
+                str(models / "ens"),
+                "--out",
+                str(out),
+                "--bootstrap",
+                "20",
+                "--permutations",
+                "2",
+            ]
+        )
+        == 0
+    )
     result = json.loads((out / "results.json").read_text())
     kept = set(load_cohort(changed).table["PTID"])
     assert set(result["test_ptids"]) == set(card["split"]["test"]) & kept
@@ -129,13 +163,28 @@ def test_subjects_all_is_refused_on_the_training_cohort_and_scores_an_independen
     trained, tmp_path, capsys
 ):
     data, models = trained
-    argv = ["evaluate", "--models", str(models / "ens"), "--bootstrap", "20", "--permutations", "0",
-            "--subjects", "all"]  # fmt: skip
+    argv = [
+        "evaluate",
+        "--models",
+        str(models / "ens"),
+        "--bootstrap",
+        "20",
+        "--permutations",
+        "0",
+        "--subjects",
+        "all",
+    ]
     assert main([*argv, "--data", str(data), "--out", str(tmp_path / "r0")]) == 2
     assert "is the cohort ens (member 0, fold 0) was trained on" in capsys.readouterr().err
     # the same generator seed at another λ holds the same subjects' records: refused too
-    same_seed = _write(tmp_path / "lambda0", provenance={"source": "synthetic", "generator": "tests", "knobs": {
-        "task": "ad", "seed": 11, "n": 150, "interaction_strength": 0.0}})  # fmt: skip
+    same_seed = _write(
+        tmp_path / "lambda0",
+        provenance={
+            "source": "synthetic",
+            "generator": "tests",
+            "knobs": {"task": "ad", "seed": 11, "n": 150, "interaction_strength": 0.0},
+        },
+    )
     assert main([*argv, "--data", str(same_seed), "--out", str(tmp_path / "r1")]) == 2
     assert "same generator seed" in capsys.readouterr().err
     independent = _write(tmp_path / "independent", n=90, seed=12)
@@ -152,8 +201,17 @@ def test_subjects_all_is_refused_on_the_training_cohort_and_scores_an_independen
 
 def test_label_column_is_recorded_and_a_mismatch_refused(trained, tmp_path, capsys):
     data, models = trained
-    argv = ["evaluate", "--data", str(data), "--models", str(models / "ens"), "--bootstrap", "20",
-            "--permutations", "0"]  # fmt: skip
+    argv = [
+        "evaluate",
+        "--data",
+        str(data),
+        "--models",
+        str(models / "ens"),
+        "--bootstrap",
+        "20",
+        "--permutations",
+        "0",
+    ]
     assert main([*argv, "--label-column", "DX", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "trained on labels of column DX_bl" in err and "pass --label-column DX_bl" in err
@@ -173,8 +231,16 @@ def test_cohort_identity_tells_synthetic_cohorts_apart_and_names_real_sources(tm
     assert cohort_identity(a) != cohort_identity(b) and "seed=1" in cohort_identity(a)
     assert cohort_identity(load_cohort(_write(tmp_path / "a2", n=30, seed=1))) == cohort_identity(a)
     # the first 30 subjects of a cohort of 60 of the same seed are the same people: the same identity
-    bigger = _write(tmp_path / "a3", n=60, seed=1, provenance={"source": "synthetic", "generator": "tests",
-                    "knobs": {"task": "ad", "seed": 1, "n": 60, "interaction_strength": 1.0}})  # fmt: skip
+    bigger = _write(
+        tmp_path / "a3",
+        n=60,
+        seed=1,
+        provenance={
+            "source": "synthetic",
+            "generator": "tests",
+            "knobs": {"task": "ad", "seed": 1, "n": 60, "interaction_strength": 1.0},
+        },
+    )
     assert cohort_identity(load_cohort(bigger)) == cohort_identity(a)
     real = load_cohort(_write(tmp_path / "r", n=30, provenance={"source": "ADNI"}))
     assert cohort_identity(real) == "ADNI"

@@ -65,22 +65,30 @@ def test_collapse_is_flagged_for_one_class_or_constant_outputs():
 
 
 def _config(**kw):
-    base = dict(model="image_only", epochs=2, batch_size=8, geometry=ad_box(4.0).to_dict(),
-                model_overrides={"init_features": 4}, lr=1e-3)  # fmt: skip
+    base = dict(
+        model="image_only",
+        epochs=2,
+        batch_size=8,
+        geometry=ad_box(4.0).to_dict(),
+        model_overrides={"init_features": 4},
+        lr=1e-3,
+    )
     return TrainConfig(**{**base, **kw})
 
 
 def test_a_collapsed_run_warns_and_says_so_in_the_card(cohort, tmp_path):
     # lr 0: the network never moves from its initialisation, whose outputs barely depend on the scan
     with pytest.warns(CollapseWarning, match="collapsed"):
-        res = train_fold(cohort, _config(lr=0.0, epochs=1), tmp_path / "run", cache=VolumeCache(tmp_path / "c"),
-                         quiet=True)  # fmt: skip
+        res = train_fold(
+            cohort, _config(lr=0.0, epochs=1), tmp_path / "run", cache=VolumeCache(tmp_path / "c"), quiet=True
+        )
     assert res.card.collapse["collapsed"] and res.card.collapse["reasons"]
 
 
 def test_cpu_recipe_trains_with_augmentation_schedule_and_records_it(cohort, tmp_path):
-    cfg = recipe_config("cpu", model="image_only", epochs=3, patience=2, batch_size=8,
-                        geometry=ad_box(4.0).to_dict())  # fmt: skip
+    cfg = recipe_config(
+        "cpu", model="image_only", epochs=3, patience=2, batch_size=8, geometry=ad_box(4.0).to_dict()
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CollapseWarning)
         res = train_fold(cohort, cfg, tmp_path / "run", cache=VolumeCache(tmp_path / "c"), quiet=True)
@@ -114,7 +122,9 @@ def test_image_branch_starts_from_the_image_only_model():
     target = build_model("hyperfusion", "ad", init_features=4, input_shape=[8, 12, 8])
     from hyperfusion.training.fold import _init_image_branch
 
-    record = _init_image_branch(target, source.state_dict(), _config(model="hyperfusion", init_image_from="x"))
+    record = _init_image_branch(
+        target, source.state_dict(), _config(model="hyperfusion", init_image_from="x")
+    )
     assert torch.equal(target.stem[0].weight, source.stem[0].weight)
     assert torch.equal(target.block4.conv1.weight, source.block4.conv1.weight)
     assert not torch.equal(target.fc2.weight, source.fc2.weight)  # the head starts fresh

@@ -54,8 +54,11 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("reliance")
     cohort = load_cohort(write_image_cohort(root / "cohort", 60, seed=3))
     pre = TabularPreprocessor().fit(cohort.table)
-    card = {"geometry": G.to_dict(), "tabular": {"preprocessing": pre.to_dict()},
-            "architecture": {"name": "scan_reader", "task": "ad", "config": {}}}  # fmt: skip
+    card = {
+        "geometry": G.to_dict(),
+        "tabular": {"preprocessing": pre.to_dict()},
+        "architecture": {"name": "scan_reader", "task": "ad", "config": {}},
+    }
     rows = np.arange(len(cohort.table))
     y = cohort.labels()
     reader = ScanReader(pre.n_outputs).eval()

@@ -13,9 +13,28 @@ def test_train_command_writes_a_loadable_model(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HYPERFUSION_CACHE", str(tmp_path / "cache"))
     data = write_image_cohort(tmp_path / "cohort", 40, seed=3)
     out = tmp_path / "model"
-    argv = ["train", "--model", "concat", "--data", str(data), "--out", str(out), "--epochs", "1",
-            "--voxel-size", "4", "--set", "init_features=4", "--batch-size", "8", "--quiet", "--fold", "2",
-            "--split-seed", "7"]  # fmt: skip
+    argv = [
+        "train",
+        "--model",
+        "concat",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--voxel-size",
+        "4",
+        "--set",
+        "init_features=4",
+        "--batch-size",
+        "8",
+        "--quiet",
+        "--fold",
+        "2",
+        "--split-seed",
+        "7",
+    ]
     assert main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["model_dir"] == str(out)
@@ -43,11 +62,29 @@ def test_brain_age_training_from_a_cohort_named_by_its_target(tmp_path, capsys, 
     monkeypatch.setenv("HYPERFUSION_CACHE", str(tmp_path / "cache"))
     data = write_image_cohort(tmp_path / "cohort", 20, seed=4)
     (data / "cohort.json").write_text(
-        json.dumps({"source": "synthetic", "task": "brain_age", "label_column": "AGE", "allow_unregistered": True})
+        json.dumps(
+            {"source": "synthetic", "task": "brain_age", "label_column": "AGE", "allow_unregistered": True}
+        )
     )  # noise boxes: loaded with the entry check's warning
     out = tmp_path / "ba"
-    argv = ["train", "--task", "brain_age", "--model", "hyperfusion", "--data", str(data), "--out", str(out),
-            "--epochs", "1", "--voxel-size", "4", "--batch-size", "4", "--quiet"]  # fmt: skip
+    argv = [
+        "train",
+        "--task",
+        "brain_age",
+        "--model",
+        "hyperfusion",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--voxel-size",
+        "4",
+        "--batch-size",
+        "4",
+        "--quiet",
+    ]
     assert main(argv) == 0
     capsys.readouterr()
     network, card = load_model(out)

@@ -51,8 +51,10 @@ def subjects(source: str | Path, path_column: str | None = None) -> tuple[dict[s
     columns = list(rows[0])
     column = path_column or next((c for c in columns if c.lower() in PATH_COLUMNS), None)
     if column is None or column not in columns:
-        raise DataError(f"{path}: no scan path column (looked for {path_column or '/'.join(PATH_COLUMNS)}); "
-                        "name it with --path-column")  # fmt: skip
+        raise DataError(
+            f"{path}: no scan path column (looked for {path_column or '/'.join(PATH_COLUMNS)}); "
+            "name it with --path-column"
+        )
     if "PTID" not in columns:
         raise DataError(f"{path}: no PTID column; each row needs the subject's ID")
     found = {}
@@ -78,8 +80,12 @@ def _one(ptid: str, scan: str, out: str, options: dict) -> dict:
     images = Path(out) / "images"
     images.mkdir(parents=True, exist_ok=True)
     shutil.move(str(result.scan), images / f"{ptid}.nii.gz")
-    return {"PTID": ptid, "status": "done", "qc": result.qc["verdict"]["summary"],
-            "seconds": result.qc["seconds"]["total"]}  # fmt: skip
+    return {
+        "PTID": ptid,
+        "status": "done",
+        "qc": result.qc["verdict"]["summary"],
+        "seconds": result.qc["seconds"]["total"],
+    }
 
 
 def done_already(out: Path, ptid: str) -> bool:
@@ -107,7 +113,9 @@ def preprocess_batch(
             writer.writeheader()
             writer.writerows(rows)
         if not (out / "cohort.json").exists():
-            (out / "cohort.json").write_text(json.dumps({"source": "preprocessed", "preprocessed_from": str(source)}))
+            (out / "cohort.json").write_text(
+                json.dumps({"source": "preprocessed", "preprocessed_from": str(source)})
+            )
     options = {"threads": 1, **options}
     statuses = [{"PTID": p, "status": "skipped"} for p in found if done_already(out, p)]
     todo = {p: s for p, s in found.items() if not done_already(out, p)}

@@ -170,8 +170,13 @@ def preprocess_bytes(raw: bytes, name: str, *, threads: int = 2, progress: Progr
         source = Path(tmp) / f"upload{suffix}"
         source.write_bytes(raw)
         result = preprocess_scan(source, Path(tmp) / "out", threads=threads, progress=progress)
-        return {"name": f"{stem}_preprocessed.nii.gz", "scan": result.scan.read_bytes(), "qc": result.qc,
-                "png": (result.out_dir / "qc.png").read_bytes(), "source_sha256": hashlib.sha256(raw).hexdigest()}  # fmt: skip
+        return {
+            "name": f"{stem}_preprocessed.nii.gz",
+            "scan": result.scan.read_bytes(),
+            "qc": result.qc,
+            "png": (result.out_dir / "qc.png").read_bytes(),
+            "source_sha256": hashlib.sha256(raw).hexdigest(),
+        }
 
 
 # --- steps ------------------------------------------------------------------------------------------------
@@ -182,7 +187,11 @@ def _read(source: Path, out: Path) -> tuple[nib.Nifti1Image, dict]:
         raise DataError(f"{source}: no such file or folder; give a NIfTI file or a DICOM series folder")
     img = load_nifti(source)
     header = nib.load(source).header  # the codes as stored (load_nifti's copy may not keep them)
-    return img, {"format": "nifti", "sform_code": int(header["sform_code"]), "qform_code": int(header["qform_code"])}
+    return img, {
+        "format": "nifti",
+        "sform_code": int(header["sform_code"]),
+        "qform_code": int(header["qform_code"]),
+    }
 
 
 def _from_dicom(folder: Path, out: Path) -> tuple[nib.Nifti1Image, dict]:
@@ -192,12 +201,16 @@ def _from_dicom(folder: Path, out: Path) -> tuple[nib.Nifti1Image, dict]:
     with tempfile.TemporaryDirectory(prefix=".dcm2niix-", dir=out) as tmp:
         run = subprocess.run(
             [exe, "-z", "y", "-b", "n", "-f", "series_%s", "-o", tmp, str(folder)],
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         files = sorted(Path(tmp).glob("*.nii.gz"))
         if run.returncode != 0 and not files:
             last = (run.stderr or run.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise DataError(f"{folder}: dcm2niix could not convert it ({last[0]}); is it a DICOM series folder?")
+            raise DataError(
+                f"{folder}: dcm2niix could not convert it ({last[0]}); is it a DICOM series folder?"
+            )
         volumes = [(p, nib.load(p)) for p in files]
         volumes = [(p, v) for p, v in volumes if len(v.shape) == 3 or (len(v.shape) == 4 and v.shape[3] == 1)]
         if not volumes:
@@ -210,8 +223,12 @@ def _from_dicom(folder: Path, out: Path) -> tuple[nib.Nifti1Image, dict]:
 
 def _describe(img: nib.Nifti1Image, origin: dict) -> dict:
     zooms = [round(float(z), 3) for z in img.header.get_zooms()[:3]]
-    return {**origin, "shape": [int(s) for s in img.shape[:3]], "voxel_mm": zooms,
-            "orientation": "".join(nib.aff2axcodes(img.affine))}  # fmt: skip
+    return {
+        **origin,
+        "shape": [int(s) for s in img.shape[:3]],
+        "voxel_mm": zooms,
+        "orientation": "".join(nib.aff2axcodes(img.affine)),
+    }
 
 
 def _to_sitk(data: np.ndarray, affine: np.ndarray):
@@ -335,8 +352,14 @@ def _resample(brain: np.ndarray, mask: np.ndarray, affine: np.ndarray, transform
     reference = _to_sitk(np.zeros(t1.shape, np.float32), t1.affine)
     moving = _to_sitk(brain, affine)
     scan = sitk.Resample(moving, reference, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    moved_mask = sitk.Resample(_to_sitk(mask.astype(np.float32), affine), reference, transform,
-                               sitk.sitkNearestNeighbor, 0.0, sitk.sitkFloat32)  # fmt: skip
+    moved_mask = sitk.Resample(
+        _to_sitk(mask.astype(np.float32), affine),
+        reference,
+        transform,
+        sitk.sitkNearestNeighbor,
+        0.0,
+        sitk.sitkFloat32,
+    )
     out_mask = sitk.GetArrayFromImage(moved_mask).transpose(2, 1, 0) > 0.5
     out_scan = np.where(out_mask, sitk.GetArrayFromImage(scan).transpose(2, 1, 0), 0).astype(np.float32)
     return np.clip(out_scan, 0, None), out_mask
@@ -391,10 +414,17 @@ def quality(scan_path: Path, mask: np.ndarray) -> dict:
         "mask_dice": round(dice, 3),
         "skull_present": bool(entry.measures.get("shell_signal", 0) > 0.15),
         "entry_check": entry.to_dict(),
-        "thresholds": {"mask_dice": MIN_MASK_DICE, "template_ncc": MIN_TEMPLATE_NCC, "box_brain_share": MIN_BOX_BRAIN},
-        "verdict": {"passed": not reasons, "reasons": reasons,
-                    "summary": "QC passed" if not reasons else "QC FAILED: " + "; ".join(reasons)},
-    }  # fmt: skip
+        "thresholds": {
+            "mask_dice": MIN_MASK_DICE,
+            "template_ncc": MIN_TEMPLATE_NCC,
+            "box_brain_share": MIN_BOX_BRAIN,
+        },
+        "verdict": {
+            "passed": not reasons,
+            "reasons": reasons,
+            "summary": "QC passed" if not reasons else "QC FAILED: " + "; ".join(reasons),
+        },
+    }
 
 
 def qc_picture(scan_path: Path, png: Path, title: str = "") -> None:
@@ -410,8 +440,11 @@ def qc_picture(scan_path: Path, png: Path, title: str = "") -> None:
     tvalues = np.asarray(template(1).dataobj, dtype=np.float32)
     inv = np.linalg.inv(template(1).affine)
     i, j, k = np.rint(inv[:3, :3] @ np.array([0.0, -18.0, 12.0]) + inv[:3, 3]).astype(int)
-    views = [("sagittal x = 0", np.s_[i, :, :]), ("coronal y = -18", np.s_[:, j, :]),
-             ("axial z = 12", np.s_[:, :, k])]  # fmt: skip
+    views = [
+        ("sagittal x = 0", np.s_[i, :, :]),
+        ("coronal y = -18", np.s_[:, j, :]),
+        ("axial z = 12", np.s_[:, :, k]),
+    ]
     vmax = float(np.percentile(scan[scan > 0], 99.5)) if (scan > 0).any() else 1.0
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.4), facecolor="black")
     for ax, (name, sl) in zip(axes, views):

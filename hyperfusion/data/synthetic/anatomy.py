@@ -243,9 +243,14 @@ def ellipsoid_labels() -> np.ndarray:
             ((sx * 23, -4, -34), (12, 5, 9), ((0, 1, 0), lateral, (0, 0, 1)), cort + _CTX_ENTORHINAL),
             ((sx * 13, -13, 14), (30, 6, 9), ((0, 1, 0), lateral, (0, 0, 1)), 4 if hemi == "L" else 43),
             ((sx * 30, -12, -16), (8, 2, 2.5), ((0, 1, 0), lateral, (0, 0, 1)), 5 if hemi == "L" else 44),
-            ((sx * 26, -22, -14), np.array([30, 13, 5.7]) * scale, (long_axis, lateral, short), 17 if hemi == "L" else 53),
+            (
+                (sx * 26, -22, -14),
+                np.array([30, 13, 5.7]) * scale,
+                (long_axis, lateral, short),
+                17 if hemi == "L" else 53,
+            ),
             ((sx * 24, -4, -20), (7.7, 7.7, 7.7), ((0, 1, 0), lateral, (0, 0, 1)), 18 if hemi == "L" else 54),
-        ]  # fmt: skip
+        ]
         for centre, axes, dirs, code in shapes:
             labels[_ellipsoid(pts, centre, axes, dirs) & inside] = code
     return labels

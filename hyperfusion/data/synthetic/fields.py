@@ -188,8 +188,14 @@ def invert_response(change: float, delivered, strengths) -> float:
 
 # A typical AD patient's plan, at which the strengths of the measured structures are refined jointly: regions
 # that atrophy together share their CSF and push on each other, which single-region curves cannot see.
-_JOINT_PLAN = {"hippocampus": -0.25, "amygdala": -0.25, "entorhinal": -0.25, "parahippocampal": -0.25,
-               "ventricles": 0.40, "cortex": -0.04}  # fmt: skip
+_JOINT_PLAN = {
+    "hippocampus": -0.25,
+    "amygdala": -0.25,
+    "entorhinal": -0.25,
+    "parahippocampal": -0.25,
+    "ventricles": 0.40,
+    "cortex": -0.04,
+}
 
 
 def _refine_jointly(

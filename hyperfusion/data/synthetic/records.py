@@ -59,19 +59,48 @@ MEAN_SEVERITY = {"CN": 0.0, "MCI": 0.39, "AD": 0.85}
 PHASES = ("ADNI1", "ADNIGO", "ADNI2", "ADNI3")
 PHASE_SHARES = {"CN": (0.34, 0.0, 0.20, 0.46), "MCI": (0.39, 0.13, 0.35, 0.13), "AD": (0.51, 0.0, 0.44, 0.05)}
 AVAILABLE = {  # P(measured | diagnosis, phase) for (CSF, FDG, AV45, APOE4)
-    "CN": ((0.44, 0.36, 0.0, 0.98), (0.83, 0.92, 0.94, 0.98), (0.80, 0.91, 0.95, 0.98), (0.08, 0.17, 0.50, 0.77)),
-    "MCI": ((0.44, 0.63, 0.0, 0.96), (0.83, 0.97, 0.94, 0.97), (0.81, 0.97, 0.95, 0.96), (0.08, 0.39, 0.52, 0.65)),
-    "AD": ((0.43, 0.57, 0.0, 0.97), (0.82, 0.96, 0.95, 0.97), (0.80, 0.96, 0.96, 0.97), (0.07, 0.33, 0.55, 0.73)),
-}  # fmt: skip
+    "CN": (
+        (0.44, 0.36, 0.0, 0.98),
+        (0.83, 0.92, 0.94, 0.98),
+        (0.80, 0.91, 0.95, 0.98),
+        (0.08, 0.17, 0.50, 0.77),
+    ),
+    "MCI": (
+        (0.44, 0.63, 0.0, 0.96),
+        (0.83, 0.97, 0.94, 0.97),
+        (0.81, 0.97, 0.95, 0.96),
+        (0.08, 0.39, 0.52, 0.65),
+    ),
+    "AD": (
+        (0.43, 0.57, 0.0, 0.97),
+        (0.82, 0.96, 0.95, 0.97),
+        (0.80, 0.96, 0.96, 0.97),
+        (0.07, 0.33, 0.55, 0.73),
+    ),
+}
 P_3T_ADNI1 = 0.2  # ADNI1 scanned mostly at 1.5 T; later phases at 3 T
 ADAS13_MISSING = 0.01
 # Head size: intracranial volume by sex (litres).
 ICV_MEAN_SD = {True: (1.41, 0.12), False: (1.60, 0.16)}
 
 CSV_COLUMNS = (
-    "PTID", "VISCODE", "DX_bl", "DX", "AGE", "PTGENDER", "PTEDUCAT", "APOE4",
-    "ABETA", "TAU", "PTAU", "FDG", "AV45", "MMSE", "ADAS13", "CDRSB",
-)  # fmt: skip
+    "PTID",
+    "VISCODE",
+    "DX_bl",
+    "DX",
+    "AGE",
+    "PTGENDER",
+    "PTEDUCAT",
+    "APOE4",
+    "ABETA",
+    "TAU",
+    "PTAU",
+    "FDG",
+    "AV45",
+    "MMSE",
+    "ADAS13",
+    "CDRSB",
+)
 ATTRIBUTES = ("AGE", "PTGENDER", "PTEDUCAT", "APOE4", "ABETA", "TAU", "PTAU", "FDG", "AV45")
 STREAM_RECORD = 0
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
@@ -167,9 +196,12 @@ def sample_subject(
     abeta = med * math.exp(AMYLOID_LOAD_SEVERITY["ABETA_log"] * load + lsd * rng.standard_normal())
     p = PTAU_LOG
     ptau = math.exp(
-        p["intercept"] + p["age"] * (age - 72) + p["amyloid"] * amyloid + p["severity"] * severity
+        p["intercept"]
+        + p["age"] * (age - 72)
+        + p["amyloid"] * amyloid
+        + p["severity"] * severity
         + p["sd"] * rng.standard_normal()
-    )  # fmt: skip
+    )
     tau = TAU_PER_PTAU * ptau * math.exp(TAU_LOG_SD * rng.standard_normal())
     fdg = (
         FDG["intercept"]

@@ -29,21 +29,48 @@ from hyperfusion.errors import DataError
 # fraction of each attribute per diagnosis. Censored CSF values count at their bound.
 REAL_TABULAR = {
     "CN": {
-        "AGE": (72.16, 0.001), "PTEDUCAT": (16.40, 0.0), "APOE4": (0.340, 0.120), "ABETA": (1190.4, 0.661),
-        "TAU": (237.5, 0.661), "PTAU": (21.91, 0.661), "FDG": (1.276, 0.624), "AV45": (1.112, 0.580),
-        "MMSE": (29.05, 0.0), "ADAS13": (8.73, 0.007), "CDRSB": (0.037, 0.0), "female": (0.582, 0.0),
+        "AGE": (72.16, 0.001),
+        "PTEDUCAT": (16.40, 0.0),
+        "APOE4": (0.340, 0.120),
+        "ABETA": (1190.4, 0.661),
+        "TAU": (237.5, 0.661),
+        "PTAU": (21.91, 0.661),
+        "FDG": (1.276, 0.624),
+        "AV45": (1.112, 0.580),
+        "MMSE": (29.05, 0.0),
+        "ADAS13": (8.73, 0.007),
+        "CDRSB": (0.037, 0.0),
+        "female": (0.582, 0.0),
     },
     "MCI": {
-        "AGE": (72.72, 0.003), "PTEDUCAT": (16.00, 0.0), "APOE4": (0.604, 0.080), "ABETA": (969.2, 0.438),
-        "TAU": (285.7, 0.438), "PTAU": (27.66, 0.438), "FDG": (1.218, 0.243), "AV45": (1.221, 0.484),
-        "MMSE": (27.59, 0.0), "ADAS13": (16.21, 0.007), "CDRSB": (1.509, 0.0), "female": (0.439, 0.0),
+        "AGE": (72.72, 0.003),
+        "PTEDUCAT": (16.00, 0.0),
+        "APOE4": (0.604, 0.080),
+        "ABETA": (969.2, 0.438),
+        "TAU": (285.7, 0.438),
+        "PTAU": (27.66, 0.438),
+        "FDG": (1.218, 0.243),
+        "AV45": (1.221, 0.484),
+        "MMSE": (27.59, 0.0),
+        "ADAS13": (16.21, 0.007),
+        "CDRSB": (1.509, 0.0),
+        "female": (0.439, 0.0),
     },
     "AD": {
-        "AGE": (75.08, 0.0), "PTEDUCAT": (15.25, 0.0), "APOE4": (0.883, 0.041), "ABETA": (676.8, 0.430),
-        "TAU": (370.7, 0.430), "PTAU": (36.94, 0.430), "FDG": (1.035, 0.269), "AV45": (1.397, 0.545),
-        "MMSE": (23.10, 0.0), "ADAS13": (30.19, 0.025), "CDRSB": (4.40, 0.0), "female": (0.458, 0.0),
+        "AGE": (75.08, 0.0),
+        "PTEDUCAT": (15.25, 0.0),
+        "APOE4": (0.883, 0.041),
+        "ABETA": (676.8, 0.430),
+        "TAU": (370.7, 0.430),
+        "PTAU": (36.94, 0.430),
+        "FDG": (1.035, 0.269),
+        "AV45": (1.397, 0.545),
+        "MMSE": (23.10, 0.0),
+        "ADAS13": (30.19, 0.025),
+        "CDRSB": (4.40, 0.0),
+        "female": (0.458, 0.0),
     },
-}  # fmt: skip
+}
 # Real group means (mm3) of the FreeSurfer volumes, and the resulting changes relative to CN.
 REAL_VOLUMES = {
     "hippocampus": {"CN": 7472.5, "MCI": 6848.3, "AD": 5747.6},
@@ -164,9 +191,16 @@ def calibration_report(cohort_dir: str | Path) -> str:
 
 
 _AGEING_STRUCTURES = (
-    "cortex", "frontal", "temporal", "parietal", "white_matter", "brain", "hippocampus", "entorhinal",
+    "cortex",
+    "frontal",
+    "temporal",
+    "parietal",
+    "white_matter",
+    "brain",
+    "hippocampus",
+    "entorhinal",
     "ventricles",
-)  # fmt: skip
+)
 
 
 def _structure_volume(latent: pd.DataFrame, structure: str) -> pd.Series | None:
