@@ -181,7 +181,12 @@ def _image_from_stream(
                     f"voxel data type {dtype} is not supported (RGB, complex or structured)",
                     "Save the T1 as integer or floating-point intensities",
                 )
-            offset = int(header.get_data_offset())
+            try:
+                offset = int(header.get_data_offset())
+            except (ValueError, OverflowError):  # vox_offset NaN or infinite
+                raise _fail(
+                    label, "corrupt header (voxel data offset is not a number)", "Re-export the scan"
+                ) from None
             if not header.sizeof_hdr <= offset <= _MAX_VOX_OFFSET:
                 raise _fail(label, f"corrupt header (voxel data offset {offset})", "Re-export the scan")
             expected = offset + int(np.prod(shape)) * dtype.itemsize
