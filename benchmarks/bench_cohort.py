@@ -23,7 +23,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from hyperfusion.bench import PAPER, BenchResult, interleaved_medians, random_record_rows
+from hyperfusion.bench import PAPER, BenchResult, interleaved_medians, random_ad_models, random_record_rows
 
 MODELS = ("hyperfusion", "image_only", "concat")
 SIZES = {
@@ -61,22 +61,7 @@ def _cohort(root: Path, n: int) -> Path:
 
 
 def _models(root: Path, voxel_mm: float, init_features: int) -> dict[str, Path]:
-    from hyperfusion.data import TabularPreprocessor, ad_box
-    from hyperfusion.inference.model_files import save_model
-    from hyperfusion.models import build_model
-
-    g = ad_box(voxel_mm)
-    rows = random_record_rows(np.random.default_rng(1))
-    card = {"geometry": g.to_dict(), "tabular": {"preprocessing": TabularPreprocessor().fit(rows).to_dict()}}
-    torch.manual_seed(0)
-    return {
-        name: save_model(
-            build_model(name, "ad", init_features=init_features, input_shape=list(g.input_shape)).eval(),
-            card,
-            root / name,
-        )
-        for name in MODELS
-    }
+    return random_ad_models(root, voxel_mm, init_features, MODELS, seed=1)
 
 
 def run(repeats: int, size: str = "demo") -> list[BenchResult]:

@@ -35,49 +35,32 @@ import sys
 import tempfile
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
-from hyperfusion.bench import PAPER, BenchResult, interleaved_medians, median_time, random_record_rows
+from hyperfusion.bench import (
+    AD_MODELS,
+    BENCH_RECORD,
+    PAPER,
+    BenchResult,
+    interleaved_medians,
+    median_time,
+    random_ad_models,
+    random_box_scan,
+)
 
-MODELS = ("hyperfusion", "image_only", "tabular_only", "concat", "film", "daft", "attention_gmu")
-RECORD = {
-    "AGE": 74.0,
-    "PTGENDER": "Female",
-    "PTEDUCAT": 16,
-    "APOE4": 1,
-    "ABETA": 700.0,
-    "TAU": 300.0,
-    "PTAU": 28.0,
-    "FDG": 1.2,
-    "AV45": None,
-}
+MODELS = AD_MODELS
+RECORD = BENCH_RECORD
 GB = 2**30
 
 
 def _demo_predictor(tmp: Path, models=MODELS, size: str = "demo"):
     """(Predictor with the demo-size (or paper-size) models, scan bytes) in ``tmp``."""
-    import torch
-
-    from hyperfusion.data import TabularPreprocessor, ad_box
-    from hyperfusion.data.geometry import box_affine
-    from hyperfusion.inference.model_files import save_model
     from hyperfusion.inference.predictor import Predictor
-    from hyperfusion.models import build_model
 
-    g = ad_box(PAPER["voxel_mm"] if size == "paper" else 2.0)
+    voxel_mm = PAPER["voxel_mm"] if size == "paper" else 2.0
     features = PAPER["init_features"] if size == "paper" else 4
-    rng = np.random.default_rng(0)
-    rows = random_record_rows(rng)
-    card = {"geometry": g.to_dict(), "tabular": {"preprocessing": TabularPreprocessor().fit(rows).to_dict()}}
-    scan = tmp / "scan.nii.gz"
-    nib.save(nib.Nifti1Image(rng.uniform(0, 100, g.box_shape).astype(np.float32), box_affine(g)), scan)
-    dirs = {}
-    torch.manual_seed(0)
-    for name in models:
-        kw = {} if name == "tabular_only" else {"init_features": features, "input_shape": list(g.input_shape)}
-        dirs[name] = save_model(build_model(name, "ad", **kw).eval(), card, tmp / name)
-    return Predictor(dirs), scan.read_bytes()
+    dirs = random_ad_models(tmp, voxel_mm, features, models)
+    return Predictor(dirs), random_box_scan(tmp / "scan.nii.gz", voxel_mm).read_bytes()
 
 
 def _status_kb(field: str) -> int:

@@ -13,29 +13,22 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import torch
 
-from hyperfusion.bench import PAPER, BenchResult, median_time, random_record_rows
-from hyperfusion.data import TabularPreprocessor, ad_box
-from hyperfusion.data.geometry import box_affine
-from hyperfusion.inference.model_files import save_model
+from hyperfusion.bench import (
+    AD_MODELS,
+    BENCH_RECORD,
+    PAPER,
+    BenchResult,
+    median_time,
+    random_ad_models,
+    random_box_scan,
+)
 from hyperfusion.inference.predictor import Predictor
-from hyperfusion.models import build_model
 
-MODELS = ("hyperfusion", "image_only", "tabular_only", "concat", "film", "daft", "attention_gmu")
-RECORD = {
-    "AGE": 74.0,
-    "PTGENDER": "Female",
-    "PTEDUCAT": 16,
-    "APOE4": 1,
-    "ABETA": 700.0,
-    "TAU": 300.0,
-    "PTAU": 28.0,
-    "FDG": 1.2,
-    "AV45": None,
-}
+MODELS = AD_MODELS
+RECORD = BENCH_RECORD
 
 
 PAPER_MODELS = ("hyperfusion", "image_only", "concat")
@@ -51,22 +44,8 @@ def run(repeats: int, size: str = "demo") -> list[BenchResult]:
 
 
 def _setup(tmp: Path, voxel_mm: float, init_features: int, models) -> tuple[Predictor, bytes]:
-    g = ad_box(voxel_mm)
-    rng = np.random.default_rng(0)
-    rows = random_record_rows(rng)
-    card = {"geometry": g.to_dict(), "tabular": {"preprocessing": TabularPreprocessor().fit(rows).to_dict()}}
-    scan = tmp / "scan.nii.gz"
-    nib.save(nib.Nifti1Image(rng.uniform(0, 100, g.box_shape).astype(np.float32), box_affine(g)), scan)
-    dirs = {}
-    torch.manual_seed(0)
-    for name in models:
-        kw = (
-            {}
-            if name == "tabular_only"
-            else {"init_features": init_features, "input_shape": list(g.input_shape)}
-        )
-        dirs[name] = save_model(build_model(name, "ad", **kw).eval(), card, tmp / name)
-    return Predictor(dirs), scan.read_bytes()
+    dirs = random_ad_models(tmp, voxel_mm, init_features, models)
+    return Predictor(dirs), random_box_scan(tmp / "scan.nii.gz", voxel_mm).read_bytes()
 
 
 def _paper(repeats: int) -> list[BenchResult]:
@@ -99,20 +78,8 @@ def _paper(repeats: int) -> list[BenchResult]:
 
 
 def _demo(repeats: int) -> list[BenchResult]:
-    g = ad_box(2.0)
-    rng = np.random.default_rng(0)
-    rows = random_record_rows(rng)
-    card = {"geometry": g.to_dict(), "tabular": {"preprocessing": TabularPreprocessor().fit(rows).to_dict()}}
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        scan = tmp / "scan.nii.gz"
-        nib.save(nib.Nifti1Image(rng.uniform(0, 100, g.box_shape).astype(np.float32), box_affine(g)), scan)
-        dirs = {}
-        for name in MODELS:
-            kw = {} if name == "tabular_only" else {"init_features": 8, "input_shape": list(g.input_shape)}
-            dirs[name] = save_model(build_model(name, "ad", **kw).eval(), card, tmp / name)
-        predictor = Predictor(dirs)
-        scan_bytes = scan.read_bytes()
+        predictor, scan_bytes = _setup(Path(tmp), 2.0, 8, MODELS)
         ages = iter(np.linspace(55, 90, 100000))
 
         def cold():

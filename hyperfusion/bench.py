@@ -79,6 +79,62 @@ def random_record_rows(rng, n: int = 50):
     )
 
 
+#: The seven AD architectures, and one record, that the timing runs predict and explain.
+AD_MODELS = ("hyperfusion", "image_only", "tabular_only", "concat", "film", "daft", "attention_gmu")
+BENCH_RECORD = {
+    "AGE": 74.0,
+    "PTGENDER": "Female",
+    "PTEDUCAT": 16,
+    "APOE4": 1,
+    "ABETA": 700.0,
+    "TAU": 300.0,
+    "PTAU": 28.0,
+    "FDG": 1.2,
+    "AV45": None,
+}
+
+
+def random_ad_models(
+    root: Path, voxel_mm: float, init_features: int, models=AD_MODELS, seed: int = 0
+) -> dict[str, Path]:
+    """Model files of randomly initialised AD networks (timing does not depend on the weights) in ``root``:
+    name -> model directory, at the hippocampal box of ``voxel_mm`` and ``init_features``."""
+    import numpy as np
+    import torch
+
+    from hyperfusion.data import TabularPreprocessor, ad_box
+    from hyperfusion.inference.model_files import save_model
+    from hyperfusion.models import build_model
+
+    g = ad_box(voxel_mm)
+    rows = random_record_rows(np.random.default_rng(seed))
+    card = {"geometry": g.to_dict(), "tabular": {"preprocessing": TabularPreprocessor().fit(rows).to_dict()}}
+    torch.manual_seed(seed)
+    dirs = {}
+    for name in models:
+        kw = (
+            {}
+            if name == "tabular_only"
+            else {"init_features": init_features, "input_shape": list(g.input_shape)}
+        )
+        dirs[name] = save_model(build_model(name, "ad", **kw).eval(), card, Path(root) / name)
+    return dirs
+
+
+def random_box_scan(path: Path, voxel_mm: float, seed: int = 0) -> Path:
+    """A NIfTI of uniform noise on the hippocampal box's grid at ``voxel_mm`` (a scan to time models on)."""
+    import nibabel as nib
+    import numpy as np
+
+    from hyperfusion.data import ad_box
+    from hyperfusion.data.geometry import box_affine
+
+    g = ad_box(voxel_mm)
+    volume = np.random.default_rng(seed).uniform(0, 100, g.box_shape).astype(np.float32)
+    nib.save(nib.Nifti1Image(volume, box_affine(g)), path)
+    return Path(path)
+
+
 def benchmarks_dir() -> Path:
     here = Path(__file__).resolve().parent.parent / "benchmarks"
     if not here.is_dir():
