@@ -380,6 +380,14 @@ def _run_evaluate(argv: list[str], out: Path) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
+def _ba_drop(entry: dict, modality: str) -> str:
+    """A run's balanced-accuracy drop when its ``modality`` ("scan" / "record") is permuted, for a table cell."""
+    reliance = (entry.get("reliance") or {}).get(modality) or {}
+    if not reliance.get("applicable"):
+        return "–"
+    return f"{reliance['balanced_accuracy']['drop']:+.3f}"
+
+
 def results_markdown(assets: Path, reports: Path) -> str:
     """RESULTS.md from the reports under ``reports`` (one folder per entry of :func:`evaluate_commands`)."""
     commands = evaluate_commands(assets)
@@ -400,7 +408,7 @@ def results_markdown(assets: Path, reports: Path) -> str:
         for entry in result["runs"].values():
             sweep_rows.append(
                 f"| {lam:g} | {entry['architecture']} | {ci(entry, 'balanced_accuracy')} | "
-                f"{ci(entry, 'auc')} |"
+                f"{ci(entry, 'auc')} | {_ba_drop(entry, 'scan')} | {_ba_drop(entry, 'record')} |"
             )
     missing = [step.name for step in plan(assets) if step.name.startswith("train ") and not step.done()]
     text = [
@@ -445,9 +453,12 @@ def results_markdown(assets: Path, reports: Path) -> str:
         text += [
             "## Interaction sweep (fold 0 models, test partition; λ = interaction strength of the synthetic cohort)",
             "",
-            "| λ | model | BA [95 % CI] | AUC [95 % CI] |",
-            "|---|---|---|---|",
+            "| λ | model | BA [95 % CI] | AUC [95 % CI] | BA drop, scans permuted | BA drop, records permuted |",
+            "|---|---|---|---|---|---|",
             *sweep_rows,
+            "",
+            "BA drop: the unpermuted balanced accuracy minus its mean over the permutations of the scans (or the "
+            "records) among the test subjects (modality reliance, as in the tables above).",
             "",
         ]
     text += _targets(reports, commands)

@@ -1,6 +1,7 @@
 """`hyperfusion demo build | status | verify` at a tiny size: every step, resuming, and RESULTS.md reproduced."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,10 @@ def test_build_makes_every_step_and_ships_tables_not_scans(built):
     text = (assets / "RESULTS.md").read_text()
     assert "SYNTHETIC" in text and "image_only/fold0" in text and "| 0 | image_only |" in text
     assert "Attribution faithfulness (saliency" in text
+    # the sweep reports each model's reliance: a BA drop with the scans permuted; image_only reads no record
+    row = next(ln for ln in text.splitlines() if ln.startswith("| 0 | image_only |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert re.fullmatch(r"[+-]\d\.\d{3}", cells[4]) and cells[5] == "–", row
     timing = json.loads((assets / "build.json").read_text())["steps"]
     assert set(timing) == set(names) and all(v["wall_s"] >= 0 for v in timing.values())
 
