@@ -1,6 +1,7 @@
 """The fast path of attribute_views (thread budget, one forward at the scan, IG's delta from the reported
 outputs, autocast precision, device) gives the maps of the straightforward Captum calls, at tiny shapes."""
 
+import copy
 import threading
 
 import numpy as np
@@ -126,11 +127,10 @@ def test_thread_budget_is_set_for_the_call_and_restored(subject, monkeypatch):
     )
     assert seen and {t for _, t, _ in seen} == {3}
     assert torch.get_num_threads() == before
-    # a view-separable method: each view in its own thread, sharing the budget (3 // 2 = 1 thread each)
+    # saliency: all views in one batch, with the whole budget (faster than side by side, measured)
     seen.clear()
     attribute_views(Spy(network), views, tabular, "saliency", target=0, threads=3)
-    assert len({ident for ident, _, _ in seen}) == 2 and {t for _, t, _ in seen} == {1}
-    assert {rows for _, _, rows in seen} == {1}  # one view per forward
+    assert {t for _, t, _ in seen} == {3} and {rows for _, _, rows in seen} == {2}
     assert torch.get_num_threads() == before
     with thread_budget(2) as n:
         assert n == 2 and torch.get_num_threads() == 2
@@ -202,6 +202,11 @@ def test_fused_stem_is_the_same_function_and_gradient(subject):
     fast = attribution_network(network)
     assert fast is not network and attribution_network(network) is fast  # made once
     assert type(fast.stem).__name__ == "_FusedConvBlock" and type(network.stem).__name__ == "Sequential"
+    # every BatchNorm folded into a conv or made one multiply-add; the convs in the channels-last layout
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm3d) for m in network.modules())
+    assert fast.block2.conv1.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert not any(p.requires_grad for p in fast.parameters())
     x = torch.tensor(views).requires_grad_(True)
     tab = torch.as_tensor(tabular).repeat(2, 1)
     grads = []
@@ -211,6 +216,24 @@ def test_fused_stem_is_the_same_function_and_gradient(subject):
         grads.append((out.detach(), g))
     torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-5, atol=1e-6)
     _close(grads[1][1].numpy(), grads[0][1].numpy())
+    # also with BatchNorm statistics far from the identity (a copy of the network, so others are unaffected)
+    skewed = copy.deepcopy(network)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in skewed.modules():
+            if isinstance(m, torch.nn.BatchNorm3d):
+                c = m.num_features
+                m.running_mean.copy_(torch.rand(c, generator=generator) - 0.5)
+                m.running_var.copy_(torch.rand(c, generator=generator) + 0.5)
+                m.weight.copy_(torch.rand(c, generator=generator) + 0.5)
+                m.bias.copy_(torch.rand(c, generator=generator) * 0.4 - 0.2)
+    pair = []
+    for net in (skewed, attribution_network(skewed)):
+        out = net(x, tab)
+        (g,) = torch.autograd.grad(out[:, 2].sum(), x)
+        pair.append((out.detach(), g))
+    torch.testing.assert_close(pair[1][0], pair[0][0], rtol=1e-5, atol=1e-6)
+    _close(pair[1][1].numpy(), pair[0][1].numpy())
     assert all(p.requires_grad for p in network.parameters())  # the loaded network is left as it was
     network.train()
     try:
