@@ -260,3 +260,40 @@ def test_progress_is_reported_from_the_calling_thread(subject):
     assert calls and {ident for ident, _ in calls} == {threading.get_ident()}
     fractions = [f for _, f in calls]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
+def test_integrated_gradients_uses_fewer_steps_only_when_they_converge(subject):
+    """tolerance 0 (the default): exactly n_steps, today's map. A tolerance: a quarter of the steps first,
+    kept only when Captum's convergence delta is within it (and the result says so), else n_steps."""
+    network, views, tabular = subject
+    baseline = np.zeros_like(views)
+
+    def ig(**settings):
+        return attribute_views(
+            network,
+            views,
+            tabular,
+            "integrated_gradients",
+            target=1,
+            baseline=baseline,
+            threads=1,
+            settings={"n_steps": 16, **settings},
+        )
+
+    default, quarter = ig(), ig(n_steps=4)
+    assert default.steps == 16 and default.settings["tolerance"] == 0.0
+    ref16, *_ = _straightforward(
+        network, views, tabular, "ig", 1, baseline, n_steps=16, internal_batch_size=4
+    )
+    _close(default.views, ref16)
+    # a loose tolerance that the 4-step map meets: it is kept and reported as 4 steps
+    loose = ig(tolerance=min(0.99, 2 * quarter.relative_delta + 1e-3))
+    assert loose.steps == 4
+    _close(loose.views, quarter.views)
+    assert loose.delta == pytest.approx(quarter.delta, abs=1e-6)
+    # a tolerance the 4-step map misses: the full 16 steps, equal to the default map
+    strict = ig(tolerance=quarter.relative_delta / 2)
+    assert strict.steps == 16
+    _close(strict.views, default.views)
+    with pytest.raises(DataError, match="tolerance"):
+        ig(tolerance=2)
