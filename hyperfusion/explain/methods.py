@@ -34,7 +34,9 @@ gradients' convergence delta is Captum's formula, ``sum(attributions) − (F(x) 
 outputs the result reports anyway (Captum would run both forwards again). ``device`` runs the map where the
 network lives (a CUDA copy of it if asked); ``precision`` "bfloat16" / "float16" runs it under
 ``torch.autocast`` (off by default; the README states how far such maps move from float32's). Hook-free
-methods run on :func:`attribution_network`, a copy with each Conv-BatchNorm-ReLU-MaxPool stem fused.
+methods run on :func:`attribution_network`, a streamlined copy (stem fused, BatchNorms folded, channels-last
+on the CPU). Integrated gradients' ``tolerance`` (default 0: off) tries a quarter of ``n_steps`` first and
+keeps that map only when its convergence delta is within the tolerance; ``ViewAttribution.steps`` says which.
 
 Thread safety: Captum's gradient methods only call ``torch.autograd.grad`` on their own inputs, so many
 threads may run them on one shared network. Hook-based methods (Grad-CAM's forward hook, DeepLift's hooks
