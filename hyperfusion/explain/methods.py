@@ -237,10 +237,80 @@ def _input_x_gradient(c: _Call):
     )
 
 
+def _after_stem(net: nn.Module) -> Callable[[Tensor, Tensor], Tensor] | None:
+    """For a staged network whose first stage is a fused stem (conv, then MaxPool and ReLU) that reads no
+    record: the network's logits as a function of the stem conv's output, else None."""
+    names = getattr(net, "stage_names", ())
+    if not names or names[0] != "stem" or not isinstance(getattr(net, "stem", None), _FusedConvBlock):
+        return None
+    flags = [getattr(getattr(net, n), "reads_condition", False) for n in names]
+    split = flags.index(True) if True in flags else len(names)
+    if split == 0:
+        return None
+
+    def rest(h: Tensor, tabular: Tensor) -> Tensor:
+        x = torch.relu(net.stem.pool(h))
+        for name in names[1:split]:
+            x = getattr(net, name)(x)
+        features = (x,) if split == len(names) else tuple(getattr(net, names[split]).encode(x))
+        return net.decode(features, tabular)
+
+    return rest
+
+
+def _ig_through_stem(c: _Call, steps: int, rest: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+    """Integrated gradients with Captum's path rule (nodes and weights), the stem conv taken out of the path:
+    the conv is affine, so its output at a path point is ``h_b + α (h_x − h_b)`` (computed once per map), and
+    the gradients' weighted sum over the path goes back through the conv once (its adjoint is linear) instead
+    of once per point. The same map as Captum's up to rounding; about a third less work a point at 1 mm."""
+    from captum.attr._utils.approximation_methods import approximation_parameters
+
+    s, fwd, net = c.settings, c.forward, c.forward.network
+    conv = net.stem.conv
+    x, b = c.inputs.detach()[0], c.baseline[0]  # (V, 1, D, H, W)
+    views = x.shape[0]
+    with torch.no_grad():
+        hx, hb = conv(x).float(), conv(b).float()  # float32 accumulation also under autocast
+        dh = hx - hb
+    step_sizes, alphas = approximation_parameters(s["integration"])
+    weights, points = step_sizes(steps), alphas(steps)
+    per = max(1, min(s["internal_batch_size"] or steps, steps))
+    total = torch.zeros_like(hx)
+    column = c.target or 0
+    for i in range(0, steps, per):
+        a = torch.tensor(points[i : i + per], dtype=hx.dtype, device=hx.device)
+        w = torch.tensor(weights[i : i + per], dtype=torch.float32, device=hx.device)
+        k = a.shape[0]
+        h = (hb.unsqueeze(0) + a.view(-1, 1, 1, 1, 1, 1) * dh.unsqueeze(0)).flatten(0, 1)
+        h = h.contiguous(memory_format=torch.channels_last_3d) if hx.device.type == "cpu" else h
+        h.requires_grad_(True)
+        if fwd._on_rows is not None:
+            fwd._on_rows(k)
+        rows = rest(h, c.tabular.expand(k * views, -1))
+        out = subject_output(
+            rows.float(), views, probabilities=fwd.output == "probability", softmax=fwd.softmax
+        )
+        (grad,) = torch.autograd.grad((out[:, column] * w).sum(), h)
+        total += grad.view(k, views, *grad.shape[1:]).sum(0)
+    grad_x = torch.nn.grad.conv3d_input(
+        x.shape,
+        conv.weight.float(),
+        total,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+    )
+    return ((x - b) * grad_x).unsqueeze(0)
+
+
 def _integrated_gradients(c: _Call):
     s = c.settings
+    rest = _after_stem(c.forward.network)
 
     def path(steps: int) -> Tensor:
+        if rest is not None:
+            return _ig_through_stem(c, steps, rest)
         return IntegratedGradients(c.forward).attribute(
             c.inputs,
             baselines=c.baseline,
