@@ -11,11 +11,11 @@ import reports as rp
 import streamlit as st
 from state import session
 
-from hyperfusion import pages as P
 from hyperfusion.data.cohort import subject_namespace
 from hyperfusion.data.schema import CLASS_NAMES
 from hyperfusion.errors import HyperFusionError
 from hyperfusion.files import shown_path
+from hyperfusion.pages import reports as P
 from hyperfusion.training import reports as R
 
 st.title("Model comparison")

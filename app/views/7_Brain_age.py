@@ -14,10 +14,10 @@ import streamlit as st
 from messages import plain
 from state import session
 
-from hyperfusion import pages as P
 from hyperfusion.errors import HyperFusionError
 from hyperfusion.files import shown_path
 from hyperfusion.inference import models_for_task, paths_of
+from hyperfusion.pages import reports as P
 
 st.title("Brain age")
 st.markdown(
