@@ -6,11 +6,9 @@ call. Settings come from the environment (see state.default_settings) and can be
 
 from __future__ import annotations
 
-import os
 import weakref
 from pathlib import Path
 
-import share
 import streamlit as st
 from messages import plain
 from state import UPLOAD_PREFIX, Subject, session
@@ -20,7 +18,6 @@ from hyperfusion.data import cohort as hc
 from hyperfusion.data.cohort import Cohort
 from hyperfusion.data.nifti import read_scan
 from hyperfusion.errors import HyperFusionError
-from hyperfusion.report import RESEARCH_NOTICE, SYNTHETIC_NOTICE
 
 __all__ = ["Subject"]  # the pages' db.Subject
 
@@ -123,15 +120,9 @@ def upload_scan(scan: bytes, name: str):
 
 def load_scan(scan: str | bytes):
     """The scan as a nibabel image with its voxels in memory, decoded and validated once (see scan_path)."""
-    if not hasattr(scan, "image"):  # a plain path or this session's upload's bytes
-        up = session.upload
-        named = up.name if up else "the uploaded scan"
-        scan = (
-            upload_scan(scan, named)
-            if isinstance(scan, bytes)
-            else _scan_file(str(scan), Path(scan).stat().st_mtime_ns)
-        )
-    return scan.image
+    if isinstance(scan, bytes) and not hasattr(scan, "image"):  # this session's upload's bytes
+        scan = upload_scan(scan, session.upload.name if session.upload else "the uploaded scan")
+    return (scan if hasattr(scan, "image") else _scan_file(str(scan), Path(scan).stat().st_mtime_ns)).image
 
 
 # --- the current subject -------------------------------------------------------------------------------------
@@ -206,49 +197,3 @@ def subject_of(c: Cohort, ptid: str, with_scan: bool = True) -> Subject:
     truth = row.get("DX")
     scan = scan_path(c, ptid) if with_scan else None
     return Subject(ptid, scan, hc.cohort_record(row), truth if isinstance(truth, str) else None)
-
-
-# --- what every page shows around it (Home.py calls these around the page) ----------------------------------
-def _synthetic(models) -> bool:
-    try:
-        return cohort().is_synthetic or any(m.synthetic for m in models)
-    except (HyperFusionError, OSError):
-        return any(m.synthetic for m in models)
-
-
-def furniture() -> None:
-    """The notices, a shared link applied once, and the settings sidebar."""
-    try:
-        share.apply_link_once(cohort())
-        share.restore_choices()
-    except (HyperFusionError, OSError):
-        pass
-    s = settings()
-    synthetic = _synthetic(discover_models(s["models"])[0])
-    st.warning(f"**{RESEARCH_NOTICE}**" + (f" · **{SYNTHETIC_NOTICE}**" if synthetic else ""), icon="⚠️")
-    if session.upload is not None:
-        st.caption(f"Uploaded subject in this session: {session.upload.name} (kept in memory only).")
-    for problem in session.link_problems or []:
-        st.warning(f"Shared link: {problem}")
-    del session.link_problems
-    with st.sidebar:
-        st.markdown("### Settings")
-        with st.form("settings_form"):
-            cohort_in = st.text_input("Cohort directory or ADNIMERGE table", s["cohort"])
-            models_in = st.text_area(
-                "Model directories (one per line)", "\n".join(s["models"].split(os.pathsep))
-            )
-            if st.form_submit_button("Apply"):
-                lines = [line.strip() for line in models_in.splitlines() if line.strip()]
-                session.settings = {**s, "cohort": cohort_in.strip(), "models": os.pathsep.join(lines)}
-                st.rerun()
-        st.caption(RESEARCH_NOTICE)
-
-
-def footer() -> None:
-    """Keeps the address bar equal to the scenario and offers its downloads."""
-    try:
-        c = cohort()
-    except (HyperFusionError, OSError):
-        return
-    share.share_panel(c, _synthetic(discover_models(settings()["models"])[0]))
