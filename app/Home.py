@@ -6,10 +6,62 @@ import time
 
 _START = time.perf_counter()
 
+import os  # noqa: E402
+
 import dashboard as db  # noqa: E402
+import share  # noqa: E402
 import streamlit as st  # noqa: E402
 from in_memory import keep_uploads_in_memory  # noqa: E402
 from state import session  # noqa: E402
+
+from hyperfusion.errors import HyperFusionError  # noqa: E402
+from hyperfusion.report import RESEARCH_NOTICE, SYNTHETIC_NOTICE  # noqa: E402
+
+
+def _synthetic(models) -> bool:
+    try:
+        return db.cohort().is_synthetic or any(m.synthetic for m in models)
+    except (HyperFusionError, OSError):
+        return any(m.synthetic for m in models)
+
+
+def furniture() -> None:
+    """The notices, a shared link applied once, and the settings sidebar."""
+    try:
+        share.apply_link_once(db.cohort())
+        share.restore_choices()
+    except (HyperFusionError, OSError):
+        pass
+    s = db.settings()
+    synthetic = _synthetic(db.discover_models(s["models"])[0])
+    st.warning(f"**{RESEARCH_NOTICE}**" + (f" · **{SYNTHETIC_NOTICE}**" if synthetic else ""), icon="⚠️")
+    if session.upload is not None:
+        st.caption(f"Uploaded subject in this session: {session.upload.name} (kept in memory only).")
+    for problem in session.link_problems or []:
+        st.warning(f"Shared link: {problem}")
+    del session.link_problems
+    with st.sidebar:
+        st.markdown("### Settings")
+        with st.form("settings_form"):
+            cohort_in = st.text_input("Cohort directory or ADNIMERGE table", s["cohort"])
+            models_in = st.text_area(
+                "Model directories (one per line)", "\n".join(s["models"].split(os.pathsep))
+            )
+            if st.form_submit_button("Apply"):
+                lines = [line.strip() for line in models_in.splitlines() if line.strip()]
+                session.settings = {**s, "cohort": cohort_in.strip(), "models": os.pathsep.join(lines)}
+                st.rerun()
+        st.caption(RESEARCH_NOTICE)
+
+
+def footer() -> None:
+    """Keeps the address bar equal to the scenario and offers its downloads."""
+    try:
+        c = db.cohort()
+    except (HyperFusionError, OSError):
+        return
+    share.share_panel(c, _synthetic(db.discover_models(db.settings()["models"])[0]))
+
 
 st.set_page_config(page_title="HyperFusion", layout="wide")
 keep_uploads_in_memory()  # process-wide, before any file uploader is shown
@@ -32,6 +84,6 @@ page = st.navigation(
         ],
     }
 )
-db.furniture()
+furniture()
 page.run()
-db.footer()
+footer()

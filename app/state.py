@@ -5,13 +5,13 @@ the browser session and never outlive it; an upload's scan stays in memory only.
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
+
+from hyperfusion.demo import dashboard_settings
 
 UPLOAD_PREFIX = "uploaded: "
 
@@ -42,17 +42,6 @@ class _Entry:
         st.session_state.pop(self.key, None)
 
 
-def default_settings() -> dict[str, str]:
-    """Settings from the environment (see the README): cohort, model roots (``os.pathsep``-separated), and
-    where the demo's assets live."""
-    from hyperfusion.demo import ASSETS
-
-    assets = Path(os.environ.get("HYPERFUSION_DEMO_ASSETS") or ASSETS)
-    models = os.environ.get("HYPERFUSION_MODELS") or str(assets / "models")
-    cohort = os.environ.get("HYPERFUSION_COHORT") or str(assets / "cohorts" / "ad")
-    return {"cohort": cohort, "models": models, "assets": str(assets)}
-
-
 @dataclass
 class Upload:
     """The scan and record uploaded in this session (kept in its memory only)."""
@@ -69,8 +58,9 @@ class Upload:
 
 @dataclass
 class Subject:
-    """The subject every page shows: a cohort subject (``scan`` a path) or this session's upload (``scan`` its
-    bytes); ``recorded`` holds the raw record (ADNIMERGE names), ``truth`` the diagnosis when known."""
+    """The subject every page shows: a cohort subject (``scan`` its path) or this session's upload (``scan`` its
+    bytes), as read by hyperfusion.data.nifti.read_scan; ``recorded``: the raw record (ADNIMERGE names),
+    ``truth``: the diagnosis when known."""
 
     id: str
     scan: str | bytes | None
@@ -82,12 +72,11 @@ class Subject:
 class Session:
     """Everything the pages share (see the module doc)."""
 
-    settings: dict = _Entry(default_settings)
+    settings: dict = _Entry(dashboard_settings)  # cohort, models, assets (the sidebar)
     subject: str | None = _Entry()  # the PTID shown on every page, or an upload's id
-    subject_namespace: str | None = (
-        _Entry()
-    )  # whose PTIDs those are (hyperfusion.data.cohort.subject_namespace)
-    brain_age_namespace: str | None = _Entry()  # the same for the Brain age page's own subject
+    # whose PTIDs those are (hyperfusion.data.cohort.subject_namespace); the same for the Brain age page's
+    subject_namespace: str | None = _Entry()
+    brain_age_namespace: str | None = _Entry()
     edited_record: dict | None = _Entry()  # {"PTID", "record"}: the Subject page's form
     form_from_link: dict | None = _Entry()  # a shared link's record, put in the form once
     uploaded: dict | None = _Entry()  # Upload as a dict: {"name", "scan", "record", "warnings"}
@@ -96,16 +85,14 @@ class Session:
     link_applied: bool | None = _Entry()
     link_problems: list | None = _Entry()
     attribution_progressed: OrderedDict = _Entry(OrderedDict)  # maps computed with a progress bar already
-    decoded_upload: tuple | None = _Entry()  # (the upload's bytes, its image decoded once)
+    decoded_upload: tuple | None = _Entry()  # (the upload's bytes, its ScanBytes: decoded once)
     upload_maps: OrderedDict = _Entry(OrderedDict)  # an upload's attribution maps (this session only)
     cohort_scores: dict = _Entry(dict)  # (cohort, model, PTID) -> predicted class or age
     counterfactual: tuple | None = _Entry()  # (the inputs' key, the Counterfactual found)
     upload_form_record: dict | None = _Entry()  # the Upload page's form, once submitted
-    upload_preprocessed: dict | None = (
-        _Entry()
-    )  # hyperfusion.data.preprocess.pipeline.preprocess_bytes's result
+    upload_preprocessed: dict | None = _Entry()  # hyperfusion...preprocess_bytes's result
     upload_preprocess_error: str | None = _Entry()
-    brain_age_computed: dict = _Entry(dict)  # (cohort, models) -> the Brain age page's predictions
+    brain_age_computed: dict = _Entry(dict)  # (cohort, models) -> hyperfusion.pages.predict_ages's result
     page_start: float | None = _Entry()  # when this run of the app began (Home shows how long it took)
 
     @property

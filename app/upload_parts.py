@@ -7,9 +7,9 @@ import dashboard as db
 import streamlit as st
 from state import UPLOAD_PREFIX, session
 
-from hyperfusion.data.cohort import parse_record, record_from_csv, require_some_value
 from hyperfusion.data.schema import FEATURES
 from hyperfusion.errors import HyperFusionError
+from hyperfusion.pages import subject as S
 
 
 def forget_upload() -> None:
@@ -45,17 +45,10 @@ def record_input(csv_file, problems: list[str], notes: list[str]) -> dict | None
     record = None
     if csv_file is not None:
         try:
-            record, ignored = record_from_csv(csv_file.getvalue(), name=csv_file.name)
+            record, note = S.csv_record(csv_file.getvalue(), csv_file.name)
+            notes += [note] if note else []
         except HyperFusionError as exc:
             problems.append(str(exc))
-        else:
-            if ignored:  # an ADNIMERGE export carries many other columns: say which were not read
-                shown = ", ".join(ignored[:12]) + (
-                    f" and {len(ignored) - 12} more" if len(ignored) > 12 else ""
-                )
-                notes.append(
-                    f"{csv_file.name}: ignored {len(ignored)} column(s) the models do not read: {shown}"
-                )
     else:
         saved = session.upload_form_record or {}
         for f in FEATURES:  # the form's last values, also after a new scan or a visit to another page
@@ -86,12 +79,7 @@ def record_input(csv_file, problems: list[str], notes: list[str]) -> dict | None
         record = session.upload_form_record
         if record is not None:
             try:
-                require_some_value(parse_record(record, source="the form"), "the form")
-                if record.get("PTGENDER") is None:
-                    raise HyperFusionError(
-                        "the form: choose the sex (PTGENDER); it has no default, since a "
-                        "guess would change every prediction that reads it"
-                    )
+                record = S.form_record(record)
             except HyperFusionError as exc:
                 problems.append(str(exc))
                 record = None

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -105,6 +106,17 @@ def ensure_demo_cohort(
     return ensure_cohort(
         work_dir() / "cohorts" / cache_name(config), config, workers=workers, progress=progress
     )
+
+
+def dashboard_settings(environ: dict | None = None) -> dict[str, str]:
+    """The dashboard's settings from the environment (see the README): the cohort (``HYPERFUSION_COHORT``), the
+    model roots (``HYPERFUSION_MODELS``, ``os.pathsep``-separated) and where the demo's assets live
+    (``HYPERFUSION_DEMO_ASSETS``); each defaults to the demo's."""
+    env = os.environ if environ is None else environ
+    assets = Path(env.get("HYPERFUSION_DEMO_ASSETS") or ASSETS)
+    models = env.get("HYPERFUSION_MODELS") or str(assets / "models")
+    cohort = env.get("HYPERFUSION_COHORT") or str(assets / "cohorts" / "ad")
+    return {"cohort": cohort, "models": models, "assets": str(assets)}
 
 
 def missing_models(found: dict[Path, int], assets: Path = ASSETS) -> list[str]:

@@ -47,12 +47,7 @@ with right:
     models, problems = db.discover_models(s["models"])
     usable = db.models_for(cohort, models)
     if usable:
-        st.table(
-            [
-                {"model": m.name, "task": m.task, "architecture": m.architecture, "members": m.members}
-                for m in usable
-            ]
-        )
+        st.table([m.row() for m in usable])
     else:
         st.info("No model for this cohort's task was found. Add model directories in the sidebar.")
     other = [m.name for m in models if m not in usable]

@@ -2,7 +2,7 @@
 and (AD) the counterfactual search."""
 
 import dashboard as db
-import pandas as pd
+import render
 import share
 import streamlit as st
 import whatif
@@ -11,8 +11,8 @@ from state import session
 
 from hyperfusion.data.schema import FEATURES
 from hyperfusion.errors import HyperFusionError
-from hyperfusion.explain import figures
-from hyperfusion.inference.tables import prediction_rows
+from hyperfusion.inference import paths_of
+from hyperfusion.pages import subject as S
 
 st.title("Subject and what-if")
 cohort = db.require_cohort()
@@ -56,17 +56,9 @@ with form_col:
             value = value_col.number_input(
                 label, kind(lo), kind(hi), step=step, key=f"value_{f.name}", disabled=missing, help=help_text
             )
-        raw = recorded[f.name]
-        if missing:
-            edited[f.name] = None
-            value_col.caption("missing → imputed by each model (training median)")
-        elif isinstance(raw, str) and raw[:1] in "<>" and float(raw[1:]) == value:
-            edited[f.name] = raw  # unchanged censored value: keep "<200" / ">1700" as recorded
-            value_col.caption(f"recorded as {raw} (beyond the assay range)")
-        else:
-            edited[f.name] = value
-        if edited[f.name] != raw and not (raw is None and missing):
-            value_col.caption(f"edited · recorded: {raw if raw is not None else 'missing'}")
+        edited[f.name], notes = S.form_value(recorded[f.name], value, missing)
+        for note in notes:
+            value_col.caption(note)
 
 session.edited_record = {"PTID": ptid, "record": edited}
 session.report_part(
@@ -79,7 +71,7 @@ with pred_col:
     if not usable:
         st.info("No model for this cohort. Add model directories in the sidebar (Settings).")
         st.stop()
-    predictor = db.predictor_for(tuple((m.name, m.path) for m in usable))
+    predictor = db.predictor_for(paths_of(usable))
     reads_scan = {m.name: predictor.models[m.name].members[0].reads_scan for m in usable}
     scan = (
         subject.scan if subject.uploaded else db.scan_path(cohort, ptid) if any(reads_scan.values()) else None
@@ -94,18 +86,11 @@ with pred_col:
         st.stop()
     for w in session.upload.warnings if subject.uploaded else []:
         st.warning(plain(w))  # an upload predicted despite a failed entry check: every output says so
-    ad_rows, age_rows = prediction_rows(preds, "ad", 1, 0), prediction_rows(preds, "brain_age", 1, 0)
-    if ad_rows:
-        st.plotly_chart(figures.probability_bars(preds, row=1), width="stretch")
-        st.dataframe(pd.DataFrame(ad_rows), hide_index=True, key="ad_predictions")
-        session.report_part("predictions", ad_rows)
-    if age_rows:
-        st.dataframe(pd.DataFrame(age_rows), hide_index=True, key="age_predictions")
-        session.report_part("brain_age", age_rows)
-    st.caption(
-        "Δ: change from the prediction for the recorded values. Spread: standard deviation across the "
-        "ensemble's members (0 for a single model)."
-    )
+    shown, ad_rows, age_rows = S.predictions(preds)
+    render.show(shown)
+    for part, rows in (("predictions", ad_rows), ("brain_age", age_rows)):
+        if rows:
+            session.report_part(part, rows)
     st.page_link("views/2_Attribution.py", label="Attribution map of this subject →")
     whatif.ice_section(predictor, scan, edited, names)
     whatif.record_section(predictor, scan, edited, names, preds)

@@ -16,6 +16,7 @@ from state import UPLOAD_PREFIX, session
 from hyperfusion.data.entry import check_upload
 from hyperfusion.errors import HyperFusionError
 from hyperfusion.inference.tables import prediction_rows
+from hyperfusion.pages import subject as S
 
 st.title("Upload a subject")
 st.caption("Nothing uploaded is written to disk: the scan and the record stay in this session's memory.")
@@ -68,21 +69,7 @@ if scan_file is not None:
     if preprocessed is not None:
         qc = preprocessed["qc"]
         st.image(preprocessed["png"], caption=f"{scan_name}: {qc['verdict']['summary']}")
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "brain share of the model box": qc["box_brain_share"],
-                        "correlation with the template": qc["template_ncc"],
-                        "brain-mask Dice with the template": qc["mask_dice"],
-                        "skull present": qc["skull_present"],
-                        "seconds": qc["seconds"]["total"],
-                    }
-                ]
-            ),
-            hide_index=True,
-            key="upload_qc",
-        )
+        st.dataframe(S.qc_table(qc), hide_index=True, key="upload_qc")
 
 record = parts.record_input(csv_file, problems, notes)
 

@@ -1,19 +1,24 @@
 """Model comparison: one evaluation report (hyperfusion evaluate's results.json) at a time, joined with the cohort
-it was measured on: the paper's table, confusion matrices, ROC and calibration curves, subgroups, the subjects
-fusion and the unimodal models disagree on, and (synthetic data) attribution faithfulness."""
+it was measured on: the paper's table, confusion matrices, ROC and calibration curves, subgroups, modality
+reliance, the subjects fusion and the unimodal models disagree on, and (synthetic data) attribution
+faithfulness. Each section is one hyperfusion.pages call."""
 
 from pathlib import Path
 
-import comparison_tabs as tab
 import dashboard as db
+import render
 import reports as rp
 import streamlit as st
+from state import session
 
+from hyperfusion.data.cohort import subject_namespace
+from hyperfusion.data.schema import CLASS_NAMES
+from hyperfusion.errors import HyperFusionError
 from hyperfusion.files import shown_path
+from hyperfusion.pages import reports as P
 from hyperfusion.training import reports as R
 
 st.title("Model comparison")
-
 assets = db.settings()["assets"]
 found, problems = rp.reports_of(assets)
 for p in problems:
@@ -34,62 +39,97 @@ if report.synthetic:
     st.warning(
         "**SYNTHETIC data**: every number on this page was measured on generated subjects, not patients."
     )
+test_subjects = report.result.get("test_subjects", len(report.test_ptids))
 st.caption(
     f"`{shown_path(report.path)}` · measured on `{shown_path(report.cohort_path) or 'an unnamed cohort'}` · "
-    "test partition of "
-    f"{report.result.get('test_subjects', len(report.test_ptids))} subjects."
+    f"test partition of {test_subjects} subjects."
 )
-
-for subject_note in report.result.get("subjects", {}).get("notes", []):
-    st.warning(subject_note)
 cohort, note = rp.report_cohort(report, assets)
+frame, said = P.report_frame(report, cohort, note)
+render.show(said)
 predictions = report.predictions()
-frame = R.subject_frame(report, cohort) if cohort is not None and report.test_ptids else None
-if note and cohort is None:
-    st.info(
-        f"{note} The curves, subgroups and per-subject tables need its table (truth, sex, age); shown "
-        "below is what the report holds by itself."
-    )
-elif note:
-    st.caption(note)
-if frame is not None and not predictions:
-    st.info(
-        "This report has no per-subject predictions (written by an older `hyperfusion evaluate`): run it "
-        "again for the curves, subgroups and disagreements."
-    )
-    frame = None
-
-ad = report.task == "ad"
-models = list(report.runs)
-chosen = models
+ad, chosen = report.task == "ad", list(report.runs)
 if ad:
     chosen = st.multiselect(
-        "Models shown in the confusion matrices and curves", models, default=models, key="comparison_models"
+        "Models shown in the confusion matrices and curves", chosen, default=chosen, key="comparison_models"
     )
-tab_names = [
-    "Summary",
-    *(["Confusion", "ROC and calibration"] if ad else []),
-    "Subgroups",
-    "Modality reliance",
-]
-tab_names += ["Disagreements"] if ad else []
-tab_names += ["Faithfulness"] if report.synthetic and ad else []
-tabs = dict(zip(tab_names, st.tabs(tab_names)))
-
+tabs = dict(zip(P.comparison_tabs(report), st.tabs(P.comparison_tabs(report))))
 with tabs["Summary"]:
-    tab.summary(report, ad)
+    render.show(P.summary(report))
+    if not ad:
+        st.page_link(
+            "views/7_Brain_age.py", label="Predicted against chronological age, and the sex what-if →"
+        )
 if ad:
     with tabs["Confusion"]:
-        tab.confusion(report, chosen, frame, predictions)
+        render.show(P.confusion(report, chosen, frame, predictions))
     with tabs["ROC and calibration"]:
-        tab.curves(chosen, frame, predictions)
+        cls = st.selectbox(
+            "Class (one vs rest)", CLASS_NAMES, index=len(CLASS_NAMES) - 1, key="comparison_class"
+        )
+        render.show(P.curves(chosen, frame, predictions, cls))
 with tabs["Subgroups"]:
-    tab.subgroups(report, frame, ad)
+    render.show(P.subgroups(report, frame))
 with tabs["Modality reliance"]:
-    tab.reliance(report, ad)
-if ad:
-    with tabs["Disagreements"]:
-        tab.disagreements(report, frame, predictions, cohort)
+    render.show(P.reliance(report))
 if "Faithfulness" in tabs:
     with tabs["Faithfulness"]:
-        tab.faithfulness(report)
+        render.show(P.faithfulness(report))
+
+
+def disagreements() -> None:
+    """The test subjects a fusion model and the unimodal models disagree on; a click opens one."""
+    fusions, unimodal, first, default = P.disagreement_defaults(report, predictions)
+    if not fusions or not unimodal:
+        st.info(
+            "This needs per-subject predictions of a fusion model and of at least one unimodal model "
+            "(image_only, tabular_only) in the report."
+        )
+        return
+    left, right = st.columns(2)
+    fusion = left.selectbox("Fusion model", fusions, index=first, key="disagree_fusion")
+    others = right.multiselect("Unimodal models", unimodal, default=default, key="disagree_others")
+    if not others:
+        return
+    table = R.disagreements(report, fusion, others, frame)
+    st.markdown(
+        f"**{len(table)} of {len(report.test_ptids)} test subjects** on whom {fusion} predicts another class "
+        f"than {' or '.join(others)}."
+    )
+    if "correct" in table.columns:
+        options = ["all of them", f"{fusion} right", f"{fusion} wrong"]
+        show = st.radio(
+            "Show", options, horizontal=True, key="disagree_filter", help="right: predicts the true diagnosis"
+        )
+        helps = table["correct"].str.split(", ").apply(lambda right: fusion in right)
+        if show != "all of them":
+            table = table[helps if show.endswith("right") else ~helps].reset_index(drop=True)
+    event = st.dataframe(
+        table, hide_index=True, on_select="rerun", selection_mode="single-row", key="disagreement_table"
+    )
+    st.caption(
+        "P(truth): the model's probability of the true diagnosis. Click a row to open the subject (record, "
+        "what-if and attribution)."
+    )
+    if event.selection.rows:
+        ptid = table["PTID"].iloc[event.selection.rows[0]]
+        try:
+            current = db.cohort().path
+        except (HyperFusionError, OSError):
+            current = None
+        why = P.open_in_dashboard(ptid, cohort, current)
+        if why is None:
+            session.subject = ptid
+            st.switch_page("views/1_Subject.py")
+        st.info(why)
+        if cohort is not None and st.button(
+            f"Switch the dashboard to the report's cohort and open {ptid}", key="open_in_report_cohort"
+        ):
+            session.settings = {**db.settings(), "cohort": str(cohort.path)}
+            session.subject, session.subject_namespace = ptid, subject_namespace(cohort)
+            st.switch_page("views/1_Subject.py")
+
+
+if ad:
+    with tabs["Disagreements"]:
+        disagreements()

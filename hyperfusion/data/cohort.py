@@ -127,16 +127,17 @@ class Cohort:
             "scan_check": self.scan_check,
         }
 
-    def scan_warnings(self) -> list[str]:
+    def scan_warnings(self, dashboard: bool = False) -> list[str]:
         """The warnings that outputs made from this cohort carry when its scans failed the entry check and it
-        was loaded anyway (``allow_unregistered``); empty otherwise."""
+        was loaded anyway (``allow_unregistered``); empty otherwise. ``dashboard``: worded for the dashboard,
+        which shows such a cohort marked, with how to fix it."""
         if not self.scan_check or self.scan_check["passed"]:
             return []
         from hyperfusion.data.entry import cohort_problem
 
-        return [
-            f"UNRELIABLE: cohort {self.path}: {cohort_problem(self.scan_check)}; used anyway (--allow-unregistered)"
-        ]
+        how = "the dashboard shows it, marked" if dashboard else "--allow-unregistered"
+        line = f"UNRELIABLE: cohort {self.path}: {cohort_problem(self.scan_check)}; used anyway ({how})"
+        return [line + (" " + DASHBOARD_COHORT_FIX if dashboard else "")]
 
     def label_note(self) -> str:
         """One sentence when the table's other diagnosis columns disagree with the one used, else ""."""
@@ -795,3 +796,17 @@ __all__ = [
     "feature_frame",
     "feature",
 ]
+
+
+DASHBOARD_COHORT_FIX = (
+    "Its predictions and maps are unreliable: preprocess the raw scans with `hyperfusion preprocess --input "
+    "RAW_FOLDER_OR_TABLE --out NEW_COHORT_DIR` and point the sidebar at that cohort."
+)
+
+
+def table_mtime(path: str | Path) -> float:
+    """When the cohort's table at ``path`` (a cohort directory or a table) last changed; 0 when it is missing.
+    A cache of cohorts keyed by (path, table_mtime) reads a changed table again."""
+    path = Path(path).expanduser()
+    table = path / "cohort.csv" if path.is_dir() else path
+    return table.stat().st_mtime if table.exists() else 0.0

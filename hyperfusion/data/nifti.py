@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import io
 import os
+import threading
 import warnings
 import zlib
 from pathlib import Path
@@ -25,6 +26,75 @@ import numpy as np
 from hyperfusion.errors import DataError
 
 NiftiSource = str | os.PathLike | bytes | bytearray | memoryview | nib.spatialimages.SpatialImage
+
+
+class _Parsed:
+    """What :class:`ScanFile` and :class:`ScanBytes` share: the scan decoded and validated by
+    :func:`load_nifti` on first use and kept (read-only), and its content sha256 computed once."""
+
+    def _setup(self, name: str | None) -> None:
+        self.name, self._image, self._sha256, self._lock = name, None, None, threading.Lock()
+
+    def _raw(self) -> str | bytes:
+        raise NotImplementedError
+
+    @property
+    def image(self) -> nib.Nifti1Image:
+        """The decoded, validated scan (float32, voxels in memory, read-only): decoded once."""
+        with self._lock:
+            if self._image is None:
+                img = load_nifti(self._raw(), name=self.name)
+                np.asarray(img.dataobj).flags.writeable = False
+                self._image = img
+            return self._image
+
+    @property
+    def sha256(self) -> str:
+        """:func:`image_sha256` of the scan's bytes, computed once."""
+        if self._sha256 is None:
+            self._sha256 = image_sha256(self._raw())
+        return self._sha256
+
+    def __reduce__(self):  # pickled, copied or hashed as the plain path or bytes it is
+        return (type(self._raw()), (self._raw(),))
+
+
+class ScanFile(_Parsed, str):
+    """A scan's path that is read once (:func:`read_scan`): every call taking a path takes it and reuses the
+    decoded image and content hash instead of reading the file again."""
+
+    def __new__(cls, path: str | os.PathLike, name: str | None = None) -> ScanFile:
+        obj = str.__new__(cls, os.fspath(path))
+        obj._setup(name)
+        return obj
+
+    def _raw(self) -> str:
+        return str.__str__(self)
+
+
+class ScanBytes(_Parsed, bytes):
+    """An uploaded scan's bytes, read once (:func:`read_scan`); ``name`` is its file name in messages."""
+
+    def __new__(cls, data: bytes, name: str | None = None) -> ScanBytes:
+        obj = bytes.__new__(cls, data)
+        obj._setup(name)
+        return obj
+
+    def _raw(self) -> bytes:
+        return bytes(self)
+
+
+def read_scan(source: str | os.PathLike | bytes, *, name: str | None = None) -> ScanFile | ScanBytes:
+    """A scan (a path, or an upload's bytes) as an object that decodes and validates it once, on first use,
+    and that every HyperFusion call taking a scan accepts in place of the path or bytes (the Predictor,
+    explain_image, to_subject, the entry checks). Hold it, for a subject, for as long as the scan is shown:
+    each use after the first costs no decoding. Returns ``source`` itself when it already is one."""
+    if isinstance(source, _Parsed):
+        return source
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return ScanBytes(bytes(source), name)
+    return ScanFile(source, name)
+
 
 #: Plausible voxel edge lengths of a structural brain MRI, in mm. Outside this range the header's units or
 #: affine are almost certainly wrong (metres or microns, a zeroed pixdim), not the scan.
@@ -59,6 +129,8 @@ def load_nifti(source: NiftiSource, *, max_voxels: int = 400**3, name: str | Non
             volumes, a zero-length axis, more than ``max_voxels`` voxels, an unsupported data type, NaN or
             infinite voxels, a non-finite or singular affine, or voxel sizes outside 0.2–10 mm.
     """
+    if isinstance(source, _Parsed):
+        return source.image  # decoded and validated once (read_scan)
     if isinstance(source, nib.spatialimages.SpatialImage):
         label = name or source.get_filename() or "in-memory image"
         img = source
@@ -91,6 +163,8 @@ def image_sha256(source: str | os.PathLike | bytes | bytearray | memoryview | ni
 
     A nibabel image that has no file is hashed through its uncompressed NIfTI serialisation.
     """
+    if isinstance(source, _Parsed):
+        return source.sha256
     digest = hashlib.sha256()
     if isinstance(source, (bytes, bytearray, memoryview)):
         digest.update(source)

@@ -10,6 +10,8 @@ _EXPORTS = {
     "ModelInfo": "discovery",
     "find_models": "discovery",
     "member_dirs": "discovery",
+    "models_for_task": "discovery",
+    "paths_of": "discovery",
     "ModelCard": "model_files",
     "load_model": "model_files",
     "read_card": "model_files",

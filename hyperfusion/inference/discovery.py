@@ -14,7 +14,7 @@ from pathlib import Path
 from hyperfusion.errors import HyperFusionError, ModelFileError
 from hyperfusion.inference.model_files import CARD_FILE, ModelCard, read_card
 
-__all__ = ["ModelInfo", "find_models", "member_dirs"]
+__all__ = ["ModelInfo", "find_models", "member_dirs", "models_for_task", "paths_of"]
 
 
 def member_dirs(path: str | Path) -> list[Path]:
@@ -53,6 +53,25 @@ class ModelInfo:
     @property
     def synthetic(self) -> bool:
         return any(c.synthetic for c in self.cards)
+
+    def row(self) -> dict:
+        """The model as one row of a table of models."""
+        return {
+            "model": self.name,
+            "task": self.task,
+            "architecture": self.architecture,
+            "members": self.members,
+        }
+
+
+def models_for_task(models: list[ModelInfo], task: str | None) -> list[ModelInfo]:
+    """The models of ``task`` (all of them when ``task`` is None, e.g. a cohort that does not say)."""
+    return [m for m in models if task in (None, m.task)]
+
+
+def paths_of(models: list[ModelInfo]) -> tuple[tuple[str, str], ...]:
+    """(name, path) of each model: what a Predictor is built from, hashable (a cache key)."""
+    return tuple((m.name, m.path) for m in models)
 
 
 def _info(name: str, members: list[Path], path: Path) -> ModelInfo:

@@ -1,0 +1,23 @@
+"""Laying out the library's page blocks (:class:`hyperfusion.pages.Block`): the one place that turns them into
+Streamlit elements."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from hyperfusion.pages import Block, column_help
+
+
+def show(blocks: list[Block]) -> None:
+    for b in blocks:
+        if b.kind == "table":
+            help_ = column_help(b.value.columns, b.cells)
+            config = {c: st.column_config.Column(label, help=text) for c, (label, text) in help_.items()}
+            st.dataframe(b.value, hide_index=True, key=b.key, column_config=config)
+        elif b.kind == "figures":
+            for col, (key, fig) in zip(st.columns(b.columns or len(b.value)), b.value):
+                col.plotly_chart(fig, width="stretch", key=key)
+        elif b.kind == "code":
+            st.code(b.value, language="bash", wrap_lines=True)
+        else:  # markdown, caption, info, warning
+            getattr(st, b.kind)(b.value)

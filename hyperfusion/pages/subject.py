@@ -1,0 +1,176 @@
+"""The Subject and Upload pages' sections, each one call returning :class:`~hyperfusion.pages.Block` s: the
+predictions for the recorded and the edited record, ICE curves, record attributions, the counterfactual found
+and the nearest real subject of the other class, the entry check of an upload and its record."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from hyperfusion.data.cohort import Cohort, parse_record, record_from_csv, require_some_value
+from hyperfusion.data.schema import FEATURES
+from hyperfusion.errors import HyperFusionError
+from hyperfusion.explain import figures, ice_curves, nearest_subject, robustness
+from hyperfusion.explain.counterfactual import MIN_SHARED
+from hyperfusion.inference.tables import prediction_rows, shown_value
+from hyperfusion.pages import Block
+
+UNITS = {f.name: f.unit for f in FEATURES}
+
+
+def fusion_first(predictor, names: list[str]) -> int:
+    """The index among ``names`` of the first model whose weights the record generates (what the tool is
+    about), else 0: the default of a page's model choice."""
+    fusion = [n for n in names if predictor.models[n].members[0].network.generated_layers]
+    return names.index(fusion[0]) if fusion else 0
+
+
+def predictions(preds: dict) -> tuple[list[Block], list[dict], list[dict]]:
+    """Every model's prediction for the edited record (record 1) against the recorded one (record 0), with its
+    rows for AD and brain-age models (the HTML report's tables)."""
+    ad, age = prediction_rows(preds, "ad", 1, 0), prediction_rows(preds, "brain_age", 1, 0)
+    out = [Block("figures", [("probabilities", figures.probability_bars(preds, row=1))])] if ad else []
+    out += [Block("table", pd.DataFrame(ad), "ad_predictions")] if ad else []
+    out += [Block("table", pd.DataFrame(age), "age_predictions")] if age else []
+    text = "Δ: change from the prediction for the recorded values. Spread: standard deviation across the"
+    return out + [Block("caption", f"{text} ensemble's members (0 for a single model).")], ad, age
+
+
+def ice(predictor, scan, record: dict, attribute: str, names: list[str]) -> list[Block]:
+    """ICE curves of ``attribute`` for every model: over the training rows' support (mean ± 3 SD) where a model
+    has fitted preprocessing, else over the plausible range."""
+    try:
+        curves = ice_curves(predictor, scan, record, attribute, n_points=32, support="training", models=names)
+    except HyperFusionError:
+        curves = ice_curves(
+            predictor, scan, record, attribute, n_points=32, support="plausible", models=names
+        )
+    return [
+        Block("figures", [("ice", figures.ice_figure(curves, UNITS[attribute]))]),
+        Block(
+            "caption",
+            "Each line: one model's prediction as this attribute sweeps the training rows' range, every other "
+            "value as in the form; the dotted line marks the current value.",
+        ),
+    ]
+
+
+def record_attribution(predictor, model: str, scan, record: dict, prediction) -> list[Block]:
+    """A waterfall of each attribute's contribution to ``model``'s output for ``record``."""
+    from hyperfusion.explain import explain_record
+
+    ad = predictor.models[model].task == "ad"
+    ra = explain_record(predictor, model, scan, record, target="AD" if ad else None)
+    note = (
+        f" {model} is an ensemble: the bars add up to its members' mean, {ra.output:.3f}; its prediction "
+        f"(inverse-entropy weighting, as on every page) is {shown_value(prediction, 1):.3f}."
+        if ad and len(prediction.member_values) > 1
+        else ""
+    )
+    text = (
+        f"Integrated gradients ({ra.settings['n_steps']} steps) from the baseline record (every value at its "
+        "training mean, sex half and half, missing values at their training rates) to the record in the form; "
+        f"the bars add up to the difference (convergence delta {ra.delta:.1e}).{note} Scan versus record: the "
+        f"record's share is {ra.record_share:.0%} (two-player Shapley values against the zero baseline scan and "
+        "the baseline record)."
+    )
+    return [Block("figures", [("record_waterfall", figures.record_waterfall(ra))]), Block("caption", text)]
+
+
+def counterfactual_found(predictor, cf, scan) -> list[Block]:
+    """What a counterfactual search found: its message, how robust the change is, and the changes."""
+    out = [Block("success" if cf.found else "warning", cf.message)]
+    trust = robustness(predictor, cf, scan) if cf.found and cf.changes else None
+    if trust is not None:
+        out.append(Block("warning" if trust.fragile else "caption", trust.message))
+    if cf.changes:
+        rows = [
+            {"attribute": n, "now": a, "counterfactual": b, "unit": UNITS[n]}
+            for n, (a, b) in cf.changes.items()
+        ]
+        out.append(Block("table", pd.DataFrame(rows), "cf_changes"))
+    return out + [
+        Block(
+            "caption",
+            f"P({cf.target_name}): {cf.original_probabilities[cf.target]:.3f} now → {cf.probabilities[cf.target]:.3f} "
+            f"with the change · {cf.evaluated} records tried, within the training rows' range of each attribute. "
+            "A counterfactual describes the model, not the patient.",
+        ),
+    ]
+
+
+def nearest(cohort: Cohort, record: dict, target: str, exclude: list[str]) -> tuple[list[Block], str | None]:
+    """The nearest real subject of diagnosis ``target`` (same sex, similar age): a real record to compare with,
+    and its PTID (None when there is none)."""
+    found = nearest_subject(cohort, record, target, exclude=exclude, min_shared=MIN_SHARED)
+    if found is None:
+        text = (
+            f"No {target} subject of this sex in the cohort shares at least {MIN_SHARED} measured values with"
+        )
+        return [Block("caption", f"{text} this record: there is no real subject to compare with.")], None
+    ptid, gap, shared = found["PTID"], found["age_difference"], found["shared"]
+    years = f", {gap:+.1f} years" if gap is not None else ""
+    diff = [
+        {"attribute": f.name, "this subject": record.get(f.name), ptid: found["record"].get(f.name)}
+        for f in FEATURES
+    ]
+    return [
+        Block(
+            "markdown",
+            f"Nearest real **{target}** subject: **{ptid}** (record distance {found['distance']:.2f} SD{years})",
+        ),
+        Block(
+            "caption",
+            f"Compared on the {len(shared)} values both have measured ({', '.join(shared)}); a subject must share "
+            f"at least {MIN_SHARED} to be compared.",
+        ),
+        Block("table", pd.DataFrame(diff).astype(str), "nearest_record"),
+    ], ptid
+
+
+def form_value(raw, value, missing: bool) -> tuple[object, list[str]]:
+    """A form field's value for the model (None when marked missing; a censored recorded value such as "<200"
+    kept while the field still shows its bound) and the notes shown under it."""
+    if missing:
+        out, notes = None, ["missing → imputed by each model (training median)"]
+    elif isinstance(raw, str) and raw[:1] in "<>" and float(raw[1:]) == value:
+        out, notes = raw, [f"recorded as {raw} (beyond the assay range)"]
+    else:
+        out, notes = value, []
+    if out != raw and not (raw is None and missing):
+        notes.append(f"edited · recorded: {raw if raw is not None else 'missing'}")
+    return out, notes
+
+
+# --- Upload -------------------------------------------------------------------------------------------------
+def qc_table(qc: dict) -> pd.DataFrame:
+    """The quality figures of ``hyperfusion preprocess`` on one scan, as a one-row table."""
+    row = {
+        "brain share of the model box": qc["box_brain_share"],
+        "correlation with the template": qc["template_ncc"],
+        "brain-mask Dice with the template": qc["mask_dice"],
+        "skull present": qc["skull_present"],
+        "seconds": qc["seconds"]["total"],
+    }
+    return pd.DataFrame([row])
+
+
+def csv_record(data: bytes, name: str) -> tuple[dict, str | None]:
+    """The record of a one-row CSV upload, and a note naming the columns the models do not read (an ADNIMERGE
+    export carries many)."""
+    record, ignored = record_from_csv(data, name=name)
+    if not ignored:
+        return record, None
+    shown = ", ".join(ignored[:12]) + (f" and {len(ignored) - 12} more" if len(ignored) > 12 else "")
+    return record, f"{name}: ignored {len(ignored)} column(s) the models do not read: {shown}"
+
+
+def form_record(raw: dict) -> dict:
+    """The Upload page's form as a record, refused (HyperFusionError) when it holds no value or no sex: the sex
+    has no default, since a guess would change every prediction that reads it."""
+    require_some_value(parse_record(raw, source="the form"), "the form")
+    if raw.get("PTGENDER") is None:
+        raise HyperFusionError(
+            "the form: choose the sex (PTGENDER); it has no default, since a guess would change every prediction "
+            "that reads it"
+        )
+    return raw
