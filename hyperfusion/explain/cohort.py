@@ -24,7 +24,7 @@ from hyperfusion.data.schema import FEATURE_NAMES
 from hyperfusion.errors import DataError, HyperFusionError
 from hyperfusion.explain.tabular import explain_record, feature_groups, input_names
 from hyperfusion.explain.whatif import IceCurves, partial_dependence
-from hyperfusion.inference.cohort_cache import ResultStore, entry_key, subject_keys
+from hyperfusion.inference.cohort_cache import ResultStore, cohort_scans, entry_key, subject_keys
 from hyperfusion.inference.predictor import Predictor
 
 __all__ = [
@@ -67,6 +67,7 @@ def record_attributions(
     with the error."""
     names = list(models or predictor.models)
     store = store or ResultStore()
+    scan_for = scan_for or cohort_scans(cohort)
     kind = f"record-attribution-v1:{method}:{class_name}"
     keys = {n: entry_key(predictor.models[n]) for n in names}
     for ptid in ptids:
@@ -132,7 +133,7 @@ def cohort_partial_dependence(
     when an image model is included), and the subjects it used. Raises DataError if none can be used."""
     names = list(models or predictor.models)
     image = any(predictor.models[n].members[0].reads_scan for n in names)
-    subjects = subject_keys(cohort, ptids, scan_for if image else None)
+    subjects = subject_keys(cohort, ptids, (scan_for or cohort_scans(cohort)) if image else None)
     used = [p for p, s in subjects.items() if s["scan"] is not None or not image]
     if not used:
         raise DataError("no subject of the sample has a readable scan; partial dependence needs one")
