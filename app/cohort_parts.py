@@ -14,7 +14,6 @@ import streamlit as st
 from messages import plain
 
 from hyperfusion.data.cohort import Cohort
-from hyperfusion.inference.cohort import NO_SCAN
 
 REFRESH_S = 1.0  # how often a running job's rows are shown anew
 _RUNNING: dict[str, list] = {"predictions": [], "importance": []}  # kind -> jobs started (older ones stopped)
@@ -42,12 +41,14 @@ def prediction_job(key: tuple, paths: tuple[tuple[str, str], ...], generate: boo
     from hyperfusion.inference.cohort_cache import BackgroundJob, cohort_scans, score_cohort
     from hyperfusion.inference.predictor import Predictor
 
-    predictor = Predictor(
-        dict(paths)
-    )  # networks are shared with the page's Predictor; its feature cache is not
     scans = cohort_scans(_cohort, generate)
-    job = BackgroundJob(lambda: score_cohort(predictor, _cohort, scan_for=scans), len(_cohort) * len(paths))
-    job.predictor, job.scans = predictor, scans
+
+    def frames():  # the models load in the thread too: the page shows at once
+        job.predictor = Predictor(dict(paths), threads=1)  # networks shared with the page's; features not
+        yield from score_cohort(job.predictor, _cohort, scan_for=scans)
+
+    job = BackgroundJob(frames, len(_cohort) * len(paths))
+    job.predictor, job.scans = None, scans
     return _started("predictions", job)
 
 
@@ -55,15 +56,19 @@ def prediction_job(key: tuple, paths: tuple[tuple[str, str], ...], generate: boo
 def importance_job(key: tuple, paths: tuple, generate: bool, n: int, class_name: str, _cohort: Cohort):
     """Record attributions of a seeded sample of ``n`` subjects, in the background, once the predictions'
     first batches are done (the first rows come first)."""
-    from hyperfusion.explain.cohort import record_attributions, sample_subjects
+    from hyperfusion.cohort_views import sample_subjects
     from hyperfusion.inference.cohort_cache import BackgroundJob
 
     first = prediction_job(key, paths, generate, _cohort)
     ptids = sample_subjects(_cohort, n)
 
     def frames():
-        while not first.finished and first.snapshot()[1] < min(first.total, 15 * len(paths)):
+        while first.predictor is None or first.snapshot()[1] < min(first.total, 15 * len(paths)):
+            if first.finished:
+                return
             time.sleep(0.5)
+        from hyperfusion.explain.cohort import record_attributions
+
         yield from record_attributions(
             first.predictor, _cohort, ptids, scan_for=first.scans, class_name=class_name
         )
@@ -121,7 +126,7 @@ def predictions_section(job, view: pd.DataFrame, truth: pd.Series, class_name: s
     errors = rows[rows["error"].fillna("").ne("")]
     if len(errors):
         with st.expander(f"{len(errors)} subject × model pair(s) not scored"):
-            shown = errors[["PTID", "model", "error"]].replace({"error": {NO_SCAN: "no scan"}})
+            shown = errors[["PTID", "model", "error"]]
             st.dataframe(shown, hide_index=True)
     st.download_button(
         "Download every class's probabilities (CSV)",
@@ -139,8 +144,7 @@ def predictions_section(job, view: pd.DataFrame, truth: pd.Series, class_name: s
 
 def importance_section(job, n_cohort: int, output: str) -> bool:
     """Global importance: mean |record attribution| per attribute and model, over the sample so far."""
-    from hyperfusion.explain.cohort import global_importance
-    from hyperfusion.explain.cohort_figures import importance_figure
+    from hyperfusion.cohort_views import global_importance, importance_figure
 
     running = progress(job, "subject × model record attributions")
     rows, _ = job.snapshot()

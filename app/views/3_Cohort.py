@@ -86,12 +86,7 @@ with tabs[1]:
     importance = cp.importance_job(key, paths, demo, n, class_name, cohort)
     cp.refresh_while(not importance.finished, cp.importance_section, importance, len(table), output)
 with tabs[2]:
-    from hyperfusion.explain.cohort import (
-        cohort_partial_dependence,
-        partial_dependence_frame,
-        sample_subjects,
-    )
-    from hyperfusion.explain.cohort_figures import partial_dependence_figure
+    from hyperfusion.cohort_views import partial_dependence_figure, partial_dependence_frame, sample_subjects
 
     left, middle, right = st.columns([2, 2, 1], vertical_alignment="bottom")
     attribute = left.selectbox(
@@ -101,9 +96,15 @@ with tabs[2]:
     pd_key = (key, paths, attribute, n_pd, class_name)
     if right.button("Compute", key="pd_compute"):
         with st.spinner(f"Partial dependence on {attribute} over {n_pd} subjects …"):
+            from hyperfusion.explain.cohort import cohort_partial_dependence
+
             try:
                 curves, used = cohort_partial_dependence(
-                    job.predictor, cohort, attribute, sample_subjects(cohort, n_pd), scan_for=job.scans
+                    db.predictor_for(paths),
+                    cohort,
+                    attribute,
+                    sample_subjects(cohort, n_pd),
+                    scan_for=job.scans,
                 )
                 session.cohort_scores["pd"] = (pd_key, *partial_dependence_frame(curves, class_name), used)
             except HyperFusionError as exc:
@@ -120,8 +121,7 @@ with tabs[2]:
     else:
         st.caption("Choose an attribute and press Compute (a few seconds per ten subjects).")
 with tabs[3]:
-    from hyperfusion.explain.cohort import feature_by_diagnosis
-    from hyperfusion.explain.cohort_figures import distribution_figure
+    from hyperfusion.cohort_views import distribution_figure, feature_by_diagnosis
 
     left, right = st.columns([2, 2])
     attribute = left.selectbox("Attribute", FEATURE_NAMES, key="dist_attribute")

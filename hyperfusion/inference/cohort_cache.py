@@ -24,6 +24,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -33,8 +34,9 @@ from hyperfusion.data.nifti import image_sha256
 from hyperfusion.data.schema import CLASS_NAMES
 from hyperfusion.errors import DataError, HyperFusionError
 from hyperfusion.files import cache_root
-from hyperfusion.inference.cohort import COLUMNS, NO_SCAN, predict_cohort
-from hyperfusion.inference.predictor import ModelEntry, Predictor
+
+if TYPE_CHECKING:  # (torch loads with the networks, in the job's thread, not with the page)
+    from hyperfusion.inference.predictor import ModelEntry, Predictor
 
 __all__ = [
     "BackgroundJob",
@@ -165,6 +167,7 @@ def score_cohort(
             (``scan_for`` default: the table's scans).
         first_batch, max_batch: the batches' sizes: ``first_batch`` subjects, then doubling up to ``max_batch``.
     """
+
     names = list(models or predictor.models)
     unknown = [n for n in names if n not in predictor.models]
     if unknown:
@@ -189,6 +192,8 @@ def score_cohort(
 def _score_group(predictor, cohort, group, image, subjects, keys, store) -> Iterator[pd.DataFrame]:
     """The rows of one batch for models that all read a scan (``image``) or all do not: the stored ones,
     then the others, computed and stored."""
+    from hyperfusion.inference.cohort import COLUMNS, NO_SCAN, predict_cohort
+
     pairs = {p: (s["scan_key"] if image else "", s["key"]) for p, s in subjects.items()}
     lookup = [k for k in pairs.values() if k[0] or not image]
     hits, todo = [], []
@@ -224,6 +229,8 @@ def _score_group(predictor, cohort, group, image, subjects, keys, store) -> Iter
 
 
 def _stored(row: pd.Series) -> dict:
+    from hyperfusion.inference.cohort import COLUMNS
+
     return {c: (None if isinstance(v, float) and np.isnan(v) else v) for c, v in row.items() if c in COLUMNS}
 
 

@@ -5,16 +5,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hyperfusion.data.cohort import cohort_record
-from hyperfusion.errors import DataError
-from hyperfusion.explain.cohort import (
-    cohort_partial_dependence,
+from hyperfusion.cohort_views import (
     feature_by_diagnosis,
     global_importance,
     partial_dependence_frame,
-    record_attributions,
     sample_subjects,
 )
+from hyperfusion.data.cohort import cohort_record
+from hyperfusion.errors import DataError
+from hyperfusion.explain.cohort import cohort_partial_dependence, record_attributions
 from hyperfusion.explain.tabular import explain_record
 from hyperfusion.explain.whatif import ice_curves
 from hyperfusion.inference.cohort_cache import ResultStore
@@ -63,7 +62,7 @@ def test_global_importance_is_the_mean_absolute_record_attribution_and_is_cached
     assert (hf["subjects"] == 3).all() and hf["mean |attribution|"].is_monotonic_decreasing
     assert hf["mean |attribution|"].max() > 0
     # a second pass reads the store: no attribution runs
-    import hyperfusion.explain.cohort as module
+    import hyperfusion.explain.tabular as module
 
     original = module.explain_record
     module.explain_record = None
