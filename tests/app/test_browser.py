@@ -173,7 +173,11 @@ def test_the_cohort_page_shows_every_models_probabilities_and_the_global_importa
         page.get_by_text(f"{n} subjects scored so far").first.wait_for(timeout=120_000)
         grid = page.get_by_test_id("stDataFrame").first
         grid.wait_for(timeout=30_000)
-        headers = grid.inner_text()
+        # the grid draws on a canvas; its accessible table carries the cells' text
+        headers = " ".join(grid.locator("[role=columnheader]").all_text_contents())
+        cells = grid.locator("[role=gridcell]").all_text_contents()
+        assert headers, grid.inner_html()[:2000]
+        assert any(re.fullmatch(r"0\.\d+", c.strip()) for c in cells)  # probabilities are in the rows
         for model in ("hyperfusion", "tabular_only"):
             assert f"P(AD) · {model}" in headers
         assert "models disagree" in headers and "models wrong" in headers
