@@ -38,14 +38,18 @@ def _started(kind: str, job):
 @st.cache_resource(show_spinner=False, max_entries=4)
 def prediction_job(key: tuple, paths: tuple[tuple[str, str], ...], generate: bool, _cohort: Cohort):
     """Every model's predictions for every subject, in a background thread, through the disk cache."""
-    from hyperfusion.inference.cohort_cache import BackgroundJob, cohort_scans, score_cohort
-    from hyperfusion.inference.predictor import Predictor
+    from hyperfusion.inference.cohort_cache import BackgroundJob, cached_rows, cohort_scans, score_cohort
 
     scans = cohort_scans(_cohort, generate)
 
     def frames():  # the models load in the thread too: the page shows at once
+        stored = cached_rows(_cohort, dict(paths))  # read back without torch (not yet generated scans: later)
+        yield stored
+        from hyperfusion.inference.predictor import Predictor
+
         job.predictor = Predictor(dict(paths), threads=1)  # networks shared with the page's; features not
-        yield from score_cohort(job.predictor, _cohort, scan_for=scans)
+        skip = set(zip(stored["PTID"], stored["model"]))
+        yield from score_cohort(job.predictor, _cohort, scan_for=scans, skip=skip)
 
     job = BackgroundJob(frames, len(_cohort) * len(paths))
     job.predictor, job.scans = None, scans

@@ -43,7 +43,9 @@ __all__ = [
     "ResultStore",
     "cohort_scans",
     "cohort_table",
+    "cached_rows",
     "entry_key",
+    "files_key",
     "record_key",
     "score_cohort",
     "subject_keys",
@@ -53,9 +55,64 @@ __all__ = [
 PREDICTION = "prediction-v1"
 
 
+#: :data:`hyperfusion.inference.cohort.COLUMNS`, here without importing torch (a test checks they agree).
+ROW_COLUMNS = (
+    "PTID",
+    "model",
+    "task",
+    "prediction",
+    *(f"p_{c}" for c in CLASS_NAMES),
+    "predicted_age",
+    "brain_age_gap",
+    "spread",
+    "in_distribution",
+    "ood_summary",
+    "error",
+)
+
+
+def _cards_key(cards: Iterable[bytes]) -> str:
+    return hashlib.sha256(b"\0".join(sorted(cards))).hexdigest()
+
+
 def entry_key(entry: ModelEntry) -> str:
-    """A model (or ensemble) as the numbers depend on it: every member's weights sha256 and card."""
-    return hashlib.sha256("|".join(m.key for m in entry.members).encode()).hexdigest()
+    """A model (or ensemble) as the numbers depend on it: every member's card.json, which holds its weights'
+    sha256 (loading checks the weights against it) and everything else that makes the model."""
+    return _cards_key((m.path / "card.json").read_bytes() for m in entry.members)
+
+
+def files_key(model_dir: str | Path) -> str:
+    """:func:`entry_key` of a model or ensemble directory, from its files alone (no network is loaded)."""
+    cards = sorted(Path(model_dir).rglob("card.json"))
+    if not cards:
+        raise DataError(f"{model_dir}: no card.json, so not a model or ensemble directory")
+    return _cards_key(c.read_bytes() for c in cards)
+
+
+def cached_rows(
+    cohort: Cohort,
+    model_dirs: Mapping[str, str | Path],
+    scan_for: Callable[[str], str | None] | None = None,
+    store: ResultStore | None = None,
+) -> pd.DataFrame:
+    """The rows :func:`score_cohort` stored before, for every subject and model, found without loading a
+    network or torch (a restarted dashboard shows them at once): record-only models by the record's key,
+    image models by the scan's too (``scan_for``: PTID -> an existing scan or None; default the table's)."""
+    store = store or ResultStore()
+    ptids = list(cohort.table["PTID"].drop_duplicates())
+    subjects = subject_keys(cohort, ptids, scan_for or cohort_scans(cohort))
+    hits = []
+    for name, path in model_dirs.items():
+        pairs = {
+            p: [("", s["key"])] + ([(s["scan_key"], s["key"])] if s["scan_key"] else [])
+            for p, s in subjects.items()
+        }
+        found = store.get(PREDICTION, files_key(path), [k for ks in pairs.values() for k in ks])
+        for ptid, keys in pairs.items():
+            hit = next((found[k] for k in keys if k in found), None)
+            if hit is not None:
+                hits.append({**hit, "PTID": ptid, "model": name, "cached": True})
+    return pd.DataFrame(hits).reindex(columns=[*ROW_COLUMNS, "cached"])
 
 
 def record_key(record: Mapping[str, object]) -> str:
@@ -155,6 +212,7 @@ def score_cohort(
     store: ResultStore | None = None,
     first_batch: int = 1,
     max_batch: int = 8,
+    skip: set[tuple[str, str]] = frozenset(),
 ) -> Iterator[pd.DataFrame]:
     """Every (subject, model) prediction of the cohort, yielded a few rows at a time.
 
@@ -166,6 +224,7 @@ def score_cohort(
         predictor, cohort, models, ptids, scan_for: as for :func:`~hyperfusion.inference.cohort.predict_cohort`
             (``scan_for`` default: the table's scans).
         first_batch, max_batch: the batches' sizes: ``first_batch`` subjects, then doubling up to ``max_batch``.
+        skip: (PTID, model) pairs not to yield (e.g. those :func:`cached_rows` gave already).
     """
 
     names = list(models or predictor.models)
@@ -186,10 +245,10 @@ def score_cohort(
         for group in groups:
             image = reads_scan[group[0]]  # the record-only models first: they need no scan
             subjects = subject_keys(cohort, batch, scan_for if image else None)
-            yield from _score_group(predictor, cohort, group, image, subjects, keys, store)
+            yield from _score_group(predictor, cohort, group, image, subjects, keys, store, skip)
 
 
-def _score_group(predictor, cohort, group, image, subjects, keys, store) -> Iterator[pd.DataFrame]:
+def _score_group(predictor, cohort, group, image, subjects, keys, store, skip) -> Iterator[pd.DataFrame]:
     """The rows of one batch for models that all read a scan (``image``) or all do not: the stored ones,
     then the others, computed and stored."""
     from hyperfusion.inference.cohort import COLUMNS, NO_SCAN, predict_cohort
@@ -200,6 +259,8 @@ def _score_group(predictor, cohort, group, image, subjects, keys, store) -> Iter
     for name in group:
         found = store.get(PREDICTION, keys[name], lookup)
         for ptid, pair in pairs.items():
+            if pair in found and (ptid, name) in skip:
+                continue
             if pair in found:
                 hits.append({**found[pair], "PTID": ptid, "model": name, "cached": True})
             elif ptid not in todo:

@@ -12,10 +12,12 @@ import torch
 
 from hyperfusion.data import load_cohort
 from hyperfusion.data.cohort import cohort_record
-from hyperfusion.inference.cohort import NO_SCAN
+from hyperfusion.inference.cohort import COLUMNS, NO_SCAN
 from hyperfusion.inference.cohort_cache import (
+    ROW_COLUMNS,
     BackgroundJob,
     ResultStore,
+    cached_rows,
     cohort_table,
     score_cohort,
 )
@@ -73,6 +75,13 @@ def test_the_disk_cache_is_reused_after_a_restart_and_invalidated_by_a_changed_m
         for member in entry.members:
             del member.network.encode_image, member.network.decode
     assert second["cached"].all() and len(second) == len(first)
+    # the same rows straight from the files (no network loaded), and score_cohort then yields none again
+    dirs_now = {m: dirs[m] for m in MODELS}
+    stored = cached_rows(cohort, dirs_now, store=store)
+    stored = stored[stored["PTID"].isin(ptids)]
+    assert len(stored) == len(first) and stored["cached"].all()
+    skip = set(zip(stored["PTID"], stored["model"]))
+    assert not list(score_cohort(Predictor(dirs_now), cohort, ptids=ptids, store=store, skip=skip))
     key = ["PTID", "model"]
     a, b = first.set_index(key).sort_index(), second.set_index(key).sort_index()
     np.testing.assert_allclose(
@@ -190,3 +199,7 @@ def test_background_job_collects_frames_and_reports_errors():
     job = BackgroundJob(failing, total=2).start()
     assert job.wait(10)
     assert job.snapshot()[1] == 1 and job.error == "scan unreadable"
+
+
+def test_row_columns_are_the_cohort_csvs():
+    assert ROW_COLUMNS == COLUMNS
