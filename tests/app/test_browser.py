@@ -171,8 +171,9 @@ def test_the_cohort_page_shows_every_models_probabilities_and_the_global_importa
         # the background job fills the table; the fragment redraws it until every subject is scored
         n = len(app_env["ptids"])
         page.get_by_text(f"{n} subjects scored so far").first.wait_for(timeout=120_000)
+        page.get_by_text(re.compile(r"predictions: \d+ of \d+ \(done\)")).wait_for(timeout=120_000)
         grid = page.get_by_test_id("stDataFrame").first
-        grid.wait_for(timeout=30_000)
+        grid.locator("[role=columnheader]").first.wait_for(state="attached", timeout=30_000)
         # the grid draws on a canvas; its accessible table carries the cells' text
         headers = " ".join(grid.locator("[role=columnheader]").all_text_contents())
         cells = grid.locator("[role=gridcell]").all_text_contents()
