@@ -1,21 +1,22 @@
-"""Cohort: a searchable, filterable table; each model's prediction beside the truth; a click opens a subject."""
+"""Cohort: every model's probabilities for every subject (computed in the background, cached on disk), with
+disagreement and error; global importance, partial dependence and distributions by diagnosis."""
 
+import cohort_parts as cp
 import dashboard as db
 import numpy as np
-import pandas as pd
 import streamlit as st
 from messages import plain
 from state import session
 
-from hyperfusion.data.schema import FEATURE_NAMES
-from hyperfusion.inference.cohort import NO_SCAN, predict_cohort
+from hyperfusion.data.schema import CLASS_NAMES, FEATURE_NAMES
+from hyperfusion.errors import HyperFusionError
 
 st.title("Cohort")
 
 cohort = db.require_cohort()
 table = cohort.table
 # The shipped demo table gets its scans generated on first need; any other cohort's missing scans are missing
-scans_known = not db.is_demo_cohort(cohort)
+demo = db.is_demo_cohort(cohort)
 filters = st.columns([2, 2, 2, 1, 2, 1])
 search = filters[0].text_input("Search PTID")
 dx = filters[1].multiselect(
@@ -41,7 +42,7 @@ if missing_only:
 view = shown[["PTID", "DX", *FEATURE_NAMES]].copy()
 view["PTGENDER"] = view["PTGENDER"].map({0.0: "Female", 1.0: "Male"})
 view["missing"] = shown[biomarkers].isna().sum(axis=1).to_numpy()
-if scans_known:
+if not demo:
     view["scan"] = np.where(shown["image_path"].notna(), "yes", "missing")
     lacking = table.loc[table["image_path"].isna(), "PTID"].tolist()
     if lacking:
@@ -53,35 +54,6 @@ if scans_known:
             )
         )
 
-# Predictions: computed on request for the shown subjects (each needs its scan's image features once)
-models, _ = db.discover_models(db.settings()["models"])
-usable = db.models_for(cohort, models)
-scores = session.cohort_scores
-limit = st.number_input("Subjects to score", 1, 200, 20, help="the first N shown; about 0.1 s each per model")
-if usable and st.button(f"Predict the first {limit} shown subjects with {len(usable)} model(s)"):
-    predictor = db.predictor_for(tuple((m.name, m.path) for m in usable))
-    bar = st.progress(0.0, text="scoring …")
-    ptids = view["PTID"].head(int(limit)).tolist()
-    # the library's cohort inference (as `hyperfusion predict --cohort`): scans encoded in batches
-    rows = predict_cohort(
-        predictor,
-        cohort,
-        models=[m.name for m in usable],
-        ptids=ptids,
-        scan_for=lambda ptid: db.scan_path(cohort, ptid),
-        progress=lambda done, total: bar.progress(done / max(total, 1), text=f"scored {done} of {total}"),
-    )
-    errors = rows["error"].fillna("")
-    failed = sorted(set(errors[(errors != "") & (errors != NO_SCAN)]))  # e.g. a corrupt scan
-    for r in rows[errors == ""].itertuples():
-        scores[(cohort.path.as_posix(), r.model, r.PTID)] = (
-            r.prediction if r.task == "ad" else round(float(r.prediction), 1)
-        )
-    for message in failed:
-        st.error(plain(f"Not scored: {message}"))
-for m in usable:
-    view[m.name] = [scores.get((cohort.path.as_posix(), m.name, p)) for p in view["PTID"]]
-
 uploaded = db.uploaded_subject()
 if uploaded is not None:  # not a cohort row (it has no truth here), but one click from its pages
     up_col, open_col = st.columns([4, 1], vertical_alignment="center")
@@ -89,14 +61,72 @@ if uploaded is not None:  # not a cohort row (it has no truth here), but one cli
     if open_col.button("Open the uploaded subject"):
         session.subject = uploaded.id
         st.switch_page("views/1_Subject.py")
-st.caption(f"{len(view)} of {len(table)} subjects. Click a row to open the subject.")
-event = st.dataframe(
-    pd.DataFrame(view).reset_index(drop=True),
-    hide_index=True,
-    on_select="rerun",
-    selection_mode="single-row",
-    key="cohort_table",
-)
-if event.selection.rows:
-    session.subject = view["PTID"].iloc[event.selection.rows[0]]
-    st.switch_page("views/1_Subject.py")
+
+models, _ = db.discover_models(db.settings()["models"])
+usable = db.models_for(cohort, models)
+if not usable:
+    st.info("No model of this cohort's task is loaded: add model directories in the sidebar's settings.")
+    st.dataframe(view.reset_index(drop=True), hide_index=True)
+    st.stop()
+paths = tuple((m.name, str(m.path)) for m in usable)
+key = cp.cohort_key(cohort)
+ad = all(m.task == "ad" for m in usable)
+class_name = st.segmented_control("Probability of", CLASS_NAMES, default="AD") if ad else None
+class_name = class_name or "AD"
+output = f"P({class_name})" if ad else "the predicted age"
+st.caption(f"{len(view)} of {len(table)} subjects shown; {len(usable)} model(s).")
+truth = table.set_index("PTID")["DX" if ad else "AGE"]
+
+tabs = st.tabs(["Predictions", "Global importance", "Partial dependence", "Distributions by diagnosis"])
+with tabs[0]:
+    job = cp.prediction_job(key, paths, demo, cohort)
+    cp.refresh_while(not job.finished, cp.predictions_section, job, view, truth, class_name)
+with tabs[1]:
+    n = st.select_slider("Subjects sampled", [10, 20, 50, 100, 200], 20, key="importance_sample")
+    importance = cp.importance_job(key, paths, demo, n, class_name, cohort)
+    cp.refresh_while(not importance.finished, cp.importance_section, importance, len(table), output)
+with tabs[2]:
+    from hyperfusion.cohort_views import partial_dependence_figure, partial_dependence_frame, sample_subjects
+
+    left, middle, right = st.columns([2, 2, 1], vertical_alignment="bottom")
+    attribute = left.selectbox(
+        "Attribute", FEATURE_NAMES, index=FEATURE_NAMES.index("AGE"), key="pd_attribute"
+    )
+    n_pd = middle.select_slider("Subjects sampled", [5, 10, 20, 50], 10, key="pd_sample")
+    pd_key = (key, paths, attribute, n_pd, class_name)
+    if right.button("Compute", key="pd_compute"):
+        with st.spinner(f"Partial dependence on {attribute} over {n_pd} subjects …"):
+            from hyperfusion.explain.cohort import cohort_partial_dependence
+
+            try:
+                curves, used = cohort_partial_dependence(
+                    db.predictor_for(paths),
+                    cohort,
+                    attribute,
+                    sample_subjects(cohort, n_pd),
+                    scan_for=job.scans,
+                )
+                session.cohort_scores["pd"] = (pd_key, *partial_dependence_frame(curves, class_name), used)
+            except HyperFusionError as exc:
+                st.error(plain(f"Partial dependence could not be computed: {exc}"))
+    done = session.cohort_scores.get("pd")
+    if done and done[0] == pd_key:
+        _, mean, ice, used = done
+        st.plotly_chart(partial_dependence_figure(mean, ice, attribute, output), width="stretch", key="pd")
+        st.caption(
+            f"{output} as {attribute} sweeps its plausible range, every other value of each subject's record "
+            f"and its scan kept; mean over a seeded sample of {len(used)} subjects (±1 SD shaded), "
+            "thin lines: single subjects (ICE)."
+        )
+    else:
+        st.caption("Choose an attribute and press Compute (a few seconds per ten subjects).")
+with tabs[3]:
+    from hyperfusion.cohort_views import distribution_figure, feature_by_diagnosis
+
+    left, right = st.columns([2, 2])
+    attribute = left.selectbox("Attribute", FEATURE_NAMES, key="dist_attribute")
+    kind = right.radio("Plot", ["box", "violin", "histogram"], horizontal=True, key="dist_kind")
+    values, missing = feature_by_diagnosis(table, attribute)
+    st.plotly_chart(distribution_figure(values, attribute, "DX", kind), width="stretch", key="distribution")
+    lacking = ", ".join(f"{k}: {v}" for k, v in missing.items())
+    st.caption(f"{len(values)} recorded values by diagnosis" + (f"; missing — {lacking}" if lacking else "."))

@@ -152,3 +152,48 @@ def test_open_a_subject_edit_apoe4_see_the_prediction_change_and_open_the_attrib
         browser.close()
     for name in ("3_attribution.png", "4_attribution_difference.png", "5_upload.png"):
         assert (shots / name).stat().st_size > 10_000
+
+
+def test_the_cohort_page_shows_every_models_probabilities_and_the_global_importance(
+    server, app_env, tmp_path
+):
+    shots = Path(os.environ.get("HYPERFUSION_ARTEFACTS") or tmp_path) / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"],
+        )
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.goto(server + "/Cohort", wait_until="networkidle")
+        page.get_by_role("heading", name="Cohort").wait_for(timeout=30_000)
+        # the background job fills the table; the fragment redraws it until every subject is scored
+        n = len(app_env["ptids"])
+        page.get_by_text(f"{n} subjects scored so far").first.wait_for(timeout=120_000)
+        page.get_by_text(re.compile(r"predictions: \d+ of \d+ \(done\)")).wait_for(timeout=120_000)
+        grid = page.get_by_test_id("stDataFrame").first
+        grid.locator("[role=columnheader]").first.wait_for(state="attached", timeout=30_000)
+        # the grid draws on a canvas; its accessible table carries the cells' text
+        headers = " ".join(grid.locator("[role=columnheader]").all_text_contents())
+        cells = grid.locator("[role=gridcell]").all_text_contents()
+        assert headers, grid.inner_html()[:2000]
+        assert any(re.fullmatch(r"0\.\d+", c.strip()) for c in cells)  # probabilities are in the rows
+        for model in ("hyperfusion", "tabular_only"):
+            assert f"P(AD) · {model}" in headers
+        assert "models disagree" in headers and "models wrong" in headers
+        page.screenshot(path=str(shots / "6_cohort.png"), full_page=True)
+
+        page.get_by_role("tab", name="Global importance").click()
+        page.get_by_text(re.compile(r"Mean \|record attribution\| to P\(AD\)")).wait_for(timeout=60_000)
+        page.get_by_text(re.compile(r"record attributions: \d+ of \d+ \(done\)")).wait_for(timeout=180_000)
+        chart = page.get_by_test_id("stPlotlyChart").first
+        chart.wait_for(timeout=30_000)
+        names = page.evaluate(
+            """() => Array.from(document.querySelectorAll('[data-testid=stPlotlyChart] .js-plotly-plot'))
+                       .flatMap(g => g.data.map(d => d.name))"""
+        )
+        assert {"hyperfusion", "tabular_only"} <= set(names)
+        page.screenshot(path=str(shots / "7_cohort_importance.png"), full_page=True)
+        browser.close()
+    assert (shots / "6_cohort.png").stat().st_size > 10_000

@@ -1,4 +1,4 @@
-"""Cohort, model cards, upload and model comparison pages, through Streamlit's AppTest."""
+"""Model cards, upload and model comparison pages, through Streamlit's AppTest (the Cohort page: test_cohort_page)."""
 
 import json
 from pathlib import Path
@@ -11,19 +11,6 @@ HOME = Path(__file__).resolve().parents[2] / "app" / "Home.py"
 def _open(page: str) -> AppTest:
     at = AppTest.from_file(str(HOME), default_timeout=60).run()
     return at.switch_page(page).run()
-
-
-def test_cohort_filters_and_scores_the_shown_subjects(app_env):
-    at = _open("views/3_Cohort.py")
-    assert not at.exception
-    at.text_input[0].input(app_env["ptids"][1]).run()
-    table = at.dataframe[0].value
-    assert table["PTID"].tolist() == [app_env["ptids"][1]]
-    at.button[0].click().run()
-    assert not at.exception
-    table = at.dataframe[0].value
-    assert table.loc[0, "hyperfusion"] in ("CN", "MCI", "AD")
-    assert table.loc[0, "tabular_only"] in ("CN", "MCI", "AD")
 
 
 def test_model_cards_show_every_member(app_env):
