@@ -1,5 +1,5 @@
-"""The Attribution page's last panels: the downloads (the picture, each map as NIfTI on the scan's grid) and
-what each map is, with its per-region table."""
+"""The Attribution page's last panels: the downloads (the view as a picture, each map as NIfTI on the scan's
+grid) and what each map is (Grad-CAM's coarse grid in words), with its per-region table."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from hyperfusion.explain.regions import region_change
+from hyperfusion.explain.viewer import coarse_caption
 
 NIFTI_HELP = (
     "float32 .nii.gz on the scan's own voxel grid and affine (it opens over the scan in FSLeyes or "
@@ -15,8 +16,8 @@ NIFTI_HELP = (
 )
 
 
-def downloads(ch, maps, difference, png: bytes, img, ptid: str, predictor) -> None:
-    """The PNG is the picture shown. A NIfTI file is built only when asked for (a 1 mm map takes about a second
+def downloads(ch, maps, difference, png, img, ptid: str, predictor) -> None:
+    """``png()`` draws the view as shown (slices through the crosshair). It and each NIfTI file is built only when asked for (a 1 mm map takes about a second
     to compress), from the signed map as computed; in the recorded-vs-edited mode it is the difference."""
     if not maps:
         return
@@ -29,7 +30,7 @@ def downloads(ch, maps, difference, png: bytes, img, ptid: str, predictor) -> No
     exported = [difference] if difference is not None else maps
     buttons = st.container(horizontal=True)
     buttons.download_button(
-        "Download the view (PNG)",
+        "Download the view (PNG)",  # drawn only when asked for
         png,
         file_name=f"{png_stem}.png",
         mime="image/png",
@@ -68,7 +69,7 @@ def descriptions_and_regions(maps, difference, recorded_summary, description: st
         if attr.get("relative_delta") is not None:
             parts.append(f"Convergence delta: {attr['relative_delta']:.2g} of the output gap.")
         if attr.get("coarse"):
-            parts.append(f"Coarse map: {attr['coarse']}.")
+            parts.append(coarse_caption(attr["coarse"]))
         st.caption(" ".join(parts))
     if difference is not None:
         table = region_change(recorded_summary, maps[0].summary)
