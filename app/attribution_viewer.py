@@ -9,9 +9,9 @@ from pathlib import Path
 
 import streamlit as st
 
+from hyperfusion.data.scenario import VIEW_KEYS
 from hyperfusion.explain import viewer as vw
 
-VIEW_KEYS = ("cursor", "centre", "zoom", "threshold", "sign", "cmap", "layers", "orientation", "opacity")
 SEQUENTIAL = ("hot", "inferno", "viridis", "jet")
 DIVERGING = ("cold_hot", "coolwarm", "RdBu_r", "bwr")
 CSS = """
