@@ -30,16 +30,16 @@ _component = st.components.v2.component(
 )
 
 
-def current_view() -> tuple[vw.View, list[str]]:
-    """The view in session state (as a link or the last run left it), and each bad value found."""
+def current_view() -> tuple[vw.View, list[str], bool]:
+    """The view in session state (as a link or the last run left it), each bad value found, and whether it was
+    set from outside the page (a link, a scenario file) since its last run."""
     text = {k: st.session_state[f"attr_{k}"] for k in VIEW_KEYS if st.session_state.get(f"attr_{k}")}
     view, problems = vw.View.from_text(text)
-    if text != st.session_state.get(
-        "vw_seen"
-    ):  # set from outside (a link, a scenario file): the widgets follow
+    external = text != st.session_state.get("vw_seen")
+    if external:  # set from outside (a link, a scenario file): the widgets and the browser follow
         _seed_widgets(view)
         st.session_state["vw_revision"] = st.session_state.get("vw_revision", 0) + 1
-    return view, problems
+    return view, problems, external and "cursor" in text
 
 
 def _seed_widgets(view: vw.View) -> None:

@@ -85,16 +85,15 @@ def predicted(m: av.SubjectMap, summary: dict | None = None) -> str:
 # --- the viewer: every map a row of three views through one crosshair, drawn in the browser -----------------
 img = db.load_scan(scan)
 volume = viewer.ras_volume(np.asarray(img.dataobj), img.affine)
-view, problems = avw.current_view()
+view, problems, linked = avw.current_view()
 truth = av.truth_volume(cohort, subject)
 with controls:
     view = avw.display_controls(view, [k for k in vw.LAYERS if k != "truth" or truth is not None])
     rows = ap.map_layers(ch, maps, img.affine, labels, explained, view.sign)
     ap.peak_buttons(volume, rows)
-if (
-    st.session_state.get("cursor_subject") != ptid or view.cursor is None
-):  # a new subject: its first map's peak
-    avw.set_cursor(vw.peak_mm(volume, rows[0].data) if rows else vw.peak_mm(volume, volume.data * 0))
+new_subject = st.session_state.get("cursor_subject") != ptid and not linked
+if view.cursor is None or new_subject:  # the first map's peak
+    avw.set_cursor(vw.peak_mm(volume, rows[0].data if rows else volume.data * 0))
     st.session_state["cursor_subject"] = ptid
 view, _ = vw.View.from_text({"cursor": st.session_state["attr_cursor"]}, view)
 prepared = av.prepared(volume, rows, truth, scan)
