@@ -7,10 +7,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import dashboard as db
+import numpy as np
 import streamlit as st
 
 from hyperfusion.data.scenario import VIEW_KEYS
 from hyperfusion.explain import viewer as vw
+from hyperfusion.explain.views import ras_volume
 
 SEQUENTIAL = ("hot", "inferno", "viridis", "jet")
 DIVERGING = ("cold_hot", "coolwarm", "RdBu_r", "bwr")
@@ -123,3 +126,33 @@ def keep(view: vw.View) -> None:
         if key in text:
             st.session_state[f"attr_{key}"] = text[key]
     st.session_state["vw_seen"] = {k: text[k] for k in VIEW_KEYS if k in text}
+
+
+# --- the viewer's data ---------------------------------------------------------------------------------------
+def truth_volume(cohort, subject: db.Subject):
+    """A synthetic cohort's truth map of a cohort subject (where its effects were planted) on its RAS grid, or
+    None (real data, an upload, no file)."""
+    path = Path(cohort.path) / "truth" / f"{subject.id}.nii.gz"
+    if subject.uploaded or not path.is_file():
+        return None
+    img = db.load_scan(str(path))
+    return ras_volume(np.asarray(img.dataobj), img.affine)
+
+
+def prepared(volume, rows: list, truth, scan) -> vw.Prepared:
+    """``hyperfusion.explain.viewer.prepare`` once per scan and set of maps (kept for this session)."""
+    key = (vw.fingerprint(volume.data), tuple((m.title, m.label, vw.fingerprint(m.data)) for m in rows))
+    key += (truth is not None,)
+    kept = st.session_state.get("vw_prepared")
+    if kept is None or kept[0] != key:
+        kept = st.session_state["vw_prepared"] = (key, vw.prepare(volume, rows, truth))
+    return kept[1]
+
+
+def cached_png(prepared_: vw.Prepared, view: vw.View, shared: bool, render) -> bytes:
+    """The static picture of the view for the HTML report, drawn again only when the view or the maps change."""
+    key = (id(prepared_), tuple(sorted(view.to_text().items())), shared)
+    kept = st.session_state.get("vw_png")
+    if kept is None or kept[0] != key:
+        kept = st.session_state["vw_png"] = (key, render())
+    return kept[1]

@@ -9,7 +9,6 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import dashboard as db
 import numpy as np
@@ -18,8 +17,6 @@ from state import UPLOAD_PREFIX, session
 
 from hyperfusion.data.geometry import new_image_like
 from hyperfusion.errors import HyperFusionError
-from hyperfusion.explain import viewer as vw
-from hyperfusion.explain.views import ras_volume
 
 #: Comparison modes: the value kept in ``st.session_state["attr_mode"]`` (stable, for shared links) -> label.
 MODES: dict[str, str] = {
@@ -169,36 +166,6 @@ def subject_map(
     while len(done) > 256:
         done.popitem(last=False)
     return result
-
-
-# --- the viewer's data ---------------------------------------------------------------------------------------
-def truth_volume(cohort, subject: db.Subject):
-    """A synthetic cohort's truth map of a cohort subject (where its effects were planted) on its RAS grid, or
-    None (real data, an upload, no file)."""
-    path = Path(cohort.path) / "truth" / f"{subject.id}.nii.gz"
-    if subject.uploaded or not path.is_file():
-        return None
-    img = db.load_scan(str(path))
-    return ras_volume(np.asarray(img.dataobj), img.affine)
-
-
-def prepared(volume, rows: list, truth, scan) -> vw.Prepared:
-    """``hyperfusion.explain.viewer.prepare`` once per scan and set of maps (kept for this session)."""
-    key = (vw.fingerprint(volume.data), tuple((m.title, m.label, vw.fingerprint(m.data)) for m in rows))
-    key += (truth is not None,)
-    kept = st.session_state.get("vw_prepared")
-    if kept is None or kept[0] != key:
-        kept = st.session_state["vw_prepared"] = (key, vw.prepare(volume, rows, truth))
-    return kept[1]
-
-
-def cached_png(prepared_: vw.Prepared, view: vw.View, shared: bool, render) -> bytes:
-    """The static picture of the view for the HTML report, drawn again only when the view or the maps change."""
-    key = (id(prepared_), tuple(sorted(view.to_text().items())), shared)
-    kept = st.session_state.get("vw_png")
-    if kept is None or kept[0] != key:
-        kept = st.session_state["vw_png"] = (key, render())
-    return kept[1]
 
 
 # --- files ---------------------------------------------------------------------------------------------------

@@ -86,7 +86,7 @@ def predicted(m: av.SubjectMap, summary: dict | None = None) -> str:
 img = db.load_scan(scan)
 volume = viewer.ras_volume(np.asarray(img.dataobj), img.affine)
 view, problems, linked = avw.current_view()
-truth = av.truth_volume(cohort, subject)
+truth = avw.truth_volume(cohort, subject)
 with controls:
     view = avw.display_controls(view, [k for k in vw.LAYERS if k != "truth" or truth is not None])
     rows = ap.map_layers(ch, maps, img.affine, labels, explained, view.sign)
@@ -96,7 +96,7 @@ if view.cursor is None or new_subject:  # the first map's peak
     avw.set_cursor(vw.peak_mm(volume, rows[0].data if rows else volume.data * 0))
     st.session_state["cursor_subject"] = ptid
 view, _ = vw.View.from_text({"cursor": st.session_state["attr_cursor"]}, view)
-prepared = av.prepared(volume, rows, truth, scan)
+prepared = avw.prepared(volume, rows, truth, scan)
 with view_column:
     for problem in problems:
         notices.warning(f"The shared view: {problem}.")
@@ -105,13 +105,13 @@ with view_column:
     )
     avw.keep(view)
     at_cursor = vw.readout(volume, rows, view.cursor)
-    st.caption(f"Crosshair at {vw.readout_text(at_cursor)}. " + ap.caption(ch, maps, predicted, explained))
+    st.caption(f"Crosshair at {vw.readout_text(at_cursor)}. " + ex.caption(ch, maps, predicted, explained))
     if difference is not None:
-        ap.difference_caption(ch, maps, difference, edits, recorded_summary, predicted, notices)
+        ex.difference_caption(ch, maps, difference, edits, recorded_summary, predicted, notices)
 
     def png() -> bytes:
         return vw.snapshot_png(prepared, view, shared=ch.shared)
 
-    session.report_part("attribution_png", av.cached_png(prepared, view, ch.shared, png))
+    session.report_part("attribution_png", avw.cached_png(prepared, view, ch.shared, png))
     ex.downloads(ch, maps, difference, png, img, ptid, predictor)
     ex.descriptions_and_regions(maps, difference, recorded_summary, methods[ch.method]["description"])
