@@ -1,11 +1,11 @@
-"""The Attribution page's panels, top to bottom: the controls, the maps asked for, the crosshair, what the
-picture shows, the downloads and the per-region tables. Every widget keeps a stable key (``attr_*``,
-``cursor_*``) so a shared link can restore it."""
+"""The Attribution page's panels: the choice of maps (every widget keeps a stable ``attr_*`` key, so a shared
+link can restore it), the maps asked for, and the viewer's rows with a button per map to go to its peak."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import attribution_viewer as avw
 import attribution_views as av
 import numpy as np
 import streamlit as st
@@ -13,6 +13,7 @@ import streamlit as st
 from hyperfusion.data.cohort import describe_changes, record_changes
 from hyperfusion.data.schema import CLASS_NAMES
 from hyperfusion.errors import HyperFusionError
+from hyperfusion.explain import viewer as vw
 from hyperfusion.explain import views as viewer
 
 
@@ -26,11 +27,6 @@ class Choices:
     baseline: str
     comparable: bool  # two maps of the same kind of output (not a probability and years)
     shared: bool  # one colour scale for both
-    signed: bool
-    opacity: float
-    percentile: int
-    cmap: str
-    radiological: bool
 
 
 def _toggle(label: str, key: str, default: bool, **kwargs) -> bool:
@@ -85,15 +81,6 @@ def controls(predictor, image_models: list[str], labels: dict, methods: dict) ->
         True,
         help="the same colours and threshold for the same values in both maps",
     )
-    signed = _toggle("Signed (not absolute)", "attr_signed", False)
-    st.session_state.setdefault("attr_opacity", 0.6)
-    opacity = st.slider("Opacity", 0.0, 1.0, step=0.05, key="attr_opacity")
-    st.session_state.setdefault("attr_percentile", 90)
-    percentile = st.slider("Threshold (percentile of |map|)", 0, 99, key="attr_percentile")
-    cmaps = av.SIGNED_CMAPS if signed else av.ABSOLUTE_CMAPS
-    av.keep_choice("attr_cmap", cmaps)
-    cmap = st.selectbox("Colour map", cmaps, key="attr_cmap")
-    radiological = _toggle("Radiological (R on the left)", "attr_radiological", True)
     return Choices(
         mode,
         model,
@@ -103,11 +90,6 @@ def controls(predictor, image_models: list[str], labels: dict, methods: dict) ->
         baseline,
         comparable,
         shared,
-        signed,
-        opacity,
-        percentile,
-        cmap,
-        radiological,
     )
 
 
@@ -167,63 +149,20 @@ def compute_maps(ch: Choices, compute, subject, record: dict, labels: dict, read
     return maps, edits, recorded_summary
 
 
-def layers(ch: Choices, maps, drawn, labels: dict, explained) -> list[viewer.Layer]:
-    """One row of the figure per map: |map| unless signed (a difference is always signed), on one pooled
-    colour scale when asked."""
-    if ch.shared:
-        limits = [viewer.overlay_limits(drawn, ch.percentile)] * len(
-            drawn
-        )  # pooled: equal colours, equal values
-    else:
-        limits = [viewer.overlay_limits(d, ch.percentile) for d in drawn]
+def map_layers(ch: Choices, maps, affine, labels: dict, explained, sign: str) -> list[vw.MapLayer]:
+    """The viewer's rows: each map on the scan's RAS grid, with what its colour bar measures."""
     out = []
-    for m, data, (threshold, vmax) in zip(maps, drawn, limits):
-        of = "of both maps" if ch.shared else "of |difference|" if m.difference else "of |map|"
-        shown_as = labels[ch.method] if ch.signed or m.difference else f"|{labels[ch.method]}|"
-        what = f"{'Δ ' if m.difference else ''}{shown_as} of {explained(m)}"
-        out.append(
-            viewer.Layer(
-                data,
-                m.title,
-                f"{what} (shown: |value| ≥ {ch.percentile}th percentile {of})",
-                "cold_hot" if m.difference and not ch.signed else ch.cmap,
-                ch.signed or m.difference,
-                threshold,
-                vmax,
-            )
-        )
+    for m in maps:
+        shown_as = labels[ch.method] if sign != "absolute" or m.difference else f"|{labels[ch.method]}|"
+        label = f"{'Δ ' if m.difference else ''}{shown_as} of {explained(m)}"
+        data = viewer.ras_volume(m.data, affine).data  # the scan's RAS grid, as the viewer's scan
+        out.append(vw.MapLayer(data, "difference" if m.difference else m.model, label, m.difference))
     return out
 
 
-def crosshair(volume, maps, drawn, ptid: str) -> None:
-    """Start at the first map's peak for a new subject (or after another page dropped the sliders' state);
-    a button per map to go to its peak."""
-
-    def go_to_peak(values: np.ndarray) -> None:
-        peak = np.unravel_index(int(np.argmax(np.abs(values))), values.shape)
-        for axis, value in zip("xyz", volume.mm_of(peak)):
-            st.session_state[f"cursor_{axis}"] = float(value)
-
-    if st.session_state.get("cursor_subject") != ptid or any(
-        f"cursor_{a}" not in st.session_state for a in "xyz"
-    ):
-        for axis, value in zip("xyz", volume.mm_of(tuple(n // 2 for n in volume.data.shape))):
-            st.session_state[f"cursor_{axis}"] = float(value)
-        if drawn and np.abs(drawn[0]).max() > 0:
-            go_to_peak(drawn[0])
-        st.session_state["cursor_subject"] = ptid
-    for i, (m, data) in enumerate(zip(maps, drawn)):
-        whose = "the difference's" if m.difference else "the map's" if len(maps) == 1 else f"{m.model}'s"
-        if np.any(data) and st.button(f"Go to {whose} peak", key=f"attr_peak_{i}"):
-            go_to_peak(data)
-
-
-def slice_sliders(volume) -> tuple[int, int, int]:
-    x_mm, y_mm, z_mm = volume.axes_mm
-    for col, axis, mm, plane in zip(
-        st.columns(3), "zyx", (z_mm, y_mm, x_mm), ("axial", "coronal", "sagittal")
-    ):
-        lo, hi = sorted((float(mm[0]), float(mm[-1])))
-        step = float(abs(mm[1] - mm[0])) if len(mm) > 1 else 1.0
-        col.slider(f"{plane} slice: {axis} (mm)", lo, hi, step=step, format="%.0f", key=f"cursor_{axis}")
-    return volume.index_of(tuple(st.session_state[f"cursor_{a}"] for a in "xyz"))
+def peak_buttons(volume, layers: list[vw.MapLayer]) -> None:
+    """A button per map to put the crosshair on its largest |value|."""
+    for i, m in enumerate(layers):
+        whose = "the difference's" if m.difference else "the map's" if len(layers) == 1 else f"{m.title}'s"
+        if np.any(m.data) and st.button(f"Go to {whose} peak", key=f"attr_peak_{i}"):
+            avw.set_cursor(vw.peak_mm(volume, m.data))

@@ -25,12 +25,6 @@ MODES: dict[str, str] = {
     "records": "recorded vs edited record",
 }
 
-#: Signed maps and differences default to "cold_hot" (hyperfusion.explain.views.colormap): blue to cyan below zero, red to yellow
-#: above, as FSLeyes pairs them for statistics, so the voxels shown just above the threshold stay visible where a
-#: white-centred map (coolwarm) fades them into the grey scan.
-SIGNED_CMAPS = ("cold_hot", "coolwarm", "RdBu_r", "bwr")
-ABSOLUTE_CMAPS = ("hot", "inferno", "viridis", "jet")
-
 
 @dataclass(eq=False)  # arrays do not compare as one truth value
 class SubjectMap:

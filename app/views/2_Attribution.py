@@ -1,16 +1,18 @@
-"""Attribution: three linked orthogonal views of the subject's scan with attribution overlays: one model, two
-models side by side, or one model under the recorded and the edited record, with their difference."""
+"""Attribution: an interactive viewer of the subject's scan with attribution overlays (three linked orthogonal
+views per map, drawn in the browser: app/viewer.js): one model, two models side by side, or one model under the
+recorded and the edited record, with their difference."""
 
 import attribution_exports as ex
 import attribution_panels as ap
+import attribution_viewer as avw
 import attribution_views as av
 import dashboard as db
 import numpy as np
 import streamlit as st
 from state import session
 
-from hyperfusion.data.cohort import describe_changes
 from hyperfusion.data.schema import CLASS_NAMES
+from hyperfusion.explain import viewer as vw
 from hyperfusion.explain import views as viewer
 
 st.title("Attribution")
@@ -29,12 +31,12 @@ record = session.record_of(ptid, subject.recorded)  # as edited on the Subject p
 methods = {m["name"]: m for m in av.attribution_methods()}
 labels = {name: m["label"] for name, m in methods.items()}
 
-controls, view = st.columns([1, 3], gap="medium")
+controls, view_column = st.columns([1, 3], gap="medium")
 with controls:
     ch = ap.controls(predictor, image_models, labels, methods)
-with view:
-    notices = st.container()  # errors and notes, above the picture
-    picture = st.empty()  # the progress bar while a map is computed, then the views
+with view_column:
+    notices = st.container()  # errors and notes, above the viewer
+    picture = st.empty()  # the progress bar while a map is computed
 
 
 def target_for(name: str) -> int | None:
@@ -80,66 +82,36 @@ def predicted(m: av.SubjectMap, summary: dict | None = None) -> str:
     )
 
 
-# --- the views: every map as a row of three views through one crosshair -------------------------------------
+# --- the viewer: every map a row of three views through one crosshair, drawn in the browser -----------------
 img = db.load_scan(scan)
 volume = viewer.ras_volume(np.asarray(img.dataobj), img.affine)
-drawn = [
-    viewer.ras_volume(m.data if ch.signed or m.difference else np.abs(m.data), img.affine).data for m in maps
-]
+view, problems, linked = avw.current_view()
+truth = avw.truth_volume(cohort, subject)
 with controls:
-    ap.crosshair(volume, maps, drawn, ptid)
-with view:
-    cursor = ap.slice_sliders(volume)
-    png = viewer.render_rows(
-        volume,
-        ap.layers(ch, maps, drawn, labels, explained),
-        cursor,
-        radiological=ch.radiological,
-        opacity=ch.opacity,
+    view = avw.display_controls(view, [k for k in vw.LAYERS if k != "truth" or truth is not None])
+    rows = ap.map_layers(ch, maps, img.affine, labels, explained, view.sign)
+    ap.peak_buttons(volume, rows)
+new_subject = st.session_state.get("cursor_subject") != ptid and not linked
+if view.cursor is None or new_subject:  # the first map's peak
+    avw.set_cursor(vw.peak_mm(volume, rows[0].data if rows else volume.data * 0))
+    st.session_state["cursor_subject"] = ptid
+view, _ = vw.View.from_text({"cursor": st.session_state["attr_cursor"]}, view)
+prepared = avw.prepared(volume, rows, truth, scan)
+with view_column:
+    for problem in problems:
+        notices.warning(f"The shared view: {problem}.")
+    view = avw.show(
+        vw.scene(prepared, view, shared=ch.shared, revision=st.session_state["vw_revision"]), view
     )
-    picture.image(png, width="stretch")
-    session.report_part("attribution_png", png)
-    mm = volume.mm_of(cursor)
-    at_cursor = "".join(
-        f" · {'difference' if m.difference else m.model} {d[cursor]:.3g}" for m, d in zip(maps, drawn)
-    )
-    st.caption(
-        f"Crosshair at x = {mm[0]:.0f}, y = {mm[1]:.0f}, z = {mm[2]:.0f} mm (MNI) · intensity "
-        f"{volume.data[cursor]:.3g}{at_cursor}. "
-        + ("" if ch.mode == "records" else "Maps computed for the record as edited on the subject page. ")
-        + "An attribution map shows where the model's output is sensitive, not a proof of what it relies on."
-    )
-    if ch.model_b is not None and maps:
-        if ch.shared:
-            st.caption(
-                "Both maps share one colour scale and one threshold (computed over the voxels of both), so "
-                "equal colours mean equal attribution: compare how much, not only where."
-            )
-        elif ch.comparable:
-            st.caption(
-                "Each map has its own colour scale and threshold: compare where the models look, not how much."
-            )
-        else:
-            st.caption(
-                "The two models explain different outputs (a class probability and years), so each map has "
-                "its own colour scale."
-            )
-    for m in [
-        m for m in maps if m.summary
-    ]:  # the Predictor's number, the Subject page's (not the members' mean)
-        st.caption(f"{m.model} predicts {predicted(m)} for this record (as on the Subject page).")
+    avw.keep(view)
+    at_cursor = vw.readout(volume, rows, view.cursor)
+    st.caption(f"Crosshair at {vw.readout_text(at_cursor)}. " + ex.caption(ch, maps, predicted, explained))
     if difference is not None:
-        largest = float(np.abs(difference.data).max())
-        edited_largest = float(np.abs(maps[0].data).max()) or 1.0
-        st.caption(
-            f"Edited on the Subject page: {describe_changes(edits)}. Same model, method and class ({ch.cls}) "
-            f"under both records; it predicts {predicted(maps[0], recorded_summary)} recorded, "
-            f"{predicted(maps[0])} edited. The "
-            "difference (edited − recorded) is signed: red–yellow where the edited record raises the "
-            "attribution, blue–cyan where it lowers it. It has its own colour scale: its largest |value| is "
-            f"{largest:.3g}, {100 * largest / edited_largest:.0f}% of the edited map's."
-        )
-        if largest == 0:
-            notices.info("The two maps are identical: this edit does not move the map.")
+        ex.difference_caption(ch, maps, difference, edits, recorded_summary, predicted, notices)
+
+    def png() -> bytes:
+        return vw.snapshot_png(prepared, view, shared=ch.shared)
+
+    session.report_part("attribution_png", avw.cached_png(prepared, view, ch.shared, png))
     ex.downloads(ch, maps, difference, png, img, ptid, predictor)
     ex.descriptions_and_regions(maps, difference, recorded_summary, methods[ch.method]["description"])

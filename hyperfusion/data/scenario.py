@@ -6,6 +6,9 @@ flat mapping of short text keys, the same in a link's query parameters and in a 
                    FDG=missing); attributes left as recorded are not listed
     model, model_b, mode, method, target, baseline
                    the attribution choices
+    cursor, centre, zoom, threshold, sign, cmap, layers, orientation, opacity
+                   the attribution viewer's view (crosshair and pan centre in mm "x,y,z", zoom, threshold
+                   "90%" or an absolute value, ...): checked by hyperfusion.explain.viewer.View.from_text
     cohort         the cohort path, so a scenario opened on another cohort says so
 
 :func:`encode` and :func:`decode` are pure (no Streamlit): decoding checks every value through the same record
@@ -27,6 +30,7 @@ from hyperfusion.errors import DataError, HyperFusionError
 __all__ = [
     "ATTRIBUTION_KEYS",
     "MISSING",
+    "VIEW_KEYS",
     "Scenario",
     "as_text",
     "decode",
@@ -35,7 +39,8 @@ __all__ = [
     "from_json",
 ]
 
-ATTRIBUTION_KEYS = ("model", "model_b", "mode", "method", "target", "baseline")
+VIEW_KEYS = ("cursor", "centre", "zoom", "threshold", "sign", "cmap", "layers", "orientation", "opacity")
+ATTRIBUTION_KEYS = ("model", "model_b", "mode", "method", "target", "baseline", *VIEW_KEYS)
 MISSING = "missing"
 
 

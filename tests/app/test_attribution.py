@@ -1,8 +1,10 @@
-"""The Attribution page through Streamlit's AppTest: comparison modes, downloads, restored widget state, errors."""
+"""The Attribution page through Streamlit's AppTest: comparison modes, the viewer's scene, downloads, restored
+widget and view state, errors. (What happens in the browser is tests/app/test_viewer_browser.py.)"""
 
 from __future__ import annotations
 
 import gzip
+import json
 import struct
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 from hyperfusion.data import load_cohort
 from hyperfusion.data.cohort import cohort_record
 from hyperfusion.errors import DataError
+from hyperfusion.explain.regions import atlas_path
 
 HOME = Path(__file__).resolve().parents[2] / "app" / "Home.py"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -63,10 +66,10 @@ def _png_size(png: bytes) -> tuple[int, int]:
     return struct.unpack(">II", png[16:24])
 
 
-def _image(at: AppTest, media: list) -> bytes:
-    (image,) = at.get("image")
-    url = image.value[0]
-    return media[-1].storage.get_file(url.rsplit("/", 1)[1]).content
+def _scene(at: AppTest) -> dict:
+    """What the page sends the browser viewer (hyperfusion.explain.viewer.scene)."""
+    (component,) = at.get("bidi_component")
+    return json.loads(component.proto.json)
 
 
 def _attribution(at: AppTest) -> AppTest:
@@ -106,10 +109,9 @@ def test_one_model_downloads_the_map_as_nifti_on_the_scan_grid_and_the_view_as_p
     at = _open()
     ptid = app_env["ptids"][0]
     assert at.session_state["attr_mode"] == "one"
-    assert len(at.get("image")) == 1
+    assert [r["title"] for r in _scene(at)["rows"]] == ["hyperfusion"]
     files = _downloads(at, media)
     assert set(files) == {f"{ptid}_hyperfusion_saliency.png", f"{ptid}_hyperfusion_saliency.nii.gz"}
-    assert files[f"{ptid}_hyperfusion_saliency.png"] == _image(at, media)  # the view as shown
     assert files[f"{ptid}_hyperfusion_saliency.png"].startswith(PNG_SIGNATURE)
 
     nifti = nib.Nifti1Image.from_bytes(gzip.decompress(files[f"{ptid}_hyperfusion_saliency.nii.gz"]))
@@ -126,16 +128,20 @@ def test_two_models_side_by_side_on_one_scale_and_the_second_choice_is_every_oth
     app_env_two_image_models, media
 ):
     at = _open()
-    single_height = _png_size(_image(at, media))[1]
+    single_height = _png_size(
+        _downloads(at, media)[f"{app_env_two_image_models['ptids'][0]}_hyperfusion_saliency.png"]
+    )[1]
     at.radio(key="attr_mode").set_value("models").run()
     assert not at.exception and not at.error
     assert at.selectbox(key="attr_model").options == ["hyperfusion", "image_only"]  # not the tabular model
     assert at.selectbox(key="attr_model_b").options == ["image_only"]
-    width, height = _png_size(_image(at, media))
-    assert height > 1.7 * single_height  # two rows of three views in one figure
+    rows = _scene(at)["rows"]
+    assert [r["title"] for r in rows] == ["hyperfusion", "image_only"]  # two rows of three views
+    assert rows[0]["vmax"] == rows[1]["vmax"] and rows[0]["threshold"] == rows[1]["threshold"]
     assert any("share one colour scale" in c.value for c in at.caption)
     ptid = app_env_two_image_models["ptids"][0]
     files = _downloads(at, media)
+    assert _png_size(files[f"{ptid}_hyperfusion-vs-image_only_saliency.png"])[1] > 1.7 * single_height
     assert set(files) == {
         f"{ptid}_hyperfusion-vs-image_only_saliency.png",
         f"{ptid}_hyperfusion_saliency.nii.gz",
@@ -151,6 +157,8 @@ def test_two_models_side_by_side_on_one_scale_and_the_second_choice_is_every_oth
     at.toggle(key="attr_shared_scale").set_value(False).run()
     assert any("its own colour scale" in c.value for c in at.caption)
     assert not at.exception and not at.error
+    rows = _scene(at)["rows"]
+    assert rows[0]["vmax"] != rows[1]["vmax"]
 
 
 def test_two_model_mode_with_a_single_image_model_says_there_is_none_to_compare(app_env):
@@ -158,7 +166,7 @@ def test_two_model_mode_with_a_single_image_model_says_there_is_none_to_compare(
     at.radio(key="attr_mode").set_value("models").run()
     assert not at.exception and not at.error
     assert any("no second model" in i.value for i in at.info)
-    assert len(at.get("image")) == 1
+    assert len(_scene(at)["rows"]) == 1
 
 
 def test_recorded_vs_edited_says_when_nothing_was_edited_and_shows_the_signed_difference_after_an_edit(
@@ -188,6 +196,8 @@ def test_recorded_vs_edited_says_when_nothing_was_edited_and_shows_the_signed_di
     assert not any("not edited" in i.value for i in at.info)
     assert any("APOE4" in c.value and f"→ {apoe}" in c.value for c in at.caption)
     assert any(d.value.columns[:5].tolist()[-1] == "Δ sum" for d in at.dataframe)
+    rows = _scene(at)["rows"]
+    assert [r["difference"] for r in rows] == [False, True] and rows[1]["sign"] == "both"
     files = _downloads(at, media)
     name = f"{ptid}_hyperfusion_saliency_edited-minus-recorded.nii.gz"
     assert set(files) == {f"{ptid}_hyperfusion_saliency_edited-vs-recorded.png", name}
@@ -236,7 +246,7 @@ def test_an_engine_error_is_a_message_not_a_traceback(app_env, monkeypatch):
     at = _open()
     assert not at.exception
     assert any("register it to MNI" in e.value for e in at.error)
-    assert len(at.get("image")) == 1  # the scan alone, still browsable
+    assert _scene(at)["rows"] == []  # the scan alone, still browsable
     assert not _page_downloads(at)
 
 
@@ -272,7 +282,7 @@ def test_a_new_map_reports_progress_and_is_computed_once(app_env, monkeypatch):
     assert not at.error
     assert forwards == ["smoothgrad", "smoothgrad"]  # the ensemble's two members, once each
     assert fractions[-1] == 1.0 and fractions == sorted(fractions) and len(fractions) > 2
-    at.slider(key="attr_opacity").set_value(0.3).run()  # a display change computes nothing
+    at.slider(key="vw_opacity").set_value(0.3).run()  # a display change computes nothing
     assert len(forwards) == 2
 
 
@@ -311,3 +321,73 @@ def test_an_uploaded_subject_in_two_model_mode_stays_in_the_session_and_download
         assert nifti.shape == scan.shape
         np.testing.assert_allclose(nifti.affine, scan.affine, atol=1e-5)
         assert np.abs(nifti.get_fdata()).max() > 0
+
+
+def test_a_shared_view_is_restored_into_the_viewer_and_its_controls(app_env):
+    """What a link puts into session state (share.apply_scenario): the viewer opens at its cursor and zoom, with
+    its threshold, sign, colour map and overlays; the caption reads the values at that cursor."""
+    at = AppTest.from_file(str(HOME), default_timeout=60).run()
+    view = {
+        "cursor": "-26,-25,-13",  # a voxel centre of the 4 mm test scans
+        "zoom": "2.5",
+        "centre": "-20,-20,-10",
+        "threshold": "0.0001",
+        "sign": "both",
+        "cmap": "coolwarm",
+        "layers": "map,atlas",
+        "orientation": "neurological",
+        "opacity": "0.4",
+    }
+    for key, value in view.items():
+        at.session_state[f"attr_{key}"] = value
+    _attribution(at)
+    assert not at.error and not any("view" in w.value for w in at.warning)
+    scene = _scene(at)
+    assert scene["view"]["zoom"] == 2.5 and scene["view"]["radiological"] is False
+    assert scene["view"]["layers"] == ["map", "atlas"] and scene["view"]["opacity"] == 0.4
+    assert scene["view"]["cursor"] == [-26, -25, -13] and scene["view"]["centre"] == [-20, -20, -10]
+    row = scene["rows"][0]
+    assert row["sign"] == "both" and row["threshold"] == 0.0001
+    assert at.radio(key="vw_sign").value == "both" and at.radio(key="vw_kind").value == "absolute"
+    assert at.selectbox(key="vw_cmap").value == "coolwarm" and at.toggle(key="vw_radiological").value is False
+    crosshair = next(c.value for c in at.caption if c.value.startswith("Crosshair at"))
+    assert "x = −26, y = −25, z = −13 mm" in crosshair and "hyperfusion" in crosshair
+    assert ("Left-Hippocampus" if atlas_path() else "hippocampus_L") in crosshair
+    assert {k: at.session_state[f"attr_{k}"] for k in view} == view  # what the next link carries
+
+    at.session_state["attr_zoom"] = "99"  # a bad value: said, and the default used instead
+    at.run()
+    assert any("zoom" in w.value for w in at.warning) and _scene(at)["view"]["zoom"] == 1.0
+    assert _scene(at)["view"]["cursor"] == [-26, -25, -13]
+
+
+def test_thresholds_and_peaks_change_the_view_not_the_volumes(app_env):
+    at = _open()
+    first = _scene(at)
+    assert first["view"]["cursor"] is not None  # a new subject opens at its map's peak
+    at.slider(key="vw_percentile").set_value(50).run()
+    lower = _scene(at)
+    assert lower["rows"][0]["threshold"] < first["rows"][0]["threshold"]
+    assert lower["rows"][0]["id"] == first["rows"][0]["id"] and lower["scan"]["id"] == first["scan"]["id"]
+    at.radio(key="vw_kind").set_value("absolute").run()
+    at.number_input(key="vw_absolute").set_value(0.5).run()
+    assert _scene(at)["rows"][0]["threshold"] == 0.5
+    assert at.session_state["attr_threshold"] == "0.5"
+    at.radio(key="vw_sign").set_value("both").run()
+    assert at.selectbox(key="vw_cmap").value == "cold_hot"  # a diverging colour map for both signs
+    revision = _scene(at)["view"]["revision"]
+    at.session_state["attr_cursor"] = "0,0,0"
+    at.run()
+    at.button(key="attr_peak_0").click().run()
+    scene = _scene(at)
+    assert scene["view"]["revision"] > revision and scene["view"]["cursor"] == first["view"]["cursor"]
+
+
+def test_grad_cam_says_what_its_coarse_grid_is_in_words(app_env):
+    at = AppTest.from_file(str(HOME), default_timeout=60).run()
+    at.session_state["attr_method"] = "grad_cam"
+    _attribution(at)
+    assert not at.error
+    described = " ".join(c.value for c in at.caption)
+    assert "Grad-CAM reads layer" in described and "upsampled trilinearly" in described
+    assert "{'layer'" not in described

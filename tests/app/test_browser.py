@@ -121,7 +121,7 @@ def test_open_a_subject_edit_apoe4_see_the_prediction_change_and_open_the_attrib
         stated.wait_for(timeout=60_000)
         attribution_p_ad = float(re.search(r"P\(AD\) = ([0-9.]+)", stated.inner_text()).group(1))
         assert attribution_p_ad == pytest.approx(subject_p_ad, abs=5e-4)  # the same answer on both pages
-        page.get_by_test_id("stImage").first.wait_for(timeout=30_000)
+        page.locator(".hfv[data-ready]").wait_for(timeout=30_000)  # the viewer (test_viewer_browser.py)
         page.wait_for_timeout(500)
         page.screenshot(path=str(shots / "3_attribution.png"), full_page=True)
 

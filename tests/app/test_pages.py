@@ -102,7 +102,7 @@ def test_an_uploaded_subject_is_the_current_subject_of_every_page_and_can_be_for
     at.switch_page("views/2_Attribution.py").run()
     assert not at.exception and not at.error
     assert any("Crosshair at x =" in c.value for c in at.caption)
-    assert len(at.get("image")) == 1
+    assert len(at.get("bidi_component")) == 1  # the viewer (app/viewer.js)
     assert at.session_state["upload_maps"]  # the upload's map lives in the session, not the global cache
 
     at.switch_page("views/5_Upload.py").run()

@@ -91,3 +91,35 @@ def test_a_link_restores_the_attribution_choices_and_the_address_keeps_them_on_o
     params = {k: at.query_params[k] for k in at.query_params}
     params = {k: v[0] if isinstance(v, list) else v for k, v in params.items()}
     assert params["method"] == "integrated_gradients" and params["model"] == "hyperfusion"
+
+
+def test_a_link_carries_the_attribution_view_and_opens_it(app_env):
+    """The view (cursor, zoom, pan, threshold, sign, colour map, overlays, orientation, opacity) goes into the
+    link, and the same link opened in a new session restores it into the viewer."""
+    ptid = app_env["ptids"][1]
+    view = {
+        "cursor": "-26,-25,-13",
+        "zoom": "3",
+        "centre": "-10,-20,-10",
+        "threshold": "75%",
+        "sign": "positive",
+        "cmap": "viridis",
+        "layers": "map,atlas",
+        "orientation": "neurological",
+        "opacity": "0.5",
+    }
+    at = AppTest.from_file(str(HOME), default_timeout=60)
+    for k, v in {"subject": ptid, **view}.items():
+        at.query_params[k] = v
+    at.run()
+    at.switch_page("views/2_Attribution.py").run()
+    assert not at.exception
+    assert not [w.value for w in at.warning if "view" in w.value or "unknown" in w.value]
+    (component,) = at.get("bidi_component")
+    shown = json.loads(component.proto.json)
+    assert shown["view"]["cursor"] == [-26, -25, -13] and shown["view"]["zoom"] == 3
+    assert shown["view"]["radiological"] is False and shown["rows"][0]["sign"] == "positive"
+    assert at.slider(key="vw_percentile").value == 75 and at.selectbox(key="vw_cmap").value == "viridis"
+    params = {k: at.query_params[k] for k in at.query_params}
+    params = {k: v[0] if isinstance(v, list) else v for k, v in params.items()}
+    assert {k: params[k] for k in view} == view and params["subject"] == ptid  # the address bar keeps it

@@ -36,8 +36,10 @@ def test_attribution_page_shows_three_views_and_the_crosshair_in_mm(app_env):
     assert not at.exception, at.exception
     assert at.selectbox[1].options == ["hyperfusion"]  # the tabular model has no saliency map
     assert any("Crosshair at x =" in c.value and "mm" in c.value for c in at.caption)
-    at.slider(key="cursor_z").set_value(at.slider(key="cursor_z").max).run()
+    at.session_state["attr_cursor"] = "2,-53,-49"  # the viewer's crosshair, as the browser reports it
+    at.run()
     assert not at.exception
+    assert any("Crosshair at x = 2, y = −53, z = −49 mm" in c.value for c in at.caption)
 
 
 def test_ice_curves_for_every_model_with_the_current_value_marked(app_env):
