@@ -113,8 +113,9 @@ def predictions_section(job, view: pd.DataFrame, truth: pd.Series, class_name: s
 
     running = progress(job, "subject × model predictions")
     rows, _ = job.snapshot()
-    if rows.empty:
-        st.caption("The first rows appear here as soon as they are computed.")
+    if rows.empty:  # the subjects at once; the models' columns fill in as they are computed
+        st.caption("The models' probabilities appear here as soon as the first rows are computed.")
+        st.dataframe(view.reset_index(drop=True), hide_index=True, key="cohort_table")
         return running
     scores = cohort_table(rows, truth, class_name)
     table = view[["PTID", "DX"]].merge(scores, left_on="PTID", right_index=True, how="left")
