@@ -305,16 +305,22 @@ def _ig_through_stem(c: _Call, steps: int, rest: Callable[[Tensor, Tensor], Tens
         if "ends" not in c.info:  # the outputs at the scan and at the baseline, the path's two ends
             if fwd._on_rows is not None:
                 fwd._on_rows(2)
-            ends = _subject_rows(
-                c, rest(_max_pool(pool, torch.cat([hx, hb]))[0], c.tabular.expand(2 * views, -1)), views
-            )
+            pooled = torch.cat([_max_pool(pool, hx)[0], _max_pool(pool, hb)[0]])
+            ends = _subject_rows(c, rest(pooled, c.tabular.expand(2 * views, -1)), views)
             c.info["ends"] = (ends[0], ends[1])
     step_sizes, alphas = approximation_parameters(s["integration"])
     weights, points = step_sizes(steps), alphas(steps)
     per = max(1, min(s["internal_batch_size"] or steps, steps))
-    channels = hx.shape[1]
     buffer = torch.empty((per * views, *hx.shape[1:]), dtype=hx.dtype, device=hx.device, memory_format=layout)
-    total = torch.zeros((views, channels, hx[0, 0].numel()), dtype=torch.float32, device=hx.device)
+    # the path sum and the scatter's operands as (V, voxels, C) in the channels-last layout, (V, C, voxels)
+    # otherwise: views of the tensors as they are (a scatter through strided operands is a few times slower)
+    last = layout == torch.channels_last_3d
+    dim = 1 if last else 2
+
+    def planes(t: Tensor) -> Tensor:
+        return t.permute(0, 2, 3, 4, 1).reshape(t.shape[0], -1, t.shape[1]) if last else t.flatten(2)
+
+    total = torch.zeros_like(planes(hx), dtype=torch.float32)
     for i in range(0, steps, per):
         alpha = points[i : i + per]
         k = len(alpha)
@@ -330,14 +336,13 @@ def _ig_through_stem(c: _Call, steps: int, rest: Callable[[Tensor, Tensor], Tens
         out = _subject_rows(c, rest(pooled, c.tabular.expand(k * views, -1)), views)
         w = torch.tensor(weights[i : i + per], dtype=torch.float32, device=hx.device)
         (grad,) = torch.autograd.grad((out[:, column] * w).sum(), pooled)
-        grad = grad.float().reshape(k, views, channels, -1)
-        taken = taken.reshape(k, views, channels, -1)
+        grad, taken = planes(grad.float()), planes(taken)
         for j in range(k):
-            total.scatter_add_(2, taken[j], grad[j])
+            total.scatter_add_(dim, taken[j * views : (j + 1) * views], grad[j * views : (j + 1) * views])
     grad_x = torch.nn.grad.conv3d_input(
         x.shape,
         conv.weight.float(),
-        total.view(hx.shape),
+        total.view(views, *hx.shape[2:], -1).permute(0, 4, 1, 2, 3) if last else total.view(hx.shape),
         conv.stride,
         conv.padding,
         conv.dilation,
