@@ -35,8 +35,12 @@ outputs the result reports anyway (Captum would run both forwards again). ``devi
 network lives (a CUDA copy of it if asked); ``precision`` "bfloat16" / "float16" runs it under
 ``torch.autocast`` (off by default; the README states how far such maps move from float32's). Hook-free
 methods run on :func:`attribution_network`, a streamlined copy (stem fused, BatchNorms folded, channels-last
-on the CPU). Integrated gradients' ``tolerance`` (default 0: off) tries a quarter of ``n_steps`` first and
-keeps that map only when its convergence delta is within the tolerance; ``ViewAttribution.steps`` says which.
+on the CPU). Through a fused stem, integrated gradients' path starts after the stem conv (affine: its output
+at every path point is computed from two convs per map) and the only full-resolution work a point is writing
+it into one reused buffer and max-pooling it; the pool's backward is a scatter-add into the path sum
+(:func:`_ig_through_stem`). Integrated gradients' ``tolerance`` (default 0: off) tries a quarter of
+``n_steps`` first and keeps that map only when its convergence delta is within the tolerance;
+``ViewAttribution.steps`` (and ``ImageAttribution.steps``) says which.
 
 Thread safety: Captum's gradient methods only call ``torch.autograd.grad`` on their own inputs, so many
 threads may run them on one shared network. Hook-based methods (Grad-CAM's forward hook, DeepLift's hooks
