@@ -276,6 +276,12 @@ def _max_pool(pool: nn.MaxPool3d, h: Tensor) -> tuple[Tensor, Tensor]:
     )
 
 
+def _path_layout(device: torch.device) -> torch.memory_format:
+    """The memory layout of integrated gradients' full-resolution path points: channels-last on the CPU (as
+    :func:`attribution_network`'s convs), the default elsewhere."""
+    return torch.channels_last_3d if device.type == "cpu" else torch.contiguous_format
+
+
 def _subject_rows(c: _Call, rows: Tensor, views: int) -> Tensor:
     fwd = c.forward
     return subject_output(rows.float(), views, probabilities=fwd.output == "probability", softmax=fwd.softmax)
@@ -300,7 +306,7 @@ def _ig_through_stem(c: _Call, steps: int, rest: Callable[[Tensor, Tensor], Tens
     conv, pool = net.stem.conv, net.stem.pool
     x, b = c.inputs.detach()[0], c.baseline[0]  # (V, 1, D, H, W)
     views = x.shape[0]
-    layout = torch.channels_last_3d if x.device.type == "cpu" else torch.contiguous_format
+    layout = _path_layout(x.device)
     column = c.target or 0
     with torch.no_grad():
         hx, hb = conv(x).float(), conv(b).float()  # float32 accumulation also under autocast
