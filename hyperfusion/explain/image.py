@@ -222,6 +222,8 @@ def explain_image(
         record=canonical_record(parsed),
         members=len(members),
         prediction=subject_value(predictor, model, scan, record, CLASS_NAMES[target_index or 0]),
+        # an ensemble's members may stop at different steps under a tolerance: the most any of them used
+        steps=None if first.steps is None else max(r.steps for r in results),
     )
     if store is not None:
         store.put(key, attribution)

@@ -73,6 +73,9 @@ class ImageAttribution(Completeness):
         record: the parsed record (ADNIMERGE names; None where missing).
         members: how many networks were averaged (an ensemble's maps are averaged with equal weights).
         compared: for a difference, both maps' records and outputs.
+        steps: integrated gradients only: the path points the map used (``n_steps``, or a quarter of them when
+            the ``tolerance`` setting is > 0 and their convergence delta was within it; for an ensemble the most
+            any member used), else None.
     """
 
     model: str
@@ -94,6 +97,7 @@ class ImageAttribution(Completeness):
     members: int = 1
     compared: dict[str, Any] | None = None
     prediction: float | None = None
+    steps: int | None = None
 
     def __post_init__(self) -> None:
         expected = (self.geometry.n_views, *self.geometry.input_shape)
@@ -186,6 +190,7 @@ class ImageAttribution(Completeness):
             delta=None,
             record={},
             compared=compared,
+            steps=None,
         )
 
     # --- storage (the attribution cache) -----------------------------------------------------------------

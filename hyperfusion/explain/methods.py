@@ -35,8 +35,12 @@ outputs the result reports anyway (Captum would run both forwards again). ``devi
 network lives (a CUDA copy of it if asked); ``precision`` "bfloat16" / "float16" runs it under
 ``torch.autocast`` (off by default; the README states how far such maps move from float32's). Hook-free
 methods run on :func:`attribution_network`, a streamlined copy (stem fused, BatchNorms folded, channels-last
-on the CPU). Integrated gradients' ``tolerance`` (default 0: off) tries a quarter of ``n_steps`` first and
-keeps that map only when its convergence delta is within the tolerance; ``ViewAttribution.steps`` says which.
+on the CPU). Through a fused stem, integrated gradients' path starts after the stem conv (affine: its output
+at every path point is computed from two convs per map) and the only full-resolution work a point is writing
+it into one reused buffer and max-pooling it; the pool's backward is a scatter-add into the path sum
+(:func:`_ig_through_stem`). Integrated gradients' ``tolerance`` (default 0: off) tries a quarter of
+``n_steps`` first and keeps that map only when its convergence delta is within the tolerance;
+``ViewAttribution.steps`` (and ``ImageAttribution.steps``) says which.
 
 Thread safety: Captum's gradient methods only call ``torch.autograd.grad`` on their own inputs, so many
 threads may run them on one shared network. Hook-based methods (Grad-CAM's forward hook, DeepLift's hooks
@@ -239,7 +243,8 @@ def _input_x_gradient(c: _Call):
 
 def _after_stem(net: nn.Module) -> Callable[[Tensor, Tensor], Tensor] | None:
     """For a staged network whose first stage is a fused stem (conv, then MaxPool and ReLU) that reads no
-    record: the network's logits as a function of the stem conv's output, else None."""
+    record: the network's logits as a function of the stem's max-pooled conv output (before its ReLU), else
+    None."""
     names = getattr(net, "stage_names", ())
     if not names or names[0] != "stem" or not isinstance(getattr(net, "stem", None), _FusedConvBlock):
         return None
@@ -248,8 +253,8 @@ def _after_stem(net: nn.Module) -> Callable[[Tensor, Tensor], Tensor] | None:
     if split == 0:
         return None
 
-    def rest(h: Tensor, tabular: Tensor) -> Tensor:
-        x = torch.relu(net.stem.pool(h))
+    def rest(pooled: Tensor, tabular: Tensor) -> Tensor:
+        x = torch.relu(pooled)
         for name in names[1:split]:
             x = getattr(net, name)(x)
         features = (x,) if split == len(names) else tuple(getattr(net, names[split]).encode(x))
@@ -258,44 +263,96 @@ def _after_stem(net: nn.Module) -> Callable[[Tensor, Tensor], Tensor] | None:
     return rest
 
 
+def _max_pool(pool: nn.MaxPool3d, h: Tensor) -> tuple[Tensor, Tensor]:
+    """``pool(h)`` and, for each output, the flat index (in its own D·H·W plane) of the voxel it took."""
+    return torch.nn.functional.max_pool3d(
+        h,
+        pool.kernel_size,
+        pool.stride,
+        pool.padding,
+        pool.dilation,
+        ceil_mode=pool.ceil_mode,
+        return_indices=True,
+    )
+
+
+def _path_layout(device: torch.device) -> torch.memory_format:
+    """The memory layout of integrated gradients' full-resolution path points: channels-last on the CPU (as
+    :func:`attribution_network`'s convs), the default elsewhere."""
+    return torch.channels_last_3d if device.type == "cpu" else torch.contiguous_format
+
+
+def _subject_rows(c: _Call, rows: Tensor, views: int) -> Tensor:
+    fwd = c.forward
+    return subject_output(rows.float(), views, probabilities=fwd.output == "probability", softmax=fwd.softmax)
+
+
 def _ig_through_stem(c: _Call, steps: int, rest: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
     """Integrated gradients with Captum's path rule (nodes and weights), the stem conv taken out of the path:
     the conv is affine, so its output at a path point is ``h_b + α (h_x − h_b)`` (computed once per map), and
     the gradients' weighted sum over the path goes back through the conv once (its adjoint is linear) instead
-    of once per point. The same map as Captum's up to rounding; about a third less work a point at 1 mm."""
+    of once per point. The same map as Captum's up to rounding; about a third less work a point at 1 mm.
+
+    The only full-resolution work left per point is writing it and max-pooling it. Each batch of points is
+    written into one buffer reused for the whole path (a fresh 50 MB tensor a point at 1 mm paid for its page
+    faults every time), and the pooling's backward, which sends each pooled gradient to the voxel its cell
+    took, is a scatter-add of the pooled gradient straight into the path sum at the pooling's indices: the
+    same additions as autograd's (which zero-fills a full-resolution gradient per point and adds it to the
+    sum), on an eighth of the voxels for the 2³ pool. Also reports the outputs at the scan and the baseline
+    (``c.info["ends"]``) from the stem outputs already computed."""
     from captum.attr._utils.approximation_methods import approximation_parameters
 
     s, fwd, net = c.settings, c.forward, c.forward.network
-    conv = net.stem.conv
+    conv, pool = net.stem.conv, net.stem.pool
     x, b = c.inputs.detach()[0], c.baseline[0]  # (V, 1, D, H, W)
     views = x.shape[0]
+    layout = _path_layout(x.device)
+    column = c.target or 0
     with torch.no_grad():
         hx, hb = conv(x).float(), conv(b).float()  # float32 accumulation also under autocast
+        hx, hb = hx.contiguous(memory_format=layout), hb.contiguous(memory_format=layout)
         dh = hx - hb
+        if "ends" not in c.info:  # the outputs at the scan and at the baseline, the path's two ends
+            if fwd._on_rows is not None:
+                fwd._on_rows(2)
+            pooled = torch.cat([_max_pool(pool, hx)[0], _max_pool(pool, hb)[0]])
+            ends = _subject_rows(c, rest(pooled, c.tabular.expand(2 * views, -1)), views)
+            c.info["ends"] = (ends[0], ends[1])
     step_sizes, alphas = approximation_parameters(s["integration"])
     weights, points = step_sizes(steps), alphas(steps)
     per = max(1, min(s["internal_batch_size"] or steps, steps))
-    total = torch.zeros_like(hx)
-    column = c.target or 0
+    buffer = torch.empty((per * views, *hx.shape[1:]), dtype=hx.dtype, device=hx.device, memory_format=layout)
+    # the path sum and the scatter's operands as (V, voxels, C) in the channels-last layout, (V, C, voxels)
+    # otherwise: views of the tensors as they are (a scatter through strided operands is a few times slower)
+    last = layout == torch.channels_last_3d
+    dim = 1 if last else 2
+
+    def planes(t: Tensor) -> Tensor:
+        return t.permute(0, 2, 3, 4, 1).reshape(t.shape[0], -1, t.shape[1]) if last else t.flatten(2)
+
+    total = torch.zeros_like(planes(hx), dtype=torch.float32)
     for i in range(0, steps, per):
-        a = torch.tensor(points[i : i + per], dtype=hx.dtype, device=hx.device)
-        w = torch.tensor(weights[i : i + per], dtype=torch.float32, device=hx.device)
-        k = a.shape[0]
-        h = (hb.unsqueeze(0) + a.view(-1, 1, 1, 1, 1, 1) * dh.unsqueeze(0)).flatten(0, 1)
-        h = h.contiguous(memory_format=torch.channels_last_3d) if hx.device.type == "cpu" else h
-        h.requires_grad_(True)
+        alpha = points[i : i + per]
+        k = len(alpha)
+        h = buffer[: k * views]
+        with torch.no_grad():
+            for j, a in enumerate(alpha):  # α·Δh, then + h_b: the same roundings as before (no fused
+                point = h[j * views : (j + 1) * views]  # multiply-add, which moves arg-max ties in the pool)
+                torch.mul(dh, a, out=point).add_(hb)
+            pooled, taken = _max_pool(pool, h)
+        pooled.requires_grad_(True)
         if fwd._on_rows is not None:
             fwd._on_rows(k)
-        rows = rest(h, c.tabular.expand(k * views, -1))
-        out = subject_output(
-            rows.float(), views, probabilities=fwd.output == "probability", softmax=fwd.softmax
-        )
-        (grad,) = torch.autograd.grad((out[:, column] * w).sum(), h)
-        total += grad.view(k, views, *grad.shape[1:]).sum(0)
+        out = _subject_rows(c, rest(pooled, c.tabular.expand(k * views, -1)), views)
+        w = torch.tensor(weights[i : i + per], dtype=torch.float32, device=hx.device)
+        (grad,) = torch.autograd.grad((out[:, column] * w).sum(), pooled)
+        grad, taken = planes(grad.float()), planes(taken)
+        for j in range(k):
+            total.scatter_add_(dim, taken[j * views : (j + 1) * views], grad[j * views : (j + 1) * views])
     grad_x = torch.nn.grad.conv3d_input(
         x.shape,
         conv.weight.float(),
-        total,
+        total.view(views, *hx.shape[2:], -1).permute(0, 4, 1, 2, 3) if last else total.view(hx.shape),
         conv.stride,
         conv.padding,
         conv.dilation,
@@ -326,10 +383,13 @@ def _integrated_gradients(c: _Call):
     first = max(2, s["n_steps"] // 4)
     if s["tolerance"] > 0 and first < s["n_steps"]:
         attr = path(first)
-        with torch.no_grad():
-            both = c.forward(torch.cat([c.inputs.detach(), c.baseline]), c.tabular.expand(2, -1))
+        if "ends" not in c.info:
+            with torch.no_grad():
+                both = c.forward(torch.cat([c.inputs.detach(), c.baseline]), c.tabular.expand(2, -1))
+            c.info["ends"] = (both[0], both[1])
         column = c.target or 0
-        gap = float(both[0, column]) - float(both[1, column])
+        out, base_out = c.info["ends"]
+        gap = float(out[column]) - float(base_out[column])
         delta = float(attr.detach().sum(dtype=torch.float64)) - gap
         if gap != 0 and abs(delta) <= s["tolerance"] * abs(gap):
             c.info["steps"] = first
@@ -851,6 +911,8 @@ def attribute_views(
             plain = SubjectOutput(net, task, s["output"], count)
             if len(tapped) == 1 and tapped[0].shape[0] == 1:
                 out, base_row = tapped[0][0], None
+            elif "ends" in info:  # the runner computed the outputs at the scan and the baseline already
+                out, base_row = info.pop("ends")
             elif bin_ is not None:  # the scan and the baseline in one pass
                 both = plain(torch.cat([xin.detach(), bin_]), tab.expand(2, -1))
                 out, base_row = both[0], both[1]

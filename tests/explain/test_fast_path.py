@@ -297,3 +297,38 @@ def test_integrated_gradients_uses_fewer_steps_only_when_they_converge(subject):
     _close(strict.views, default.views)
     with pytest.raises(DataError, match="tolerance"):
         ig(tolerance=2)
+
+
+@pytest.mark.parametrize("layout", ["channels_last_3d", "contiguous_format"])
+@pytest.mark.parametrize(
+    "pool", [torch.nn.MaxPool3d(3, stride=2, padding=1), torch.nn.MaxPool3d(2, ceil_mode=True)]
+)
+def test_integrated_gradients_through_the_stem_follow_any_max_pool(subject, pool, layout, monkeypatch):
+    """The path after the stem sends each pooled gradient back to the voxel its cell took by a scatter-add at
+    the pool's own indices: overlapping cells (a voxel taken by several) and ceil-mode edges give Captum's map,
+    in the CPU's channels-last layout and in the default one a GPU uses."""
+    from hyperfusion.explain import methods
+    from hyperfusion.models import build_model
+
+    monkeypatch.setattr(methods, "_path_layout", lambda device: getattr(torch, layout))
+    network, views, tabular = subject
+    torch.manual_seed(0)
+    net = build_model("hyperfusion", "ad", init_features=4, input_shape=list(views.shape[-3:])).eval()
+    net.stem[3] = pool
+    baseline = np.full_like(views, -0.5)
+    ref, output, base_out, _ = _straightforward(
+        net, views, tabular, "ig", 2, baseline, n_steps=6, internal_batch_size=2
+    )
+    fast = attribute_views(
+        net,
+        views,
+        tabular,
+        "integrated_gradients",
+        target=2,
+        baseline=baseline,
+        threads=1,
+        settings={"n_steps": 6, "internal_batch_size": 4},
+    )
+    _close(fast.views, ref)
+    assert fast.output == pytest.approx(output, rel=1e-5, abs=1e-7)
+    assert fast.baseline_output == pytest.approx(base_out, rel=1e-5, abs=1e-7)

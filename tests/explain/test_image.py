@@ -253,3 +253,39 @@ def test_a_map_carries_the_predictors_prediction_not_only_the_members_mean(env):
         cache=False,
     ).difference
     assert diff.prediction is None and diff.compared["second"]["prediction"] is not None
+
+
+def test_a_map_reports_the_integrated_gradients_steps_it_used(env, tmp_path):
+    """``steps``: n_steps without a tolerance; a quarter of them when a tolerance is set and their convergence
+    delta meets it (and the map is then that 4-step map); n_steps when it misses; None for other methods.
+    It survives the disk cache and appears in the description."""
+    scan, record = env.subject(5)
+
+    def ig(model="hyperfusion", cache=False, **settings):
+        return explain_image(
+            env.predictor,
+            model,
+            scan,
+            record,
+            "integrated_gradients",
+            target=1,
+            settings={"n_steps": 16, **settings},
+            cache=cache,
+        )
+
+    full, quarter = ig(), ig(n_steps=4)
+    assert full.steps == 16 and quarter.steps == 4 and full.describe()["steps"] == 16
+    converged = ig(tolerance=min(0.99, 2 * quarter.relative_delta + 1e-3))
+    assert converged.steps == 4 < converged.settings["n_steps"]
+    np.testing.assert_allclose(
+        converged.views, quarter.views, rtol=0, atol=1e-5 * np.abs(quarter.views).max()
+    )
+    missed = ig(tolerance=quarter.relative_delta / 2)
+    assert missed.steps == 16
+    np.testing.assert_allclose(missed.views, full.views, rtol=0, atol=1e-5 * np.abs(full.views).max())
+    cached = ig(cache=AttributionCache(root=tmp_path / "maps"), tolerance=converged.settings["tolerance"])
+    reread = ig(cache=AttributionCache(root=tmp_path / "maps"), tolerance=converged.settings["tolerance"])
+    assert cached.steps == reread.steps == 4
+    ensemble = ig(model="hf_ensemble")
+    assert ensemble.members > 1 and ensemble.steps == 16
+    assert explain_image(env.predictor, "hyperfusion", scan, record, "saliency", cache=False).steps is None
