@@ -5,8 +5,9 @@ animation frame in which its result is on the page), medians of at least 10.
 
 - edit → every model's chart updated (≤ 200 ms): AGE changed on the Subject page (a new value each time, typed,
   then Enter); the clock stops in the frame where the probability chart (one bar group per model, every model
-  in it) holds new data; after the last edit every model's bars must equal the library's prediction. Reference, in alternation: the same edit in a two-line Streamlit app (a number input
-  and its value written back) on its own server: the floor of any Streamlit rerun round trip here.
+  in it) holds new data; after the last edit every model's bars must equal the library's prediction.
+  Reference, in alternation: the same edit in a two-line Streamlit app (a number input and its value written
+  back) on its own server: the floor of any Streamlit rerun round trip here.
 - crosshair move and zoom in the Attribution viewer (≤ 150 ms, no new map): a click in the axial view and a
   zoom button, each until the next frame is drawn (the approach of tests/app/test_viewer_browser.py).
   Reference: an empty animation frame (the floor of this way of timing).
@@ -18,7 +19,8 @@ animation frame in which its result is on the page), medians of at least 10.
   to compute: a rerun, the scene sent and drawn).
 
 The first page after start and the Cohort page's first rows are bench_startup.py and bench_cohort_page.py.
-Bounded: a few minutes on a 2-core CPU. Needs Debian's chromium and playwright.
+Bounded: about 1.5 minutes on a quiet 2-core CPU; the maps stop after MAPS_SECONDS on a loaded one (the note
+says of how many runs their medians are). Needs Debian's chromium and playwright.
 
 Run: ``hyperfusion bench dashboard`` or ``python benchmarks/bench_dashboard.py [repeats]``.
 """
@@ -314,7 +316,7 @@ def run(repeats: int = 10) -> list[BenchResult]:
     med = statistics.median
     runs = lambda ts, f="{:.0f}": ", ".join(f.format(t) for t in ts)  # noqa: E731
     k = len(maps["ig"])
-    bound = f"{k} runs each ({n} asked; bounded to {MAPS_SECONDS:g} s); the whole benchmark took {wall:.0f} s"
+    bound = f"{k} runs each ({n} asked; bounded to {MAPS_SECONDS:g} s); servers and browser took {wall:.0f} s"
     no_progress = maps["progress"].count(False)
     return [
         BenchResult(
