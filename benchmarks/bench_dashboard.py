@@ -3,8 +3,8 @@
 interaction timed in the browser (``performance.now()``: from the key press or click that starts it to the
 animation frame in which its result is on the page), medians of at least 10.
 
-- edit → every model's chart updated (≤ 200 ms): AGE changed on the Subject page (a new value each time, typed,
-  then Enter); the clock stops in the frame where the probability chart (one bar group per model, every model
+- edit → every model's chart updated (≤ 200 ms): AGE changed on the Subject page (a new value each time,
+  typed, then Enter); the clock stops in the frame where the probability chart (one bar group per model, every model
   in it) holds new data; after the last edit every model's bars must equal the library's prediction.
   Reference, in alternation: the same edit in a two-line Streamlit app (a number input and its value written
   back) on its own server: the floor of any Streamlit rerun round trip here.

@@ -154,7 +154,7 @@ def free_port() -> int:
 
 
 def wait_for_port(port: int, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> bool:
-    """Whether something listens on 127.0.0.1:``port`` within ``timeout`` s (False at once when ``proc`` ends)."""
+    """Whether 127.0.0.1:``port`` answers within ``timeout`` s (False at once when ``proc`` has ended)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
