@@ -4,10 +4,10 @@ interaction timed in the browser (``performance.now()``: from the key press or c
 animation frame in which its result is on the page), medians of at least 10.
 
 - edit → every model's chart updated (≤ 200 ms): AGE changed on the Subject page (a new value each time,
-  typed, then Enter); the clock stops in the frame where the probability chart (one bar group per model, every model
-  in it) holds new data; after the last edit every model's bars must equal the library's prediction.
-  Reference, in alternation: the same edit in a two-line Streamlit app (a number input and its value written
-  back) on its own server: the floor of any Streamlit rerun round trip here.
+  typed, then Enter); the clock stops in the frame where the probability chart (one bar group per model,
+  every model in it) holds new data; after the last edit every model's bars must equal the library's
+  prediction. Reference, in alternation: the same edit in a two-line Streamlit app (a number input and its
+  value written back) on its own server: the floor of any Streamlit rerun round trip here.
 - crosshair move and zoom in the Attribution viewer (≤ 150 ms, no new map): a click in the axial view and a
   zoom button, each until the next frame is drawn (the approach of tests/app/test_viewer_browser.py).
   Reference: an empty animation frame (the floor of this way of timing).
