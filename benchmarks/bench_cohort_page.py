@@ -18,60 +18,37 @@ Run: ``python benchmarks/bench_cohort_page.py [repeats]`` (needs Debian's chromi
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from hyperfusion.bench import BenchResult
+from hyperfusion.bench import (
+    BenchResult,
+    demo_env,
+    free_port,
+    launch_chromium,
+    stop,
+    streamlit_command,
+    wait_for_port,
+)
 from hyperfusion.files import cache_root
 
 BUDGET_S = 2.0
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 APP = Path(__file__).resolve().parents[1] / "app" / "Home.py"
 SCORED = re.compile(r"(\d+) subjects scored so far")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _server(env: dict) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
-    command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port)]
-    command += [
-        "--server.headless",
-        "true",
-        "--server.address",
-        "127.0.0.1",
-        "--browser.gatherUsageStats",
-        "false",
-    ]
+    port = free_port()
+    command = streamlit_command(APP, port)
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
+    if wait_for_port(port, 60, proc):
+        return proc, port
+    stop(proc)
     raise RuntimeError("the dashboard did not start")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def _open_cohort(browser, env: dict, until: int = 1) -> tuple[float, float | None]:
@@ -98,23 +75,17 @@ def _open_cohort(browser, env: dict, until: int = 1) -> tuple[float, float | Non
         page.close()
         return first, many
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 def run(repeats: int = 5) -> list[BenchResult]:
     from playwright.sync_api import sync_playwright
 
-    if not Path(CHROMIUM).is_file():
-        raise RuntimeError("Debian's chromium is needed: run the README's test command once")
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("HYPERFUSION_") or k == "HYPERFUSION_CACHE"
-    }
+    env = demo_env()
     store = cache_root("cohort", "results.sqlite")
     cold, twenty, restart = [], [], []
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-background-networking"]
-        )
+        browser = launch_chromium(p)
         for _ in range(repeats):
             store.unlink(missing_ok=True)
             first, many = _open_cohort(browser, env, until=20)

@@ -19,16 +19,21 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from hyperfusion.bench import BenchResult
+from hyperfusion.bench import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    BenchResult,
+    app_command,
+    free_port,
+    stop,
+    wait_for_port,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = REPO / "assets" / "demo" / "models" / "ad" / "hyperfusion"
@@ -42,12 +47,6 @@ _READ_CHART = """() => {
 }"""
 _SUBJECT_IS = """p => [...document.querySelectorAll('[data-testid=stSelectbox] input')]
   .some(i => i.getAttribute('aria-label') === 'Subject' && i.value === p)"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rss_bytes(pid: int) -> int:
@@ -145,11 +144,7 @@ async def _sessions(url: str, ptids: list[str]) -> list[dict]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-            headless=True,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"],
-        )
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS))
         try:
             return await asyncio.wait_for(
                 asyncio.gather(*[_session(browser, url, p) for p in ptids]), timeout=TIME_LIMIT_S
@@ -177,7 +172,7 @@ def run(repeats: int = 1) -> list[BenchResult]:
     with tempfile.TemporaryDirectory() as tmp:
         cohort_dir = generate_cohort(Path(tmp) / "cohort", SynthConfig(n=SESSIONS, seed=3, task="ad"))
         expected = _expected(cohort_dir)
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
             "HYPERFUSION_COHORT": str(cohort_dir),
@@ -185,7 +180,7 @@ def run(repeats: int = 1) -> list[BenchResult]:
             "HOME": tmp,
         }
         server = subprocess.Popen(
-            [sys.executable, "-m", "hyperfusion.cli", "app", "--port", str(port)],
+            app_command(port),
             cwd=tmp,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -193,15 +188,8 @@ def run(repeats: int = 1) -> list[BenchResult]:
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                        break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("the dashboard did not start within 60 s") from None
-                    time.sleep(0.2)
+            if not wait_for_port(port, 60, server):
+                raise RuntimeError("the dashboard did not start within 60 s")
             ptids = sorted(expected)
             # a warm-up session (models loaded, torch initialised), then one session alone, timed
             single = asyncio.run(_sessions(url, ptids[:1])) + asyncio.run(_sessions(url, ptids[1:2]))
@@ -214,8 +202,7 @@ def run(repeats: int = 1) -> list[BenchResult]:
             wall = time.perf_counter() - t0
             peak = max(monitor.stop(), rest_rss)
         finally:
-            server.terminate()
-            server.wait(timeout=20)
+            stop(server)
     problems = _check(single + results, expected)
     note = "; ".join(problems) if problems else f"{SESSIONS} sessions correct and unmixed, no errors"
     slowest = max(r["seconds"] for r in results)

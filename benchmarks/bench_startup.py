@@ -1,4 +1,4 @@
-"""First page usable within 5 s of start (issue #7): `hyperfusion app` from launch to a usable Home page.
+"""First page usable within 3 s of start (issue #16; #7 asked 5 s): `hyperfusion app` to a usable Home page.
 
 Each repeat starts the real server exactly as the README's first command does (`hyperfusion app`, the demo
 cohort and models, loopback), opens http://127.0.0.1:PORT in headless Chromium (already running, as a user's
@@ -11,9 +11,7 @@ Needs Debian's chromium and playwright (installed by the README's test command).
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,20 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from hyperfusion.bench import BenchResult
+from hyperfusion.bench import BenchResult, demo_env, free_port, launch_chromium, stop, wait_for_port
 
-BUDGET_S = 5.0
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+BUDGET_S = 3.0  # issue #16's budget (issue #7 asked for 5 s)
 
 
 def _time_to_page(browser, command: list[str], ready_text: str, env: dict) -> float:
-    port = _free_port()
+    port = free_port()
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [*command, "--port" if command[1:2] == ["app"] else "--server.port", str(port)],
@@ -43,13 +34,7 @@ def _time_to_page(browser, command: list[str], ready_text: str, env: dict) -> fl
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                time.sleep(0.05)
+        wait_for_port(port, 60, proc)
         page = browser.new_page()
         page.goto(f"http://127.0.0.1:{port}", wait_until="domcontentloaded")
         page.get_by_text(ready_text).first.wait_for(timeout=60_000)
@@ -57,19 +42,15 @@ def _time_to_page(browser, command: list[str], ready_text: str, env: dict) -> fl
         page.close()
         return elapsed
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def run(repeats: int = 5) -> list[BenchResult]:
     from playwright.sync_api import sync_playwright
 
-    if not Path(CHROMIUM).is_file():
-        raise RuntimeError("Debian's chromium is needed: run the README's test command once")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYPERFUSION_")}  # the demo defaults
+    env = {
+        k: v for k, v in demo_env().items() if k != "HYPERFUSION_CACHE"
+    }  # the demo defaults, a user's cache
     with tempfile.TemporaryDirectory() as tmp:
         trivial = Path(tmp) / "trivial.py"
         trivial.write_text('import streamlit as st\nst.write("trivial page ready")\n')
@@ -89,11 +70,7 @@ def run(repeats: int = 5) -> list[BenchResult]:
         app_cmd = [shutil.which("hyperfusion") or "hyperfusion", "app"]
         ours, floor = [], []
         with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM,
-                headless=True,
-                args=["--no-sandbox", "--disable-background-networking"],
-            )
+            browser = launch_chromium(p)
             for _ in range(repeats):
                 floor.append(_time_to_page(browser, floor_cmd, "trivial page ready", env))
                 ours.append(_time_to_page(browser, app_cmd, "Page ready in", env))

@@ -12,12 +12,17 @@ paper-size run.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
+import os
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +138,99 @@ def random_box_scan(path: Path, voxel_mm: float, seed: int = 0) -> Path:
     volume = np.random.default_rng(seed).uniform(0, 100, g.box_shape).astype(np.float32)
     nib.save(nib.Nifti1Image(volume, box_affine(g)), path)
     return Path(path)
+
+
+# --- the dashboard in a real browser (the browser benchmarks share these) -----------------------------------
+#: Debian's chromium, which Playwright drives headless (installed by the README's test command).
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ("--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage")
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> bool:
+    """Whether 127.0.0.1:``port`` answers within ``timeout`` s (False at once when ``proc`` has ended)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Terminate a server process, killing it when it does not stop within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def demo_env() -> dict[str, str]:
+    """This environment without any ``HYPERFUSION_*`` setting but the cache: ``hyperfusion app`` then serves
+    the demo cohort and models, with the synthetic scans it generates kept where this process keeps them."""
+    return {
+        k: v for k, v in os.environ.items() if not k.startswith("HYPERFUSION_") or k == "HYPERFUSION_CACHE"
+    }
+
+
+def app_command(port: int) -> list[str]:
+    """``hyperfusion app --port PORT`` (the README's first command; loopback), run by this Python."""
+    return [sys.executable, "-m", "hyperfusion.cli", "app", "--port", str(port)]
+
+
+def streamlit_command(script: Path, port: int) -> list[str]:
+    """``streamlit run SCRIPT`` headless on 127.0.0.1:``port``: a reference app timed beside the dashboard."""
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(script),
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+
+
+@contextlib.contextmanager
+def serving(
+    command: Callable[[int], list[str]], env: dict | None = None, timeout: float = 60.0, **kw
+) -> Iterator[str]:
+    """Start ``command(port)`` on a free port, yield its URL once the port answers, stop it on exit."""
+    port = free_port()
+    proc = subprocess.Popen(
+        command(port), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw
+    )
+    try:
+        if not wait_for_port(port, timeout, proc):
+            raise RuntimeError(f"the server did not start within {timeout:g} s: {' '.join(command(port))}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+def launch_chromium(playwright):
+    """Headless Debian chromium through a (sync) Playwright instance."""
+    if not Path(CHROMIUM).is_file():
+        raise RuntimeError("Debian's chromium is needed: run the README's test command once")
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS))
 
 
 def benchmarks_dir() -> Path:
