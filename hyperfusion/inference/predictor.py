@@ -21,6 +21,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,9 @@ class LoadedModel:
                 self._copies[name] = copy.deepcopy(self.network).to(device).eval()
             return self._copies[name]
 
-    @property
+    @cached_property
     def key(self) -> str:
+        """:func:`model_key` of the card (the card is frozen: hashed once, not on every prediction)."""
         return model_key(self.card)
 
     @property
