@@ -1,32 +1,17 @@
 """The Attribution page's panels: the choice of maps (every widget keeps a stable ``attr_*`` key, so a shared
-link can restore it), the maps asked for, and the viewer's rows with a button per map to go to its peak."""
+link can restore it), a button per map to go to its peak, and the downloads (what they hold:
+:mod:`hyperfusion.pages.attribution`)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import attribution_viewer as avw
 import attribution_views as av
 import numpy as np
 import streamlit as st
 
-from hyperfusion.data.cohort import describe_changes, record_changes
 from hyperfusion.data.schema import CLASS_NAMES
-from hyperfusion.errors import HyperFusionError
 from hyperfusion.explain import viewer as vw
-from hyperfusion.explain import views as viewer
-
-
-@dataclass
-class Choices:
-    mode: str
-    model: str | None
-    model_b: str | None
-    cls: str
-    method: str
-    baseline: str
-    comparable: bool  # two maps of the same kind of output (not a probability and years)
-    shared: bool  # one colour scale for both
+from hyperfusion.pages import attribution as A
 
 
 def _toggle(label: str, key: str, default: bool, **kwargs) -> bool:
@@ -34,9 +19,9 @@ def _toggle(label: str, key: str, default: bool, **kwargs) -> bool:
     return st.toggle(label, key=key, **kwargs)
 
 
-def controls(predictor, image_models: list[str], labels: dict, methods: dict) -> Choices:
-    av.keep_choice("attr_mode", list(av.MODES))
-    mode = st.radio("Show", list(av.MODES), format_func=av.MODES.get, key="attr_mode")
+def controls(predictor, image_models: list[str], labels: dict, methods: dict) -> A.Choices:
+    av.keep_choice("attr_mode", list(A.MODES))
+    mode = st.radio("Show", list(A.MODES), format_func=A.MODES.get, key="attr_mode")
     network = {m: predictor.models[m].members[0].network for m in image_models}
     model = model_b = None
     if image_models:  # the model with weights generated from the record first: it is what the tool is about
@@ -81,83 +66,7 @@ def controls(predictor, image_models: list[str], labels: dict, methods: dict) ->
         True,
         help="the same colours and threshold for the same values in both maps",
     )
-    return Choices(
-        mode,
-        model,
-        model_b,
-        cls,
-        method,
-        baseline,
-        comparable,
-        shared,
-    )
-
-
-def compute_maps(ch: Choices, compute, subject, record: dict, labels: dict, reads_record: bool, notices):
-    """The maps of the chosen mode: (maps, the record's edits, the recorded record's summary or None).
-    ``compute(name, record, which)`` -> (map, summary)."""
-    maps: list[av.SubjectMap] = []
-    edits, recorded_summary = [], None
-    ptid, method, model = subject.id, ch.method, ch.model
-    if model is None:
-        return maps, edits, recorded_summary
-    title = f"{model} · {labels[method]}"
-    try:
-        edits = record_changes(subject.recorded, record) if ch.mode == "records" else []
-        if ch.model_b is not None:
-            for name in (model, ch.model_b):
-                data, summary = compute(name, record)
-                maps.append(
-                    av.SubjectMap(
-                        data, name, f"{name} · {labels[method]}", av.file_stem(ptid, name, method), summary
-                    )
-                )
-        elif ch.mode == "records" and edits and reads_record:
-            before, recorded_summary = compute(model, subject.recorded, " (recorded record)")
-            after, summary = compute(model, record, " (edited record)")
-            maps.append(
-                av.SubjectMap(
-                    after, model, f"{title} · edited record", av.file_stem(ptid, model, method), summary
-                )
-            )
-            maps.append(
-                av.SubjectMap(
-                    after - before,
-                    model,
-                    "difference: edited − recorded",
-                    av.file_stem(ptid, model, method, "edited-minus-recorded"),
-                    difference=True,
-                )
-            )
-        else:
-            data, summary = compute(model, record)
-            maps.append(av.SubjectMap(data, model, title, av.file_stem(ptid, model, method), summary))
-            if ch.mode == "records" and not edits:
-                notices.info(
-                    "The record was not edited on the Subject page, so there is no difference to show; the "
-                    "map below is for the recorded values. Change a value there (e.g. APOE4) and come back."
-                )
-            elif ch.mode == "records":
-                notices.info(
-                    f"{model} does not read the record, so its map is the same under the recorded and the "
-                    f"edited values ({describe_changes(edits)}): the difference is zero everywhere. Its map "
-                    "is shown."
-                )
-    except HyperFusionError as exc:
-        notices.error(str(exc))
-        maps = []
-    return maps, edits, recorded_summary
-
-
-def map_layers(ch: Choices, maps, affine, labels: dict, explained, sign: str) -> list[vw.MapLayer]:
-    """The viewer's rows: each map on the scan's RAS grid, with what its colour bar measures."""
-    out = []
-    for m in maps:
-        shown_as = labels[ch.method] if sign != "absolute" or m.difference else f"|{labels[ch.method]}|"
-        label = f"{'Δ ' if m.difference else ''}{shown_as} of {explained(m)}"
-        data = viewer.ras_volume(m.data, affine).data  # the scan's RAS grid, as the viewer's scan
-        out.append(vw.MapLayer(data, "difference" if m.difference else m.model, label, m.difference))
-    return out
+    return A.Choices(mode, model, model_b, cls, method, baseline, comparable, shared)
 
 
 def peak_buttons(volume, layers: list[vw.MapLayer]) -> None:
@@ -166,3 +75,34 @@ def peak_buttons(volume, layers: list[vw.MapLayer]) -> None:
         whose = "the difference's" if m.difference else "the map's" if len(layers) == 1 else f"{m.title}'s"
         if np.any(m.data) and st.button(f"Go to {whose} peak", key=f"attr_peak_{i}"):
             avw.set_cursor(vw.peak_mm(volume, m.data))
+
+
+def downloads(ch: A.Choices, shown: A.Maps, png, img, ptid: str, tasks: dict) -> None:
+    """The view as a picture (``png()`` draws it: slices through the crosshair) and each map (or the
+    difference) as NIfTI; each file is built only when asked for (a 1 mm map takes a second to compress)."""
+    if not shown.maps:
+        return
+    png_stem, exports = A.downloads(ch, shown, ptid, tasks)
+    buttons = st.container(horizontal=True)
+    buttons.download_button(
+        "Download the view (PNG)",
+        png,
+        f"{png_stem}.png",
+        "image/png",
+        key="attr_download_png",
+        on_click="ignore",
+    )
+    for i, e in enumerate(exports):
+
+        def build(e: A.Export = e) -> bytes:
+            return A.nifti_gz(e.map.data, img.affine, img.header, e.description)
+
+        buttons.download_button(
+            e.label,
+            build,
+            e.file_name,
+            "application/gzip",
+            key=f"attr_download_nifti_{i}",
+            on_click="ignore",
+            help=A.NIFTI_HELP,
+        )

@@ -7,13 +7,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import dashboard as db
-import numpy as np
 import streamlit as st
 
 from hyperfusion.data.scenario import VIEW_KEYS
 from hyperfusion.explain import viewer as vw
-from hyperfusion.explain.views import ras_volume
+from hyperfusion.pages import attribution as A
 
 SEQUENTIAL = ("hot", "inferno", "viridis", "jet")
 DIVERGING = ("cold_hot", "coolwarm", "RdBu_r", "bwr")
@@ -40,25 +38,9 @@ def current_view() -> tuple[vw.View, list[str], bool]:
     view, problems = vw.View.from_text(text)
     external = text != st.session_state.get("vw_seen")
     if external:  # set from outside (a link, a scenario file): the widgets and the browser follow
-        _seed_widgets(view)
+        st.session_state.update(A.widget_state(view))
         st.session_state["vw_revision"] = st.session_state.get("vw_revision", 0) + 1
     return view, problems, external and "cursor" in text
-
-
-def _seed_widgets(view: vw.View) -> None:
-    percentile = view.percentile()
-    st.session_state.update(
-        vw_sign=view.sign,
-        vw_kind="percentile" if percentile is not None else "absolute",
-        vw_cmap=view.cmap,
-        vw_opacity=view.opacity,
-        vw_layers=list(view.layers),
-        vw_radiological=view.radiological,
-    )
-    if percentile is not None:
-        st.session_state["vw_percentile"] = int(percentile)
-    else:
-        st.session_state["vw_absolute"] = float(view.threshold)
 
 
 def display_controls(view: vw.View, offered: list[str]) -> vw.View:
@@ -98,7 +80,7 @@ def display_controls(view: vw.View, offered: list[str]) -> vw.View:
 
 def set_cursor(mm) -> None:
     """Move the crosshair from Python (a new subject, a peak button): the browser takes it on the next draw."""
-    st.session_state["attr_cursor"] = ",".join(f"{float(v):.4g}" for v in mm)
+    st.session_state["attr_cursor"] = A.cursor_text(mm)
     st.session_state["vw_revision"] = st.session_state.get("vw_revision", 0) + 1
 
 
@@ -108,14 +90,7 @@ def show(scene: dict, view: vw.View) -> vw.View:
     reported = result.view if result is not None else None
     if reported and reported != st.session_state.get("vw_reported"):
         st.session_state["vw_reported"] = reported
-        view, _ = vw.View.from_text(
-            {
-                "cursor": ",".join(map(str, reported["cursor"])),
-                "centre": ",".join(map(str, reported["centre"])),
-                "zoom": str(min(max(float(reported["zoom"]), 1.0), 16.0)),
-            },
-            view,
-        )
+        view = A.reported_view(reported, view)
     return view
 
 
@@ -128,17 +103,7 @@ def keep(view: vw.View) -> None:
     st.session_state["vw_seen"] = {k: text[k] for k in VIEW_KEYS if k in text}
 
 
-# --- the viewer's data ---------------------------------------------------------------------------------------
-def truth_volume(cohort, subject: db.Subject):
-    """A synthetic cohort's truth map of a cohort subject (where its effects were planted) on its RAS grid, or
-    None (real data, an upload, no file)."""
-    path = Path(cohort.path) / "truth" / f"{subject.id}.nii.gz"
-    if subject.uploaded or not path.is_file():
-        return None
-    img = db.load_scan(str(path))
-    return ras_volume(np.asarray(img.dataobj), img.affine)
-
-
+# --- kept for this session ---------------------------------------------------------------------------------
 def prepared(volume, rows: list, truth, scan) -> vw.Prepared:
     """``hyperfusion.explain.viewer.prepare`` once per scan and set of maps (kept for this session)."""
     key = (vw.fingerprint(volume.data), tuple((m.title, m.label, vw.fingerprint(m.data)) for m in rows))

@@ -12,8 +12,7 @@ from typing import Any
 import streamlit as st
 
 from hyperfusion.demo import dashboard_settings
-
-UPLOAD_PREFIX = "uploaded: "
+from hyperfusion.pages import UPLOAD_PREFIX
 
 
 class _Entry:

@@ -1,7 +1,8 @@
 """What the dashboard's pages show, as data: each section of a page is one call returning :class:`Block` s (a
 text, a table, a figure, a message), so that the pages only lay them out (``app/render.py``) and a notebook can
 print the same tables and texts. :mod:`hyperfusion.pages.reports`: the Model comparison and Brain age pages;
-:mod:`hyperfusion.pages.subject`: the Subject and Upload pages.
+:mod:`hyperfusion.pages.subject`: the Subject and Upload pages; :mod:`hyperfusion.pages.attribution`: the
+Attribution page.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ from typing import Any
 
 from hyperfusion.training import reports as R
 
+#: The dashboard's id of a subject uploaded in the session: "uploaded: <file name>".
+UPLOAD_PREFIX = "uploaded: "
+
 
 @dataclass
 class Block:
-    """One thing a page shows: ``kind`` is "markdown", "caption", "info", "warning", "code", "table" (``value`` a
-    DataFrame; ``cells``: what a cell holds, added to each column's explanation) or "figures" (``value`` a list
-    of (key, Plotly figure), shown side by side in ``columns`` columns, default one each); ``key`` names a table
-    for the page's widgets."""
+    """One thing a page shows: ``kind`` is "markdown", "subheader", "caption", "info", "success", "warning",
+    "error", "code", "table" (``value`` a DataFrame; ``cells``: what a cell holds, added to each column's
+    explanation) or "figures" (``value`` a list of (key, Plotly figure), shown side by side in ``columns``
+    columns, default one each); ``key`` names a table for the page's widgets."""
 
     kind: str
     value: Any
