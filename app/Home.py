@@ -60,7 +60,7 @@ def footer() -> None:
         c = db.cohort()
     except (HyperFusionError, OSError):
         return
-    share.share_panel(c, _synthetic(db.discover_models(db.settings()["models"])[0]))
+    share.share_panel(c, _synthetic(db.discover_models()[0]))
 
 
 st.set_page_config(page_title="HyperFusion", layout="wide")

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import streamlit as st
 from messages import plain
-from state import UPLOAD_PREFIX, Subject, session
+from state import Subject, session
 
 from hyperfusion import inference
 from hyperfusion.data import cohort as hc
 from hyperfusion.data.cohort import Cohort
 from hyperfusion.data.nifti import read_scan
 from hyperfusion.errors import HyperFusionError
+from hyperfusion.pages import subject as S
 
 __all__ = ["Subject"]  # the pages' db.Subject
 
@@ -27,12 +28,14 @@ def settings() -> dict:
 
 
 # --- models --------------------------------------------------------------------------------------------------
-def discover_models(roots: str) -> tuple[list[inference.ModelInfo], list[str]]:
-    return inference.find_models(roots)  # models and ensembles under the sidebar's roots, and problems
+def discover_models(roots: str | None = None) -> tuple[list[inference.ModelInfo], list[str]]:
+    """The models and ensembles under ``roots`` (default: the sidebar's), and the problems found."""
+    return inference.find_models(roots or settings()["models"])
 
 
-def models_for(c: Cohort, models: list[inference.ModelInfo]) -> list[inference.ModelInfo]:
-    return inference.models_for_task(models, c.provenance.get("task"))
+def usable_models(c: Cohort) -> list[inference.ModelInfo]:
+    """The models under the sidebar's roots made for cohort ``c``'s task."""
+    return inference.models_for_task(discover_models()[0], c.provenance.get("task"))
 
 
 @st.cache_resource(show_spinner="Loading models …")
@@ -141,53 +144,30 @@ def _chosen() -> None:
     session.subject = st.session_state["_subject_widget"]
 
 
-def carry_subject(c: Cohort, chosen: str | None, namespace: str | None, options: list[str]) -> str:
-    """The subject to show on cohort ``c``: ``chosen`` when it names the same person here (the same
-    ``subject_namespace``, or an upload), else the first option, with a note saying the choice was dropped."""
-    here = hc.subject_namespace(c)
-    if chosen in options and (namespace in (None, here) or chosen.startswith(UPLOAD_PREFIX)):
-        return chosen
-    if chosen is not None and namespace not in (None, here):
-        st.info(
-            f"The cohort changed: {chosen} was a subject of the previous one (in this cohort that ID, if it "
-            f"exists, is another person), so the subject is now {options[0]}."
-        )
-    return options[0]
-
-
 def subject_picker(c: Cohort, with_scan: bool = True, key: str = "_subject_widget") -> Subject:
     """The current subject, shared by every page (kept in the session: a widget's own state is dropped on pages
     that do not show it); this session's upload, if any, is the first choice. After a change of cohort a
     subject of the previous one is dropped, with its edits. ``key="brain_age_subject"``: the Brain age page's
     own choice on its cohort (the dashboard's subject when it is the same person there)."""
     up, here, main = uploaded_subject(), hc.subject_namespace(c), key == "_subject_widget"
-    labels = hc.subject_labels(c)
-    if up is not None:
-        labels = {up.id: hc.subject_label({**up.recorded, "PTID": up.id, "DX": up.truth}), **labels}
-    options = list(labels)
-    chosen, namespace = (session.subject, session.subject_namespace)
-    if not main:
-        chosen, namespace = st.session_state.get(key), session.brain_age_namespace
-        if chosen not in options and session.subject_namespace == here and session.subject in options:
-            chosen, namespace = session.subject, here
-    chosen = carry_subject(c, chosen, namespace, options)
-    if main and (chosen != session.subject or session.subject_namespace not in (None, here)):
-        del session.edited_record  # another person's edits must not follow the ID
-        st.session_state.pop("form_subject", None)
+    labels = S.subject_options(c, up)
     if main:
+        chosen, note = S.carried_subject(list(labels), here, session.subject, session.subject_namespace)
+        if chosen != session.subject or session.subject_namespace not in (None, here):
+            del session.edited_record  # another person's edits must not follow the ID
+            st.session_state.pop("form_subject", None)
         session.subject, session.subject_namespace = chosen, here
     else:
+        dashboard = (session.subject, session.subject_namespace)
+        own = (st.session_state.get(key), session.brain_age_namespace)
+        chosen, note = S.carried_subject(list(labels), here, *own, fallback=dashboard)
         session.brain_age_namespace = here
+    if note:
+        st.info(note)
     st.session_state[key] = chosen
     on_change = _chosen if main else None
-    st.selectbox(
-        "Subject",
-        options,
-        key=key,
-        on_change=on_change,
-        format_func=labels.get,
-        help="ID · diagnosis · age · sex",
-    )
+    help_ = "ID · diagnosis · age · sex"
+    st.selectbox("Subject", list(labels), key=key, on_change=on_change, format_func=labels.get, help=help_)
     return up if up is not None and chosen == up.id else subject_of(c, chosen, with_scan)
 
 

@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 import json
-import math
 
 import streamlit as st
 from state import UPLOAD_PREFIX, session
 
 from hyperfusion.data import scenario as sc
 from hyperfusion.data.cohort import Cohort, subject_namespace
-from hyperfusion.data.schema import FEATURES
 from hyperfusion.report import html_report
 
 
@@ -55,27 +53,6 @@ def apply_link_once(c: Cohort) -> None:
     params = {k: st.query_params[k] for k in st.query_params}
     if params:
         session.link_problems = apply_scenario(c, params)
-
-
-def form_values(record: dict) -> dict:
-    """Widget state of the Subject page's form for a raw record (value_X, missing_X)."""
-    state = {}
-    for f in FEATURES:
-        value = record.get(f.name)
-        if isinstance(value, float) and math.isnan(value):
-            value = None
-        state[f"missing_{f.name}"] = value is None
-        if f.categories:
-            state[f"value_{f.name}"] = value if value in f.categories else f.categories[0]
-            continue
-        try:
-            number = float(str(value).lstrip("<>")) if value is not None else math.nan
-        except ValueError:
-            number = math.nan
-        lo, hi = f.plausible_range
-        default = min(max(number, lo), hi) if math.isfinite(number) else (lo + hi) / 2
-        state[f"value_{f.name}"] = int(default) if f.type == "count" else float(default)
-    return state
 
 
 def share_panel(c: Cohort, synthetic: bool) -> None:

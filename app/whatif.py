@@ -38,14 +38,6 @@ def record_section(predictor, scan, record: dict, names: list[str], preds: dict)
         st.error(plain(exc))
 
 
-def _put_in_form(changes: dict) -> None:
-    for name, (_, value) in changes.items():
-        f = next(f for f in FEATURES if f.name == name)
-        st.session_state[f"missing_{name}"] = False
-        number = int(value) if f.categories or f.type == "count" else float(value)
-        st.session_state[f"value_{name}"] = f.categories[number] if f.categories else number
-
-
 def counterfactual_section(predictor, cohort, subject, scan, record: dict, preds: dict) -> None:
     st.subheader("What would change the prediction? (counterfactual)")
     ad = [n for n, p in preds.items() if p.task == "ad"]
@@ -83,7 +75,8 @@ def counterfactual_section(predictor, cohort, subject, scan, record: dict, preds
     if stored and stored[0] == key:
         render.show(S.counterfactual_found(predictor, stored[1], scan))
         if stored[1].changes:
-            st.button("Put these values in the form", on_click=_put_in_form, args=(stored[1].changes,))
+            put = S.changes_state(stored[1].changes)
+            st.button("Put these values in the form", on_click=st.session_state.update, args=(put,))
     shown, ptid = S.nearest(cohort, record, target, exclude=[subject.id])
     render.show(shown)
     if ptid is not None and st.button(f"Open {ptid}"):

@@ -45,7 +45,7 @@ with left:
 with right:
     st.subheader("Models")
     models, problems = db.discover_models(s["models"])
-    usable = db.models_for(cohort, models)
+    usable = db.usable_models(cohort)
     if usable:
         st.table([m.row() for m in usable])
     else:

@@ -3,7 +3,6 @@ and (AD) the counterfactual search."""
 
 import dashboard as db
 import render
-import share
 import streamlit as st
 import whatif
 from messages import plain
@@ -28,12 +27,12 @@ else:
 
 def _reset() -> None:
     """Put the form back to the recorded values (also on a change of subject)."""
-    st.session_state.update(share.form_values(recorded), form_subject=ptid)
+    st.session_state.update(S.form_state(recorded), form_subject=ptid)
 
 
 link = session.form_from_link
 if link and link["PTID"] == ptid:  # a shared link's edits fill the form once
-    st.session_state.update(share.form_values(link["record"]), form_subject=ptid)
+    st.session_state.update(S.form_state(link["record"]), form_subject=ptid)
     del session.form_from_link
 elif st.session_state.get("form_subject") != ptid or f"value_{FEATURES[0].name}" not in st.session_state:
     _reset()
@@ -44,7 +43,7 @@ with form_col:
     st.subheader("Record")
     st.button("Reset to the recorded values", on_click=_reset)
     for f in FEATURES:
-        label = f"{f.name} ({f.unit})" if f.unit else f.name
+        label = S.field_label(f)
         value_col, missing_col = st.columns([3, 1], vertical_alignment="bottom")
         missing = missing_col.checkbox("missing", key=f"missing_{f.name}", disabled=not f.editable)
         lo, hi = f.plausible_range
@@ -67,7 +66,7 @@ session.report_part(
 
 with pred_col:
     st.subheader("Predictions")
-    usable = db.models_for(cohort, db.discover_models(db.settings()["models"])[0])
+    usable = db.usable_models(cohort)
     if not usable:
         st.info("No model for this cohort. Add model directories in the sidebar (Settings).")
         st.stop()

@@ -19,7 +19,7 @@ st.title("Attribution")
 cohort = db.require_cohort()
 subject = db.subject_picker(cohort)
 ptid = subject.id
-usable = db.models_for(cohort, db.discover_models(db.settings()["models"])[0])
+usable = db.usable_models(cohort)
 key = tuple((m.name, m.path) for m in usable)
 predictor = db.predictor_for(key) if usable else None
 image_models = [m.name for m in usable if predictor.models[m.name].members[0].reads_scan]

@@ -82,7 +82,7 @@ for n in notes:
     st.info(plain(n))
 
 if scan_bytes is not None and record is not None:
-    models, _ = db.discover_models(db.settings()["models"])
+    models, _ = db.discover_models()
     if not models:
         st.info("No model loaded. Add model directories in the sidebar (Settings).")
         st.stop()

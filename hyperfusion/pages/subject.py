@@ -4,17 +4,54 @@ and the nearest real subject of the other class, the entry check of an upload an
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
-from hyperfusion.data.cohort import Cohort, parse_record, record_from_csv, require_some_value
+from hyperfusion.data.cohort import (
+    Cohort,
+    parse_record,
+    record_from_csv,
+    require_some_value,
+    subject_label,
+    subject_labels,
+)
 from hyperfusion.data.schema import FEATURES
 from hyperfusion.errors import HyperFusionError
 from hyperfusion.explain import figures, ice_curves, nearest_subject, robustness
 from hyperfusion.explain.counterfactual import MIN_SHARED
 from hyperfusion.inference.tables import prediction_rows, shown_value
-from hyperfusion.pages import Block
+from hyperfusion.pages import UPLOAD_PREFIX, Block
 
 UNITS = {f.name: f.unit for f in FEATURES}
+
+
+def subject_options(cohort: Cohort, upload=None) -> dict[str, str]:
+    """A subject picker's options, {id: label}: the session's ``upload`` first (anything with ``id``,
+    ``recorded`` and ``truth``), then the cohort's subjects."""
+    labels = subject_labels(cohort)
+    if upload is None:
+        return labels
+    return {upload.id: subject_label({**upload.recorded, "PTID": upload.id, "DX": upload.truth}), **labels}
+
+
+def carried_subject(
+    options: list[str], here: str, chosen: str | None, namespace: str | None, fallback=(None, None)
+) -> tuple[str, str | None]:
+    """The subject a picker shows on a cohort of namespace ``here``
+    (:func:`~hyperfusion.data.cohort.subject_namespace`), and a note when a choice was dropped: ``chosen``
+    (picked on a cohort of ``namespace``) when it names the same person here or is an upload, else
+    ``fallback`` (another picker's (subject, namespace)) when that does, else the first option."""
+    if chosen not in options and fallback[1] == here and fallback[0] in options:
+        chosen, namespace = fallback[0], here
+    if chosen in options and (namespace in (None, here) or chosen.startswith(UPLOAD_PREFIX)):
+        return chosen, None
+    if chosen is None or namespace in (None, here):
+        return options[0], None
+    return options[0], (
+        f"The cohort changed: {chosen} was a subject of the previous one (in this cohort that ID, if it exists, "
+        f"is another person), so the subject is now {options[0]}."
+    )
 
 
 def fusion_first(predictor, names: list[str]) -> int:
@@ -125,6 +162,45 @@ def nearest(cohort: Cohort, record: dict, target: str, exclude: list[str]) -> tu
         ),
         Block("table", pd.DataFrame(diff).astype(str), "nearest_record"),
     ], ptid
+
+
+def field_label(f) -> str:
+    """A form field's label: the attribute's name with its unit."""
+    return f"{f.name} ({f.unit})" if f.unit else f.name
+
+
+def form_state(record: dict) -> dict:
+    """The Subject page's form widgets' state (``value_X``, ``missing_X``) for a raw record: a missing value
+    ticks "missing", a censored one ("<200") shows its bound, a number outside the plausible range its nearest
+    end, and a value that is no number the middle of the range."""
+    state = {}
+    for f in FEATURES:
+        value = record.get(f.name)
+        if isinstance(value, float) and math.isnan(value):
+            value = None
+        state[f"missing_{f.name}"] = value is None
+        if f.categories:
+            state[f"value_{f.name}"] = value if value in f.categories else f.categories[0]
+            continue
+        try:
+            number = float(str(value).lstrip("<>")) if value is not None else math.nan
+        except ValueError:
+            number = math.nan
+        lo, hi = f.plausible_range
+        default = min(max(number, lo), hi) if math.isfinite(number) else (lo + hi) / 2
+        state[f"value_{f.name}"] = int(default) if f.type == "count" else float(default)
+    return state
+
+
+def changes_state(changes: dict) -> dict:
+    """The form widgets' state that puts a counterfactual's ``changes`` ({attribute: (now, then)}) in the form."""
+    state = {}
+    for name, (_, value) in changes.items():
+        f = next(f for f in FEATURES if f.name == name)
+        number = int(value) if f.categories or f.type == "count" else float(value)
+        state[f"missing_{name}"] = False
+        state[f"value_{name}"] = f.categories[number] if f.categories else number
+    return state
 
 
 def form_value(raw, value, missing: bool) -> tuple[object, list[str]]:
