@@ -14,26 +14,22 @@ import streamlit as st  # noqa: E402
 from in_memory import keep_uploads_in_memory  # noqa: E402
 from state import session  # noqa: E402
 
-from hyperfusion.errors import HyperFusionError  # noqa: E402
 from hyperfusion.report import RESEARCH_NOTICE, SYNTHETIC_NOTICE  # noqa: E402
 
 
-def _synthetic(models) -> bool:
-    try:
-        return db.cohort().is_synthetic or any(m.synthetic for m in models)
-    except (HyperFusionError, OSError):
-        return any(m.synthetic for m in models)
+def _synthetic() -> bool:
+    c = db.cohort_or_none()
+    return (c is not None and c.is_synthetic) or any(m.synthetic for m in db.discover_models()[0])
 
 
 def furniture() -> None:
     """The notices, a shared link applied once, and the settings sidebar."""
-    try:
-        share.apply_link_once(db.cohort())
+    c = db.cohort_or_none()
+    if c is not None:
+        share.apply_link_once(c)
         share.restore_choices()
-    except (HyperFusionError, OSError):
-        pass
     s = db.settings()
-    synthetic = _synthetic(db.discover_models(s["models"])[0])
+    synthetic = _synthetic()
     st.warning(f"**{RESEARCH_NOTICE}**" + (f" · **{SYNTHETIC_NOTICE}**" if synthetic else ""), icon="⚠️")
     if session.upload is not None:
         st.caption(f"Uploaded subject in this session: {session.upload.name} (kept in memory only).")
@@ -56,11 +52,9 @@ def furniture() -> None:
 
 def footer() -> None:
     """Keeps the address bar equal to the scenario and offers its downloads."""
-    try:
-        c = db.cohort()
-    except (HyperFusionError, OSError):
-        return
-    share.share_panel(c, _synthetic(db.discover_models()[0]))
+    c = db.cohort_or_none()
+    if c is not None:
+        share.share_panel(c, _synthetic())
 
 
 st.set_page_config(page_title="HyperFusion", layout="wide")

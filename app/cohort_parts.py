@@ -8,11 +8,11 @@ import threading
 
 import render
 import streamlit as st
-from messages import plain
 from state import session
 
 from hyperfusion.data.cohort import Cohort
 from hyperfusion.pages import cohort as C
+from hyperfusion.pages import plain
 
 REFRESH_S = 1.0  # how often a running job's rows are shown anew
 _RUNNING: dict[str, list] = {"predictions": [], "importance": []}  # kind -> jobs started (older ones stopped)

@@ -10,7 +10,6 @@ import weakref
 from pathlib import Path
 
 import streamlit as st
-from messages import plain
 from state import Subject, session
 
 from hyperfusion import inference
@@ -18,6 +17,7 @@ from hyperfusion.data import cohort as hc
 from hyperfusion.data.cohort import Cohort
 from hyperfusion.data.nifti import read_scan
 from hyperfusion.errors import HyperFusionError
+from hyperfusion.pages import plain
 from hyperfusion.pages import subject as S
 
 __all__ = ["Subject"]  # the pages' db.Subject
@@ -70,6 +70,14 @@ def cohort_at(path: str | Path) -> Cohort:
 
 def cohort() -> Cohort:
     return cohort_at(settings()["cohort"])
+
+
+def cohort_or_none() -> Cohort | None:
+    """The cohort, or None when it cannot be read (for what works without it)."""
+    try:
+        return cohort()
+    except (HyperFusionError, OSError):
+        return None
 
 
 def require_cohort() -> Cohort:

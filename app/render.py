@@ -18,6 +18,8 @@ def show(blocks: list[Block], where=st) -> None:
         elif b.kind == "figures":
             for col, (key, fig) in zip(where.columns(b.columns or len(b.value)), b.value):
                 col.plotly_chart(fig, width="stretch", key=key)
+        elif b.kind == "static_table":
+            where.table(b.value)
         elif b.kind == "code":
             where.code(b.value, language="bash", wrap_lines=True)
         else:  # markdown, subheader, caption, info, success, warning, error

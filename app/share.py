@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 
 import streamlit as st
-from state import UPLOAD_PREFIX, session
+from state import session
 
 from hyperfusion.data import scenario as sc
 from hyperfusion.data.cohort import Cohort, subject_namespace
+from hyperfusion.pages import UPLOAD_PREFIX
 from hyperfusion.report import html_report
 
 

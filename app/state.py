@@ -6,13 +6,14 @@ the browser session and never outlive it; an upload's scan stays in memory only.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any
 
 import streamlit as st
 
 from hyperfusion.demo import dashboard_settings
-from hyperfusion.pages import UPLOAD_PREFIX
+from hyperfusion.pages import Subject, Upload
+
+__all__ = ["Subject", "Upload", "session"]
 
 
 class _Entry:
@@ -39,33 +40,6 @@ class _Entry:
 
     def __delete__(self, obj) -> None:
         st.session_state.pop(self.key, None)
-
-
-@dataclass
-class Upload:
-    """The scan and record uploaded in this session (kept in its memory only)."""
-
-    name: str
-    scan: bytes
-    record: dict
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def id(self) -> str:
-        return UPLOAD_PREFIX + self.name
-
-
-@dataclass
-class Subject:
-    """The subject every page shows: a cohort subject (``scan`` its path) or this session's upload (``scan`` its
-    bytes), as read by hyperfusion.data.nifti.read_scan; ``recorded``: the raw record (ADNIMERGE names),
-    ``truth``: the diagnosis when known."""
-
-    id: str
-    scan: str | bytes | None
-    recorded: dict
-    truth: str | None
-    uploaded: bool = False
 
 
 class Session:

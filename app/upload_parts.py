@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import dashboard as db
 import streamlit as st
-from state import UPLOAD_PREFIX, session
+from state import session
 
 from hyperfusion.data.schema import FEATURES
 from hyperfusion.errors import HyperFusionError
+from hyperfusion.pages import UPLOAD_PREFIX
 from hyperfusion.pages import subject as S
 
 
@@ -23,6 +24,24 @@ def forget_upload() -> None:
         del session.subject
     if up is not None:
         db.forget_scan(up.scan)
+
+
+def keep_upload(name: str, scan: bytes, record: dict, warnings: list[str]) -> None:
+    """Make a scan and record that gave predictions this session's subject (a replaced upload's image features
+    go at once)."""
+    previous = session.uploaded or {}
+    if previous.get("scan") not in (None, scan):
+        db.forget_scan(previous["scan"])
+        del session.upload_maps
+    session.uploaded = {"name": name, "scan": scan, "record": dict(record), "warnings": warnings}
+    session.subject = UPLOAD_PREFIX + name
+
+
+def forget_button(where) -> None:
+    """A button (in ``where``: the page or a column) that forgets the uploaded subject."""
+    if where.button("Forget the uploaded subject"):
+        forget_upload()
+        st.rerun()
 
 
 def run_preprocessing(name: str, raw: bytes) -> None:
@@ -50,20 +69,15 @@ def record_input(csv_file, problems: list[str], notes: list[str]) -> dict | None
         except HyperFusionError as exc:
             problems.append(str(exc))
     else:
-        saved = session.upload_form_record or {}
-        for f in FEATURES:  # the form's last values, also after a new scan or a visit to another page
-            if f"upload_value_{f.name}" not in st.session_state:
-                value = saved.get(f.name)
-                st.session_state[f"upload_value_{f.name}"] = (
-                    value if f.categories or value is None else str(value)
-                )
+        # the form's last values, also after a new scan or a visit to another page
+        for k, value in S.upload_form_state(session.upload_form_record or {}).items():
+            st.session_state.setdefault(k, value)
         with st.form("upload_record"):
             st.markdown("Record (leave a value empty when it is missing; sex has no default: choose it)")
             cols = st.columns(3)
             raw = {}
             for n, f in enumerate(FEATURES):
-                label = f"{f.name} ({f.unit})" if f.unit else f.name
-                key = f"upload_value_{f.name}"
+                label, key = S.field_label(f), f"upload_value_{f.name}"
                 if f.categories:
                     raw[f.name] = cols[n % 3].selectbox(
                         label, f.categories, index=None, key=key, placeholder="choose"

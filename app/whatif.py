@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import render
 import streamlit as st
-from messages import plain
 from state import session
 
 from hyperfusion.data.schema import FEATURES
 from hyperfusion.errors import HyperFusionError
 from hyperfusion.explain import counterfactual
+from hyperfusion.pages import plain
 from hyperfusion.pages import subject as S
 
 

@@ -5,12 +5,12 @@ import dashboard as db
 import render
 import streamlit as st
 import whatif
-from messages import plain
 from state import session
 
 from hyperfusion.data.schema import FEATURES
 from hyperfusion.errors import HyperFusionError
 from hyperfusion.inference import paths_of
+from hyperfusion.pages import plain
 from hyperfusion.pages import subject as S
 
 st.title("Subject and what-if")

@@ -5,12 +5,12 @@ import cohort_parts as cp
 import dashboard as db
 import render
 import streamlit as st
-from messages import plain
 from state import session
 
 from hyperfusion.data.schema import CLASS_NAMES, FEATURE_NAMES
 from hyperfusion.errors import HyperFusionError
 from hyperfusion.pages import cohort as C
+from hyperfusion.pages import plain
 
 st.title("Cohort")
 

@@ -7,10 +7,18 @@ Attribution page.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
 from hyperfusion.training import reports as R
+
+# st.error / st.info render Markdown, where a quoted value such as "$5 or $6", "*draft*", "<200", "[x](y)" or
+# ":red[x]" would turn into maths, emphasis, HTML, a link or a coloured directive. These characters act
+# anywhere in a line; "." "-" "(" ")" and the like only at the start of one (lists, headings), handled below,
+# so that common file names ("sub-01.nii.gz") read unchanged in the page's source too
+_INLINE = re.compile(r"([\\`*_{}\[\]<>#+!|~$:&])")
+_LINE_START = re.compile(r"^(\s*)([-=]|\d+[.)])", re.MULTILINE)
 
 #: The dashboard's id of a subject uploaded in the session: "uploaded: <file name>".
 UPLOAD_PREFIX = "uploaded: "
@@ -19,8 +27,8 @@ UPLOAD_PREFIX = "uploaded: "
 @dataclass
 class Block:
     """One thing a page shows: ``kind`` is "markdown", "subheader", "caption", "info", "success", "warning",
-    "error", "code", "table" (``value`` a DataFrame; ``cells``: what a cell holds, added to each column's
-    explanation) or "figures" (``value`` a list of (key, Plotly figure), shown side by side in ``columns``
+    "error", "code", "static_table" (a DataFrame shown whole), "table" (``value`` a DataFrame; ``cells``: what
+    a cell holds, added to each column's explanation) or "figures" (``value`` a list of (key, Plotly figure), shown side by side in ``columns``
     columns, default one each); ``key`` names a table for the page's widgets."""
 
     kind: str
@@ -28,6 +36,33 @@ class Block:
     key: str | None = None
     cells: str = ""
     columns: int = 0
+
+
+@dataclass
+class Upload:
+    """The scan and record uploaded in a dashboard session (kept in its memory only)."""
+
+    name: str
+    scan: bytes
+    record: dict
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return UPLOAD_PREFIX + self.name
+
+
+@dataclass
+class Subject:
+    """The subject every dashboard page shows: a cohort subject (``scan`` its path) or this session's upload (``scan`` its
+    bytes), as read by hyperfusion.data.nifti.read_scan; ``recorded``: the raw record (ADNIMERGE names),
+    ``truth``: the diagnosis when known."""
+
+    id: str
+    scan: str | bytes | None
+    recorded: dict
+    truth: str | None
+    uploaded: bool = False
 
 
 def column_help(columns, cells: str = "") -> dict[str, tuple[str, str]]:
@@ -49,3 +84,10 @@ def column_help(columns, cells: str = "") -> dict[str, tuple[str, str]]:
             continue
         out[c] = (label, f"{text}{' · ' + cells if cells else ''}")
     return out
+
+
+def plain(text: object) -> str:
+    """``text`` with its Markdown syntax backslash-escaped, so that a page shows it verbatim (a message quoting
+    user input: a file name, a cell value)."""
+    escaped = _INLINE.sub(r"\\\1", str(text))
+    return _LINE_START.sub(lambda m: f"{m.group(1)}{m.group(2)[:-1]}\\{m.group(2)[-1]}", escaped)

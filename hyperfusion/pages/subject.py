@@ -4,6 +4,7 @@ and the nearest real subject of the other class, the entry check of an upload an
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import pandas as pd
@@ -21,7 +22,7 @@ from hyperfusion.errors import HyperFusionError
 from hyperfusion.explain import figures, ice_curves, nearest_subject, robustness
 from hyperfusion.explain.counterfactual import MIN_SHARED
 from hyperfusion.inference.tables import prediction_rows, shown_value
-from hyperfusion.pages import UPLOAD_PREFIX, Block
+from hyperfusion.pages import UPLOAD_PREFIX, Block, plain
 
 UNITS = {f.name: f.unit for f in FEATURES}
 
@@ -250,3 +251,37 @@ def form_record(raw: dict) -> dict:
             "that reads it"
         )
     return raw
+
+
+def scan_to_read(data: bytes, name: str, preprocessed: dict | None) -> tuple[bytes, str, dict | None]:
+    """The uploaded scan the models read, its name, and the preprocessing result it came from: ``preprocessed``
+    (what ``preprocess_bytes`` made in this session) when it was made from these very bytes, else the upload."""
+    if preprocessed and preprocessed["source_sha256"] == hashlib.sha256(data).hexdigest():
+        return preprocessed["scan"], preprocessed["name"], preprocessed
+    return data, name, None
+
+
+def upload_form_state(saved: dict) -> dict:
+    """The Upload page's form widgets' state (``upload_value_X``) for the form's last values ``saved``."""
+    return {
+        f"upload_value_{f.name}": value if f.categories or value is None else str(value)
+        for f in FEATURES
+        for value in [saved.get(f.name)]
+    }
+
+
+def upload_predictions(preds: dict, warnings: list[str]) -> list[Block]:
+    """Every model's prediction for an upload, each row marked unreliable when the scan failed the entry check
+    (and was predicted anyway), with the check's ``warnings`` above."""
+    rows = prediction_rows(preds, "ad") + prediction_rows(preds, "brain_age")
+    for row in rows if warnings else []:
+        row["warning"] = "UNRELIABLE: the scan failed the entry check"
+    return [
+        Block("subheader", "Predictions"),
+        *[Block("warning", plain(w)) for w in warnings],
+        Block("table", pd.DataFrame(rows), "upload_predictions"),
+        Block(
+            "markdown",
+            "This subject is now the current subject of every page (listed first in each subject picker).",
+        ),
+    ]
