@@ -12,6 +12,7 @@ import streamlit as st
 from hyperfusion.data.schema import CLASS_NAMES
 from hyperfusion.explain import viewer as vw
 from hyperfusion.pages import attribution as A
+from hyperfusion.pages import subject as S
 
 
 def _toggle(label: str, key: str, default: bool, **kwargs) -> bool:
@@ -19,53 +20,42 @@ def _toggle(label: str, key: str, default: bool, **kwargs) -> bool:
     return st.toggle(label, key=key, **kwargs)
 
 
+def _choose(widget, label: str, options: list, key: str, default=None, **kwargs):
+    """``widget`` (st.radio, st.selectbox) of ``options``, its value kept one of them (av.keep_choice)."""
+    av.keep_choice(key, options, default)
+    return widget(label, options, key=key, **kwargs)
+
+
 def controls(predictor, image_models: list[str], labels: dict, methods: dict) -> A.Choices:
-    av.keep_choice("attr_mode", list(A.MODES))
-    mode = st.radio("Show", list(A.MODES), format_func=A.MODES.get, key="attr_mode")
-    network = {m: predictor.models[m].members[0].network for m in image_models}
+    """The mode, the model(s), the class explained, the method and its baseline."""
+    mode = _choose(st.radio, "Show", list(A.MODES), "attr_mode", format_func=A.MODES.get)
     model = model_b = None
     if image_models:  # the model with weights generated from the record first: it is what the tool is about
-        av.keep_choice(
-            "attr_model", image_models, next((m for m in image_models if network[m].generated_layers), None)
-        )
-        model = st.selectbox("Model", image_models, key="attr_model")
+        first = image_models[S.fusion_first(predictor, image_models)]
+        model = _choose(st.selectbox, "Model", image_models, "attr_model", first)
     else:
         st.info("No model for this cohort reads the scan: there is no image attribution map to show.")
-    if mode == "models" and model is not None:
-        others = [m for m in image_models if m != model]
-        if others:  # against the image-only baseline, the model that reads no record
-            av.keep_choice(
-                "attr_model_b", others, next((m for m in others if not network[m].reads_record), None)
-            )
-            model_b = st.selectbox("Second model", others, key="attr_model_b")
-        else:
-            st.info("Only one model here reads the scan: there is no second model to compare with.")
+    others = [m for m in image_models if m != model]
+    if mode == "models" and model is not None and others:  # against the image-only model, reading no record
+        second = A.image_only_first(predictor, others)
+        model_b = _choose(st.selectbox, "Second model", others, "attr_model_b", second)
+    elif mode == "models" and model is not None:
+        st.info("Only one model here reads the scan: there is no second model to compare with.")
     tasks = {predictor.models[m].task for m in (model, model_b) if m is not None}
     cls = "AD"
     if "ad" in tasks:
-        av.keep_choice("attr_target", list(CLASS_NAMES), "AD")
-        cls = st.radio("Explain the class", list(CLASS_NAMES), horizontal=True, key="attr_target")
-    av.keep_choice("attr_method", list(labels), "saliency")
-    method = st.selectbox(
-        "Method",
-        list(labels),
-        format_func=labels.get,
-        key="attr_method",
-        help="Captum methods (hyperfusion.explain); each map is computed once, then cached",
+        cls = _choose(st.radio, "Explain the class", list(CLASS_NAMES), "attr_target", "AD", horizontal=True)
+    help_ = "Captum methods (hyperfusion.explain); each map is computed once, then cached"
+    method = _choose(
+        st.selectbox, "Method", list(labels), "attr_method", "saliency", format_func=labels.get, help=help_
     )
     baseline = "zero"
     if methods[method].get("uses_baseline", False):
-        av.keep_choice("attr_baseline", ["zero", "blur"])
-        baseline = st.selectbox(
-            "Baseline", ["zero", "blur"], key="attr_baseline", help="what the scan is compared with"
-        )
+        help_ = "what the scan is compared with"
+        baseline = _choose(st.selectbox, "Baseline", ["zero", "blur"], "attr_baseline", help=help_)
     comparable = model_b is not None and len(tasks) == 1
-    shared = comparable and _toggle(
-        "One colour scale for both maps",
-        "attr_shared_scale",
-        True,
-        help="the same colours and threshold for the same values in both maps",
-    )
+    help_ = "the same colours and threshold for the same values in both maps"
+    shared = comparable and _toggle("One colour scale for both maps", "attr_shared_scale", True, help=help_)
     return A.Choices(mode, model, model_b, cls, method, baseline, comparable, shared)
 
 
@@ -74,7 +64,7 @@ def peak_buttons(volume, layers: list[vw.MapLayer]) -> None:
     for i, m in enumerate(layers):
         whose = "the difference's" if m.difference else "the map's" if len(layers) == 1 else f"{m.title}'s"
         if np.any(m.data) and st.button(f"Go to {whose} peak", key=f"attr_peak_{i}"):
-            avw.set_cursor(vw.peak_mm(volume, m.data))
+            avw.viewer_state.set_cursor(vw.peak_mm(volume, m.data))
 
 
 def downloads(ch: A.Choices, shown: A.Maps, png, img, ptid: str, tasks: dict) -> None:

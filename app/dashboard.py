@@ -18,7 +18,7 @@ from hyperfusion.data.cohort import Cohort
 from hyperfusion.data.nifti import read_scan
 from hyperfusion.errors import HyperFusionError
 from hyperfusion.pages import plain
-from hyperfusion.pages import subject as S
+from hyperfusion.pages.session import MAIN_PICKER, subject_options
 
 __all__ = ["Subject"]  # the pages' db.Subject
 
@@ -140,40 +140,24 @@ def load_scan(scan: str | bytes):
 def uploaded_subject() -> Subject | None:
     """The subject uploaded in this session (Upload page), if any."""
     up = session.upload
-    if up is None:
-        return None
-    recorded = hc.cohort_record(hc.parse_record(up.record, source="the uploaded record"))
-    return Subject(
-        up.id, upload_scan(up.scan, up.name), recorded, session.uploaded.get("truth"), uploaded=True
-    )
+    return None if up is None else up.subject(upload_scan(up.scan, up.name), session.uploaded.get("truth"))
 
 
 def _chosen() -> None:
-    session.subject = st.session_state["_subject_widget"]
+    session.subject = st.session_state[MAIN_PICKER]
 
 
-def subject_picker(c: Cohort, with_scan: bool = True, key: str = "_subject_widget") -> Subject:
+def subject_picker(c: Cohort, with_scan: bool = True, key: str = MAIN_PICKER) -> Subject:
     """The current subject, shared by every page (kept in the session: a widget's own state is dropped on pages
     that do not show it); this session's upload, if any, is the first choice. After a change of cohort a
     subject of the previous one is dropped, with its edits. ``key="brain_age_subject"``: the Brain age page's
     own choice on its cohort (the dashboard's subject when it is the same person there)."""
-    up, here, main = uploaded_subject(), hc.subject_namespace(c), key == "_subject_widget"
-    labels = S.subject_options(c, up)
-    if main:
-        chosen, note = S.carried_subject(list(labels), here, session.subject, session.subject_namespace)
-        if chosen != session.subject or session.subject_namespace not in (None, here):
-            del session.edited_record  # another person's edits must not follow the ID
-            st.session_state.pop("form_subject", None)
-        session.subject, session.subject_namespace = chosen, here
-    else:
-        dashboard = (session.subject, session.subject_namespace)
-        own = (st.session_state.get(key), session.brain_age_namespace)
-        chosen, note = S.carried_subject(list(labels), here, *own, fallback=dashboard)
-        session.brain_age_namespace = here
+    up = uploaded_subject()
+    labels = subject_options(c, up)
+    chosen, note = session.pick_subject(list(labels), hc.subject_namespace(c), key)
     if note:
         st.info(note)
-    st.session_state[key] = chosen
-    on_change = _chosen if main else None
+    on_change = _chosen if key == MAIN_PICKER else None
     help_ = "ID · diagnosis · age · sex"
     st.selectbox("Subject", list(labels), key=key, on_change=on_change, format_func=labels.get, help=help_)
     return up if up is not None and chosen == up.id else subject_of(c, chosen, with_scan)
@@ -181,7 +165,4 @@ def subject_picker(c: Cohort, with_scan: bool = True, key: str = "_subject_widge
 
 def subject_of(c: Cohort, ptid: str, with_scan: bool = True) -> Subject:
     """A cohort subject (its scan read, or generated, only ``with_scan``)."""
-    row = hc.cohort_row(c, ptid)
-    truth = row.get("DX")
-    scan = scan_path(c, ptid) if with_scan else None
-    return Subject(ptid, scan, hc.cohort_record(row), truth if isinstance(truth, str) else None)
+    return Subject.of_cohort(c, ptid, scan_path(c, ptid) if with_scan else None)

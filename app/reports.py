@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dashboard as db
 import streamlit as st
 
 from hyperfusion.training import reports as R
@@ -21,7 +20,3 @@ def reports_of(assets: str | Path, task: str | None = None) -> tuple[list[R.Repo
     """The reports under ``<assets>/reports`` (read again when one is added, removed or changed)."""
     files = sorted((Path(assets) / "reports").glob("*/results.json"))
     return find_reports(str(assets), task, tuple((str(p), p.stat().st_mtime_ns) for p in files))
-
-
-def report_cohort(report: R.Report, assets: str | Path):
-    return R.report_cohort(report, assets, load=db.cohort_at)

@@ -43,11 +43,8 @@ def counterfactual_section(predictor, cohort, subject, scan, record: dict, preds
     ad = [n for n, p in preds.items() if p.task == "ad"]
     cols = st.columns([2, 1, 2])
     model = cols[0].selectbox("Model", ad, index=S.fusion_first(predictor, ad), key="cf_model")
-    classes = preds[model].class_names
-    others = [c for c in classes if c != classes[int(preds[model].value[1].argmax())]]
-    target = cols[1].selectbox(
-        "Make it", others, index=others.index("AD") if "AD" in others else 0, key="cf_target"
-    )
+    others, default = S.counterfactual_targets(preds[model])
+    target = cols[1].selectbox("Make it", others, index=default, key="cf_target")
     fixed = cols[2].multiselect(
         "Keep fixed",
         [f.name for f in FEATURES if f.editable],
@@ -59,15 +56,8 @@ def counterfactual_section(predictor, cohort, subject, scan, record: dict, preds
     if st.button(f"Find the smallest change that makes {model} predict {target}"):
         with st.spinner("Searching over the record (the scan's features are reused) …"):
             try:
-                found = counterfactual(
-                    predictor,
-                    model,
-                    scan,
-                    record,
-                    target,
-                    immutable=fixed,
-                    cohort=None if subject.uploaded else cohort,
-                )
+                among = None if subject.uploaded else cohort  # the nearest subject's cohort
+                found = counterfactual(predictor, model, scan, record, target, immutable=fixed, cohort=among)
                 session.counterfactual = (key, found)
             except HyperFusionError as exc:
                 st.error(plain(exc))

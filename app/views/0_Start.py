@@ -4,7 +4,6 @@ import time
 
 import dashboard as db
 import render
-import share
 import streamlit as st
 from state import session
 
@@ -42,7 +41,7 @@ with st.expander("Open a shared scenario (JSON file from “Share this scenario�
         except HyperFusionError as exc:
             st.error(plain(exc))
         else:
-            for problem in share.apply_scenario(cohort, scenario):
+            for problem in session.apply_scenario(cohort, scenario):
                 st.warning(problem)
             st.page_link("views/1_Subject.py", label=f"Open {scenario.get('subject', 'the subject')} →")
 st.caption(f"Page ready in {time.perf_counter() - (session.page_start or time.perf_counter()):.2f} s.")

@@ -54,25 +54,21 @@ render.show(shown.notes, notices)
 # --- the viewer: every map a row of three views through one crosshair, drawn in the browser -----------------
 img = db.load_scan(scan)
 volume = viewer.ras_volume(np.asarray(img.dataobj), img.affine)
-view, problems, linked = avw.current_view()
+view, problems, linked = avw.viewer_state.current()
 truth = A.truth_volume(cohort.path, ptid, subject.uploaded, db.load_scan)
 with controls:
     view = avw.display_controls(view, [k for k in vw.LAYERS if k != "truth" or truth is not None])
     rows = A.map_layers(ch, shown, img.affine, labels, tasks, view.sign)
     ap.peak_buttons(volume, rows)
-new_subject = st.session_state.get("cursor_subject") != ptid and not linked
-if view.cursor is None or new_subject:  # the first map's peak
-    avw.set_cursor(vw.peak_mm(volume, rows[0].data if rows else volume.data * 0))
-    st.session_state["cursor_subject"] = ptid
-view, _ = vw.View.from_text({"cursor": st.session_state["attr_cursor"]}, view)
-prepared = avw.prepared(volume, rows, truth, scan)
+view = avw.viewer_state.place_cursor(view, volume, rows, ptid, linked)
+prepared = avw.kept(
+    "vw_prepared", A.prepared_key(volume, rows, truth), lambda: vw.prepare(volume, rows, truth)
+)
 with view_column:
     for problem in problems:
         notices.warning(f"The shared view: {problem}.")
-    view = avw.show(
-        vw.scene(prepared, view, shared=ch.shared, revision=st.session_state["vw_revision"]), view
-    )
-    avw.keep(view)
+    view = avw.show(vw.scene(prepared, view, shared=ch.shared, revision=avw.viewer_state.revision), view)
+    avw.viewer_state.keep(view)
     at_cursor = vw.readout(volume, rows, view.cursor)
     st.caption(f"Crosshair at {vw.readout_text(at_cursor)}. " + A.caption(ch, shown, tasks))
     if shown.difference is not None:
@@ -81,6 +77,7 @@ with view_column:
     def png() -> bytes:
         return vw.snapshot_png(prepared, view, shared=ch.shared)
 
-    session.report_part("attribution_png", avw.cached_png(prepared, view, ch.shared, png))
+    png_key = (id(prepared), tuple(sorted(view.to_text().items())), ch.shared)
+    session.report_part("attribution_png", avw.kept("vw_png", png_key, png))  # drawn again on a change
     ap.downloads(ch, shown, png, img, ptid, tasks)
     render.show(A.map_details(shown, methods[ch.method]["description"]))

@@ -5,7 +5,7 @@ import dashboard as db
 import reports as rp
 import streamlit as st
 
-from hyperfusion.training.cards import card_fold, card_sections
+from hyperfusion.training.cards import card_sections, member_labels
 
 st.title("Model cards")
 st.caption(
@@ -27,10 +27,7 @@ for m in models:
         for heading, text in card_sections(m.cards, m.name, m.architecture, found):
             st.markdown(f"#### {heading}\n{text}")
         st.markdown("#### Raw card.json")
-        members = [
-            f"member {k} (fold {card_fold(c) if card_fold(c) is not None else '–'})"
-            for k, c in enumerate(m.cards)
-        ]
+        members = member_labels(m.cards)
         member = st.selectbox(
             "Member", range(len(members)), format_func=members.__getitem__, key=f"raw_{m.name}"
         )

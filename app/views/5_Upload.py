@@ -36,7 +36,6 @@ csv_file = st.file_uploader(
 
 scan_note = st.empty()  # what was read from the scan; emptied again if the models refuse the scan
 problems: list[str] = []
-notes: list[str] = []
 scan_bytes: bytes | None = None
 scan_warnings: list[str] = []
 scan_name = scan_file.name if scan_file is not None else ""
@@ -64,7 +63,8 @@ if scan_file is not None:
         st.image(preprocessed["png"], caption=f"{scan_name}: {preprocessed['qc']['verdict']['summary']}")
         st.dataframe(S.qc_table(preprocessed["qc"]), hide_index=True, key="upload_qc")
 
-record = parts.record_input(csv_file, problems, notes)
+record, refused, notes = parts.record_input(csv_file)
+problems += refused
 if session.upload_preprocess_error is not None:
     problems.append(session.upload_preprocess_error)
     del session.upload_preprocess_error

@@ -3,8 +3,6 @@ it was measured on: the paper's table, confusion matrices, ROC and calibration c
 reliance, the subjects fusion and the unimodal models disagree on, and (synthetic data) attribution
 faithfulness. Each section is one hyperfusion.pages call."""
 
-from pathlib import Path
-
 import dashboard as db
 import render
 import reports as rp
@@ -14,6 +12,7 @@ from state import session
 from hyperfusion.data.cohort import subject_namespace
 from hyperfusion.data.schema import CLASS_NAMES
 from hyperfusion.pages import reports as P
+from hyperfusion.training import reports as R
 
 st.title("Model comparison")
 assets = db.settings()["assets"]
@@ -21,10 +20,7 @@ found, problems = rp.reports_of(assets)
 for p in problems:
     st.info(p)
 if not found:
-    st.info(
-        f"No evaluation report yet in {Path(assets) / 'reports'} (the demo build writes them when it "
-        "finishes; or run `hyperfusion evaluate --data COHORT --models MODEL_DIRS... --out REPORT_DIR`)."
-    )
+    st.info(P.no_reports(assets))
     st.stop()
 
 by_name = {r.name: r for r in found}
@@ -33,7 +29,7 @@ name = st.selectbox(
 )
 report = by_name[name]
 render.show(P.report_header(report))
-cohort, note = rp.report_cohort(report, assets)
+cohort, note = R.report_cohort(report, assets, load=db.cohort_at)
 frame, said = P.report_frame(report, cohort, note)
 render.show(said)
 predictions = report.predictions()

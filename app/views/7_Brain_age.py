@@ -15,6 +15,7 @@ from hyperfusion.files import shown_path
 from hyperfusion.inference import models_for_task, paths_of
 from hyperfusion.pages import plain
 from hyperfusion.pages import reports as P
+from hyperfusion.training import reports as R
 
 st.title("Brain age")
 st.markdown(P.BRAIN_AGE_INTRO)
@@ -36,7 +37,7 @@ if source.startswith("evaluation report"):
     report = found[sources.index(source)]
     if report.synthetic:
         st.caption(f"Report `{shown_path(report.path)}`, measured on SYNTHETIC data.")
-    frame, corrected, said = P.report_ages(report, *rp.report_cohort(report, s["assets"]))
+    frame, corrected, said = P.report_ages(report, *R.report_cohort(report, s["assets"], load=db.cohort_at))
 else:
     n = st.number_input(
         "Subjects to predict (the cohort's first N)",

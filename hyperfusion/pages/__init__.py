@@ -51,6 +51,13 @@ class Upload:
     def id(self) -> str:
         return UPLOAD_PREFIX + self.name
 
+    def subject(self, scan, truth: str | None = None) -> Subject:
+        """The upload as the subject the pages show (``scan``: its decoded ScanBytes)."""
+        from hyperfusion.data.cohort import cohort_record, parse_record
+
+        recorded = cohort_record(parse_record(self.record, source="the uploaded record"))
+        return Subject(self.id, scan, recorded, truth, uploaded=True)
+
 
 @dataclass
 class Subject:
@@ -63,6 +70,15 @@ class Subject:
     recorded: dict
     truth: str | None
     uploaded: bool = False
+
+    @classmethod
+    def of_cohort(cls, cohort, ptid: str, scan=None) -> Subject:
+        """Subject ``ptid`` of ``cohort``, its diagnosis when recorded (``scan``: its scan, when read)."""
+        from hyperfusion.data.cohort import cohort_record, cohort_row
+
+        row = cohort_row(cohort, ptid)
+        truth = row.get("DX")
+        return cls(ptid, scan, cohort_record(row), truth if isinstance(truth, str) else None)
 
 
 def column_help(columns, cells: str = "") -> dict[str, tuple[str, str]]:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from hyperfusion.data.cohort import describe_changes, record_changes
 from hyperfusion.data.geometry import new_image_like
+from hyperfusion.data.scenario import VIEW_KEYS
 from hyperfusion.data.schema import CLASS_NAMES
 from hyperfusion.errors import HyperFusionError
 from hyperfusion.explain import viewer as vw
@@ -29,6 +30,8 @@ MODES: dict[str, str] = {
     "models": "two models side by side",
     "records": "recorded vs edited record",
 }
+SEQUENTIAL = ("hot", "inferno", "viridis", "jet")  # colour maps of |values| or one sign
+DIVERGING = ("cold_hot", "coolwarm", "RdBu_r", "bwr")  # of signed values
 NIFTI_HELP = (
     "float32 .nii.gz on the scan's own voxel grid and affine (it opens over the scan in FSLeyes or "
     "ITK-SNAP): the signed map as computed, whatever the display shows"
@@ -79,6 +82,11 @@ class Maps:
 def reads_record(entry) -> bool:
     """Whether a loaded model (every member of an ensemble shares the architecture) reads the tabular record."""
     return bool(entry.members[0].network.reads_record)
+
+
+def image_only_first(predictor, names: list[str]) -> str:
+    """The first of ``names`` that reads no record (the image-only baseline to compare with), else the first."""
+    return next((n for n in names if not reads_record(predictor.models[n])), names[0])
 
 
 def interactive_methods() -> list[dict]:
@@ -339,6 +347,70 @@ def truth_volume(cohort_path: str | Path, ptid: str, uploaded: bool, load: Calla
     return ras_volume(np.asarray(img.dataobj), img.affine)
 
 
+class ViewerState:
+    """The Attribution viewer's view kept in a session's ``store`` (``st.session_state`` in the dashboard, a dict
+    in a test) as the text a link carries (``attr_cursor``, ``attr_zoom``, ``attr_threshold`` …:
+    :class:`hyperfusion.explain.viewer.View`), with what the page needs beside: the display widgets' state
+    (``vw_*``), the revision the browser follows (a new one makes it take the view from Python) and the view
+    the page itself last kept (``vw_seen``), to tell a link's view from the page's own."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    def current(self) -> tuple[vw.View, list[str], bool]:
+        """The view kept (as a link or the last run left it), each bad value found, and whether a cursor was
+        set from outside the page (a link, a scenario file) since its last run. A view set from outside sets
+        the display widgets and a new revision: the widgets and the browser follow it."""
+        text = {k: self.store[f"attr_{k}"] for k in VIEW_KEYS if self.store.get(f"attr_{k}")}
+        view, problems = vw.View.from_text(text)
+        external = text != self.store.get("vw_seen")
+        if external:
+            self.store.update(widget_state(view))
+            self._new_revision()
+        return view, problems, external and "cursor" in text
+
+    @property
+    def revision(self) -> int:
+        return self.store.get("vw_revision", 0)
+
+    def _new_revision(self) -> None:
+        self.store["vw_revision"] = self.revision + 1
+
+    def set_cursor(self, mm) -> None:
+        """Move the crosshair from Python (a new subject, a peak button): the browser takes it on its next draw."""
+        self.store["attr_cursor"] = ",".join(f"{float(v):.4g}" for v in mm)
+        self._new_revision()
+
+    def place_cursor(
+        self, view: vw.View, volume, rows: list[vw.MapLayer], ptid: str, linked: bool
+    ) -> vw.View:
+        """``view`` with its crosshair on the first map's peak when it has none or the subject changed (unless
+        a link set it)."""
+        if view.cursor is None or (self.store.get("cursor_subject") != ptid and not linked):
+            self.set_cursor(vw.peak_mm(volume, rows[0].data if rows else volume.data * 0))
+            self.store["cursor_subject"] = ptid
+        return vw.View.from_text({"cursor": self.store["attr_cursor"]}, view)[0]
+
+    def reported(self, reported: dict | None, view: vw.View) -> vw.View:
+        """``view`` with the cursor, centre and zoom the browser reported, when it reported a new one (zoom kept
+        within 1-16)."""
+        if not reported or reported == self.store.get("vw_reported"):
+            return view
+        self.store["vw_reported"] = reported
+        text = {
+            "cursor": ",".join(map(str, reported["cursor"])),
+            "centre": ",".join(map(str, reported["centre"])),
+            "zoom": str(min(max(float(reported["zoom"]), 1.0), 16.0)),
+        }
+        return vw.View.from_text(text, view)[0]
+
+    def keep(self, view: vw.View) -> None:
+        """Keep the view as text (what a link carries) and remember it as the page's own."""
+        text = view.to_text()
+        self.store.update({f"attr_{k}": text[k] for k in VIEW_KEYS if k in text})
+        self.store["vw_seen"] = {k: text[k] for k in VIEW_KEYS if k in text}
+
+
 def widget_state(view: vw.View) -> dict:
     """The viewer's display widgets' state (``vw_*`` keys) for ``view``: how a link's view reaches them."""
     percentile = view.percentile()
@@ -355,16 +427,13 @@ def widget_state(view: vw.View) -> dict:
     return {**state, "vw_absolute": float(view.threshold)}
 
 
-def reported_view(reported: dict, view: vw.View) -> vw.View:
-    """``view`` with the cursor, centre and zoom the browser reported (zoom kept within 1-16)."""
-    text = {
-        "cursor": ",".join(map(str, reported["cursor"])),
-        "centre": ",".join(map(str, reported["centre"])),
-        "zoom": str(min(max(float(reported["zoom"]), 1.0), 16.0)),
-    }
-    return vw.View.from_text(text, view)[0]
+def colour_maps(sign: str) -> tuple[str, ...]:
+    """The colour maps offered for a view of ``sign`` ("both": diverging, else sequential)."""
+    return DIVERGING if sign == "both" else SEQUENTIAL
 
 
-def cursor_text(mm) -> str:
-    """A crosshair position in mm as the link's ``cursor`` value."""
-    return ",".join(f"{float(v):.4g}" for v in mm)
+def prepared_key(volume, rows: list[vw.MapLayer], truth) -> tuple:
+    """What :func:`hyperfusion.explain.viewer.prepare` depends on: the scan, each row's title, label and data,
+    and whether a truth map is shown."""
+    rows_key = tuple((m.title, m.label, vw.fingerprint(m.data)) for m in rows)
+    return vw.fingerprint(volume.data), rows_key, truth is not None

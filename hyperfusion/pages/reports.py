@@ -23,6 +23,14 @@ from hyperfusion.training import reports as R
 
 
 # --- Model comparison --------------------------------------------------------------------------------------
+def no_reports(assets: str | Path) -> str:
+    """What the Model comparison page says when ``<assets>/reports`` holds no evaluation report."""
+    return (
+        f"No evaluation report yet in {Path(assets) / 'reports'} (the demo build writes them when it finishes; or "
+        "run `hyperfusion evaluate --data COHORT --models MODEL_DIRS... --out REPORT_DIR`)."
+    )
+
+
 def comparison_tabs(report: R.Report) -> list[str]:
     """The Model comparison page's tabs for this report."""
     ad = report.task == "ad"

@@ -9,50 +9,15 @@ import math
 
 import pandas as pd
 
-from hyperfusion.data.cohort import (
-    Cohort,
-    parse_record,
-    record_from_csv,
-    require_some_value,
-    subject_label,
-    subject_labels,
-)
+from hyperfusion.data.cohort import Cohort, parse_record, record_from_csv, require_some_value
 from hyperfusion.data.schema import FEATURES
 from hyperfusion.errors import HyperFusionError
 from hyperfusion.explain import figures, ice_curves, nearest_subject, robustness
 from hyperfusion.explain.counterfactual import MIN_SHARED
 from hyperfusion.inference.tables import prediction_rows, shown_value
-from hyperfusion.pages import UPLOAD_PREFIX, Block, plain
+from hyperfusion.pages import Block, plain
 
 UNITS = {f.name: f.unit for f in FEATURES}
-
-
-def subject_options(cohort: Cohort, upload=None) -> dict[str, str]:
-    """A subject picker's options, {id: label}: the session's ``upload`` first (anything with ``id``,
-    ``recorded`` and ``truth``), then the cohort's subjects."""
-    labels = subject_labels(cohort)
-    if upload is None:
-        return labels
-    return {upload.id: subject_label({**upload.recorded, "PTID": upload.id, "DX": upload.truth}), **labels}
-
-
-def carried_subject(
-    options: list[str], here: str, chosen: str | None, namespace: str | None, fallback=(None, None)
-) -> tuple[str, str | None]:
-    """The subject a picker shows on a cohort of namespace ``here``
-    (:func:`~hyperfusion.data.cohort.subject_namespace`), and a note when a choice was dropped: ``chosen``
-    (picked on a cohort of ``namespace``) when it names the same person here or is an upload, else
-    ``fallback`` (another picker's (subject, namespace)) when that does, else the first option."""
-    if chosen not in options and fallback[1] == here and fallback[0] in options:
-        chosen, namespace = fallback[0], here
-    if chosen in options and (namespace in (None, here) or chosen.startswith(UPLOAD_PREFIX)):
-        return chosen, None
-    if chosen is None or namespace in (None, here):
-        return options[0], None
-    return options[0], (
-        f"The cohort changed: {chosen} was a subject of the previous one (in this cohort that ID, if it exists, "
-        f"is another person), so the subject is now {options[0]}."
-    )
 
 
 def fusion_first(predictor, names: list[str]) -> int:
@@ -114,6 +79,14 @@ def record_attribution(predictor, model: str, scan, record: dict, prediction) ->
     return [Block("figures", [("record_waterfall", figures.record_waterfall(ra))]), Block("caption", text)]
 
 
+def counterfactual_targets(prediction) -> tuple[list[str], int]:
+    """The classes a counterfactual may aim for (all but the one predicted for the edited record, record 1)
+    and the default's index: AD when it is one of them."""
+    classes = prediction.class_names
+    others = [c for c in classes if c != classes[int(prediction.value[1].argmax())]]
+    return others, others.index("AD") if "AD" in others else 0
+
+
 def counterfactual_found(predictor, cf, scan) -> list[Block]:
     """What a counterfactual search found: its message, how robust the change is, and the changes."""
     out = [Block("success" if cf.found else "warning", cf.message)]
@@ -168,6 +141,45 @@ def nearest(cohort: Cohort, record: dict, target: str, exclude: list[str]) -> tu
 def field_label(f) -> str:
     """A form field's label: the attribute's name with its unit."""
     return f"{f.name} ({f.unit})" if f.unit else f.name
+
+
+def text_field_help(f) -> str:
+    """The Upload form's help of an attribute: its meaning and plausible range."""
+    return f"{f.meaning}; {f.plausible_range[0]:g}–{f.plausible_range[1]:g} {f.unit}"
+
+
+def number_field(f) -> dict:
+    """The Subject page's number input of a numeric attribute: its plausible range, step and help."""
+    lo, hi = f.plausible_range
+    kind, step = (int, 1) if f.type == "count" else (float, float(f.step))
+    text = f"{f.meaning}; plausible range {lo:g}–{hi:g} {f.unit}".strip()
+    return {"min_value": kind(lo), "max_value": kind(hi), "step": step, "help": text}
+
+
+def subject_caption(subject, cohort: Cohort) -> str:
+    """Where the subject comes from and its diagnosis (``subject``: a :class:`~hyperfusion.pages.Subject`)."""
+    if subject.uploaded:
+        return (
+            f"Uploaded in this session (kept in memory only) · diagnosis: **{subject.truth or 'not given'}**"
+        )
+    return f"Diagnosis ({cohort.label_column}): **{subject.truth}** · source: {cohort.source}"
+
+
+def record_rows(recorded: dict, edited: dict) -> list[dict]:
+    """The record as recorded and as edited, one row per attribute (the HTML report's table)."""
+    return [{"attribute": n, "recorded": recorded[n], "edited": edited[n]} for n in recorded]
+
+
+def models_to_predict(
+    predictor, names: list[str], ptid: str, has_scan: bool
+) -> tuple[list[str], list[Block]]:
+    """The models that can predict subject ``ptid`` (those reading the scan only when it has one), and a note
+    when some cannot."""
+    readers = [n for n in names if predictor.models[n].members[0].reads_scan]
+    if has_scan or not readers:
+        return names, []
+    note = Block("info", f"No scan for {ptid}: only the tabular models are shown.")
+    return [n for n in names if n not in readers], [note]
 
 
 def form_state(record: dict) -> dict:
@@ -285,3 +297,17 @@ def upload_predictions(preds: dict, warnings: list[str]) -> list[Block]:
             "This subject is now the current subject of every page (listed first in each subject picker).",
         ),
     ]
+
+
+def upload_record(
+    csv: tuple[bytes, str] | None, form: dict | None
+) -> tuple[dict | None, list[str], list[str]]:
+    """The Upload page's record: the one-row CSV ``(data, name)`` when given, else the form's values (None: not
+    submitted yet); with the problems (the record refused) and the notes (the CSV columns not read)."""
+    try:
+        if csv is not None:
+            record, note = csv_record(*csv)
+            return record, [], [note] if note else []
+        return (None if form is None else form_record(form)), [], []
+    except HyperFusionError as exc:
+        return None, [str(exc)], []
