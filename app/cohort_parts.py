@@ -1,6 +1,6 @@
-"""The Cohort page's background jobs (one per cohort and set of models for the whole server process, so a second
-session or a rerun finds the job running or done) and the sections that show them, redrawn while they run (the
-jobs and tables: :mod:`hyperfusion.pages.cohort`)."""
+"""The Cohort page's background jobs (one per cohort and set of models for the whole server process, so a
+second session or a rerun finds the job running or done) and the sections that show them, redrawn while they
+run (the jobs and tables: :mod:`hyperfusion.pages.cohort`)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def prediction_job(key: tuple, paths: tuple[tuple[str, str], ...], generate: boo
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def importance_job(key: tuple, paths: tuple, generate: bool, n: int, class_name: str, _cohort: Cohort):
-    """Record attributions of a seeded sample of ``n`` subjects, once the predictions' first batches are done."""
+    """Record attributions of a seeded sample of ``n`` subjects, once the first predictions are done."""
     first = prediction_job(key, paths, generate, _cohort)
     return _started("importance", C.importance_job(_cohort, paths, n, class_name, first))
 

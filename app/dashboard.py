@@ -1,7 +1,6 @@
-"""The dashboard's boundary with the library: the cohort, the models, the Predictor and the subjects' scans cached
-with ``st.cache_data`` / ``st.cache_resource`` (the app's only caches), the current subject, and the furniture
-every page shares (notices, settings, the share panel). No science here: each computation is one hyperfusion
-call. Settings come from the environment (see state.default_settings) and can be changed in the sidebar.
+"""The dashboard's boundary with the library: the settings, the cohort, the models, the Predictor, the
+evaluation reports and the subjects' scans, cached with ``st.cache_data`` / ``st.cache_resource``, and the
+current subject. No science here: each computation is one hyperfusion call.
 """
 
 from __future__ import annotations
@@ -19,12 +18,14 @@ from hyperfusion.data.nifti import read_scan
 from hyperfusion.errors import HyperFusionError
 from hyperfusion.pages import plain
 from hyperfusion.pages.session import MAIN_PICKER, subject_options
+from hyperfusion.training import reports as R
 
 __all__ = ["Subject"]  # the pages' db.Subject
 
 
 def settings() -> dict:
-    return session.settings  # cohort, models, assets
+    """The sidebar's settings: cohort, models, assets (at first from the environment: dashboard_settings)."""
+    return session.settings
 
 
 # --- models --------------------------------------------------------------------------------------------------
@@ -134,6 +135,19 @@ def load_scan(scan: str | bytes):
     if isinstance(scan, bytes) and not hasattr(scan, "image"):  # this session's upload's bytes
         scan = upload_scan(scan, session.upload.name if session.upload else "the uploaded scan")
     return (scan if hasattr(scan, "image") else _scan_file(str(scan), Path(scan).stat().st_mtime_ns)).image
+
+
+# --- evaluation reports ------------------------------------------------------------------------------------
+@st.cache_data(show_spinner=False)
+def find_reports(assets: str, task: str | None, stamp: tuple) -> tuple[list[R.Report], list[str]]:
+    """``stamp``: the reports' (path, mtime) pairs, the cache key that makes a change read them again."""
+    return R.find_reports(assets, task)
+
+
+def reports_of(assets: str | Path, task: str | None = None) -> tuple[list[R.Report], list[str]]:
+    """The reports under ``<assets>/reports`` (read again when one is added, removed or changed)."""
+    files = sorted((Path(assets) / "reports").glob("*/results.json"))
+    return find_reports(str(assets), task, tuple((str(p), p.stat().st_mtime_ns) for p in files))
 
 
 # --- the current subject -------------------------------------------------------------------------------------

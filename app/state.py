@@ -1,5 +1,5 @@
-"""The session's state: :class:`hyperfusion.pages.session.Session` kept in ``st.session_state`` (so it lasts for
-the browser session and never outlives it). Pages read and write ``session`` attributes, never raw keys."""
+"""The session's state: :class:`hyperfusion.pages.session.Session` kept in ``st.session_state`` (so it lasts
+for the browser session and never outlives it). Pages read and write ``session`` attributes, never raw keys."""
 
 from __future__ import annotations
 

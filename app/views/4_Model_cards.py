@@ -2,7 +2,6 @@
 with the numbers of the evaluation reports that measured it; the raw card.json of each member below."""
 
 import dashboard as db
-import reports as rp
 import streamlit as st
 
 from hyperfusion.training.cards import card_sections, member_labels
@@ -19,7 +18,7 @@ for p in problems:
     st.info(p)
 if not models:
     st.info("No model found. Add model directories in the sidebar (Settings).")
-found, _ = rp.reports_of(s["assets"])
+found, _ = db.reports_of(s["assets"])
 for m in models:
     with st.expander(
         f"{m.name} · {m.architecture} · {m.task} · {m.members} member(s)", expanded=len(models) == 1

@@ -33,7 +33,6 @@ csv_file = st.file_uploader(
     "other than the model's attributes are ignored and listed; a misspelt attribute column is refused.",
 )
 
-
 scan_note = st.empty()  # what was read from the scan; emptied again if the models refuse the scan
 problems: list[str] = []
 scan_bytes: bytes | None = None
@@ -100,8 +99,7 @@ if scan_bytes is not None and record is not None:
 elif scan_bytes is None and not problems:
     current = session.upload
     if current is not None:
-        text = f"{current.name} is this session's uploaded subject (in memory only). Upload another scan to replace it."
-        st.info(plain(text))
+        st.info(plain(S.kept_upload_note(current.name)))
         parts.forget_button(st)
     else:
         st.info("Upload a scan and give a record to see every model's prediction.")

@@ -5,7 +5,6 @@ faithfulness. Each section is one hyperfusion.pages call."""
 
 import dashboard as db
 import render
-import reports as rp
 import streamlit as st
 from state import session
 
@@ -16,7 +15,7 @@ from hyperfusion.training import reports as R
 
 st.title("Model comparison")
 assets = db.settings()["assets"]
-found, problems = rp.reports_of(assets)
+found, problems = db.reports_of(assets)
 for p in problems:
     st.info(p)
 if not found:

@@ -6,7 +6,6 @@ when it was made for brain age, else the brain-age demo cohort; the models are t
 
 import dashboard as db
 import render
-import reports as rp
 import streamlit as st
 from state import session
 
@@ -22,7 +21,7 @@ st.markdown(P.BRAIN_AGE_INTRO)
 s = db.settings()
 cohort, cohort_source = P.brain_age_cohort(db.cohort_or_none(), s["assets"], db.cohort_at)
 models = models_for_task(db.discover_models()[0], "brain_age")
-found, _ = rp.reports_of(s["assets"], task="brain_age")
+found, _ = db.reports_of(s["assets"], task="brain_age")
 render.show(P.brain_age_sources(cohort, cohort_source, models, s["models"], found))
 if (cohort is None or not models) and not found:
     st.stop()

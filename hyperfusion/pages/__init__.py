@@ -28,8 +28,9 @@ UPLOAD_PREFIX = "uploaded: "
 class Block:
     """One thing a page shows: ``kind`` is "markdown", "subheader", "caption", "info", "success", "warning",
     "error", "code", "static_table" (a DataFrame shown whole), "table" (``value`` a DataFrame; ``cells``: what
-    a cell holds, added to each column's explanation) or "figures" (``value`` a list of (key, Plotly figure), shown side by side in ``columns``
-    columns, default one each); ``key`` names a table for the page's widgets."""
+    a cell holds, added to each column's explanation) or "figures" (``value`` a list of (key, Plotly figure),
+    shown side by side in ``columns`` columns, default one each); ``key`` names a table for the page's
+    widgets."""
 
     kind: str
     value: Any
@@ -61,9 +62,9 @@ class Upload:
 
 @dataclass
 class Subject:
-    """The subject every dashboard page shows: a cohort subject (``scan`` its path) or this session's upload (``scan`` its
-    bytes), as read by hyperfusion.data.nifti.read_scan; ``recorded``: the raw record (ADNIMERGE names),
-    ``truth``: the diagnosis when known."""
+    """The subject every dashboard page shows: a cohort subject (``scan`` its path) or this session's upload
+    (``scan`` its bytes), as read by hyperfusion.data.nifti.read_scan; ``recorded``: the raw record (ADNIMERGE
+    names), ``truth``: the diagnosis when known."""
 
     id: str
     scan: str | bytes | None

@@ -254,7 +254,8 @@ def caption(ch: Choices, shown: Maps, tasks: dict) -> str:
                 "own colour scale."
             )
     parts += [
-        f"{m.model} predicts {predicted(tasks[m.model], ch.cls, m.summary)} for this record (as on the Subject page)."
+        f"{m.model} predicts {predicted(tasks[m.model], ch.cls, m.summary)} for this record (as on the Subject "
+        "page)."
         for m in shown.maps
         if m.summary
     ]
@@ -269,8 +270,8 @@ def difference_caption(ch: Choices, shown: Maps, tasks: dict) -> str:
     before = predicted(tasks[edited.model], ch.cls, shown.recorded_summary)
     after = predicted(tasks[edited.model], ch.cls, edited.summary)
     return (
-        f"Edited on the Subject page: {describe_changes(shown.edits)}. Same model, method and class ({ch.cls}) under "
-        f"both records; it predicts {before} recorded, {after} edited. The difference (edited − recorded) is "
+        f"Edited on the Subject page: {describe_changes(shown.edits)}. Same model, method and class ({ch.cls}) "
+        f"under both records; it predicts {before} recorded, {after} edited. The difference (edited − recorded) is "
         "signed: red–yellow where the edited record raises the attribution, blue–cyan where it lowers it. It has "
         f"its own colour scale: its largest |value| is {largest:.3g}, {100 * largest / edited_largest:.0f}% of "
         "the edited map's."

@@ -335,8 +335,8 @@ def brain_age_sources(
     if cohort is not None:
         synthetic = " · **SYNTHETIC** subjects" if cohort.is_synthetic else ""
         names = ", ".join(m.name for m in models) or "none"
-        text = f"Cohort: {source}, `{shown_path(cohort.path)}` · {len(cohort)} subjects{synthetic} · brain-age models: {names}"
-        out.append(Block("caption", text))
+        where = f"Cohort: {source}, `{shown_path(cohort.path)}` · {len(cohort)} subjects{synthetic}"
+        out.append(Block("caption", f"{where} · brain-age models: {names}"))
     if not models:
         text = "No brain-age model among the model directories: only the evaluation report is shown. "
         out.append(Block("info", text + BRAIN_AGE_BUILD_HINT))

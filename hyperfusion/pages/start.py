@@ -33,8 +33,8 @@ def cohort_overview(cohort: Cohort, demo: bool) -> list[Block]:
         return out + [Block("caption", text)]
     if summary["subjects_with_scan"] < len(cohort):
         text = (
-            f"{len(cohort) - summary['subjects_with_scan']} of {len(cohort)} subjects have no scan in images/: only "
-            "the tabular models score them (the Cohort page's scan column says which)."
+            f"{len(cohort) - summary['subjects_with_scan']} of {len(cohort)} subjects have no scan in images/: "
+            "only the tabular models score them (the Cohort page's scan column says which)."
         )
         out.append(Block("caption", text))
     return out

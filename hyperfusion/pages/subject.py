@@ -282,6 +282,11 @@ def upload_form_state(saved: dict) -> dict:
     }
 
 
+def kept_upload_note(name: str) -> str:
+    """What the Upload page says of the upload kept in the session while no new scan is given."""
+    return f"{name} is this session's uploaded subject (in memory only). Upload another scan to replace it."
+
+
 def upload_predictions(preds: dict, warnings: list[str]) -> list[Block]:
     """Every model's prediction for an upload, each row marked unreliable when the scan failed the entry check
     (and was predicted anyway), with the check's ``warnings`` above."""
