@@ -11,29 +11,25 @@ import os  # noqa: E402
 import dashboard as db  # noqa: E402
 import share  # noqa: E402
 import streamlit as st  # noqa: E402
-from in_memory import keep_uploads_in_memory  # noqa: E402
 from state import session  # noqa: E402
 
-from hyperfusion.errors import HyperFusionError  # noqa: E402
+from hyperfusion.demo import settings_from_form  # noqa: E402
 from hyperfusion.report import RESEARCH_NOTICE, SYNTHETIC_NOTICE  # noqa: E402
 
 
-def _synthetic(models) -> bool:
-    try:
-        return db.cohort().is_synthetic or any(m.synthetic for m in models)
-    except (HyperFusionError, OSError):
-        return any(m.synthetic for m in models)
+def _synthetic() -> bool:
+    c = db.cohort_or_none()
+    return (c is not None and c.is_synthetic) or any(m.synthetic for m in db.discover_models()[0])
 
 
 def furniture() -> None:
     """The notices, a shared link applied once, and the settings sidebar."""
-    try:
-        share.apply_link_once(db.cohort())
-        share.restore_choices()
-    except (HyperFusionError, OSError):
-        pass
+    c = db.cohort_or_none()
+    if c is not None:
+        share.apply_link_once(c)
+        session.restore_choices()
     s = db.settings()
-    synthetic = _synthetic(db.discover_models(s["models"])[0])
+    synthetic = _synthetic()
     st.warning(f"**{RESEARCH_NOTICE}**" + (f" · **{SYNTHETIC_NOTICE}**" if synthetic else ""), icon="⚠️")
     if session.upload is not None:
         st.caption(f"Uploaded subject in this session: {session.upload.name} (kept in memory only).")
@@ -45,22 +41,36 @@ def furniture() -> None:
         with st.form("settings_form"):
             cohort_in = st.text_input("Cohort directory or ADNIMERGE table", s["cohort"])
             models_in = st.text_area(
-                "Model directories (one per line)", "\n".join(s["models"].split(os.pathsep))
+                "Model directories (one per line)", s["models"].replace(os.pathsep, "\n")
             )
             if st.form_submit_button("Apply"):
-                lines = [line.strip() for line in models_in.splitlines() if line.strip()]
-                session.settings = {**s, "cohort": cohort_in.strip(), "models": os.pathsep.join(lines)}
+                session.settings = settings_from_form(s, cohort_in, models_in)
                 st.rerun()
         st.caption(RESEARCH_NOTICE)
 
 
+def keep_uploads_in_memory() -> None:
+    """Make the web server hold an upload in memory up to the upload limit instead of spooling it to disk.
+
+    Streamlit's server (Starlette) writes every uploaded file part above 1 MB to an unnamed temporary file in
+    $TMPDIR while it is received, then reads it back into memory anyway. A scan must never reach the disk, so
+    the spool threshold is raised to the upload limit plus the multipart framing Streamlit allows (1 MB): the
+    memory held is the same, the disk is not touched. Call it before any file uploader is shown.
+    """
+    try:
+        from starlette.formparsers import MultiPartParser
+    except ImportError:  # a Tornado-based Streamlit keeps request bodies in memory
+        return
+    limit = (int(st.get_option("server.maxUploadSize")) + 1) * 2**20
+    if MultiPartParser.spool_max_size < limit:
+        MultiPartParser.spool_max_size = limit
+
+
 def footer() -> None:
     """Keeps the address bar equal to the scenario and offers its downloads."""
-    try:
-        c = db.cohort()
-    except (HyperFusionError, OSError):
-        return
-    share.share_panel(c, _synthetic(db.discover_models(db.settings()["models"])[0]))
+    c = db.cohort_or_none()
+    if c is not None:
+        share.share_panel(c, _synthetic())
 
 
 st.set_page_config(page_title="HyperFusion", layout="wide")

@@ -1,7 +1,6 @@
-"""The dashboard's boundary with the library: the cohort, the models, the Predictor and the subjects' scans cached
-with ``st.cache_data`` / ``st.cache_resource`` (the app's only caches), the current subject, and the furniture
-every page shares (notices, settings, the share panel). No science here: each computation is one hyperfusion
-call. Settings come from the environment (see state.default_settings) and can be changed in the sidebar.
+"""The dashboard's boundary with the library: the settings, the cohort, the models, the Predictor, the
+evaluation reports and the subjects' scans, cached with ``st.cache_data`` / ``st.cache_resource``, and the
+current subject. No science here: each computation is one hyperfusion call.
 """
 
 from __future__ import annotations
@@ -10,29 +9,34 @@ import weakref
 from pathlib import Path
 
 import streamlit as st
-from messages import plain
-from state import UPLOAD_PREFIX, Subject, session
+from state import Subject, session
 
 from hyperfusion import inference
 from hyperfusion.data import cohort as hc
 from hyperfusion.data.cohort import Cohort
 from hyperfusion.data.nifti import read_scan
 from hyperfusion.errors import HyperFusionError
+from hyperfusion.pages import plain
+from hyperfusion.pages.session import MAIN_PICKER, subject_options
+from hyperfusion.training import reports as R
 
 __all__ = ["Subject"]  # the pages' db.Subject
 
 
 def settings() -> dict:
-    return session.settings  # cohort, models, assets
+    """The sidebar's settings: cohort, models, assets (at first from the environment: dashboard_settings)."""
+    return session.settings
 
 
 # --- models --------------------------------------------------------------------------------------------------
-def discover_models(roots: str) -> tuple[list[inference.ModelInfo], list[str]]:
-    return inference.find_models(roots)  # models and ensembles under the sidebar's roots, and problems
+def discover_models(roots: str | None = None) -> tuple[list[inference.ModelInfo], list[str]]:
+    """The models and ensembles under ``roots`` (default: the sidebar's), and the problems found."""
+    return inference.find_models(roots or settings()["models"])
 
 
-def models_for(c: Cohort, models: list[inference.ModelInfo]) -> list[inference.ModelInfo]:
-    return inference.models_for_task(models, c.provenance.get("task"))
+def usable_models(c: Cohort) -> list[inference.ModelInfo]:
+    """The models under the sidebar's roots made for cohort ``c``'s task."""
+    return inference.models_for_task(discover_models()[0], c.provenance.get("task"))
 
 
 @st.cache_resource(show_spinner="Loading models …")
@@ -67,6 +71,14 @@ def cohort_at(path: str | Path) -> Cohort:
 
 def cohort() -> Cohort:
     return cohort_at(settings()["cohort"])
+
+
+def cohort_or_none() -> Cohort | None:
+    """The cohort, or None when it cannot be read (for what works without it)."""
+    try:
+        return cohort()
+    except (HyperFusionError, OSError):
+        return None
 
 
 def require_cohort() -> Cohort:
@@ -125,75 +137,46 @@ def load_scan(scan: str | bytes):
     return (scan if hasattr(scan, "image") else _scan_file(str(scan), Path(scan).stat().st_mtime_ns)).image
 
 
+# --- evaluation reports ------------------------------------------------------------------------------------
+@st.cache_data(show_spinner=False)
+def find_reports(assets: str, task: str | None, stamp: tuple) -> tuple[list[R.Report], list[str]]:
+    """``stamp``: the reports' (path, mtime) pairs, the cache key that makes a change read them again."""
+    return R.find_reports(assets, task)
+
+
+def reports_of(assets: str | Path, task: str | None = None) -> tuple[list[R.Report], list[str]]:
+    """The reports under ``<assets>/reports`` (read again when one is added, removed or changed)."""
+    files = sorted((Path(assets) / "reports").glob("*/results.json"))
+    return find_reports(str(assets), task, tuple((str(p), p.stat().st_mtime_ns) for p in files))
+
+
 # --- the current subject -------------------------------------------------------------------------------------
 def uploaded_subject() -> Subject | None:
     """The subject uploaded in this session (Upload page), if any."""
     up = session.upload
-    if up is None:
-        return None
-    recorded = hc.cohort_record(hc.parse_record(up.record, source="the uploaded record"))
-    return Subject(
-        up.id, upload_scan(up.scan, up.name), recorded, session.uploaded.get("truth"), uploaded=True
-    )
+    return None if up is None else up.subject(upload_scan(up.scan, up.name), session.uploaded.get("truth"))
 
 
 def _chosen() -> None:
-    session.subject = st.session_state["_subject_widget"]
+    session.subject = st.session_state[MAIN_PICKER]
 
 
-def carry_subject(c: Cohort, chosen: str | None, namespace: str | None, options: list[str]) -> str:
-    """The subject to show on cohort ``c``: ``chosen`` when it names the same person here (the same
-    ``subject_namespace``, or an upload), else the first option, with a note saying the choice was dropped."""
-    here = hc.subject_namespace(c)
-    if chosen in options and (namespace in (None, here) or chosen.startswith(UPLOAD_PREFIX)):
-        return chosen
-    if chosen is not None and namespace not in (None, here):
-        st.info(
-            f"The cohort changed: {chosen} was a subject of the previous one (in this cohort that ID, if it "
-            f"exists, is another person), so the subject is now {options[0]}."
-        )
-    return options[0]
-
-
-def subject_picker(c: Cohort, with_scan: bool = True, key: str = "_subject_widget") -> Subject:
+def subject_picker(c: Cohort, with_scan: bool = True, key: str = MAIN_PICKER) -> Subject:
     """The current subject, shared by every page (kept in the session: a widget's own state is dropped on pages
     that do not show it); this session's upload, if any, is the first choice. After a change of cohort a
     subject of the previous one is dropped, with its edits. ``key="brain_age_subject"``: the Brain age page's
     own choice on its cohort (the dashboard's subject when it is the same person there)."""
-    up, here, main = uploaded_subject(), hc.subject_namespace(c), key == "_subject_widget"
-    labels = hc.subject_labels(c)
-    if up is not None:
-        labels = {up.id: hc.subject_label({**up.recorded, "PTID": up.id, "DX": up.truth}), **labels}
-    options = list(labels)
-    chosen, namespace = (session.subject, session.subject_namespace)
-    if not main:
-        chosen, namespace = st.session_state.get(key), session.brain_age_namespace
-        if chosen not in options and session.subject_namespace == here and session.subject in options:
-            chosen, namespace = session.subject, here
-    chosen = carry_subject(c, chosen, namespace, options)
-    if main and (chosen != session.subject or session.subject_namespace not in (None, here)):
-        del session.edited_record  # another person's edits must not follow the ID
-        st.session_state.pop("form_subject", None)
-    if main:
-        session.subject, session.subject_namespace = chosen, here
-    else:
-        session.brain_age_namespace = here
-    st.session_state[key] = chosen
-    on_change = _chosen if main else None
-    st.selectbox(
-        "Subject",
-        options,
-        key=key,
-        on_change=on_change,
-        format_func=labels.get,
-        help="ID · diagnosis · age · sex",
-    )
+    up = uploaded_subject()
+    labels = subject_options(c, up)
+    chosen, note = session.pick_subject(list(labels), hc.subject_namespace(c), key)
+    if note:
+        st.info(note)
+    on_change = _chosen if key == MAIN_PICKER else None
+    help_ = "ID · diagnosis · age · sex"
+    st.selectbox("Subject", list(labels), key=key, on_change=on_change, format_func=labels.get, help=help_)
     return up if up is not None and chosen == up.id else subject_of(c, chosen, with_scan)
 
 
 def subject_of(c: Cohort, ptid: str, with_scan: bool = True) -> Subject:
     """A cohort subject (its scan read, or generated, only ``with_scan``)."""
-    row = hc.cohort_row(c, ptid)
-    truth = row.get("DX")
-    scan = scan_path(c, ptid) if with_scan else None
-    return Subject(ptid, scan, hc.cohort_record(row), truth if isinstance(truth, str) else None)
+    return Subject.of_cohort(c, ptid, scan_path(c, ptid) if with_scan else None)

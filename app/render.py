@@ -8,16 +8,19 @@ import streamlit as st
 from hyperfusion.pages import Block, column_help
 
 
-def show(blocks: list[Block]) -> None:
+def show(blocks: list[Block], where=st) -> None:
+    """Each block as its Streamlit element, in ``where`` (the page, or a container or column of it)."""
     for b in blocks:
         if b.kind == "table":
             help_ = column_help(b.value.columns, b.cells)
             config = {c: st.column_config.Column(label, help=text) for c, (label, text) in help_.items()}
-            st.dataframe(b.value, hide_index=True, key=b.key, column_config=config)
+            where.dataframe(b.value, hide_index=True, key=b.key, column_config=config)
         elif b.kind == "figures":
-            for col, (key, fig) in zip(st.columns(b.columns or len(b.value)), b.value):
+            for col, (key, fig) in zip(where.columns(b.columns or len(b.value)), b.value):
                 col.plotly_chart(fig, width="stretch", key=key)
+        elif b.kind == "static_table":
+            where.table(b.value)
         elif b.kind == "code":
-            st.code(b.value, language="bash", wrap_lines=True)
-        else:  # markdown, caption, info, warning
-            getattr(st, b.kind)(b.value)
+            where.code(b.value, language="bash", wrap_lines=True)
+        else:  # markdown, subheader, caption, info, success, warning, error
+            getattr(where, b.kind)(b.value)

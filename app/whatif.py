@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import render
 import streamlit as st
-from messages import plain
 from state import session
 
 from hyperfusion.data.schema import FEATURES
 from hyperfusion.errors import HyperFusionError
 from hyperfusion.explain import counterfactual
+from hyperfusion.pages import plain
 from hyperfusion.pages import subject as S
 
 
@@ -38,24 +38,13 @@ def record_section(predictor, scan, record: dict, names: list[str], preds: dict)
         st.error(plain(exc))
 
 
-def _put_in_form(changes: dict) -> None:
-    for name, (_, value) in changes.items():
-        f = next(f for f in FEATURES if f.name == name)
-        st.session_state[f"missing_{name}"] = False
-        number = int(value) if f.categories or f.type == "count" else float(value)
-        st.session_state[f"value_{name}"] = f.categories[number] if f.categories else number
-
-
 def counterfactual_section(predictor, cohort, subject, scan, record: dict, preds: dict) -> None:
     st.subheader("What would change the prediction? (counterfactual)")
     ad = [n for n, p in preds.items() if p.task == "ad"]
     cols = st.columns([2, 1, 2])
     model = cols[0].selectbox("Model", ad, index=S.fusion_first(predictor, ad), key="cf_model")
-    classes = preds[model].class_names
-    others = [c for c in classes if c != classes[int(preds[model].value[1].argmax())]]
-    target = cols[1].selectbox(
-        "Make it", others, index=others.index("AD") if "AD" in others else 0, key="cf_target"
-    )
+    others, default = S.counterfactual_targets(preds[model])
+    target = cols[1].selectbox("Make it", others, index=default, key="cf_target")
     fixed = cols[2].multiselect(
         "Keep fixed",
         [f.name for f in FEATURES if f.editable],
@@ -67,15 +56,8 @@ def counterfactual_section(predictor, cohort, subject, scan, record: dict, preds
     if st.button(f"Find the smallest change that makes {model} predict {target}"):
         with st.spinner("Searching over the record (the scan's features are reused) …"):
             try:
-                found = counterfactual(
-                    predictor,
-                    model,
-                    scan,
-                    record,
-                    target,
-                    immutable=fixed,
-                    cohort=None if subject.uploaded else cohort,
-                )
+                among = None if subject.uploaded else cohort  # the nearest subject's cohort
+                found = counterfactual(predictor, model, scan, record, target, immutable=fixed, cohort=among)
                 session.counterfactual = (key, found)
             except HyperFusionError as exc:
                 st.error(plain(exc))
@@ -83,7 +65,8 @@ def counterfactual_section(predictor, cohort, subject, scan, record: dict, preds
     if stored and stored[0] == key:
         render.show(S.counterfactual_found(predictor, stored[1], scan))
         if stored[1].changes:
-            st.button("Put these values in the form", on_click=_put_in_form, args=(stored[1].changes,))
+            put = S.changes_state(stored[1].changes)
+            st.button("Put these values in the form", on_click=st.session_state.update, args=(put,))
     shown, ptid = S.nearest(cohort, record, target, exclude=[subject.id])
     render.show(shown)
     if ptid is not None and st.button(f"Open {ptid}"):

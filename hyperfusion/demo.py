@@ -119,6 +119,13 @@ def dashboard_settings(environ: dict | None = None) -> dict[str, str]:
     return {"cohort": cohort, "models": models, "assets": str(assets)}
 
 
+def settings_from_form(settings: dict[str, str], cohort: str, models: str) -> dict[str, str]:
+    """``settings`` with the cohort and the model directories (one per line, blank lines dropped) of the
+    dashboard's settings form."""
+    roots = [line.strip() for line in models.splitlines() if line.strip()]
+    return {**settings, "cohort": cohort.strip(), "models": os.pathsep.join(roots)}
+
+
 def missing_models(found: dict[Path, int], assets: Path = ASSETS) -> list[str]:
     """The demo models (:data:`DEMO`) not under ``assets/models`` yet, or there with fewer folds than planned;
     ``found``: model directory -> its members, of the models found there."""

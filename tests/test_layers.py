@@ -159,3 +159,18 @@ def test_the_checker_sees_an_upward_import(tmp_path):
     found = imports_of("hyperfusion.data.x", tmp_path / "x.py", known)
     assert found == {"hyperfusion.inference.predictor": 5}
     assert layer("hyperfusion.data.x") == "data" and layer("hyperfusion.inference.predictor") == "inference"
+
+
+def test_the_dashboard_stays_small():
+    """app/ only lays out widgets (every computation is a library call), so it stays small: at most 1,500
+    lines of Python in all, no page (app/views) over 150 lines and no module over 200."""
+    sizes = {
+        p.relative_to(ROOT).as_posix(): len(p.read_text(encoding="utf-8").splitlines()) for p in _app_files()
+    }
+    too_big = {p: n for p, n in sizes.items() if n > (150 if p.startswith("app/views/") else 200)}
+    assert not too_big, f"split these or move their computations into hyperfusion/pages: {too_big}"
+    assert sum(sizes.values()) <= 1500, f"app/ holds {sum(sizes.values())} lines of Python (at most 1,500)"
+
+
+def _app_files() -> list[Path]:
+    return sorted((ROOT / "app").glob("*.py")) + sorted((ROOT / "app" / "views").glob("*.py"))

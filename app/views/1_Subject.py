@@ -3,37 +3,31 @@ and (AD) the counterfactual search."""
 
 import dashboard as db
 import render
-import share
 import streamlit as st
 import whatif
-from messages import plain
 from state import session
 
 from hyperfusion.data.schema import FEATURES
 from hyperfusion.errors import HyperFusionError
 from hyperfusion.inference import paths_of
+from hyperfusion.pages import plain
 from hyperfusion.pages import subject as S
 
 st.title("Subject and what-if")
 cohort = db.require_cohort()
 subject = db.subject_picker(cohort, with_scan=False)  # the scan is read only when a model needs it
 ptid, recorded = subject.id, subject.recorded
-if subject.uploaded:
-    st.caption(
-        f"Uploaded in this session (kept in memory only) · diagnosis: **{subject.truth or 'not given'}**"
-    )
-else:
-    st.caption(f"Diagnosis ({cohort.label_column}): **{subject.truth}** · source: {cohort.source}")
+st.caption(S.subject_caption(subject, cohort))
 
 
 def _reset() -> None:
     """Put the form back to the recorded values (also on a change of subject)."""
-    st.session_state.update(share.form_values(recorded), form_subject=ptid)
+    st.session_state.update(S.form_state(recorded), form_subject=ptid)
 
 
 link = session.form_from_link
 if link and link["PTID"] == ptid:  # a shared link's edits fill the form once
-    st.session_state.update(share.form_values(link["record"]), form_subject=ptid)
+    st.session_state.update(S.form_state(link["record"]), form_subject=ptid)
     del session.form_from_link
 elif st.session_state.get("form_subject") != ptid or f"value_{FEATURES[0].name}" not in st.session_state:
     _reset()
@@ -44,41 +38,31 @@ with form_col:
     st.subheader("Record")
     st.button("Reset to the recorded values", on_click=_reset)
     for f in FEATURES:
-        label = f"{f.name} ({f.unit})" if f.unit else f.name
+        label, key = S.field_label(f), f"value_{f.name}"
         value_col, missing_col = st.columns([3, 1], vertical_alignment="bottom")
         missing = missing_col.checkbox("missing", key=f"missing_{f.name}", disabled=not f.editable)
-        lo, hi = f.plausible_range
-        help_text = f"{f.meaning}; plausible range {lo:g}–{hi:g} {f.unit}".strip()
         if f.categories:
-            value = value_col.selectbox(label, f.categories, key=f"value_{f.name}", disabled=missing)
+            value = value_col.selectbox(label, f.categories, key=key, disabled=missing)
         else:
-            kind, step = (int, 1) if f.type == "count" else (float, float(f.step))
-            value = value_col.number_input(
-                label, kind(lo), kind(hi), step=step, key=f"value_{f.name}", disabled=missing, help=help_text
-            )
+            value = value_col.number_input(label, key=key, disabled=missing, **S.number_field(f))
         edited[f.name], notes = S.form_value(recorded[f.name], value, missing)
         for note in notes:
             value_col.caption(note)
 
 session.edited_record = {"PTID": ptid, "record": edited}
-session.report_part(
-    "record", [{"attribute": n, "recorded": recorded[n], "edited": edited[n]} for n in recorded]
-)
+session.report_part("record", S.record_rows(recorded, edited))
 
 with pred_col:
     st.subheader("Predictions")
-    usable = db.models_for(cohort, db.discover_models(db.settings()["models"])[0])
+    usable = db.usable_models(cohort)
     if not usable:
         st.info("No model for this cohort. Add model directories in the sidebar (Settings).")
         st.stop()
     predictor = db.predictor_for(paths_of(usable))
-    reads_scan = {m.name: predictor.models[m.name].members[0].reads_scan for m in usable}
-    scan = (
-        subject.scan if subject.uploaded else db.scan_path(cohort, ptid) if any(reads_scan.values()) else None
-    )
-    names = [n for n, reads in reads_scan.items() if scan is not None or not reads]
-    if scan is None and any(reads_scan.values()):
-        st.info(f"No scan for {ptid}: only the tabular models are shown.")
+    reads_scan = any(predictor.models[m.name].members[0].reads_scan for m in usable)
+    scan = subject.scan if subject.uploaded else db.scan_path(cohort, ptid) if reads_scan else None
+    names, said = S.models_to_predict(predictor, [m.name for m in usable], ptid, scan is not None)
+    render.show(said)
     try:
         preds = predictor.predict(scan, [recorded, edited], models=names)
     except HyperFusionError as exc:

@@ -2,10 +2,9 @@
 with the numbers of the evaluation reports that measured it; the raw card.json of each member below."""
 
 import dashboard as db
-import reports as rp
 import streamlit as st
 
-from hyperfusion.training.cards import card_fold, card_sections
+from hyperfusion.training.cards import card_sections, member_labels
 
 st.title("Model cards")
 st.caption(
@@ -19,7 +18,7 @@ for p in problems:
     st.info(p)
 if not models:
     st.info("No model found. Add model directories in the sidebar (Settings).")
-found, _ = rp.reports_of(s["assets"])
+found, _ = db.reports_of(s["assets"])
 for m in models:
     with st.expander(
         f"{m.name} · {m.architecture} · {m.task} · {m.members} member(s)", expanded=len(models) == 1
@@ -27,10 +26,7 @@ for m in models:
         for heading, text in card_sections(m.cards, m.name, m.architecture, found):
             st.markdown(f"#### {heading}\n{text}")
         st.markdown("#### Raw card.json")
-        members = [
-            f"member {k} (fold {card_fold(c) if card_fold(c) is not None else '–'})"
-            for k, c in enumerate(m.cards)
-        ]
+        members = member_labels(m.cards)
         member = st.selectbox(
             "Member", range(len(members)), format_func=members.__getitem__, key=f"raw_{m.name}"
         )

@@ -4,18 +4,16 @@ Whatever is wrong with an upload is shown as a message naming the file and what 
 never becomes the session's subject, and nothing of it is written to disk.
 """
 
-import hashlib
-
 import dashboard as db
-import pandas as pd
+import render
 import streamlit as st
 import upload_parts as parts
-from messages import plain
-from state import UPLOAD_PREFIX, session
+from state import session
 
 from hyperfusion.data.entry import check_upload
 from hyperfusion.errors import HyperFusionError
-from hyperfusion.inference.tables import prediction_rows
+from hyperfusion.inference import paths_of
+from hyperfusion.pages import plain
 from hyperfusion.pages import subject as S
 
 st.title("Upload a subject")
@@ -35,21 +33,15 @@ csv_file = st.file_uploader(
     "other than the model's attributes are ignored and listed; a misspelt attribute column is refused.",
 )
 
-
 scan_note = st.empty()  # what was read from the scan; emptied again if the models refuse the scan
 problems: list[str] = []
-notes: list[str] = []
 scan_bytes: bytes | None = None
 scan_warnings: list[str] = []
 scan_name = scan_file.name if scan_file is not None else ""
-preprocessed = None
 if scan_file is not None:
-    data = scan_file.getvalue()
-    done = session.upload_preprocessed
-    if done and done["source_sha256"] == hashlib.sha256(data).hexdigest():
-        # this upload was preprocessed in this session: the models read the result
-        preprocessed, data = done, done["scan"]
-        scan_name = done["name"]
+    data, scan_name, preprocessed = S.scan_to_read(
+        scan_file.getvalue(), scan_name, session.upload_preprocessed
+    )
     upload = check_upload(data, scan_name, allow=anyway)
     if upload.accepted:
         scan_bytes, scan_warnings = data, upload.warnings
@@ -67,12 +59,11 @@ if scan_file is not None:
             parts.run_preprocessing(scan_file.name, data)
             st.rerun()
     if preprocessed is not None:
-        qc = preprocessed["qc"]
-        st.image(preprocessed["png"], caption=f"{scan_name}: {qc['verdict']['summary']}")
-        st.dataframe(S.qc_table(qc), hide_index=True, key="upload_qc")
+        st.image(preprocessed["png"], caption=f"{scan_name}: {preprocessed['qc']['verdict']['summary']}")
+        st.dataframe(S.qc_table(preprocessed["qc"]), hide_index=True, key="upload_qc")
 
-record = parts.record_input(csv_file, problems, notes)
-
+record, refused, notes = parts.record_input(csv_file)
+problems += refused
 if session.upload_preprocess_error is not None:
     problems.append(session.upload_preprocess_error)
     del session.upload_preprocess_error
@@ -82,60 +73,33 @@ for n in notes:
     st.info(plain(n))
 
 if scan_bytes is not None and record is not None:
-    models, _ = db.discover_models(db.settings()["models"])
+    models, _ = db.discover_models()
     if not models:
         st.info("No model loaded. Add model directories in the sidebar (Settings).")
         st.stop()
-    predictor = db.predictor_for(tuple((m.name, m.path) for m in models))
+    predictor = db.predictor_for(paths_of(models))
     try:
         preds = predictor.predict(scan_bytes, record, scan_name=scan_name)
     except HyperFusionError as exc:  # e.g. a scan outside the models' MNI152 box: known only against a model
         scan_note.empty()
-        # Drop whatever features some model already computed from the refused scan
-        if scan_bytes != (session.uploaded or {}).get("scan"):
+        if scan_bytes != (session.uploaded or {}).get(
+            "scan"
+        ):  # drop the features computed from the refused scan
             predictor.forget(scan_bytes)
         st.error(plain(exc))
         st.stop()
     # Only a scan and record that gave predictions become the session's subject (in its memory only): the
     # subject picker of every page offers it first
-    previous = session.uploaded or {}
-    if previous.get("scan") not in (None, scan_bytes):  # a replaced upload's image features go at once
-        db.forget_scan(previous["scan"])
-        del session.upload_maps
-    session.uploaded = {
-        "name": scan_name,
-        "scan": scan_bytes,
-        "record": dict(record),
-        "warnings": scan_warnings,
-    }
-    session.subject = UPLOAD_PREFIX + scan_name
-    rows = prediction_rows(preds, "ad") + prediction_rows(preds, "brain_age")
-    for row in rows if scan_warnings else []:
-        row["warning"] = "UNRELIABLE: the scan failed the entry check"
-    st.subheader("Predictions")
-    for w in scan_warnings:
-        st.warning(plain(w))
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="upload_predictions")
-    st.markdown(
-        "This subject is now the current subject of every page (listed first in each subject picker)."
-    )
+    parts.keep_upload(scan_name, scan_bytes, record, scan_warnings)
+    render.show(S.upload_predictions(preds, scan_warnings))
     links = st.columns(3)
     links[0].page_link("views/1_Subject.py", label="Edit its record (what-if) →")
     links[1].page_link("views/2_Attribution.py", label="Its attribution map →")
-    if links[2].button("Forget the uploaded subject"):
-        parts.forget_upload()
-        st.rerun()
+    parts.forget_button(links[2])
 elif scan_bytes is None and not problems:
-    current = session.uploaded
-    if current and "scan" in current:
-        st.info(
-            plain(
-                f"{current['name']} is this session's uploaded subject (in memory only). Upload another "
-                "scan to replace it."
-            )
-        )
-        if st.button("Forget the uploaded subject"):
-            parts.forget_upload()
-            st.rerun()
+    current = session.upload
+    if current is not None:
+        st.info(plain(S.kept_upload_note(current.name)))
+        parts.forget_button(st)
     else:
         st.info("Upload a scan and give a record to see every model's prediction.")

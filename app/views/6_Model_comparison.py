@@ -3,31 +3,23 @@ it was measured on: the paper's table, confusion matrices, ROC and calibration c
 reliance, the subjects fusion and the unimodal models disagree on, and (synthetic data) attribution
 faithfulness. Each section is one hyperfusion.pages call."""
 
-from pathlib import Path
-
 import dashboard as db
 import render
-import reports as rp
 import streamlit as st
 from state import session
 
 from hyperfusion.data.cohort import subject_namespace
 from hyperfusion.data.schema import CLASS_NAMES
-from hyperfusion.errors import HyperFusionError
-from hyperfusion.files import shown_path
 from hyperfusion.pages import reports as P
 from hyperfusion.training import reports as R
 
 st.title("Model comparison")
 assets = db.settings()["assets"]
-found, problems = rp.reports_of(assets)
+found, problems = db.reports_of(assets)
 for p in problems:
     st.info(p)
 if not found:
-    st.info(
-        f"No evaluation report yet in {Path(assets) / 'reports'} (the demo build writes them when it "
-        "finishes; or run `hyperfusion evaluate --data COHORT --models MODEL_DIRS... --out REPORT_DIR`)."
-    )
+    st.info(P.no_reports(assets))
     st.stop()
 
 by_name = {r.name: r for r in found}
@@ -35,16 +27,8 @@ name = st.selectbox(
     "Report", list(by_name), format_func=lambda n: by_name[n].title(), key="comparison_report"
 )
 report = by_name[name]
-if report.synthetic:
-    st.warning(
-        "**SYNTHETIC data**: every number on this page was measured on generated subjects, not patients."
-    )
-test_subjects = report.result.get("test_subjects", len(report.test_ptids))
-st.caption(
-    f"`{shown_path(report.path)}` · measured on `{shown_path(report.cohort_path) or 'an unnamed cohort'}` · "
-    f"test partition of {test_subjects} subjects."
-)
-cohort, note = rp.report_cohort(report, assets)
+render.show(P.report_header(report))
+cohort, note = R.report_cohort(report, assets, load=db.cohort_at)
 frame, said = P.report_frame(report, cohort, note)
 render.show(said)
 predictions = report.predictions()
@@ -81,29 +65,20 @@ def disagreements() -> None:
     """The test subjects a fusion model and the unimodal models disagree on; a click opens one."""
     fusions, unimodal, first, default = P.disagreement_defaults(report, predictions)
     if not fusions or not unimodal:
-        st.info(
-            "This needs per-subject predictions of a fusion model and of at least one unimodal model "
-            "(image_only, tabular_only) in the report."
-        )
+        st.info(P.DISAGREEMENT_NEEDS)
         return
     left, right = st.columns(2)
     fusion = left.selectbox("Fusion model", fusions, index=first, key="disagree_fusion")
     others = right.multiselect("Unimodal models", unimodal, default=default, key="disagree_others")
     if not others:
         return
-    table = R.disagreements(report, fusion, others, frame)
-    st.markdown(
-        f"**{len(table)} of {len(report.test_ptids)} test subjects** on whom {fusion} predicts another class "
-        f"than {' or '.join(others)}."
-    )
+    table, headline = P.disagreements(report, fusion, others, frame)
+    st.markdown(headline)
     if "correct" in table.columns:
         options = ["all of them", f"{fusion} right", f"{fusion} wrong"]
-        show = st.radio(
-            "Show", options, horizontal=True, key="disagree_filter", help="right: predicts the true diagnosis"
-        )
-        helps = table["correct"].str.split(", ").apply(lambda right: fusion in right)
-        if show != "all of them":
-            table = table[helps if show.endswith("right") else ~helps].reset_index(drop=True)
+        help_ = "right: predicts the true diagnosis"
+        show = st.radio("Show", options, horizontal=True, key="disagree_filter", help=help_)
+        table = P.fusion_right(table, fusion, show)
     event = st.dataframe(
         table, hide_index=True, on_select="rerun", selection_mode="single-row", key="disagreement_table"
     )
@@ -113,11 +88,8 @@ def disagreements() -> None:
     )
     if event.selection.rows:
         ptid = table["PTID"].iloc[event.selection.rows[0]]
-        try:
-            current = db.cohort().path
-        except (HyperFusionError, OSError):
-            current = None
-        why = P.open_in_dashboard(ptid, cohort, current)
+        current = db.cohort_or_none()
+        why = P.open_in_dashboard(ptid, cohort, current and current.path)
         if why is None:
             session.subject = ptid
             st.switch_page("views/1_Subject.py")

@@ -4,56 +4,27 @@ The page works on a brain-age cohort even while the dashboard's main cohort is t
 when it was made for brain age, else the brain-age demo cohort; the models are those of task brain_age.
 """
 
-import os
-
 import dashboard as db
-import numpy as np
 import render
-import reports as rp
 import streamlit as st
-from messages import plain
 from state import session
 
 from hyperfusion.errors import HyperFusionError
 from hyperfusion.files import shown_path
 from hyperfusion.inference import models_for_task, paths_of
+from hyperfusion.pages import plain
 from hyperfusion.pages import reports as P
+from hyperfusion.training import reports as R
 
 st.title("Brain age")
-st.markdown(
-    "The **brain age** is the age a model reads from the T1 scan; the **gap** (predicted − chronological age) is "
-    "positive when the brain looks older than its years. The paper's brain-age HyperFusion lets the subject's "
-    "**sex** generate the weights of the network's last layers."
-)
-
+st.markdown(P.BRAIN_AGE_INTRO)
 s = db.settings()
-try:
-    current = db.cohort()
-except (HyperFusionError, OSError):
-    current = None
-cohort, cohort_source = P.brain_age_cohort(current, s["assets"], db.cohort_at)
-models = models_for_task(db.discover_models(s["models"])[0], "brain_age")
-found, _ = rp.reports_of(s["assets"], task="brain_age")
+cohort, cohort_source = P.brain_age_cohort(db.cohort_or_none(), s["assets"], db.cohort_at)
+models = models_for_task(db.discover_models()[0], "brain_age")
+found, _ = db.reports_of(s["assets"], task="brain_age")
+render.show(P.brain_age_sources(cohort, cohort_source, models, s["models"], found))
 if (cohort is None or not models) and not found:
-    roots = ", ".join(map(shown_path, s["models"].split(os.pathsep)))
-    what = (
-        f"no brain-age cohort ({cohort_source})"
-        if cohort is None
-        else f"no brain-age model (none among {roots})"
-    )
-    st.info(f"Nothing to show yet: {what}. " + P.BRAIN_AGE_BUILD_HINT)
     st.stop()
-if cohort is not None:
-    synthetic = " · **SYNTHETIC** subjects" if cohort.is_synthetic else ""
-    st.caption(
-        f"Cohort: {cohort_source}, `{shown_path(cohort.path)}` · {len(cohort)} subjects{synthetic} · brain-age "
-        f"models: {', '.join(m.name for m in models) or 'none'}"
-    )
-if not models:
-    st.info(
-        "No brain-age model among the model directories: only the evaluation report is shown. "
-        + P.BRAIN_AGE_BUILD_HINT
-    )
 
 st.subheader("Predicted versus chronological age")
 sources = [f"evaluation report '{r.name}' (held-out test subjects)" for r in found]
@@ -65,7 +36,7 @@ if source.startswith("evaluation report"):
     report = found[sources.index(source)]
     if report.synthetic:
         st.caption(f"Report `{shown_path(report.path)}`, measured on SYNTHETIC data.")
-    frame, corrected, said = P.report_ages(report, *rp.report_cohort(report, s["assets"]))
+    frame, corrected, said = P.report_ages(report, *R.report_cohort(report, s["assets"], load=db.cohort_at))
 else:
     n = st.number_input(
         "Subjects to predict (the cohort's first N)",
@@ -91,20 +62,15 @@ if cohort is None or not models:
     st.info("This needs a brain-age cohort and brain-age models. " + P.BRAIN_AGE_BUILD_HINT)
     st.stop()
 subject = db.subject_picker(cohort, with_scan=False, key="brain_age_subject")  # an upload is offered first
-recorded, sex = subject.recorded, subject.recorded.get("PTGENDER")
-age = float(recorded["AGE"]) if recorded.get("AGE") is not None else float("nan")
-if not np.isfinite(age):
-    st.info(f"{subject.id} has no age in its record: the brain-age gap needs the chronological age.")
+age, said = P.chronological_age(subject.id, subject.recorded, subject.truth)
+render.show(said)
+if age is None:
     st.stop()
-st.caption(
-    f"Chronological age **{age:.1f}** · recorded sex **{sex or 'not recorded'}**"
-    + (f" · diagnosis {subject.truth}" if subject.truth else "")
-)
 scan = subject.scan if subject.uploaded else db.scan_path(cohort, subject.id)
 if scan is None:
     st.info(f"No scan for {subject.id}: brain-age models read the scan.")
     st.stop()
 try:
-    render.show(P.sex_whatif(db.predictor_for(paths_of(models)), scan, recorded))
+    render.show(P.sex_whatif(db.predictor_for(paths_of(models)), scan, subject.recorded))
 except HyperFusionError as exc:
     st.error(plain(exc))

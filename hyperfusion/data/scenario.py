@@ -37,6 +37,8 @@ __all__ = [
     "edits_as_text",
     "encode",
     "from_json",
+    "link_of",
+    "to_json",
 ]
 
 VIEW_KEYS = ("cursor", "centre", "zoom", "threshold", "sign", "cmap", "layers", "orientation", "opacity")
@@ -121,6 +123,17 @@ def decode(scenario: Mapping[str, str], cohort: Cohort) -> Scenario:
             out.subject, out.record = ptid, record
     out.choices = {key: scenario[key] for key in ATTRIBUTION_KEYS if key in scenario}
     return out
+
+
+def link_of(scenario: Mapping[str, str]) -> dict[str, str]:
+    """A scenario's link query parameters: all but the cohort path (a link opens on the dashboard's cohort)."""
+    return {k: v for k, v in scenario.items() if k != "cohort"}
+
+
+def to_json(scenario: Mapping[str, str]) -> tuple[str, str]:
+    """A scenario as a file: (its file name, named after the subject, and its JSON text)."""
+    name = (scenario.get("subject") or "scenario").replace("/", "_")
+    return f"{name}.json", json.dumps(dict(scenario), indent=1)
 
 
 def from_json(raw: bytes | str, name: str = "the scenario file") -> dict[str, str]:

@@ -5,6 +5,7 @@ s. The numbers come from :mod:`hyperfusion.training.reports` and the figures fro
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +23,14 @@ from hyperfusion.training import reports as R
 
 
 # --- Model comparison --------------------------------------------------------------------------------------
+def no_reports(assets: str | Path) -> str:
+    """What the Model comparison page says when ``<assets>/reports`` holds no evaluation report."""
+    return (
+        f"No evaluation report yet in {Path(assets) / 'reports'} (the demo build writes them when it finishes; or "
+        "run `hyperfusion evaluate --data COHORT --models MODEL_DIRS... --out REPORT_DIR`)."
+    )
+
+
 def comparison_tabs(report: R.Report) -> list[str]:
     """The Model comparison page's tabs for this report."""
     ad = report.task == "ad"
@@ -239,6 +248,48 @@ def disagreement_defaults(report: R.Report, predictions: dict) -> tuple[list[str
     return fusions, unimodal, fusions.index(hyper[0]) if hyper else 0, default
 
 
+DISAGREEMENT_NEEDS = (
+    "This needs per-subject predictions of a fusion model and of at least one unimodal model (image_only, "
+    "tabular_only) in the report."
+)
+
+
+def disagreements(report: R.Report, fusion: str, others: list[str], frame) -> tuple[pd.DataFrame, str]:
+    """The test subjects on whom ``fusion`` predicts another class than the ``others`` (unimodal models), and a
+    headline saying how many."""
+    table = R.disagreements(report, fusion, others, frame)
+    text = (
+        f"**{len(table)} of {len(report.test_ptids)} test subjects** on whom {fusion} predicts another class "
+        f"than {' or '.join(others)}."
+    )
+    return table, text
+
+
+def fusion_right(table: pd.DataFrame, fusion: str, show: str) -> pd.DataFrame:
+    """The disagreements ``show`` asks for: "all of them", "<fusion> right" or "<fusion> wrong" (right: it
+    predicts the true diagnosis, per the table's ``correct`` column)."""
+    if show == "all of them" or "correct" not in table.columns:
+        return table
+    right = table["correct"].str.split(", ").apply(lambda models: fusion in models)
+    return table[right if show.endswith("right") else ~right].reset_index(drop=True)
+
+
+def report_header(report: R.Report) -> list[Block]:
+    """Which report, measured on which cohort and how many test subjects; synthetic data said loudly."""
+    out = []
+    if report.synthetic:
+        text = (
+            "**SYNTHETIC data**: every number on this page was measured on generated subjects, not patients."
+        )
+        out.append(Block("warning", text))
+    test_subjects = report.result.get("test_subjects", len(report.test_ptids))
+    cohort = shown_path(report.cohort_path) or "an unnamed cohort"
+    text = (
+        f"`{shown_path(report.path)}` · measured on `{cohort}` · test partition of {test_subjects} subjects."
+    )
+    return out + [Block("caption", text)]
+
+
 def open_in_dashboard(ptid: str, report_cohort: Cohort | None, current: str | Path | None) -> str | None:
     """Whether a report's test subject can be opened in the dashboard showing cohort ``current``: None when it
     can (the same cohort), else why not."""
@@ -258,6 +309,53 @@ BRAIN_AGE_BUILD_HINT = (
     "`hyperfusion train --task brain_age --model hyperfusion --data COHORT --out MODEL_DIR` and add MODEL_DIR in "
     "the sidebar's settings."
 )
+
+
+BRAIN_AGE_INTRO = (
+    "The **brain age** is the age a model reads from the T1 scan; the **gap** (predicted − chronological age) is "
+    "positive when the brain looks older than its years. The paper's brain-age HyperFusion lets the subject's "
+    "**sex** generate the weights of the network's last layers."
+)
+
+
+def brain_age_sources(
+    cohort: Cohort | None, source: str, models: list, roots: str, reports: list
+) -> list[Block]:
+    """What the Brain age page works on: the cohort (``source`` says which), its brain-age models, or what is
+    missing and how to build it (``roots``: the model directories searched, ``os.pathsep``-separated)."""
+    if (cohort is None or not models) and not reports:
+        listed = ", ".join(map(shown_path, roots.split(os.pathsep)))
+        what = (
+            f"no brain-age cohort ({source})"
+            if cohort is None
+            else f"no brain-age model (none among {listed})"
+        )
+        return [Block("info", f"Nothing to show yet: {what}. " + BRAIN_AGE_BUILD_HINT)]
+    out = []
+    if cohort is not None:
+        synthetic = " · **SYNTHETIC** subjects" if cohort.is_synthetic else ""
+        names = ", ".join(m.name for m in models) or "none"
+        where = f"Cohort: {source}, `{shown_path(cohort.path)}` · {len(cohort)} subjects{synthetic}"
+        out.append(Block("caption", f"{where} · brain-age models: {names}"))
+    if not models:
+        text = "No brain-age model among the model directories: only the evaluation report is shown. "
+        out.append(Block("info", text + BRAIN_AGE_BUILD_HINT))
+    return out
+
+
+def chronological_age(ptid: str, recorded: dict, truth: str | None) -> tuple[float | None, list[Block]]:
+    """A subject's chronological age (None when its record has none, which the brain-age gap needs) and what
+    the page says of it: the age, the recorded sex, the diagnosis."""
+    age = float(recorded["AGE"]) if recorded.get("AGE") is not None else float("nan")
+    if not np.isfinite(age):
+        return None, [
+            Block("info", f"{ptid} has no age in its record: the brain-age gap needs the chronological age.")
+        ]
+    sex = recorded.get("PTGENDER") or "not recorded"
+    text = f"Chronological age **{age:.1f}** · recorded sex **{sex}**" + (
+        f" · diagnosis {truth}" if truth else ""
+    )
+    return age, [Block("caption", text)]
 
 
 def brain_age_cohort(current: Cohort | None, assets: str | Path, load: Callable) -> tuple[Cohort | None, str]:

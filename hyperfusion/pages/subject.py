@@ -4,6 +4,9 @@ and the nearest real subject of the other class, the entry check of an upload an
 
 from __future__ import annotations
 
+import hashlib
+import math
+
 import pandas as pd
 
 from hyperfusion.data.cohort import Cohort, parse_record, record_from_csv, require_some_value
@@ -12,7 +15,7 @@ from hyperfusion.errors import HyperFusionError
 from hyperfusion.explain import figures, ice_curves, nearest_subject, robustness
 from hyperfusion.explain.counterfactual import MIN_SHARED
 from hyperfusion.inference.tables import prediction_rows, shown_value
-from hyperfusion.pages import Block
+from hyperfusion.pages import Block, plain
 
 UNITS = {f.name: f.unit for f in FEATURES}
 
@@ -76,6 +79,14 @@ def record_attribution(predictor, model: str, scan, record: dict, prediction) ->
     return [Block("figures", [("record_waterfall", figures.record_waterfall(ra))]), Block("caption", text)]
 
 
+def counterfactual_targets(prediction) -> tuple[list[str], int]:
+    """The classes a counterfactual may aim for (all but the one predicted for the edited record, record 1)
+    and the default's index: AD when it is one of them."""
+    classes = prediction.class_names
+    others = [c for c in classes if c != classes[int(prediction.value[1].argmax())]]
+    return others, others.index("AD") if "AD" in others else 0
+
+
 def counterfactual_found(predictor, cf, scan) -> list[Block]:
     """What a counterfactual search found: its message, how robust the change is, and the changes."""
     out = [Block("success" if cf.found else "warning", cf.message)]
@@ -127,6 +138,84 @@ def nearest(cohort: Cohort, record: dict, target: str, exclude: list[str]) -> tu
     ], ptid
 
 
+def field_label(f) -> str:
+    """A form field's label: the attribute's name with its unit."""
+    return f"{f.name} ({f.unit})" if f.unit else f.name
+
+
+def text_field_help(f) -> str:
+    """The Upload form's help of an attribute: its meaning and plausible range."""
+    return f"{f.meaning}; {f.plausible_range[0]:g}–{f.plausible_range[1]:g} {f.unit}"
+
+
+def number_field(f) -> dict:
+    """The Subject page's number input of a numeric attribute: its plausible range, step and help."""
+    lo, hi = f.plausible_range
+    kind, step = (int, 1) if f.type == "count" else (float, float(f.step))
+    text = f"{f.meaning}; plausible range {lo:g}–{hi:g} {f.unit}".strip()
+    return {"min_value": kind(lo), "max_value": kind(hi), "step": step, "help": text}
+
+
+def subject_caption(subject, cohort: Cohort) -> str:
+    """Where the subject comes from and its diagnosis (``subject``: a :class:`~hyperfusion.pages.Subject`)."""
+    if subject.uploaded:
+        return (
+            f"Uploaded in this session (kept in memory only) · diagnosis: **{subject.truth or 'not given'}**"
+        )
+    return f"Diagnosis ({cohort.label_column}): **{subject.truth}** · source: {cohort.source}"
+
+
+def record_rows(recorded: dict, edited: dict) -> list[dict]:
+    """The record as recorded and as edited, one row per attribute (the HTML report's table)."""
+    return [{"attribute": n, "recorded": recorded[n], "edited": edited[n]} for n in recorded]
+
+
+def models_to_predict(
+    predictor, names: list[str], ptid: str, has_scan: bool
+) -> tuple[list[str], list[Block]]:
+    """The models that can predict subject ``ptid`` (those reading the scan only when it has one), and a note
+    when some cannot."""
+    readers = [n for n in names if predictor.models[n].members[0].reads_scan]
+    if has_scan or not readers:
+        return names, []
+    note = Block("info", f"No scan for {ptid}: only the tabular models are shown.")
+    return [n for n in names if n not in readers], [note]
+
+
+def form_state(record: dict) -> dict:
+    """The Subject page's form widgets' state (``value_X``, ``missing_X``) for a raw record: a missing value
+    ticks "missing", a censored one ("<200") shows its bound, a number outside the plausible range its nearest
+    end, and a value that is no number the middle of the range."""
+    state = {}
+    for f in FEATURES:
+        value = record.get(f.name)
+        if isinstance(value, float) and math.isnan(value):
+            value = None
+        state[f"missing_{f.name}"] = value is None
+        if f.categories:
+            state[f"value_{f.name}"] = value if value in f.categories else f.categories[0]
+            continue
+        try:
+            number = float(str(value).lstrip("<>")) if value is not None else math.nan
+        except ValueError:
+            number = math.nan
+        lo, hi = f.plausible_range
+        default = min(max(number, lo), hi) if math.isfinite(number) else (lo + hi) / 2
+        state[f"value_{f.name}"] = int(default) if f.type == "count" else float(default)
+    return state
+
+
+def changes_state(changes: dict) -> dict:
+    """The form widgets' state that puts a counterfactual's ``changes`` ({attribute: (now, then)}) in the form."""
+    state = {}
+    for name, (_, value) in changes.items():
+        f = next(f for f in FEATURES if f.name == name)
+        number = int(value) if f.categories or f.type == "count" else float(value)
+        state[f"missing_{name}"] = False
+        state[f"value_{name}"] = f.categories[number] if f.categories else number
+    return state
+
+
 def form_value(raw, value, missing: bool) -> tuple[object, list[str]]:
     """A form field's value for the model (None when marked missing; a censored recorded value such as "<200"
     kept while the field still shows its bound) and the notes shown under it."""
@@ -174,3 +263,56 @@ def form_record(raw: dict) -> dict:
             "that reads it"
         )
     return raw
+
+
+def scan_to_read(data: bytes, name: str, preprocessed: dict | None) -> tuple[bytes, str, dict | None]:
+    """The uploaded scan the models read, its name, and the preprocessing result it came from: ``preprocessed``
+    (what ``preprocess_bytes`` made in this session) when it was made from these very bytes, else the upload."""
+    if preprocessed and preprocessed["source_sha256"] == hashlib.sha256(data).hexdigest():
+        return preprocessed["scan"], preprocessed["name"], preprocessed
+    return data, name, None
+
+
+def upload_form_state(saved: dict) -> dict:
+    """The Upload page's form widgets' state (``upload_value_X``) for the form's last values ``saved``."""
+    return {
+        f"upload_value_{f.name}": value if f.categories or value is None else str(value)
+        for f in FEATURES
+        for value in [saved.get(f.name)]
+    }
+
+
+def kept_upload_note(name: str) -> str:
+    """What the Upload page says of the upload kept in the session while no new scan is given."""
+    return f"{name} is this session's uploaded subject (in memory only). Upload another scan to replace it."
+
+
+def upload_predictions(preds: dict, warnings: list[str]) -> list[Block]:
+    """Every model's prediction for an upload, each row marked unreliable when the scan failed the entry check
+    (and was predicted anyway), with the check's ``warnings`` above."""
+    rows = prediction_rows(preds, "ad") + prediction_rows(preds, "brain_age")
+    for row in rows if warnings else []:
+        row["warning"] = "UNRELIABLE: the scan failed the entry check"
+    return [
+        Block("subheader", "Predictions"),
+        *[Block("warning", plain(w)) for w in warnings],
+        Block("table", pd.DataFrame(rows), "upload_predictions"),
+        Block(
+            "markdown",
+            "This subject is now the current subject of every page (listed first in each subject picker).",
+        ),
+    ]
+
+
+def upload_record(
+    csv: tuple[bytes, str] | None, form: dict | None
+) -> tuple[dict | None, list[str], list[str]]:
+    """The Upload page's record: the one-row CSV ``(data, name)`` when given, else the form's values (None: not
+    submitted yet); with the problems (the record refused) and the notes (the CSV columns not read)."""
+    try:
+        if csv is not None:
+            record, note = csv_record(*csv)
+            return record, [], [note] if note else []
+        return (None if form is None else form_record(form)), [], []
+    except HyperFusionError as exc:
+        return None, [str(exc)], []

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from hyperfusion.models.card import ModelCard
 from hyperfusion.training.reports import METRIC_LABELS, Report
 
-__all__ = ["card_fold", "card_sections", "report_run"]
+__all__ = ["card_fold", "card_sections", "member_labels", "report_run"]
 
 TASKS = {
     "ad": "classifies a subject as cognitively normal (CN), mild cognitive impairment (MCI) or Alzheimer's "
@@ -33,6 +33,12 @@ def report_run(report: Report, name: str, architecture: str) -> str | None:
         if label == name or name.endswith("/" + label) or label.split("/")[0] == last:
             return label
     return None
+
+
+def member_labels(cards: list[ModelCard]) -> list[str]:
+    """How a picker names each member of a model: "member 0 (fold 2)" ("–" when the fold is not recorded)."""
+    folds = [card_fold(c) for c in cards]
+    return [f"member {k} (fold {fold if fold is not None else '–'})" for k, fold in enumerate(folds)]
 
 
 def card_fold(card: ModelCard) -> int | None:

@@ -86,17 +86,14 @@ def _expected_map(
     env: dict, model: str, ptid: str, record: dict | None = None, target: int = 2
 ) -> np.ndarray:
     """The engine's map of one subject, computed here without the dashboard's caches."""
-    import attribution_views as av
-
     from hyperfusion.inference.predictor import Predictor
+    from hyperfusion.pages.attribution import attribution_map
 
     cohort = load_cohort(env["cohort"])
     row = cohort.table.loc[cohort.table["PTID"] == ptid].iloc[0]
     predictor = Predictor({model: str(Path(env["models"]) / model)})
     record = record if record is not None else cohort_record(row)
-    data, _ = av.attribution_map(
-        predictor, model, row["image_path"], record, "saliency", target, "zero", False
-    )
+    data, _ = attribution_map(predictor, model, row["image_path"], record, "saliency", target, "zero", False)
     return data
 
 

@@ -238,7 +238,7 @@ def test_a_message_quoting_markdown_is_shown_as_written(session):
 
 
 def test_plain_escapes_what_markdown_would_render():
-    from messages import plain
+    from hyperfusion.pages import plain
 
     assert plain("1. $x$ <b>*y*</b> [a](b) :red[c]") == r"1\. \$x\$ \<b\>\*y\*\</b\> \[a\](b) \:red\[c\]"
     assert plain("- item\n# title") == "\\- item\n\\# title"
