@@ -15,12 +15,12 @@ from hyperfusion import inference
 from hyperfusion.data import cohort as hc
 from hyperfusion.data.cohort import Cohort
 from hyperfusion.data.nifti import read_scan
+from hyperfusion.data.synthetic.shipped import is_shipped_cohort as is_demo_cohort
 from hyperfusion.errors import HyperFusionError
 from hyperfusion.pages import plain
 from hyperfusion.pages.session import MAIN_PICKER, subject_options
-from hyperfusion.training import reports as R
 
-__all__ = ["Subject"]  # the pages' db.Subject
+__all__ = ["Subject", "is_demo_cohort"]  # the pages' db.Subject, db.is_demo_cohort (shipped tables)
 
 
 def settings() -> dict:
@@ -97,13 +97,6 @@ def require_cohort() -> Cohort:
     return c
 
 
-def is_demo_cohort(c: Cohort) -> bool:
-    """A shipped synthetic table: its scans are generated on demand, subject by subject."""
-    from hyperfusion.data.synthetic.shipped import is_shipped_table
-
-    return c.is_synthetic and is_shipped_table(c.path)
-
-
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _scan_file(path: str, mtime_ns: int):
     return read_scan(path)
@@ -139,13 +132,17 @@ def load_scan(scan: str | bytes):
 
 # --- evaluation reports ------------------------------------------------------------------------------------
 @st.cache_data(show_spinner=False)
-def find_reports(assets: str, task: str | None, stamp: tuple) -> tuple[list[R.Report], list[str]]:
-    """``stamp``: the reports' (path, mtime) pairs, the cache key that makes a change read them again."""
+def find_reports(assets: str, task: str | None, stamp: tuple) -> tuple[list, list[str]]:
+    """``stamp``: the reports' (path, mtime) pairs, the cache key that makes a change read them again. (The
+    import is here: scipy loads with the pages that show reports, not at start.)"""
+    from hyperfusion.training import reports as R
+
     return R.find_reports(assets, task)
 
 
-def reports_of(assets: str | Path, task: str | None = None) -> tuple[list[R.Report], list[str]]:
-    """The reports under ``<assets>/reports`` (read again when one is added, removed or changed)."""
+def reports_of(assets: str | Path, task: str | None = None) -> tuple[list, list[str]]:
+    """The reports (hyperfusion.training.reports.Report) under ``<assets>/reports`` (read again when one is
+    added, removed or changed)."""
     files = sorted((Path(assets) / "reports").glob("*/results.json"))
     return find_reports(str(assets), task, tuple((str(p), p.stat().st_mtime_ns) for p in files))
 

@@ -16,12 +16,14 @@ daemon thread and lets a page read what is done so far.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -374,6 +376,7 @@ class BackgroundJob:
 
     def start(self) -> BackgroundJob:
         self.thread.start()
+        _LIVE.add(self)
         return self
 
     def _run(self) -> None:
@@ -407,3 +410,20 @@ class BackgroundJob:
         with self._lock:
             parts, done = list(self._parts), self._done
         return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()), done
+
+
+_LIVE: weakref.WeakSet[BackgroundJob] = weakref.WeakSet()  # jobs started in this process
+
+
+@atexit.register
+def _stop_jobs(timeout: float = 20.0) -> None:
+    """At exit, ask running jobs to stop and give them ``timeout`` seconds in all to finish their current table:
+    a daemon thread still inside torch while the interpreter shuts down can abort the process."""
+    import time
+
+    jobs = [job for job in list(_LIVE) if not job.finished]
+    for job in jobs:
+        job.stop()
+    deadline = time.monotonic() + timeout
+    for job in jobs:
+        job.wait(max(0.0, deadline - time.monotonic()))

@@ -11,8 +11,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from hyperfusion.training import reports as R
-
 # st.error / st.info render Markdown, where a quoted value such as "$5 or $6", "*draft*", "<200", "[x](y)" or
 # ":red[x]" would turn into maths, emphasis, HTML, a link or a coloured directive. These characters act
 # anywhere in a line; "." "-" "(" ")" and the like only at the start of one (lists, headings), handled below,
@@ -85,6 +83,8 @@ class Subject:
 def column_help(columns, cells: str = "") -> dict[str, tuple[str, str]]:
     """Readable headers and explanations of results.json's keys among ``columns``: {column: (label, help)}
     (``cells``: what a cell holds, added to each explanation)."""
+    from hyperfusion.training import reports as R  # here: the Home page does not need scipy at start
+
     out = {}
     for c in columns:
         base = c.removesuffix("_bias_corrected")

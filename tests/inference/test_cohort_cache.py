@@ -203,3 +203,24 @@ def test_background_job_collects_frames_and_reports_errors():
 
 def test_row_columns_are_the_cohort_csvs():
     assert ROW_COLUMNS == COLUMNS
+
+
+def test_jobs_still_running_at_exit_are_stopped_and_joined():
+    # a daemon thread left inside torch while the interpreter shuts down can abort the process: the exit hook
+    # asks every running job to stop and waits for it
+    import time
+
+    import pandas as pd
+
+    from hyperfusion.inference import cohort_cache
+
+    def endless():
+        while True:
+            time.sleep(0.02)
+            yield pd.DataFrame({"x": [1]})
+
+    job = cohort_cache.BackgroundJob(endless, total=10**9).start()
+    time.sleep(0.1)
+    assert not job.finished
+    cohort_cache._stop_jobs(timeout=5)
+    assert job.finished and job.snapshot()[1] >= 1

@@ -20,16 +20,30 @@ Typical use::
     print(calibration_report(cohort_dir))
 """
 
-from hyperfusion.data.synthetic.generator import (
-    GENERATOR_VERSION,
-    SynthConfig,
-    ensure_cohort,
-    generate_cohort,
-    read_config,
-    write_subject_scan,
-)
-from hyperfusion.data.synthetic.report import calibration_report
-from hyperfusion.data.synthetic.subject import SyntheticSubject, synthesize_subject
+import importlib
+
+# Each public name and the module that defines it, imported on first use (PEP 562): reading where the shipped
+# demo cohort lives (``shipped``) must not load torch and scipy through the generator.
+_HOME = {
+    "GENERATOR_VERSION": "generator",
+    "SynthConfig": "generator",
+    "ensure_cohort": "generator",
+    "generate_cohort": "generator",
+    "read_config": "generator",
+    "write_subject_scan": "generator",
+    "calibration_report": "report",
+    "SyntheticSubject": "subject",
+    "synthesize_subject": "subject",
+}
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "GENERATOR_VERSION",

@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 # The paper-equivalent two-hippocampus box (docs/architecture.md, "Geometry"), MNI mm, [lo, hi).
 HIPPOCAMPAL_BOX_MM = ((-64.0, 64.0), (-55.0, 41.0), (-55.0, 9.0))
@@ -91,6 +90,8 @@ def sample_at_index(volumes: np.ndarray, index: np.ndarray, padding: str = "zero
     computed on its own, so the result does not depend on the number of threads. ``padding`` is ``"zeros"``
     (images: nothing outside) or ``"border"`` (displacement fields: continue the edge value).
     """
+    import torch  # here: reading where the synthetic cohort lives must not load torch
+
     # grid_sample wants (x, y, z) of the input's (W, H, D) = our (z, y, x) axes, normalised to [-1, 1].
     scale = np.asarray([2.0 / max(n - 1, 1) for n in volumes.shape[1:]], dtype=np.float32)
     norm = (index * scale - np.float32(1.0))[..., ::-1].copy()

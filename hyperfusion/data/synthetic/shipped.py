@@ -26,6 +26,12 @@ def _generated(config) -> Path:
     return cache_root("demo", "cohorts", cache_name(config))
 
 
+def is_shipped_cohort(cohort) -> bool:
+    """A loaded :class:`~hyperfusion.data.cohort.Cohort` read from a shipped synthetic table (its scans are
+    generated on demand, subject by subject: :func:`is_shipped_table`)."""
+    return bool(cohort.is_synthetic) and is_shipped_table(cohort.path)
+
+
 def is_shipped_table(cohort_dir: str | Path) -> bool:
     """A synthetic table whose scans are generated on demand: a directory with the generator's ``cohort.json``
     and no ``images/``."""
