@@ -35,7 +35,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from hyperfusion.bench import BenchResult, app_command, demo_env, launch_chromium, serving, streamlit_command
+from hyperfusion.bench import (
+    VIEWER_TIME_CLICK,
+    VIEWER_TIME_ZOOM,
+    BenchResult,
+    app_command,
+    demo_env,
+    launch_chromium,
+    serving,
+    streamlit_command,
+)
 
 EDIT_BUDGET_MS = 200.0
 VIEWER_BUDGET_MS = 150.0
@@ -77,20 +86,6 @@ _WATCH_PROGRESS = """() => { window.__hfProgress = false;
   if (window.__hfObserver) window.__hfObserver.disconnect();
   window.__hfObserver = new MutationObserver(seen);
   window.__hfObserver.observe(document.body, {childList: true, subtree: true}); seen(); }"""
-# From tests/app/test_viewer_browser.py: dispatch a click in a view / press a zoom button, time until drawn
-_TIME_CLICK = """async ([sel, fx, fy]) => {
-  const c = document.querySelector(sel), r = c.getBoundingClientRect();
-  const at = {clientX: r.left + fx * r.width, clientY: r.top + fy * r.height, button: 0, pointerId: 1,
-              bubbles: true};
-  const t0 = performance.now();
-  c.dispatchEvent(new PointerEvent('pointerdown', at));
-  c.dispatchEvent(new PointerEvent('pointerup', at));
-  await new Promise(requestAnimationFrame);
-  return performance.now() - t0; }"""
-_TIME_ZOOM = """async (which) => {
-  const b = document.querySelector(`.hfv-bar button[data-z=${which}]`);
-  const t0 = performance.now(); b.click(); await new Promise(requestAnimationFrame);
-  return performance.now() - t0; }"""
 _TIME_FRAME = """async () => { const t0 = performance.now(); await new Promise(requestAnimationFrame);
   return performance.now() - t0; }"""
 _AXIAL = "canvas.hfv-view[data-row='0'][data-view='axial']"
@@ -193,8 +188,8 @@ def _viewer(page, n: int) -> tuple[list[float], list[float], list[float]]:
     """Crosshair moves and zoom steps in the viewer, with empty frames between: ms each."""
     clicks, zooms, frames = [], [], []
     for i in range(n):
-        clicks.append(page.evaluate(_TIME_CLICK, [_AXIAL, 0.3 + 0.04 * i, 0.5]))
-        zooms.append(page.evaluate(_TIME_ZOOM, "in" if i % 2 == 0 else "out"))
+        clicks.append(page.evaluate(VIEWER_TIME_CLICK, [_AXIAL, 0.3 + 0.04 * i, 0.5]))
+        zooms.append(page.evaluate(VIEWER_TIME_ZOOM, "in" if i % 2 == 0 else "out"))
         frames.append(page.evaluate(_TIME_FRAME))
     return clicks, zooms, frames
 

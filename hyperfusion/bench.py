@@ -301,3 +301,21 @@ def run_benchmarks(names: list[str] | None = None, repeats: int = 5, size: str =
         results.extend(module.run(repeats, size=size) if takes_size(module) else module.run(repeats))
     print(format_table(results))
     return 0 if all(r.passed for r in results) else 1
+
+
+# In-page timers of the Attribution viewer (Playwright's page.evaluate), shared by the dashboard benchmark and
+# the viewer's browser test: dispatch a click at a fraction (fx, fy) of a view, or press a zoom button, and
+# time until the views are redrawn and painted (one animation frame).
+VIEWER_TIME_CLICK = """async ([sel, fx, fy]) => {
+  const c = document.querySelector(sel), r = c.getBoundingClientRect();
+  const at = {clientX: r.left + fx * r.width, clientY: r.top + fy * r.height, button: 0, pointerId: 1,
+              bubbles: true};
+  const t0 = performance.now();
+  c.dispatchEvent(new PointerEvent('pointerdown', at));
+  c.dispatchEvent(new PointerEvent('pointerup', at));
+  await new Promise(requestAnimationFrame);
+  return performance.now() - t0; }"""
+VIEWER_TIME_ZOOM = """async (which) => {
+  const b = document.querySelector(`.hfv-bar button[data-z=${which}]`);
+  const t0 = performance.now(); b.click(); await new Promise(requestAnimationFrame);
+  return performance.now() - t0; }"""

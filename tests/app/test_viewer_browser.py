@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from hyperfusion.bench import VIEWER_TIME_CLICK, VIEWER_TIME_ZOOM
 from tests.app.test_browser import CHROMIUM, playwright, server  # noqa: F401  (the server fixture)
 
 pytestmark = [
@@ -23,19 +24,6 @@ pytestmark = [
 ROOT = ".hfv"
 COLOURED = """c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
   for (let i = 0; i < d.length; i += 4) if (d[i] > d[i + 1] + 40 && d[i] > d[i + 2] + 40) n++; return n; }"""
-TIME_CLICK = """async ([sel, fx, fy]) => {  // dispatch a click, time until the views are redrawn and painted
-  const c = document.querySelector(sel), r = c.getBoundingClientRect();
-  const at = {clientX: r.left + fx * r.width, clientY: r.top + fy * r.height, button: 0, pointerId: 1,
-              bubbles: true};
-  const t0 = performance.now();
-  c.dispatchEvent(new PointerEvent('pointerdown', at));
-  c.dispatchEvent(new PointerEvent('pointerup', at));
-  await new Promise(requestAnimationFrame);
-  return performance.now() - t0; }"""
-TIME_ZOOM = """async (which) => {
-  const b = document.querySelector(`.hfv-bar button[data-z=${which}]`);
-  const t0 = performance.now(); b.click(); await new Promise(requestAnimationFrame);
-  return performance.now() - t0; }"""
 
 
 def _cursor(page) -> list[float]:
@@ -140,11 +128,11 @@ def test_the_viewer_moves_zooms_reads_thresholds_and_restores_a_shared_view(serv
         # latency of a crosshair move and of a zoom step, in this browser (median of 10)
         clicks = [
             page.evaluate(
-                TIME_CLICK, ["canvas.hfv-view[data-row='0'][data-view='axial']", 0.3 + 0.04 * i, 0.5]
+                VIEWER_TIME_CLICK, ["canvas.hfv-view[data-row='0'][data-view='axial']", 0.3 + 0.04 * i, 0.5]
             )
             for i in range(10)
         ]
-        zooms = [page.evaluate(TIME_ZOOM, "in" if i % 2 == 0 else "out") for i in range(10)]
+        zooms = [page.evaluate(VIEWER_TIME_ZOOM, "in" if i % 2 == 0 else "out") for i in range(10)]
         (artefacts / "viewer_latency.json").write_text(
             json.dumps({"crosshair_move_ms": statistics.median(clicks), "zoom_ms": statistics.median(zooms)})
         )
