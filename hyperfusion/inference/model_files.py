@@ -129,7 +129,7 @@ def read_card(model_dir: str | Path) -> ModelCard:
     if not card_path.is_file():
         raise ModelFileError(f"{model_dir} is not a model directory: {CARD_FILE} missing")
     raw = read_json_object(card_path, ModelFileError, ": the model file is damaged")
-    return ModelCard.from_dict(raw, source=str(card_path))
+    return ModelCard.from_dict(raw, source=str(card_path), owned=True)
 
 
 def write_card(model_dir: str | Path, card: ModelCard) -> Path:

@@ -72,12 +72,13 @@ class ModelCard:
 
     # --- reading -------------------------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any], source: str = "card.json") -> ModelCard:
+    def from_dict(cls, raw: Mapping[str, Any], source: str = "card.json", owned: bool = False) -> ModelCard:
         """Check and type a card's JSON object; :class:`~hyperfusion.errors.ModelFileError` names ``source``
-        and the field that is wrong."""
+        and the field that is wrong. The card gets a deep copy of ``raw``'s values unless ``owned`` (``raw``
+        was just parsed and nothing else holds it: the copy was most of the time of finding models)."""
         if not isinstance(raw, Mapping):
             raise ModelFileError(f"{source}: a model card must be a JSON object")
-        raw = copy.deepcopy(dict(raw))
+        raw = dict(raw) if owned else copy.deepcopy(dict(raw))
         arch = raw.pop("architecture", None)
         if not isinstance(arch, Mapping) or not {"name", "task", "config"} <= arch.keys():
             raise ModelFileError(f"{source} has no architecture {{name, task, config}} to rebuild from")

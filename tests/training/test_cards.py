@@ -132,3 +132,14 @@ def test_a_model_no_report_measured_says_so_and_runs_match_by_folder():
     assert text["Reliance on each input"].startswith("Not measured")
     assert text["Faithfulness of the attribution maps"].startswith("Not measured")
     assert "SYNTHETIC" not in text["Intended use"]
+
+
+def test_a_card_made_from_a_callers_dict_does_not_share_its_values():
+    raw = {"architecture": {"name": "concat", "task": "ad", "config": {}}, "data": {"path": "a", "n": [1, 2]}}
+    card = ModelCard.from_dict(raw)
+    raw["data"]["n"].append(3)
+    raw["data"]["path"] = "b"
+    assert card.data == {"path": "a", "n": [1, 2]}
+    # a dict parsed for the card alone is taken as it is (read_card: no copy)
+    owned = {"architecture": {"name": "concat", "task": "ad", "config": {}}, "data": {"n": [1]}}
+    assert ModelCard.from_dict(owned, owned=True).data["n"] is owned["data"]["n"]
