@@ -19,6 +19,7 @@ _EXPORTS = {
     "write_card": "model_files",
     "Prediction": "predictor",
     "Predictor": "predictor",
+    "warm_up": "warm",
 }
 
 __all__ = sorted(_EXPORTS)

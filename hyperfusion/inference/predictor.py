@@ -36,7 +36,7 @@ from hyperfusion.data.tabular import TabularPreprocessor
 from hyperfusion.data.volume_cache import VolumeCache
 from hyperfusion.errors import ModelFileError
 from hyperfusion.inference.discovery import member_dirs
-from hyperfusion.inference.model_files import ModelCard, load_model
+from hyperfusion.inference.model_files import ModelCard, load_model, read_card
 from hyperfusion.models.network import FusionNetwork, ImageFeatures, decode_records, subject_output
 from hyperfusion.runtime import resolve_device
 from hyperfusion.training.metrics import combine_members
@@ -111,7 +111,12 @@ def model_key(card: ModelCard) -> str:
 
 
 def load_shared(model_dir: str | Path) -> LoadedModel:
-    """Load a model directory once per process (keyed by its weights' sha256)."""
+    """Load a model directory once per process (keyed by its weights' sha256 and card): a directory whose card
+    names a model already loaded is not read again."""
+    with _LOAD_LOCK:
+        known = _LOADED.get(model_key(read_card(model_dir)))
+    if known is not None:
+        return known
     network, card = load_model(model_dir)
     key = model_key(card)
     with _LOAD_LOCK:

@@ -20,11 +20,11 @@ Typical use::
     print(calibration_report(cohort_dir))
 """
 
-import importlib
+from hyperfusion.lazy import lazy_exports
 
-# Each public name and the module that defines it, imported on first use (PEP 562): reading where the shipped
-# demo cohort lives (``shipped``) must not load torch and scipy through the generator.
-_HOME = {
+# Each public name and the module that defines it, imported on first use: reading where the shipped demo
+# cohort lives (``shipped``) must not load torch and scipy through the generator.
+_EXPORTS = {
     "GENERATOR_VERSION": "generator",
     "SynthConfig": "generator",
     "ensure_cohort": "generator",
@@ -36,23 +36,5 @@ _HOME = {
     "synthesize_subject": "subject",
 }
 
-
-def __getattr__(name: str):
-    if name not in _HOME:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-__all__ = [
-    "GENERATOR_VERSION",
-    "SynthConfig",
-    "SyntheticSubject",
-    "calibration_report",
-    "ensure_cohort",
-    "generate_cohort",
-    "read_config",
-    "synthesize_subject",
-    "write_subject_scan",
-]
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
