@@ -7,7 +7,6 @@ import render
 import streamlit as st
 from state import session
 
-from hyperfusion import inference
 from hyperfusion.data.scenario import from_json
 from hyperfusion.errors import HyperFusionError
 from hyperfusion.pages import plain
@@ -46,4 +45,3 @@ with st.expander("Open a shared scenario (JSON file from “Share this scenario�
                 st.warning(problem)
             st.page_link("views/1_Subject.py", label=f"Open {scenario.get('subject', 'the subject')} →")
 st.caption(f"Page ready in {time.perf_counter() - (session.page_start or time.perf_counter()):.2f} s.")
-inference.warm_up(m.path for m in db.usable_models(cohort))  # the models load while you read

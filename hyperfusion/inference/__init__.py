@@ -19,7 +19,6 @@ _EXPORTS = {
     "write_card": "model_files",
     "Prediction": "predictor",
     "Predictor": "predictor",
-    "warm_up": "warm",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -136,25 +136,15 @@ def test_forget_drops_only_that_scans_features(setup):
     assert len(predictor._features) == 2  # the other scan's features stay
 
 
-def test_warm_up_loads_every_member_once_and_predictors_reuse_them(setup, tmp_path):
+def test_a_model_already_loaded_is_not_read_from_disk_again(setup, monkeypatch):
     from hyperfusion.inference import predictor as P
-    from hyperfusion.inference.warm import warm_up
 
     _, _, dirs = setup
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    (broken / "card.json").write_text("{not json")  # skipped: the page that uses it says why
-    wanted = [dirs["hf_ensemble"] / "fold0", dirs["hf_ensemble"] / "fold1", dirs["concat"]]
-    keys = [P.model_key(P.read_card(d)) for d in wanted]
-    for key in keys:  # as in a fresh process (earlier tests loaded them)
-        P._LOADED.pop(key, None)
-    thread = warm_up([dirs["hf_ensemble"], broken, dirs["concat"]])
-    assert warm_up([dirs["concat"], broken, dirs["hf_ensemble"]]) is thread  # once per set of directories
-    thread.join(60)
-    assert not thread.is_alive() and all(key in P._LOADED for key in keys)
-    members = [P.load_shared(d) for d in (dirs["hf_ensemble"] / "fold0", dirs["hf_ensemble"] / "fold1")]
-    assert all(P._LOADED.get(m.key) is m for m in members)
-    # a Predictor made afterwards gets the very networks the warm-up loaded (not read from disk again)
-    predictor = Predictor({"ens": dirs["hf_ensemble"], "concat": dirs["concat"]})
-    assert [m.network for m in predictor.models["ens"].members] == [m.network for m in members]
-    assert predictor.models["concat"].members[0] is P.load_shared(dirs["concat"])
+    first = P.load_shared(dirs["concat"])
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the weights were read again")
+
+    monkeypatch.setattr(P, "load_model", no_reading)
+    assert P.load_shared(dirs["concat"]) is first
+    assert Predictor({"concat": dirs["concat"]}).models["concat"].members[0] is first
