@@ -14,7 +14,7 @@ from hyperfusion.data.cohort import Cohort
 from hyperfusion.pages import cohort as C
 from hyperfusion.pages import plain
 
-REFRESH_S, FIRST_REFRESH_S = 1.0, 0.2  # how often a running job's rows are shown anew (before its first)
+REFRESH_S = 1.0  # how often a running job's rows are shown anew
 _RUNNING: dict[str, list] = {"predictions": [], "importance": []}  # kind -> jobs started (older ones stopped)
 _LOCK = threading.Lock()
 
@@ -48,18 +48,16 @@ def progress(job, what: str) -> bool:
     return not job.finished
 
 
-def refresh_while(running: bool, section, job, *args) -> None:
-    """Draw ``section(job, *args)`` in a fragment that redraws itself while ``running`` (every
-    ``FIRST_REFRESH_S`` until the job has its first rows, then every ``REFRESH_S``), and reruns the page when
-    the first rows come (to slow down) and when the job has finished (so that the refreshing stops)."""
-    waiting = running and job.snapshot()[1] == 0
+def refresh_while(running: bool, section, *args) -> None:
+    """Draw ``section(*args)`` in a fragment that redraws itself every ``REFRESH_S`` while ``running``, and
+    reruns the page once when the job has finished (so that the refreshing stops)."""
 
     def body():
-        still = section(job, *args)
-        if running and (not still or (waiting and job.snapshot()[1])):
+        still = section(*args)
+        if running and not still:
             st.rerun()
 
-    st.fragment(body, run_every=(FIRST_REFRESH_S if waiting else REFRESH_S) if running else None)()
+    st.fragment(body, run_every=REFRESH_S if running else None)()
 
 
 def predictions_section(job, view, truth, class_name: str) -> bool:

@@ -60,6 +60,7 @@ truth = table.set_index("PTID")["DX" if ad else "AGE"]
 tabs = st.tabs(["Predictions", "Global importance", "Partial dependence", "Distributions by diagnosis"])
 with tabs[0]:
     job = cp.prediction_job(key, paths, demo, cohort)
+    job.wait_for_rows(1.0)  # rows already stored show at once, not a refresh later
     cp.refresh_while(not job.finished, cp.predictions_section, job, view, truth, class_name)
 with tabs[1]:
     n = st.select_slider("Subjects sampled", [10, 20, 50, 100, 200], 20, key="importance_sample")

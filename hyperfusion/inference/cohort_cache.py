@@ -405,6 +405,16 @@ class BackgroundJob:
         self.thread.join(timeout)
         return self.finished
 
+    def wait_for_rows(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the first units (or the end); True when some are done. A page
+        that waits a moment shows rows already stored at once instead of on its next refresh."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self._done == 0 and not self.finished and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self._done > 0
+
     def snapshot(self) -> tuple[pd.DataFrame, int]:
         """(every row so far as one table, units done)."""
         with self._lock:

@@ -224,3 +224,26 @@ def test_jobs_still_running_at_exit_are_stopped_and_joined():
     assert not job.finished
     cohort_cache._stop_jobs(timeout=5)
     assert job.finished and job.snapshot()[1] >= 1
+
+
+def test_waiting_for_the_first_rows_returns_when_they_come_or_at_the_timeout():
+    import time
+
+    import pandas as pd
+
+    from hyperfusion.inference.cohort_cache import BackgroundJob
+
+    def slow(delay):
+        def frames():
+            time.sleep(delay)
+            yield pd.DataFrame({"x": [1, 2]})
+
+        return frames
+
+    job = BackgroundJob(slow(0.2), total=2).start()
+    t0 = time.monotonic()
+    assert job.wait_for_rows(5.0) and time.monotonic() - t0 < 2.0  # returned when the rows came
+    late = BackgroundJob(slow(3.0), total=2).start()
+    t0 = time.monotonic()
+    assert not late.wait_for_rows(0.3) and time.monotonic() - t0 < 1.5  # gave up at its timeout
+    late.wait()
