@@ -74,6 +74,11 @@ def server(app_env):
         proc.kill()
 
 
+WATERFALL = """() => { for (const g of document.querySelectorAll('[data-testid=stPlotlyChart] .js-plotly-plot')) {
+  const t = g.data && g.data[0]; if (t && t.type === 'waterfall') return {y: Array.from(t.y), x: Array.from(t.x)}; }
+  return null; }"""
+
+
 def test_open_a_subject_edit_apoe4_see_the_prediction_change_and_open_the_attribution(
     server, app_env, tmp_path
 ):
@@ -96,6 +101,8 @@ def test_open_a_subject_edit_apoe4_see_the_prediction_change_and_open_the_attrib
         caption = page.get_by_text(re.compile(r"Δ: change from the prediction"))
         caption.wait_for(timeout=30_000)
         before = page.get_by_test_id("stPlotlyChart").first.inner_html()
+        page.wait_for_function(WATERFALL, timeout=60_000)  # the record attributions' waterfall is drawn
+        waterfall_before = page.evaluate(WATERFALL)
         apoe = page.get_by_label(re.compile("^APOE4"))
         if apoe.is_disabled():
             page.locator("label").filter(has_text="missing").nth(3).click()
@@ -109,6 +116,18 @@ def test_open_a_subject_edit_apoe4_see_the_prediction_change_and_open_the_attrib
             arg=before,
             timeout=30_000,
         )
+        # the waterfall follows the edit: APOE4's contribution and the record's output change
+        page.wait_for_function(
+            f"before => JSON.stringify(({WATERFALL})()) !== JSON.stringify(before)",
+            arg=waterfall_before,
+            timeout=60_000,
+        )
+        waterfall_after = page.evaluate(WATERFALL)
+        apoe_before, apoe_after = (
+            dict(zip(w["y"], w["x"]))["APOE4"] for w in (waterfall_before, waterfall_after)
+        )
+        assert apoe_after != pytest.approx(apoe_before, abs=1e-6)
+        assert waterfall_after["x"][-1] != pytest.approx(waterfall_before["x"][-1], abs=1e-6)
         page.screenshot(path=str(shots / "2_subject_edited.png"), full_page=True)
         subject_p_ad = page.evaluate(  # the probability bars' P(AD) of hyperfusion, edited record
             """() => { const g = document.querySelector('[data-testid=stPlotlyChart] .js-plotly-plot');
