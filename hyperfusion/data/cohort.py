@@ -198,7 +198,10 @@ def subject_label(row: pd.Series | Mapping[str, object]) -> str:
 
 def subject_labels(cohort: Cohort) -> dict[str, str]:
     """:func:`subject_label` of every subject, by PTID, in the table's order."""
-    return {str(row["PTID"]): subject_label(row) for _, row in cohort.table.iterrows()}
+    rows = cohort.table[[c for c in ("PTID", "DX", "AGE", "PTGENDER") if c in cohort.table]].to_dict(
+        "records"
+    )
+    return {str(row["PTID"]): subject_label(row) for row in rows}  # (iterrows: 8x slower, every rerun)
 
 
 def synthetic_identity(provenance: Mapping) -> str:
