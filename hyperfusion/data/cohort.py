@@ -771,7 +771,13 @@ def feature_frame(rows: pd.DataFrame | Mapping[str, object] | list[Mapping[str, 
     """The nine attributes as a float frame from a cohort table, one parsed record or a list of them."""
     if isinstance(rows, Mapping):
         rows = [rows]
-    frame = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows
+    if not isinstance(rows, pd.DataFrame):  # parsed records (a prediction's few): straight to numbers
+        values = [[math.nan if pd.isna(v := r.get(n)) else float(v) for n in FEATURE_NAMES] for r in rows]
+        return pd.DataFrame(
+            np.asarray(values, dtype=float).reshape(len(values), len(FEATURE_NAMES)),
+            columns=list(FEATURE_NAMES),
+        )
+    frame = rows
     missing = [n for n in FEATURE_NAMES if n not in frame.columns]
     frame = frame.assign(**{n: math.nan for n in missing})
     return frame.loc[:, list(FEATURE_NAMES)].astype(float)

@@ -123,3 +123,25 @@ def test_bad_state_and_bad_fit_are_refused(cohort_table):
         TabularPreprocessor().fit(cohort_table.assign(FDG=np.nan))
     with pytest.raises(RuntimeError, match="not fitted"):
         TabularPreprocessor().transform(cohort_table)
+
+
+def test_records_become_the_same_feature_frame_as_a_table_of_them():
+    import math
+
+    import pandas as pd
+
+    from hyperfusion.data.cohort import feature_frame
+    from hyperfusion.data.schema import FEATURE_NAMES
+
+    records = [
+        {"AGE": 71, "PTGENDER": 1.0, "APOE4": None, "ABETA": math.nan, "EXTRA": "ignored"},
+        {"AGE": 80.5, "PTEDUCAT": 12, "TAU": 300.25},  # absent keys are missing
+        {},
+    ]
+    fast = feature_frame(records)
+    assert list(fast.columns) == list(FEATURE_NAMES) and all(d == "float64" for d in fast.dtypes)
+    pd.testing.assert_frame_equal(fast, feature_frame(pd.DataFrame(records)))
+    assert fast.loc[0, "AGE"] == 71.0 and math.isnan(fast.loc[0, "APOE4"]) and math.isnan(fast.loc[2, "AGE"])
+    pd.testing.assert_frame_equal(feature_frame(records[0]), fast.iloc[:1])
+    with pytest.raises(ValueError):
+        feature_frame([{"AGE": "old"}])
