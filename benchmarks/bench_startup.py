@@ -14,21 +14,30 @@ from __future__ import annotations
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from hyperfusion.bench import BenchResult, demo_env, free_port, launch_chromium, stop, wait_for_port
+from hyperfusion.bench import (
+    BenchResult,
+    demo_env,
+    free_port,
+    launch_chromium,
+    stop,
+    streamlit_command,
+    wait_for_port,
+)
 
 BUDGET_S = 3.0  # issue #16's budget (issue #7 asked for 5 s)
 
 
-def _time_to_page(browser, command: list[str], ready_text: str, env: dict) -> float:
+def _time_to_page(browser, command: Callable[[int], list[str]], ready_text: str, env: dict) -> float:
+    """Seconds from starting ``command(port)`` to ``ready_text`` on its page in ``browser``."""
     port = free_port()
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [*command, "--port" if command[1:2] == ["app"] else "--server.port", str(port)],
+        command(port),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -54,20 +63,13 @@ def run(repeats: int = 5) -> list[BenchResult]:
     with tempfile.TemporaryDirectory() as tmp:
         trivial = Path(tmp) / "trivial.py"
         trivial.write_text('import streamlit as st\nst.write("trivial page ready")\n')
-        floor_cmd = [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(trivial),
-            "--server.headless",
-            "true",
-            "--server.address",
-            "127.0.0.1",
-            "--browser.gatherUsageStats",
-            "false",
-        ]
-        app_cmd = [shutil.which("hyperfusion") or "hyperfusion", "app"]
+
+        def floor_cmd(port: int) -> list[str]:
+            return streamlit_command(trivial, port)
+
+        def app_cmd(port: int) -> list[str]:  # the README's command, as installed
+            return [shutil.which("hyperfusion") or "hyperfusion", "app", "--port", str(port)]
+
         ours, floor = [], []
         with sync_playwright() as p:
             browser = launch_chromium(p)

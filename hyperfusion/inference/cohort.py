@@ -22,26 +22,10 @@ from hyperfusion.data.cohort import Cohort
 from hyperfusion.data.schema import CLASS_NAMES
 from hyperfusion.errors import DataError, HyperFusionError
 from hyperfusion.inference.predictor import Predictor
+from hyperfusion.inference.rows import COLUMNS, NO_SCAN
 from hyperfusion.training.ood import summary
 
 __all__ = ["COLUMNS", "NO_SCAN", "predict_cohort"]
-
-#: The CSV's columns, in order (probabilities for AD models, the age and gap for brain-age models).
-COLUMNS = (
-    "PTID",
-    "model",
-    "task",
-    "prediction",
-    *(f"p_{c}" for c in CLASS_NAMES),
-    "predicted_age",
-    "brain_age_gap",
-    "spread",
-    "in_distribution",
-    "ood_summary",
-    "error",
-)
-#: The ``error`` of a subject that has no scan, for a model that reads one.
-NO_SCAN = "no scan for this subject"
 
 
 def _default_scan(cohort: Cohort) -> Callable[[str], str | None]:

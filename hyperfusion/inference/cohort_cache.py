@@ -36,6 +36,7 @@ from hyperfusion.data.nifti import image_sha256
 from hyperfusion.data.schema import CLASS_NAMES
 from hyperfusion.errors import DataError, HyperFusionError
 from hyperfusion.files import cache_root
+from hyperfusion.inference.rows import COLUMNS, NO_SCAN
 
 if TYPE_CHECKING:  # (torch loads with the networks, in the job's thread, not with the page)
     from hyperfusion.inference.predictor import ModelEntry, Predictor
@@ -55,22 +56,6 @@ __all__ = [
 
 #: What :func:`score_cohort` stores per (model, scan, record).
 PREDICTION = "prediction-v1"
-
-
-#: :data:`hyperfusion.inference.cohort.COLUMNS`, here without importing torch (a test checks they agree).
-ROW_COLUMNS = (
-    "PTID",
-    "model",
-    "task",
-    "prediction",
-    *(f"p_{c}" for c in CLASS_NAMES),
-    "predicted_age",
-    "brain_age_gap",
-    "spread",
-    "in_distribution",
-    "ood_summary",
-    "error",
-)
 
 
 def _cards_key(cards: Iterable[bytes]) -> str:
@@ -114,7 +99,7 @@ def cached_rows(
             hit = next((found[k] for k in keys if k in found), None)
             if hit is not None:
                 hits.append({**hit, "PTID": ptid, "model": name, "cached": True})
-    return pd.DataFrame(hits).reindex(columns=[*ROW_COLUMNS, "cached"])
+    return pd.DataFrame(hits).reindex(columns=[*COLUMNS, "cached"])
 
 
 def record_key(record: Mapping[str, object]) -> str:
@@ -216,7 +201,7 @@ def score_cohort(
 ) -> Iterator[pd.DataFrame]:
     """Every (subject, model) prediction of the cohort, yielded a few rows at a time.
 
-    Yields tables with :data:`~hyperfusion.inference.cohort.COLUMNS` and ``cached`` (True: read from
+    Yields tables with :data:`~hyperfusion.inference.rows.COLUMNS` and ``cached`` (True: read from
     ``store``). Rows without an error are written to ``store`` (default :class:`ResultStore`); rows with one
     (a missing or unreadable scan) are not, so they are tried again next time.
 
@@ -251,7 +236,7 @@ def score_cohort(
 def _score_group(predictor, cohort, group, image, subjects, keys, store, skip) -> Iterator[pd.DataFrame]:
     """The rows of one batch for models that all read a scan (``image``) or all do not: the stored ones,
     then the others, computed and stored."""
-    from hyperfusion.inference.cohort import COLUMNS, NO_SCAN, predict_cohort
+    from hyperfusion.inference.cohort import predict_cohort
 
     pairs = {p: (s["scan_key"] if image else "", s["key"]) for p, s in subjects.items()}
     lookup = [k for k in pairs.values() if k[0] or not image]
@@ -290,8 +275,6 @@ def _score_group(predictor, cohort, group, image, subjects, keys, store, skip) -
 
 
 def _stored(row: pd.Series) -> dict:
-    from hyperfusion.inference.cohort import COLUMNS
-
     return {c: (None if isinstance(v, float) and np.isnan(v) else v) for c, v in row.items() if c in COLUMNS}
 
 

@@ -113,8 +113,9 @@ def model_key(card: ModelCard) -> str:
 def load_shared(model_dir: str | Path) -> LoadedModel:
     """Load a model directory once per process (keyed by its weights' sha256 and card): a directory whose card
     names a model already loaded is not read again."""
+    key = model_key(read_card(model_dir))  # (the file read outside the lock)
     with _LOAD_LOCK:
-        known = _LOADED.get(model_key(read_card(model_dir)))
+        known = _LOADED.get(key)
     if known is not None:
         return known
     network, card = load_model(model_dir)

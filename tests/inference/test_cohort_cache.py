@@ -12,9 +12,8 @@ import torch
 
 from hyperfusion.data import load_cohort
 from hyperfusion.data.cohort import cohort_record
-from hyperfusion.inference.cohort import COLUMNS, NO_SCAN
+from hyperfusion.inference.cohort import NO_SCAN
 from hyperfusion.inference.cohort_cache import (
-    ROW_COLUMNS,
     BackgroundJob,
     ResultStore,
     cached_rows,
@@ -199,10 +198,6 @@ def test_background_job_collects_frames_and_reports_errors():
     job = BackgroundJob(failing, total=2).start()
     assert job.wait(10)
     assert job.snapshot()[1] == 1 and job.error == "scan unreadable"
-
-
-def test_row_columns_are_the_cohort_csvs():
-    assert ROW_COLUMNS == COLUMNS
 
 
 def test_jobs_still_running_at_exit_are_stopped_and_joined():
