@@ -14,6 +14,7 @@ import streamlit as st  # noqa: E402
 from state import session  # noqa: E402
 
 from hyperfusion.demo import settings_from_form  # noqa: E402
+from hyperfusion.pages.subject import keep_uploads_in_memory  # noqa: E402
 from hyperfusion.report import RESEARCH_NOTICE, SYNTHETIC_NOTICE  # noqa: E402
 
 
@@ -49,23 +50,6 @@ def furniture() -> None:
         st.caption(RESEARCH_NOTICE)
 
 
-def keep_uploads_in_memory() -> None:
-    """Make the web server hold an upload in memory up to the upload limit instead of spooling it to disk.
-
-    Streamlit's server (Starlette) writes every uploaded file part above 1 MB to an unnamed temporary file in
-    $TMPDIR while it is received, then reads it back into memory anyway. A scan must never reach the disk, so
-    the spool threshold is raised to the upload limit plus the multipart framing Streamlit allows (1 MB): the
-    memory held is the same, the disk is not touched. Call it before any file uploader is shown.
-    """
-    try:
-        from starlette.formparsers import MultiPartParser
-    except ImportError:  # a Tornado-based Streamlit keeps request bodies in memory
-        return
-    limit = (int(st.get_option("server.maxUploadSize")) + 1) * 2**20
-    if MultiPartParser.spool_max_size < limit:
-        MultiPartParser.spool_max_size = limit
-
-
 def footer() -> None:
     """Keeps the address bar equal to the scenario and offers its downloads."""
     c = db.cohort_or_none()
@@ -74,7 +58,7 @@ def footer() -> None:
 
 
 st.set_page_config(page_title="HyperFusion", layout="wide")
-keep_uploads_in_memory()  # process-wide, before any file uploader is shown
+keep_uploads_in_memory(st.get_option("server.maxUploadSize"))  # process-wide, before any file uploader
 session.page_start = _START
 page = st.navigation(
     {

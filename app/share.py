@@ -9,8 +9,7 @@ from state import session
 
 from hyperfusion.data import scenario as sc
 from hyperfusion.data.cohort import Cohort
-from hyperfusion.pages import UPLOAD_PREFIX
-from hyperfusion.report import html_report
+from hyperfusion.pages.session import share_caption
 
 
 def apply_link_once(c: Cohort) -> None:
@@ -23,25 +22,19 @@ def apply_link_once(c: Cohort) -> None:
         session.link_problems = session.apply_scenario(c, params)
 
 
+def follow(c: Cohort) -> None:
+    """Keep the address bar equal to the current scenario (and what the share downloads will hold): called by
+    every run that can change it, a fragment's rerun (which leaves the sidebar as it was) too."""
+    link = sc.link_of(session.follow_scenario(c))
+    if st.query_params.to_dict() != link:
+        st.query_params.from_dict(link)
+
+
 def share_panel(c: Cohort, synthetic: bool) -> None:
-    """Keep the URL equal to the current scenario and offer the JSON and HTML downloads (sidebar)."""
-    scenario = session.scenario(c)
-    if st.query_params.to_dict() != sc.link_of(scenario):
-        st.query_params.from_dict(sc.link_of(scenario))
-    subject = session.subject
-    parts = {k: v["value"] for k, v in session.report_parts.items() if v["subject"] == subject}
-    name, text = sc.to_json(scenario)
-    html = html_report(scenario, parts, synthetic)
+    """The address bar, and the scenario's JSON and HTML downloads (sidebar), made when clicked."""
+    follow(c)
     with st.sidebar:
         st.markdown("### Share this scenario")
-        if subject and subject.startswith(UPLOAD_PREFIX):
-            st.caption(
-                "An uploaded subject stays in this session: the link and files hold its settings only."
-            )
-        else:
-            st.caption(
-                "The address bar holds the link to this subject, its edits and the attribution choices."
-            )
-        st.download_button("Scenario (JSON)", text, name, "application/json", key="share_json")
-        name = name.removesuffix(".json") + ".html"
-        st.download_button("Report (HTML)", html, name, "text/html", key="share_html")
+        st.caption(share_caption(session.subject))
+        for label, name, make, mime, key in session.share_files(synthetic):
+            st.download_button(label, make, name, mime, key=key)

@@ -767,16 +767,22 @@ def _label_agreement(df: pd.DataFrame, used: str) -> dict:
     return out
 
 
-def feature_frame(rows: pd.DataFrame | Mapping[str, object] | list[Mapping[str, object]]) -> pd.DataFrame:
-    """The nine attributes as a float frame from a cohort table, one parsed record or a list of them."""
+def feature_array(rows: pd.DataFrame | Mapping[str, object] | list[Mapping[str, object]]) -> np.ndarray:
+    """The nine attributes as a float array (N, 9), columns in ``FEATURE_NAMES`` order, NaN where missing.
+
+    Parsed records (a prediction's few, on every edit in the dashboard) become numbers without pandas."""
     if isinstance(rows, Mapping):
         rows = [rows]
-    if not isinstance(rows, pd.DataFrame):  # parsed records (a prediction's few): straight to numbers
-        values = [[math.nan if pd.isna(v := r.get(n)) else float(v) for n in FEATURE_NAMES] for r in rows]
-        return pd.DataFrame(
-            np.asarray(values, dtype=float).reshape(len(values), len(FEATURE_NAMES)),
-            columns=list(FEATURE_NAMES),
-        )
+    if isinstance(rows, pd.DataFrame):
+        return feature_frame(rows).to_numpy()
+    values = [[math.nan if pd.isna(v := r.get(n)) else float(v) for n in FEATURE_NAMES] for r in rows]
+    return np.asarray(values, dtype=float).reshape(len(values), len(FEATURE_NAMES))
+
+
+def feature_frame(rows: pd.DataFrame | Mapping[str, object] | list[Mapping[str, object]]) -> pd.DataFrame:
+    """The nine attributes as a float frame from a cohort table, one parsed record or a list of them."""
+    if not isinstance(rows, pd.DataFrame):
+        return pd.DataFrame(feature_array(rows), columns=list(FEATURE_NAMES))
     frame = rows
     missing = [n for n in FEATURE_NAMES if n not in frame.columns]
     frame = frame.assign(**{n: math.nan for n in missing})
@@ -802,6 +808,7 @@ __all__ = [
     "require_some_value",
     "decode_table",
     "map_diagnosis",
+    "feature_array",
     "feature_frame",
     "feature",
 ]

@@ -21,13 +21,15 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from hyperfusion.data.cohort import feature_frame
+from hyperfusion.data.cohort import feature_array, feature_frame
 from hyperfusion.data.schema import FEATURE_NAMES, feature
 from hyperfusion.errors import DataError
 
 PAPER_INDICATORS: tuple[str, ...] = ("APOE4", "ABETA", "TAU", "PTAU", "FDG", "AV45")
 SEX = "PTGENDER"
 STATE_VERSION = 1
+#: Each attribute's column in :func:`feature_array`'s output
+_COLUMN = {n: i for i, n in enumerate(FEATURE_NAMES)}
 
 
 class TabularPreprocessor:
@@ -181,13 +183,13 @@ class TabularPreprocessor:
         that were missing and filled in.
         """
         self._check_fitted()
-        frame = feature_frame(rows)
-        numeric = frame[self.numeric_features].to_numpy(dtype=float)
+        values = feature_array(rows)
+        numeric = values[:, [_COLUMN[n] for n in self.numeric_features]]
         missing = np.isnan(numeric)
         z = (self._impute(numeric) - np.asarray(self.means_)) / np.asarray(self.scales_)
         parts = [z]
         if SEX in self.features:
-            sex = frame[SEX].to_numpy(dtype=float)
+            sex = values[:, _COLUMN[SEX]]
             bad = ~np.isnan(sex) & ~np.isin(sex, (0.0, 1.0))
             if bad.any():
                 raise DataError(f"PTGENDER must be 0 (Female) or 1 (Male), got {sex[bad][0]!r}")
@@ -200,7 +202,8 @@ class TabularPreprocessor:
         out = np.concatenate(parts, axis=1).astype(np.float32)
         if not return_imputed:
             return out
-        imputed = pd.DataFrame(frame[list(self.features)].isna().to_numpy(), columns=list(self.features))
+        used = values[:, [_COLUMN[n] for n in self.features]]
+        imputed = pd.DataFrame(np.isnan(used), columns=list(self.features))
         return out, imputed
 
     def fit_transform(self, rows: pd.DataFrame) -> np.ndarray:

@@ -12,13 +12,14 @@ Besides the values, what changes several of them at once: the subject a picker s
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from hyperfusion.data import scenario as sc
 from hyperfusion.data.cohort import Cohort, subject_label, subject_labels, subject_namespace
 from hyperfusion.demo import dashboard_settings
 from hyperfusion.pages import UPLOAD_PREFIX, Upload
+from hyperfusion.report import html_report
 
 MAIN_PICKER = "_subject_widget"  # the subject picker every page shares (other pickers have their own key)
 
@@ -61,6 +62,9 @@ class Session:
     form_from_link: dict | None = _Entry()  # a shared link's record, put in the form once
     uploaded: dict | None = _Entry()  # Upload as a dict: {"name", "scan", "record", "warnings"}
     report_parts: dict = _Entry(dict)  # name -> {"subject", "value"}: pieces of the HTML report
+    share_box: dict = _Entry(
+        dict
+    )  # what the share downloads hold when clicked: "scenario", "parts", "synthetic"
     attribution_choices: dict = _Entry(dict)  # the attribution page's choices, kept across pages
     link_applied: bool | None = _Entry()
     link_problems: list | None = _Entry()
@@ -126,6 +130,38 @@ class Session:
         record = edited["record"] if edited and subject and edited.get("PTID") == subject else None
         return sc.encode(c, subject, record, last)
 
+    def follow_scenario(self, c: Cohort) -> dict[str, str]:
+        """The scenario this session shows now, remembered with the HTML report's parts of its subject for the
+        share downloads (:meth:`share_files`), which are made later, when clicked."""
+        scenario = self.scenario(c)
+        parts = {k: v["value"] for k, v in self.report_parts.items() if v["subject"] == self.subject}
+        self.share_box.update(scenario=scenario, parts=parts)
+        return scenario
+
+    def share_files(self, synthetic: bool) -> list[tuple[str, str, Callable[[], str], str, str]]:
+        """The share panel's downloads as (label, file name, maker, MIME type, widget key): each maker writes
+        its file from what :meth:`follow_scenario` last remembered, when it is called. It reads no session
+        state (the server calls it in its own thread), so a file clicked after a fragment's rerun (an edit on
+        the Subject page) holds that edit although the panel was drawn before it."""
+        box = self.share_box
+        name = sc.to_json(box["scenario"])[0].removesuffix(".json")
+        return [
+            (
+                "Scenario (JSON)",
+                f"{name}.json",
+                lambda: sc.to_json(box["scenario"])[1],
+                "application/json",
+                "share_json",
+            ),
+            (
+                "Report (HTML)",
+                f"{name}.html",
+                lambda: html_report(box["scenario"], box["parts"], synthetic),
+                "text/html",
+                "share_html",
+            ),
+        ]
+
     def restore_choices(self) -> None:
         """Re-seed the attribution page's widgets (Streamlit drops a widget's state on pages that do not show
         it); call before any widget is drawn."""
@@ -142,6 +178,13 @@ class Session:
         for key, value in decoded.choices.items():
             self.store[f"attr_{key}"] = self.attribution_choices[key] = value
         return decoded.problems
+
+
+def share_caption(subject: str | None) -> str:
+    """What the share panel says its link and files hold for ``subject``."""
+    if subject and subject.startswith(UPLOAD_PREFIX):
+        return "An uploaded subject stays in this session: the link and files hold its settings only."
+    return "The address bar holds the link to this subject, its edits and the attribution choices."
 
 
 def subject_options(cohort: Cohort, upload=None) -> dict[str, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping
 
 import pandas as pd
 
@@ -152,8 +153,9 @@ def number_field(f) -> dict:
     """The Subject page's number input of a numeric attribute: its plausible range, step and help."""
     lo, hi = f.plausible_range
     kind, step = (int, 1) if f.type == "count" else (float, float(f.step))
-    text = f"{f.meaning}; plausible range {lo:g}–{hi:g} {f.unit}".strip()
-    return {"min_value": kind(lo), "max_value": kind(hi), "step": step, "help": text}
+    text = f"{f.meaning}; plausible range {lo:g}–{hi:g} {f.unit}".strip() + ". Empty: missing."
+    # value None: a field the user empties is None (missing), not the minimum
+    return {"value": None, "min_value": kind(lo), "max_value": kind(hi), "step": step, "help": text}
 
 
 def subject_caption(subject, cohort: Cohort) -> str:
@@ -182,21 +184,42 @@ def models_to_predict(
     return [n for n in names if n not in readers], [note]
 
 
+def prediction_view(
+    predictor, names: list[str], ptid: str, scan, records: list[dict], warnings: list[str] = ()
+) -> tuple[list[Block], dict | None, dict[str, list[dict]]]:
+    """The Subject page's predictions of the recorded and the edited record (``records``): the blocks to show
+    (the models left out and why, an upload's warnings, the chart and tables), the predictions (None when
+    they failed: a block says why), and the HTML report's parts (``predictions`` / ``brain_age`` rows)."""
+    names, said = models_to_predict(predictor, names, ptid, scan is not None)
+    try:
+        preds = predictor.predict(scan, records, models=names)
+    except HyperFusionError as exc:
+        return [*said, Block("error", plain(exc))], None, {}
+    warned = [Block("warning", plain(w)) for w in warnings]  # an upload that failed its entry check
+    shown, ad_rows, age_rows = predictions(preds)
+    parts = {k: rows for k, rows in (("predictions", ad_rows), ("brain_age", age_rows)) if rows}
+    return said + warned + shown, preds, parts
+
+
+#: What an empty field of the Subject page's form shows: an empty field is a missing value
+MISSING_PLACEHOLDER = "missing"
+
+
 def form_state(record: dict) -> dict:
-    """The Subject page's form widgets' state (``value_X``, ``missing_X``) for a raw record: a missing value
-    ticks "missing", a censored one ("<200") shows its bound, a number outside the plausible range its nearest
+    """The Subject page's form widgets' state (``value_X``) for a raw record: a missing value leaves its field
+    empty (None), a censored one ("<200") shows its bound, a number outside the plausible range its nearest
     end, and a value that is no number the middle of the range."""
     state = {}
     for f in FEATURES:
         value = record.get(f.name)
-        if isinstance(value, float) and math.isnan(value):
-            value = None
-        state[f"missing_{f.name}"] = value is None
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            state[f"value_{f.name}"] = None
+            continue
         if f.categories:
             state[f"value_{f.name}"] = value if value in f.categories else f.categories[0]
             continue
         try:
-            number = float(str(value).lstrip("<>")) if value is not None else math.nan
+            number = float(str(value).lstrip("<>"))
         except ValueError:
             number = math.nan
         lo, hi = f.plausible_range
@@ -211,26 +234,51 @@ def changes_state(changes: dict) -> dict:
     for name, (_, value) in changes.items():
         f = next(f for f in FEATURES if f.name == name)
         number = int(value) if f.categories or f.type == "count" else float(value)
-        state[f"missing_{name}"] = False
         state[f"value_{name}"] = f.categories[number] if f.categories else number
     return state
 
 
-def form_value(raw, value, missing: bool) -> tuple[object, list[str]]:
-    """A form field's value for the model (None when marked missing; a censored recorded value such as "<200"
-    kept while the field still shows its bound) and the notes shown under it."""
-    if missing:
+def edited_record(recorded: Mapping, state: Mapping) -> dict:
+    """The record the Subject page's form holds, from its widgets' state (``value_X``, as :func:`form_state`
+    writes it): what :func:`form_value` makes of each field, read before the form is drawn."""
+    return {f.name: form_value(recorded[f.name], state[f"value_{f.name}"])[0] for f in FEATURES}
+
+
+def form_value(raw, value) -> tuple[object, list[str]]:
+    """A form field's value for the model (None when the field is empty: missing; a censored recorded value
+    such as "<200" kept while the field still shows its bound) and the notes shown under it."""
+    if value is None:
         out, notes = None, ["missing → imputed by each model (training median)"]
     elif isinstance(raw, str) and raw[:1] in "<>" and float(raw[1:]) == value:
         out, notes = raw, [f"recorded as {raw} (beyond the assay range)"]
     else:
         out, notes = value, []
-    if out != raw and not (raw is None and missing):
+    if out != raw and not (raw is None and out is None):
         notes.append(f"edited · recorded: {raw if raw is not None else 'missing'}")
     return out, notes
 
 
 # --- Upload -------------------------------------------------------------------------------------------------
+def keep_uploads_in_memory(max_upload_mb: int) -> int:
+    """Make the dashboard's web server hold an upload in memory up to the upload limit (Streamlit's
+    ``server.maxUploadSize``, in MB) instead of spooling it to disk; returns the spool threshold in bytes.
+
+    Streamlit's server (Starlette) writes every uploaded file part above 1 MB to an unnamed temporary file in
+    $TMPDIR while it is received, then reads it back into memory anyway. A scan must never reach the disk, so
+    the spool threshold is raised to the upload limit plus the multipart framing Streamlit allows (1 MB): the
+    memory held is the same, the disk is not touched. Process-wide: call it before any file uploader is shown.
+    A Tornado-based Streamlit keeps request bodies in memory, and nothing is changed (returns 0).
+    """
+    try:
+        from starlette.formparsers import MultiPartParser
+    except ImportError:
+        return 0
+    limit = (int(max_upload_mb) + 1) * 2**20
+    if MultiPartParser.spool_max_size < limit:
+        MultiPartParser.spool_max_size = limit
+    return MultiPartParser.spool_max_size
+
+
 def qc_table(qc: dict) -> pd.DataFrame:
     """The quality figures of ``hyperfusion preprocess`` on one scan, as a one-row table."""
     row = {

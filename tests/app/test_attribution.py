@@ -184,7 +184,6 @@ def test_recorded_vs_edited_says_when_nothing_was_edited_and_shows_the_signed_di
 
     # Edit APOE4 on the Subject page, then come back
     at.switch_page("views/1_Subject.py").run()
-    at.checkbox(key="missing_APOE4").uncheck().run()
     apoe = 0 if at.number_input(key="value_APOE4").value == 2 else 2
     at.number_input(key="value_APOE4").set_value(apoe).run()
     edited = at.session_state["edited_record"]["record"]

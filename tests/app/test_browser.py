@@ -104,13 +104,20 @@ def test_open_a_subject_edit_apoe4_see_the_prediction_change_and_open_the_attrib
         page.wait_for_function(WATERFALL, timeout=60_000)  # the record attributions' waterfall is drawn
         waterfall_before = page.evaluate(WATERFALL)
         apoe = page.get_by_label(re.compile("^APOE4"))
-        if apoe.is_disabled():
-            page.locator("label").filter(has_text="missing").nth(3).click()
-            page.wait_for_timeout(500)
         current = apoe.input_value()
-        apoe.fill("0" if current == "2" else "2")
+        edited = "0" if current == "2" else "2"
+        apoe.fill(edited)
         apoe.press("Enter")
         page.get_by_text(re.compile(r"edited · recorded")).first.wait_for(timeout=30_000)
+        # An edit reruns only the form's fragment: the address bar and the sidebar's report still follow it
+        page.wait_for_function(
+            "v => new URLSearchParams(location.search).get('APOE4') === v", arg=edited, timeout=30_000
+        )
+        with page.expect_download(timeout=30_000) as download:
+            page.get_by_test_id("stSidebar").get_by_role("button", name="Report (HTML)").click()
+        report = Path(download.value.path()).read_text()
+        assert re.search(rf"<th>APOE4</th><td>{edited}(\.0)?</td>", report), "the scenario lacks the edit"
+        assert re.search(rf"<td>APOE4</td><td>[^<]*</td><td>{edited}(\.0)?</td>", report), "record table"
         page.wait_for_function(
             "before => document.querySelector('[data-testid=stPlotlyChart]').innerHTML !== before",
             arg=before,
@@ -129,6 +136,16 @@ def test_open_a_subject_edit_apoe4_see_the_prediction_change_and_open_the_attrib
         assert apoe_after != pytest.approx(apoe_before, abs=1e-6)
         assert waterfall_after["x"][-1] != pytest.approx(waterfall_before["x"][-1], abs=1e-6)
         page.screenshot(path=str(shots / "2_subject_edited.png"), full_page=True)
+        # An emptied field is a missing value (the link says so), and typing the value back undoes it
+        education = page.get_by_label(re.compile("^PTEDUCAT"))
+        years = education.input_value()
+        assert years, "the test subject's education is recorded"
+        for typed, in_link in (("", "missing"), (years, None)):
+            education.fill(typed)
+            education.press("Enter")
+            page.wait_for_function(
+                "v => new URLSearchParams(location.search).get('PTEDUCAT') === v", arg=in_link, timeout=30_000
+            )
         subject_p_ad = page.evaluate(  # the probability bars' P(AD) of hyperfusion, edited record
             """() => { const g = document.querySelector('[data-testid=stPlotlyChart] .js-plotly-plot');
                        const t = g.data.find(d => d.name === 'AD'); return t.x[Array.from(t.y).indexOf('hyperfusion')]; }"""

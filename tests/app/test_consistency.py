@@ -39,7 +39,6 @@ def test_subject_and_attribution_pages_give_one_p_ad_for_an_ensemble_recorded_an
     at.switch_page("views/1_Subject.py").run()
     at.selectbox(key="_subject_widget").select(ptid).run()
     recorded_row = page_table(at, "P(AD)").set_index("model").loc["hyperfusion", "P(AD)"]
-    at.checkbox(key="missing_APOE4").uncheck().run()
     apoe = 0 if at.number_input(key="value_APOE4").value == 2 else 2
     at.number_input(key="value_APOE4").set_value(apoe).run()
     subject_page = page_table(at, "P(AD)").set_index("model").loc["hyperfusion", "P(AD)"]

@@ -95,7 +95,7 @@ def test_an_uploaded_subject_is_the_current_subject_of_every_page_and_can_be_for
     assert not at.exception
     assert at.selectbox(key="_subject_widget").value == "uploaded: mine.nii.gz"
     assert at.number_input(key="value_AGE").value == 71
-    assert at.session_state["missing_FDG"] is True  # not in the uploaded row
+    assert at.session_state["value_FDG"] is None  # not in the uploaded row: an empty field
     table = next(d.value for d in at.dataframe if "P(AD)" in d.value.columns)
     assert set(table["model"]) == {"hyperfusion", "tabular_only"}
 

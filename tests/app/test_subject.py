@@ -20,7 +20,6 @@ def test_editing_apoe4_changes_the_fusion_prediction_and_reset_restores_it(app_e
     before = _predictions(at)
     assert set(before) == {"hyperfusion", "tabular_only"}
     apoe = at.number_input(key="value_APOE4")
-    at.checkbox(key="missing_APOE4").uncheck().run()
     at.number_input(key="value_APOE4").set_value(0 if apoe.value == 2 else 2).run()
     after = _predictions(at)
     assert not at.exception
@@ -28,6 +27,22 @@ def test_editing_apoe4_changes_the_fusion_prediction_and_reset_restores_it(app_e
     assert after["tabular_only"] != before["tabular_only"]
     at.button[0].click().run()  # reset
     assert _predictions(at) == before
+
+
+def test_an_emptied_field_is_a_missing_value_that_the_models_impute(app_env):
+    """The form has no "missing" boxes: an empty field is a missing value, for numbers and for sex."""
+    at = AppTest.from_file(str(HOME), default_timeout=60).run()
+    at.switch_page("views/1_Subject.py").run()
+    at.selectbox(key="_subject_widget").select(app_env["ptids"][2]).run()
+    at.number_input(key="value_APOE4").set_value(2).run()
+    with_value = _predictions(at)
+    at.number_input(key="value_APOE4").set_value(None).run()
+    at.selectbox(key="value_PTGENDER").set_value(None).run()
+    assert not at.exception
+    record = at.session_state["edited_record"]["record"]
+    assert record["APOE4"] is None and record["PTGENDER"] is None
+    assert sum("missing → imputed" in c.value for c in at.caption) >= 2
+    assert _predictions(at)["hyperfusion"] != with_value["hyperfusion"]
 
 
 def test_attribution_page_shows_three_views_and_the_crosshair_in_mm(app_env):
@@ -123,7 +138,6 @@ def test_the_record_waterfall_adds_up_and_follows_an_edit(app_env):
     bars = {k: v for k, v in before.items() if k not in ("baseline record", "this record")}
     assert "APOE4" in bars and "PTGENDER" in bars
     assert sum(bars.values()) == pytest.approx(before["this record"] - before["baseline record"], abs=0.02)
-    at.checkbox(key="missing_APOE4").uncheck().run()
     apoe = 0 if at.number_input(key="value_APOE4").value == 2 else 2
     at.number_input(key="value_APOE4").set_value(apoe).run()
     after = waterfall()

@@ -22,9 +22,10 @@ def test_column_help_names_metrics_and_says_what_a_cell_holds():
 
 
 def test_form_value_keeps_a_censored_value_and_says_what_was_edited():
-    assert S.form_value("<200", 200.0, False) == ("<200", ["recorded as <200 (beyond the assay range)"])
-    assert S.form_value(3.0, 4.0, False) == (4.0, ["edited · recorded: 3.0"])
-    assert S.form_value(None, 1.0, True)[0] is None and len(S.form_value(None, 1.0, True)[1]) == 1
+    assert S.form_value("<200", 200.0) == ("<200", ["recorded as <200 (beyond the assay range)"])
+    assert S.form_value(3.0, 4.0) == (4.0, ["edited · recorded: 3.0"])
+    assert S.form_value(None, None) == (None, ["missing → imputed by each model (training median)"])
+    assert S.form_value(3.0, None)[1][-1] == "edited · recorded: 3.0"  # emptied: missing now
 
 
 def test_form_record_refuses_a_form_without_sex_and_csv_record_names_ignored_columns():

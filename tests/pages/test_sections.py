@@ -74,16 +74,14 @@ def test_global_importance_over_a_sample_says_so():
 def test_the_subject_form_state_of_a_record():
     state = S.form_state({"AGE": 200.0, "ABETA": "<200", "FDG": float("nan"), "PTGENDER": "Male", "APOE4": 1})
     lo, hi = next(f for f in FEATURES if f.name == "AGE").plausible_range
-    assert state["value_AGE"] == hi and state["missing_FDG"] is True and state["value_ABETA"] == 200.0
+    assert state["value_AGE"] == hi and state["value_FDG"] is None and state["value_ABETA"] == 200.0
     assert (
         state["value_PTGENDER"] == "Male"
         and state["value_APOE4"] == 1
         and isinstance(state["value_APOE4"], int)
     )
     assert S.changes_state({"APOE4": (0, 2.0), "PTGENDER": (0, 1)}) == {
-        "missing_APOE4": False,
         "value_APOE4": 2,
-        "missing_PTGENDER": False,
         "value_PTGENDER": next(f for f in FEATURES if f.name == "PTGENDER").categories[1],
     }
 
@@ -149,3 +147,59 @@ def test_the_settings_form_and_plain_text():
     s = settings_from_form({"cohort": "/a", "models": "/m", "assets": "/x"}, " /b ", "/m1\n\n /m2 \n")
     assert s == {"cohort": "/b", "models": os.pathsep.join(["/m1", "/m2"]), "assets": "/x"}
     assert plain("1. $x$ *y*") == r"1\. \$x\$ \*y\*"
+
+
+def test_the_edited_record_is_read_from_the_form_state_as_the_form_reads_it():
+    """The Subject page reads its record from the widgets' state before drawing the form (so that the
+    predictions are sent first): the same record the form's widgets give, field by field."""
+    recorded = {f.name: None for f in FEATURES}
+    recorded.update(AGE=71.0, PTGENDER="Male", APOE4=1, ABETA="<200", FDG=None)
+    state = S.form_state(recorded)
+    edited = S.edited_record(recorded, state)
+    assert edited["AGE"] == 71.0 and edited["ABETA"] == "<200" and edited["FDG"] is None
+    by_field = {f.name: S.form_value(recorded[f.name], state[f"value_{f.name}"]) for f in FEATURES}
+    assert edited == {name: value for name, (value, _) in by_field.items()}
+    state.update(value_AGE=80.5, value_APOE4=None, value_ABETA=150.0)
+    edited = S.edited_record(recorded, state)
+    assert edited["AGE"] == 80.5 and edited["APOE4"] is None and edited["ABETA"] == 150.0
+
+
+def test_the_subject_predictions_say_what_was_left_out_and_why_they_failed():
+    from hyperfusion.errors import DataError
+    from hyperfusion.inference import Prediction
+
+    network = lambda scan: SimpleNamespace(members=[SimpleNamespace(reads_scan=scan)])  # noqa: E731
+    asked = []
+
+    def predict(scan, records, models):
+        asked.append(models)
+        value = np.array([[0.2, 0.3, 0.5], [0.1, 0.2, 0.7]])
+        ood = {"ood": [{"inside": True}] * 2}
+        return {m: Prediction(m, "ad", value, value[None], ["CN", "MCI", "AD"], ood) for m in models}
+
+    predictor = SimpleNamespace(models={"image": network(True), "tabular": network(False)}, predict=predict)
+    records = [{"AGE": 70}, {"AGE": 75}]
+    blocks, preds, parts = S.prediction_view(predictor, ["image", "tabular"], "S1", None, records, ["odd"])
+    assert asked == [["tabular"]] and list(preds) == ["tabular"]  # no scan: the image model is left out
+    kinds = [b.kind for b in blocks]
+    assert kinds[:2] == ["info", "warning"] and "figures" in kinds and blocks[1].value == "odd"
+    assert parts["predictions"][0]["P(AD)"] == 0.7 and "brain_age" not in parts
+
+    def refuse(scan, records, models):
+        raise DataError("the scan is outside the models' box")
+
+    predictor.predict = refuse
+    blocks, preds, parts = S.prediction_view(predictor, ["tabular"], "S1", "scan.nii", records)
+    assert preds is None and parts == {} and [b.kind for b in blocks] == ["error"]
+    assert "outside the models' box" in blocks[0].value
+
+
+def test_uploads_are_held_in_memory_up_to_the_upload_limit():
+    from starlette.formparsers import MultiPartParser
+
+    before = MultiPartParser.spool_max_size
+    try:
+        assert S.keep_uploads_in_memory(200) == 201 * 2**20 == MultiPartParser.spool_max_size
+        assert S.keep_uploads_in_memory(10) == 201 * 2**20  # never lowered (another session's limit)
+    finally:
+        MultiPartParser.spool_max_size = before

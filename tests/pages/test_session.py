@@ -101,3 +101,29 @@ def test_subject_options_put_the_upload_first_and_subject_of_cohort_reads_the_ro
     options = subject_options(cohort, upload)
     assert list(options)[0] == upload.id and list(options)[1:] == list(cohort.table["PTID"])
     assert options[upload.id].startswith(upload.id)
+
+
+def test_share_files_are_made_from_the_last_scenario_followed_not_the_one_drawn(cohort):
+    """The share panel is drawn by a full run; an edit on the Subject page reruns only its fragment, which
+    follows the scenario again: a download clicked then holds the edit (and its report parts)."""
+    import json
+
+    session = Session({})
+    ptid = cohort.table["PTID"].iloc[0]
+    session.subject = ptid
+    session.report_part("record", [{"attribute": "AGE", "recorded": 70, "edited": 70}])
+    session.follow_scenario(cohort)
+    files = {label: (name, make, mime) for label, name, make, mime, _ in session.share_files(synthetic=True)}
+    assert files["Scenario (JSON)"][0] == f"{ptid}.json" and files["Report (HTML)"][0] == f"{ptid}.html"
+    assert "AGE" not in json.loads(files["Scenario (JSON)"][1]())  # no edit yet
+
+    session.edited_record = {"PTID": ptid, "record": {**cohort_record(cohort.table.iloc[0]), "AGE": 91.5}}
+    session.report_part("record", [{"attribute": "AGE", "recorded": 70, "edited": 91.5}])
+    session.follow_scenario(cohort)  # the fragment's rerun; the panel is not drawn again
+    assert json.loads(files["Scenario (JSON)"][1]())["AGE"] == "91.5"
+    html = files["Report (HTML)"][1]()
+    assert "<td>AGE</td><td>70</td><td>91.5</td>" in html and "synthetic" in html.lower()
+
+    session.subject = "someone else"  # another subject's parts are not in its report
+    session.follow_scenario(cohort)
+    assert "91.5" not in files["Report (HTML)"][1]()
