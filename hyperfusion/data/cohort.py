@@ -79,6 +79,19 @@ class Cohort:
     label_agreement: dict = field(default_factory=dict)
     #: The entry check of its scans when it was loaded (``CohortScanCheck.to_dict()``; None: not checked)
     scan_check: dict | None = None
+    #: (the table it was built from, PTID -> the position of its first row): see :meth:`row_position`
+    _positions: tuple | None = field(default=None, init=False, repr=False, compare=False)
+
+    def row_position(self, ptid: str) -> int | None:
+        """The position in ``table`` of subject ``ptid``'s first row (None: no such subject); a dictionary
+        built once per table, so that looking up every subject of a large cohort is not quadratic."""
+        held = self._positions
+        if held is None or held[0] is not self.table or held[1] != len(self.table):
+            positions: dict[str, int] = {}
+            for i, ptid_i in enumerate(self.table["PTID"].tolist()):
+                positions.setdefault(ptid_i, i)
+            held = self._positions = (self.table, len(self.table), positions)
+        return held[2].get(ptid)
 
     @property
     def task(self) -> str:
@@ -321,31 +334,33 @@ def cohort_record(row: pd.Series | Mapping[str, object]) -> dict[str, object]:
 
 def cohort_row(cohort: Cohort, ptid: str) -> pd.Series:
     """The table row of subject ``ptid``; an unknown PTID is refused with a sample of the cohort's."""
-    rows = cohort.table[cohort.table["PTID"] == ptid]
-    if rows.empty:
+    position = cohort.row_position(ptid)
+    if position is None:
         sample = ", ".join(cohort.table["PTID"].head(5))
         raise DataError(f"{cohort.path}: no subject {ptid!r}; PTIDs look like {sample}")
-    return rows.iloc[0]
+    return cohort.table.iloc[position]
+
+
+def cohort_scan(cohort: Cohort, ptid: str, *, generate: bool = False) -> str | None:
+    """The scan path of subject ``ptid``, or None. ``generate``: for a shipped synthetic table (scans made on
+    demand), that subject's scan, generated into the cache if needed
+    (:func:`hyperfusion.data.synthetic.shipped.subject_scan`); otherwise only a scan the table finds."""
+    path = cohort_row(cohort, ptid).get("image_path")
+    if isinstance(path, str):
+        return path
+    if generate and cohort.is_synthetic:
+        from hyperfusion.data.synthetic.shipped import subject_scan
+
+        scan = subject_scan(cohort.path, ptid)
+        return str(scan) if scan is not None else None
+    return None
 
 
 def cohort_subject(
     cohort: Cohort, ptid: str, *, generate: bool = False
 ) -> tuple[str | None, dict[str, object]]:
-    """(scan path or None, raw record) of the subject ``ptid``.
-
-    ``generate``: for a shipped synthetic table (scans made on demand), that subject's scan, generated into the
-    cache if needed (:func:`hyperfusion.data.synthetic.shipped.subject_scan`); otherwise only a scan the table
-    finds."""
-    row = cohort_row(cohort, ptid)
-    path = row.get("image_path")
-    if isinstance(path, str):
-        return path, cohort_record(row)
-    if generate and cohort.is_synthetic:
-        from hyperfusion.data.synthetic.shipped import subject_scan
-
-        scan = subject_scan(cohort.path, ptid)
-        return (str(scan) if scan is not None else None), cohort_record(row)
-    return None, cohort_record(row)
+    """(scan path or None, raw record) of the subject ``ptid`` (``generate``: see :func:`cohort_scan`)."""
+    return cohort_scan(cohort, ptid, generate=generate), cohort_record(cohort_row(cohort, ptid))
 
 
 def record_changes(
@@ -793,6 +808,7 @@ __all__ = [
     "Cohort",
     "cohort_record",
     "cohort_row",
+    "cohort_scan",
     "cohort_subject",
     "describe_changes",
     "record_changes",

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from hyperfusion.data.cohort import Cohort, cohort_record, cohort_subject
+from hyperfusion.data.cohort import Cohort, cohort_record, cohort_row, cohort_scan
 from hyperfusion.data.nifti import image_sha256
 from hyperfusion.data.schema import CLASS_NAMES
 from hyperfusion.errors import DataError, HyperFusionError
@@ -153,7 +153,7 @@ def _plain(value):
 def cohort_scans(cohort: Cohort, generate: bool = False) -> Callable[[str], str | None]:
     """PTID -> scan path or None: the table's scan, or for a shipped synthetic table with ``generate``, the
     scan generated into the cache on first use."""
-    return lambda ptid: cohort_subject(cohort, ptid, generate=generate)[0]
+    return lambda ptid: cohort_scan(cohort, ptid, generate=generate)
 
 
 def subject_keys(
@@ -161,7 +161,6 @@ def subject_keys(
 ) -> dict[str, dict]:
     """Per PTID: its scan (None without one, or without ``scan_for``), the scan's key ("" without one), its
     raw record and the record's key, and the error finding or reading the scan raised (else None)."""
-    table = cohort.table.drop_duplicates("PTID").set_index("PTID", drop=False)
     out = {}
     for ptid in ptids:
         scan, error = None, None
@@ -174,7 +173,7 @@ def subject_keys(
                 scan, scan_key, error = None, "", str(exc)
         else:
             scan_key = ""
-        record = cohort_record(table.loc[ptid])
+        record = cohort_record(cohort_row(cohort, ptid))
         out[ptid] = {"scan": scan, "scan_key": scan_key, "record": record, "key": record_key(record)}
         out[ptid]["error"] = error
     return out

@@ -182,3 +182,20 @@ def test_record_changes_compare_values_as_the_models_read_them():
     changes = record_changes(recorded, {**recorded, "APOE4": 2, "ABETA": 200.0, "AGE": None})
     assert [name for name, *_ in changes] == ["AGE", "APOE4", "ABETA"]  # the schema's order
     assert describe_changes(changes) == "AGE 70 → missing, APOE4 1 → 2, ABETA <200 → 200"
+
+
+def test_rows_are_found_by_ptid_in_a_dictionary_built_once_per_table(tmp_path):
+    """cohort_row looks subjects up by position (a cohort of thousands is scanned once, not once per
+    subject); the first row of a repeated PTID wins, a new table is indexed anew, an unknown PTID is refused."""
+    import pandas as pd
+
+    from hyperfusion.data.cohort import Cohort, cohort_row
+
+    table = pd.DataFrame({"PTID": ["A", "B", "A", "C"], "AGE": [70.0, 71.0, 99.0, 72.0]})
+    c = Cohort(table=table, path=tmp_path, label_column="DX", source="table")
+    assert cohort_row(c, "A")["AGE"] == 70.0 and cohort_row(c, "C")["AGE"] == 72.0
+    assert c.row_position("B") == 1 and c.row_position("Z") is None
+    c.table = table.iloc[::-1].reset_index(drop=True)  # another table: positions follow it
+    assert cohort_row(c, "A")["AGE"] == 99.0 and c.row_position("C") == 0
+    with pytest.raises(DataError, match="no subject 'Z'"):
+        cohort_row(c, "Z")
