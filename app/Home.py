@@ -14,7 +14,7 @@ import streamlit as st  # noqa: E402
 from state import session  # noqa: E402
 
 from hyperfusion.demo import settings_from_form  # noqa: E402
-from hyperfusion.pages.subject import keep_uploads_in_memory  # noqa: E402
+from hyperfusion.pages import keep_uploads_in_memory  # noqa: E402
 from hyperfusion.report import RESEARCH_NOTICE, SYNTHETIC_NOTICE  # noqa: E402
 
 

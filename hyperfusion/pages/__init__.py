@@ -108,3 +108,23 @@ def plain(text: object) -> str:
     user input: a file name, a cell value)."""
     escaped = _INLINE.sub(r"\\\1", str(text))
     return _LINE_START.sub(lambda m: f"{m.group(1)}{m.group(2)[:-1]}\\{m.group(2)[-1]}", escaped)
+
+
+def keep_uploads_in_memory(max_upload_mb: int) -> int:
+    """Make the dashboard's web server hold an upload in memory up to the upload limit (Streamlit's
+    ``server.maxUploadSize``, in MB) instead of spooling it to disk; returns the spool threshold in bytes.
+
+    Streamlit's server (Starlette) writes every uploaded file part above 1 MB to an unnamed temporary file in
+    $TMPDIR while it is received, then reads it back into memory anyway. A scan must never reach the disk, so
+    the spool threshold is raised to the upload limit plus the multipart framing Streamlit allows (1 MB): the
+    memory held is the same, the disk is not touched. Process-wide: call it before any file uploader is shown.
+    A Tornado-based Streamlit keeps request bodies in memory, and nothing is changed (returns 0).
+    """
+    try:
+        from starlette.formparsers import MultiPartParser
+    except ImportError:
+        return 0
+    limit = (int(max_upload_mb) + 1) * 2**20
+    if MultiPartParser.spool_max_size < limit:
+        MultiPartParser.spool_max_size = limit
+    return MultiPartParser.spool_max_size

@@ -43,3 +43,23 @@ def test_a_cohort_whose_scans_fail_the_entry_check_is_shown_with_a_warning_and_n
     warning = next(w for w in shown if "UNRELIABLE: cohort" in w)
     assert "fails the entry check" in warning and "hyperfusion preprocess" in warning
     assert not (cache / "scan_checks.json").exists()  # the dashboard remembers the checks in memory only
+
+
+def test_the_first_page_imports_neither_torch_nor_the_explain_package(app_env):
+    """Startup budget (first page within 3 s of `hyperfusion app`): the Home page and what every page shares
+    (notices, settings, share panel) must not import torch, which alone takes about a second here."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\nfrom streamlit.testing.v1 import AppTest\n"
+        f"at = AppTest.from_file({str(HOME)!r}, default_timeout=60).run()\n"
+        "assert not at.exception, at.exception\n"
+        "print(sorted(m for m in ('torch', 'hyperfusion.explain') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=os.environ.copy(), capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout

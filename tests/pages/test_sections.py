@@ -197,9 +197,11 @@ def test_the_subject_predictions_say_what_was_left_out_and_why_they_failed():
 def test_uploads_are_held_in_memory_up_to_the_upload_limit():
     from starlette.formparsers import MultiPartParser
 
+    from hyperfusion.pages import keep_uploads_in_memory
+
     before = MultiPartParser.spool_max_size
     try:
-        assert S.keep_uploads_in_memory(200) == 201 * 2**20 == MultiPartParser.spool_max_size
-        assert S.keep_uploads_in_memory(10) == 201 * 2**20  # never lowered (another session's limit)
+        assert keep_uploads_in_memory(200) == 201 * 2**20 == MultiPartParser.spool_max_size
+        assert keep_uploads_in_memory(10) == 201 * 2**20  # never lowered (another session's limit)
     finally:
         MultiPartParser.spool_max_size = before
