@@ -799,7 +799,7 @@ def _app_command(a: argparse.Namespace, home: str) -> list[str]:
     if a.dev:
         options.update({"server.fileWatcherType": "auto", "server.runOnSave": True})
     flags = [f"--{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in options.items()]
-    return [sys.executable, "-m", "streamlit", "run", home, *flags]
+    return [sys.executable, "-m", "hyperfusion.serve", home, *flags]  # `streamlit run`, warm
 
 
 def _app_run(a: argparse.Namespace) -> int:

@@ -26,7 +26,6 @@ from pathlib import Path
 from hyperfusion import __version__
 from hyperfusion.data.cohort import METADATA_FILE, read_cohort_metadata
 from hyperfusion.data.synthetic.anatomy import REGIONS
-from hyperfusion.data.synthetic.fields import load_fields
 from hyperfusion.data.synthetic.geometry import HIPPOCAMPAL_BOX_MM, output_grid
 from hyperfusion.data.synthetic.records import CSV_COLUMNS
 from hyperfusion.data.synthetic.writer import write_csv, write_json, write_nifti
@@ -94,6 +93,7 @@ class SynthConfig:
 def cohort_metadata(config: SynthConfig) -> dict:
     """The content of ``cohort.json`` (no timestamps: it is part of the byte-reproducible output)."""
     from hyperfusion.data.synthetic import effects, records, subject
+    from hyperfusion.data.synthetic.fields import load_fields  # scipy: not needed to read a config
 
     fields = load_fields()
     grid = output_grid(config.voxel_size, config.whole_brain)
@@ -245,6 +245,8 @@ def generate_cohort(
         raise DataError(f"--workers must be at least 1, got {workers}")
     out = Path(out_dir)
     _prepare(out)
+    from hyperfusion.data.synthetic.fields import load_fields
+
     load_fields()  # build the field cache once, before any worker looks for it
     results: list[tuple[dict, dict]] = []
     bar = tqdm(total=config.n, desc="synth", unit="subject", disable=not progress)

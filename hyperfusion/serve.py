@@ -1,0 +1,69 @@
+"""The dashboard's server process (``hyperfusion app``): Streamlit's own ``streamlit run``, with the modules the
+first page needs imported in a background thread while the server starts and the browser loads Streamlit's
+front end. They are then imported already when the first page runs (pandas and the cohort reader: about 0.4 s
+here; Streamlit's emoji table, which its first alert compiles: about 0.2 s). ``streamlit run app/Home.py``
+serves the same dashboard, only its first page waits for those imports.
+
+Run: ``python -m hyperfusion.serve app/Home.py [streamlit flags]`` (what ``hyperfusion app`` executes).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+#: Imported before the first page asks for them: what Home.py and every page's shared parts import, and the
+#: modules Streamlit imports on its first use of an alert (not torch: the first page does not need it).
+WARM_MODULES = (
+    "pandas",
+    "hyperfusion.data.cohort",
+    "hyperfusion.data.scenario",
+    "hyperfusion.pages.session",
+    "hyperfusion.inference.model_files",
+    "hyperfusion.report",
+    "streamlit.emojis",
+)
+
+
+def warm(modules=WARM_MODULES) -> list[str]:
+    """Import ``modules``; returns those that failed (they are then imported, or refused, where they are used)."""
+    import importlib
+
+    failed = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - a warm-up never stops the server; the page reports the real error
+            failed.append(name)
+    return failed
+
+
+def _after_listening(port: int, timeout: float = 60.0) -> None:
+    """Warm the imports once the server listens on ``port`` (not before: they would delay its start)."""
+    import socket
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            time.sleep(0.05)
+    warm()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    port = next((int(a.split("=", 1)[1]) for a in args if a.startswith("--server.port=")), 8501)
+    threading.Thread(
+        target=_after_listening, args=(port,), name="hyperfusion-warm-imports", daemon=True
+    ).start()
+    from streamlit.web import cli
+
+    sys.argv = ["streamlit", "run", *args]
+    return cli.main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
