@@ -28,8 +28,8 @@ link = session.form_from_link
 if link and link["PTID"] == ptid:  # a shared link's edits fill the form once
     st.session_state.update(S.form_state(link["record"]), form_subject=ptid)
     del session.form_from_link
-elif st.session_state.get("form_subject") != ptid or f"value_{FEATURES[0].name}" not in st.session_state:
-    _reset()
+elif st.session_state.get("form_subject") != ptid or not S.form_complete(st.session_state):
+    _reset()  # (Streamlit drops a widget's state on the pages that do not show it)
 
 
 usable = db.usable_models(cohort)  # found once per page run, not again on each edit

@@ -238,6 +238,11 @@ def changes_state(changes: dict) -> dict:
     return state
 
 
+def form_complete(state: Mapping) -> bool:
+    """Whether ``state`` holds every field of the Subject page's form (:func:`edited_record` can read it)."""
+    return all(f"value_{f.name}" in state for f in FEATURES)
+
+
 def edited_record(recorded: Mapping, state: Mapping) -> dict:
     """The record the Subject page's form holds, from its widgets' state (``value_X``, as :func:`form_state`
     writes it): what :func:`form_value` makes of each field, read before the form is drawn."""

@@ -155,6 +155,7 @@ def test_the_edited_record_is_read_from_the_form_state_as_the_form_reads_it():
     recorded = {f.name: None for f in FEATURES}
     recorded.update(AGE=71.0, PTGENDER="Male", APOE4=1, ABETA="<200", FDG=None)
     state = S.form_state(recorded)
+    assert S.form_complete(state) and not S.form_complete({k: v for k, v in state.items() if "AGE" not in k})
     edited = S.edited_record(recorded, state)
     assert edited["AGE"] == 71.0 and edited["ABETA"] == "<200" and edited["FDG"] is None
     by_field = {f.name: S.form_value(recorded[f.name], state[f"value_{f.name}"]) for f in FEATURES}
