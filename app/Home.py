@@ -16,6 +16,7 @@ from state import session  # noqa: E402
 from hyperfusion.demo import settings_from_form  # noqa: E402
 from hyperfusion.pages import keep_uploads_in_memory  # noqa: E402
 from hyperfusion.report import RESEARCH_NOTICE, SYNTHETIC_NOTICE  # noqa: E402
+from hyperfusion.serve import after_first_page  # noqa: E402
 
 
 def _synthetic() -> bool:
@@ -81,3 +82,4 @@ page = st.navigation(
 furniture()
 page.run()
 footer()
+after_first_page()  # torch and the networks' code, imported in the background once this page is sent

@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import threading
 
+import dashboard as db
 import render
 import streamlit as st
 from state import session
 
 from hyperfusion.data.cohort import Cohort
+from hyperfusion.data.schema import FEATURE_NAMES
+from hyperfusion.errors import HyperFusionError
 from hyperfusion.pages import cohort as C
 from hyperfusion.pages import plain
 
 REFRESH_S = 1.0  # how often a running job's rows are shown anew
+FIRST_ROWS_S = 3.0  # how long the Predictions tab waits for a new job's first rows before refreshing instead
 _RUNNING: dict[str, list] = {"predictions": [], "importance": []}  # kind -> jobs started (older ones stopped)
 _LOCK = threading.Lock()
 
@@ -61,12 +65,19 @@ def refresh_while(running: bool, section, *args) -> None:
 
 
 def predictions_section(job, view, truth, class_name: str) -> bool:
-    """The rows done so far; a click on a row opens the subject."""
+    """The rows done so far (a click on a row opens the subject); before the first rows, the subjects at once,
+    replaced by the models' columns as soon as they are computed (waiting up to ``FIRST_ROWS_S``)."""
+    if job.snapshot()[1] == 0 and not job.finished:
+        with (holder := st.empty()).container():
+            progress(job, "subject × model predictions")
+            st.caption("The models' probabilities appear here as soon as the first rows are computed.")
+            st.dataframe(view.reset_index(drop=True), hide_index=True, key="cohort_subjects")
+        if not job.wait_for_rows(FIRST_ROWS_S):
+            return True
+        holder.empty()
     running = progress(job, "subject × model predictions")
-    rows, _ = job.snapshot()
-    if rows.empty:  # the subjects at once; the models' columns fill in as they are computed
-        st.caption("The models' probabilities appear here as soon as the first rows are computed.")
-        st.dataframe(view.reset_index(drop=True), hide_index=True, key="cohort_table")
+    rows, _ = job.snapshot()  # after the bar: a bar that says "done" has every row below it
+    if rows.empty:  # the job stopped before any row (the bar says why)
         return running
     table, text, errors = C.predictions(rows, view, truth, class_name)
     st.caption(text)
@@ -91,3 +102,27 @@ def importance_section(job, n_cohort: int, output: str) -> bool:
     running = progress(job, "subject × model record attributions")
     render.show(C.importance(job.snapshot()[0], len(job.ptids), n_cohort, output))
     return running
+
+
+def partial_dependence_tab(key, paths, cohort: Cohort, scans, class_name: str, output: str) -> None:
+    """Partial dependence (with ICE curves) of one attribute over a sample of subjects, on request."""
+    left, middle, right = st.columns([2, 2, 1], vertical_alignment="bottom")
+    attribute = left.selectbox(
+        "Attribute", FEATURE_NAMES, index=FEATURE_NAMES.index("AGE"), key="pd_attribute"
+    )
+    n_pd = middle.select_slider("Subjects sampled", [5, 10, 20, 50], 10, key="pd_sample")
+    pd_key = (key, paths, attribute, n_pd, class_name)
+    if right.button("Compute", key="pd_compute"):
+        with st.spinner(f"Partial dependence on {attribute} over {n_pd} subjects …"):
+            try:
+                found = C.partial_dependence(
+                    db.predictor_for(paths), cohort, attribute, n_pd, scans, class_name
+                )
+                session.cohort_scores["pd"] = (pd_key, *found)
+            except HyperFusionError as exc:
+                st.error(plain(f"Partial dependence could not be computed: {exc}"))
+    done = session.cohort_scores.get("pd")
+    if done and done[0] == pd_key:
+        render.show(C.partial_dependence_blocks(*done[1:], attribute, output))
+    else:
+        st.caption("Choose an attribute and press Compute (a few seconds per ten subjects).")

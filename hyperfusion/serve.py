@@ -2,7 +2,8 @@
 first page needs imported in a background thread while the server starts and the browser loads Streamlit's
 front end. They are then imported already when the first page runs (pandas and the cohort reader: about 0.4 s
 here; Streamlit's emoji table, which its first alert compiles: about 0.2 s). ``streamlit run app/Home.py``
-serves the same dashboard, only its first page waits for those imports.
+serves the same dashboard, only its first page waits for those imports. Once the first page has been sent,
+torch and the networks' code follow (:func:`after_first_page`, called by the Home script either way).
 
 Run: ``python -m hyperfusion.serve app/Home.py [streamlit flags]`` (what ``hyperfusion app`` executes).
 """
@@ -23,6 +24,33 @@ WARM_MODULES = (
     "hyperfusion.report",
     "streamlit.emojis",
 )
+
+
+#: Imported in the background once the first page has been sent (:func:`after_first_page`): what the other
+#: pages need first, torch and the networks' code (about a second here). A page opened later (the Cohort page's
+#: background job, the Subject page's predictions) then finds them imported.
+LATER_MODULES = ("torch", "hyperfusion.inference.predictor", "hyperfusion.models")
+#: Seconds after the first page's run before :data:`LATER_MODULES` are imported: its last messages are sent first
+LATER_DELAY_S = 0.1
+
+_later_lock = threading.Lock()
+_later_started = False
+
+
+def after_first_page(delay: float = LATER_DELAY_S) -> bool:
+    """Called at the end of every run of the dashboard's Home script: the first call in this process imports
+    :data:`LATER_MODULES` in a daemon thread ``delay`` seconds later (under ``streamlit run`` as under
+    ``hyperfusion app``). Returns whether this call started it."""
+    global _later_started  # noqa: PLW0603 - once per process
+    with _later_lock:
+        if _later_started:
+            return False
+        _later_started = True
+    timer = threading.Timer(delay, warm, args=(LATER_MODULES,))
+    timer.daemon = True
+    timer.name = "hyperfusion-later-imports"
+    timer.start()
+    return True
 
 
 def warm(modules=WARM_MODULES) -> list[str]:

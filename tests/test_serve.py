@@ -44,3 +44,25 @@ def test_the_imports_wait_until_the_server_listens(monkeypatch):
         opened = time.monotonic()
         waiting.join(10)
     assert done and done[0] >= opened
+
+
+def test_the_later_imports_start_once_per_process_after_the_first_page(monkeypatch):
+    started = threading.Event()
+    monkeypatch.setattr(serve, "_later_started", False)
+    monkeypatch.setattr(serve, "warm", lambda modules: started.set() or [])
+    assert serve.after_first_page(delay=0.05) is True
+    assert serve.after_first_page(delay=0.05) is False  # every later page run: nothing more
+    assert started.wait(5)
+    assert "torch" in serve.LATER_MODULES
+
+
+def test_the_predictor_imports_neither_sklearn_nor_scipys_statistics_and_images():
+    """The first predictions (the Cohort page's job, an edit) wait for torch only: the metrics' and the
+    resampling's scipy / sklearn (about 0.7 s here) are imported where they are used."""
+    script = (
+        "import sys\nfrom hyperfusion.inference.predictor import Predictor\n"
+        "print(sorted(m for m in ('sklearn', 'scipy.stats', 'scipy.ndimage') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

@@ -8,7 +8,6 @@ import streamlit as st
 from state import session
 
 from hyperfusion.data.schema import CLASS_NAMES, FEATURE_NAMES
-from hyperfusion.errors import HyperFusionError
 from hyperfusion.pages import cohort as C
 from hyperfusion.pages import plain
 
@@ -51,44 +50,29 @@ if not usable:
 paths = tuple((m.name, str(m.path)) for m in usable)
 key = C.cohort_key(cohort)
 ad = all(m.task == "ad" for m in usable)
-class_name = st.segmented_control("Probability of", CLASS_NAMES, default="AD") if ad else None
-class_name = class_name or "AD"
+class_name = (st.segmented_control("Probability of", CLASS_NAMES, default="AD") if ad else None) or "AD"
 output = f"P({class_name})" if ad else "the predicted age"
 st.caption(f"{len(view)} of {len(table)} subjects shown; {len(usable)} model(s).")
 truth = table.set_index("PTID")["DX" if ad else "AGE"]
 
-tabs = st.tabs(["Predictions", "Global importance", "Partial dependence", "Distributions by diagnosis"])
-with tabs[0]:
-    job = cp.prediction_job(key, paths, demo, cohort)
-    job.wait_for_rows(1.0)  # rows already stored show at once, not a refresh later
-    cp.refresh_while(not job.finished, cp.predictions_section, job, view, truth, class_name)
-with tabs[1]:
-    n = st.select_slider("Subjects sampled", [10, 20, 50, 100, 200], 20, key="importance_sample")
-    importance = cp.importance_job(key, paths, demo, n, class_name, cohort)
-    cp.refresh_while(not importance.finished, cp.importance_section, importance, len(table), output)
-with tabs[2]:
-    left, middle, right = st.columns([2, 2, 1], vertical_alignment="bottom")
-    attribute = left.selectbox(
-        "Attribute", FEATURE_NAMES, index=FEATURE_NAMES.index("AGE"), key="pd_attribute"
-    )
-    n_pd = middle.select_slider("Subjects sampled", [5, 10, 20, 50], 10, key="pd_sample")
-    pd_key = (key, paths, attribute, n_pd, class_name)
-    if right.button("Compute", key="pd_compute"):
-        with st.spinner(f"Partial dependence on {attribute} over {n_pd} subjects …"):
-            try:
-                found = C.partial_dependence(
-                    db.predictor_for(paths), cohort, attribute, n_pd, job.scans, class_name
-                )
-                session.cohort_scores["pd"] = (pd_key, *found)
-            except HyperFusionError as exc:
-                st.error(plain(f"Partial dependence could not be computed: {exc}"))
-    done = session.cohort_scores.get("pd")
-    if done and done[0] == pd_key:
-        render.show(C.partial_dependence_blocks(*done[1:], attribute, output))
-    else:
-        st.caption("Choose an attribute and press Compute (a few seconds per ten subjects).")
-with tabs[3]:
-    left, right = st.columns([2, 2])
-    attribute = left.selectbox("Attribute", FEATURE_NAMES, key="dist_attribute")
-    kind = right.radio("Plot", ["box", "violin", "histogram"], horizontal=True, key="dist_kind")
-    render.show(C.distribution(table, attribute, kind))
+# Only the open tab is drawn (a tab switch reruns the page): the others' charts and jobs wait until asked for
+tabs = st.tabs(C.TABS, key="cohort_tab", on_change="rerun")
+job = cp.prediction_job(key, paths, demo, cohort)
+if tabs[0].open:
+    with tabs[0]:
+        job.wait_for_rows(0.5)  # rows already stored show at once, not a refresh later
+        cp.refresh_while(not job.finished, cp.predictions_section, job, view, truth, class_name)
+if tabs[1].open:
+    with tabs[1]:
+        n = st.select_slider("Subjects sampled", [10, 20, 50, 100, 200], 20, key="importance_sample")
+        importance = cp.importance_job(key, paths, demo, n, class_name, cohort)
+        cp.refresh_while(not importance.finished, cp.importance_section, importance, len(table), output)
+if tabs[2].open:
+    with tabs[2]:
+        cp.partial_dependence_tab(key, paths, cohort, job.scans, class_name, output)
+if tabs[3].open:
+    with tabs[3]:
+        left, right = st.columns([2, 2])
+        attribute = left.selectbox("Attribute", FEATURE_NAMES, key="dist_attribute")
+        kind = right.radio("Plot", ["box", "violin", "histogram"], horizontal=True, key="dist_kind")
+        render.show(C.distribution(table, attribute, kind))

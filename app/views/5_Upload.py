@@ -82,9 +82,7 @@ if scan_bytes is not None and record is not None:
         preds = predictor.predict(scan_bytes, record, scan_name=scan_name)
     except HyperFusionError as exc:  # e.g. a scan outside the models' MNI152 box: known only against a model
         scan_note.empty()
-        if scan_bytes != (session.uploaded or {}).get(
-            "scan"
-        ):  # drop the features computed from the refused scan
+        if scan_bytes != (session.uploaded or {}).get("scan"):  # the refused scan's features go
             predictor.forget(scan_bytes)
         st.error(plain(exc))
         st.stop()

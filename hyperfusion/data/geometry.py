@@ -48,7 +48,6 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-from scipy import ndimage
 
 from hyperfusion.data.nifti import NiftiSource, load_nifti, scan_grid
 from hyperfusion.errors import DataError
@@ -302,6 +301,8 @@ def resample_box(image: NiftiSource, geometry: Geometry, order: int = 1) -> np.n
         return np.array(data[_crop_slices(geometry)], dtype=np.float32)
     # Output index -> world (box affine) -> scan index (inverse scan affine): one matrix, applied by scipy.
     to_scan = np.linalg.inv(img.affine) @ box_affine(geometry)
+    from scipy import ndimage  # 0.25 s: imported when a scan is resampled, not with the Predictor
+
     return ndimage.affine_transform(
         data,
         to_scan[:3, :3],
@@ -528,6 +529,8 @@ def _fill_from_box(
     # A reference voxel is inside the box when it falls in a box cell [-½, n-½); "nearest" lets cells at
     # the box's faces use their own value instead of fading to 0 in the outer half voxel.
     inside = np.all((coords >= -0.5) & (coords < n.reshape(3, 1, 1, 1) - 0.5), axis=0)
+    from scipy import ndimage
+
     values = ndimage.map_coordinates(box, coords, output=np.float32, order=order, mode="nearest")
     region = tuple(slice(a, b) for a, b in zip(lo, hi))
     out[region] = np.where(inside, values, 0.0)

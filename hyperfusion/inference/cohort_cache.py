@@ -86,15 +86,18 @@ def cached_rows(
     network or torch (a restarted dashboard shows them at once): record-only models by the record's key,
     image models by the scan's too (``scan_for``: PTID -> an existing scan or None; default the table's)."""
     store = store or ResultStore()
+    held = {name: key for name, path in model_dirs.items() if store.holds(PREDICTION, key := files_key(path))}
+    if not held:  # nothing stored for these models (a first visit): no subject's keys to compute
+        return pd.DataFrame(columns=[*COLUMNS, "cached"])
     ptids = list(cohort.table["PTID"].drop_duplicates())
     subjects = subject_keys(cohort, ptids, scan_for or cohort_scans(cohort))
     hits = []
-    for name, path in model_dirs.items():
+    for name, model_key in held.items():
         pairs = {
             p: [("", s["key"])] + ([(s["scan_key"], s["key"])] if s["scan_key"] else [])
             for p, s in subjects.items()
         }
-        found = store.get(PREDICTION, files_key(path), [k for ks in pairs.values() for k in ks])
+        found = store.get(PREDICTION, model_key, [k for ks in pairs.values() for k in ks])
         for ptid, keys in pairs.items():
             hit = next((found[k] for k in keys if k in found), None)
             if hit is not None:
@@ -126,6 +129,14 @@ class ResultStore:
             "PRIMARY KEY (kind, model, scan, record))"
         )
         return con
+
+    def holds(self, kind: str, model: str) -> bool:
+        """Whether anything of ``kind`` is stored for ``model`` (one indexed lookup)."""
+        if not self.path.exists():
+            return False
+        with contextlib.closing(self._connect()) as con:
+            query = "SELECT 1 FROM results WHERE kind=? AND model=? LIMIT 1"
+            return con.execute(query, (kind, model)).fetchone() is not None
 
     def get(self, kind: str, model: str, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], object]:
         """The stored values of ``keys`` ((scan key, record key) pairs) that exist."""

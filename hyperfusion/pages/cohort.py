@@ -27,6 +27,9 @@ from hyperfusion.pages import Block
 
 BIOMARKERS = ["ABETA", "TAU", "PTAU", "FDG", "AV45"]
 
+#: The Cohort page's tabs, in order
+TABS = ("Predictions", "Global importance", "Partial dependence", "Distributions by diagnosis")
+
 
 @dataclass
 class Filters:

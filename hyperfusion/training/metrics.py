@@ -12,16 +12,19 @@ import warnings
 from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
-from scipy import stats
-from sklearn import metrics as skm
 
 from hyperfusion.data.schema import CLASS_NAMES
+
+# scipy.stats and sklearn.metrics (0.5 s) are imported in the functions that use them: the Predictor imports
+# this module for combine_members, and the dashboard's first predictions must not wait for them.
 
 
 def classification_metrics(
     y_true: np.ndarray, proba: np.ndarray, class_names: Sequence[str] = CLASS_NAMES
 ) -> dict[str, float]:
     """BA, macro precision / F1 / OvR AUC, per-class recall, ECE and Brier; ``proba`` is (N, C) softmax."""
+    from sklearn import metrics as skm
+
     y_true = np.asarray(y_true, dtype=int)
     proba = np.asarray(proba, dtype=float)
     labels = list(range(len(class_names)))
@@ -44,6 +47,8 @@ def classification_metrics(
 
 def macro_ovr_auc(y_true: np.ndarray, proba: np.ndarray) -> float:
     """Macro one-vs-rest AUC over the classes present in ``y_true`` (NaN if fewer than two)."""
+    from sklearn import metrics as skm
+
     present = np.unique(y_true)
     if len(present) < 2:
         return float("nan")
@@ -53,6 +58,8 @@ def macro_ovr_auc(y_true: np.ndarray, proba: np.ndarray) -> float:
 
 def confusion(y_true: np.ndarray, proba: np.ndarray, n_classes: int = len(CLASS_NAMES)) -> np.ndarray:
     """Confusion matrix (rows: truth, columns: prediction), int (C, C)."""
+    from sklearn import metrics as skm
+
     return skm.confusion_matrix(y_true, np.asarray(proba).argmax(axis=1), labels=list(range(n_classes)))
 
 
@@ -83,6 +90,9 @@ def brier_score(y_true: np.ndarray, proba: np.ndarray) -> float:
 
 def regression_metrics(age: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     """MAE (years), Pearson r and R² of predicted against chronological age."""
+    from scipy import stats
+    from sklearn import metrics as skm
+
     age = np.asarray(age, dtype=float)
     predicted = np.asarray(predicted, dtype=float)
     r = float(stats.pearsonr(age, predicted)[0]) if len(age) > 2 and np.std(predicted) > 0 else float("nan")
@@ -166,6 +176,8 @@ def bootstrap_cis(
 
 def mann_whitney_greater(a: Sequence[float], b: Sequence[float]) -> float:
     """One-sided Mann–Whitney U p-value that runs ``a`` score higher than runs ``b`` (as the paper)."""
+    from scipy import stats
+
     return float(stats.mannwhitneyu(a, b, alternative="greater").pvalue)
 
 

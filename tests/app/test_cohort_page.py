@@ -36,6 +36,12 @@ def _settle(at, timeout: float = 240):
     return at
 
 
+def _open_tab(at, name: str):
+    """Open one of the Cohort page's tabs (only the open one is drawn), then let its jobs finish."""
+    at.session_state["cohort_tab"] = name
+    return _settle(at.run())
+
+
 def _predictions(at):
     return next(d.value for d in at.dataframe if "P(AD) · hyperfusion" in d.value.columns)
 
@@ -66,12 +72,15 @@ def test_every_subject_gets_every_models_probabilities_equal_to_the_subject_page
 
 def test_global_importance_renders_and_the_filters_narrow_the_table(cohort_env):
     at = _settle(open_page("views/3_Cohort.py"))
+    assert not any("mean |attribution|" in str(f["layout"]) for f in figures(at))  # a closed tab: not drawn
+    at = _open_tab(at, "Global importance")
     chart = next(f for f in figures(at) if "mean |attribution|" in str(f["layout"]["xaxis"]["title"]))
     assert {t["name"] for t in chart["data"]} == {"hyperfusion", "tabular_only"}
     importance = next(
         d.value for d in at.dataframe if "hyperfusion" in d.value.columns and "PTID" not in d.value
     )
     assert (importance["hyperfusion"] >= 0).all() and importance["tabular_only"].max() > 0
+    at = _open_tab(at, "Predictions")
     at.text_input[0].input(cohort_env["ptids"][1]).run()
     assert _predictions(at)["PTID"].tolist() == [cohort_env["ptids"][1]]
 
@@ -88,7 +97,7 @@ def test_a_restart_reads_the_disk_cache(cohort_env):
 
 
 def test_partial_dependence_and_distributions(cohort_env):
-    at = _settle(open_page("views/3_Cohort.py"))
+    at = _open_tab(_settle(open_page("views/3_Cohort.py")), "Partial dependence")
     at.button(key="pd_compute").click().run()
     assert not at.exception and not at.error
     pd_fig = next(
@@ -96,5 +105,6 @@ def test_partial_dependence_and_distributions(cohort_env):
     )
     names = {t.get("name") for t in pd_fig["data"]} - {None}
     assert names == {"hyperfusion", "tabular_only"}
+    at = _open_tab(at, "Distributions by diagnosis")
     at.radio(key="dist_kind").set_value("violin").run()
     assert any(t["type"] == "violin" for f in figures(at) for t in f["data"])

@@ -242,3 +242,18 @@ def test_waiting_for_the_first_rows_returns_when_they_come_or_at_the_timeout():
     t0 = time.monotonic()
     assert not late.wait_for_rows(0.3) and time.monotonic() - t0 < 1.5  # gave up at its timeout
     late.wait()
+
+
+def test_a_store_without_rows_for_the_models_is_answered_without_touching_a_scan(setup, tmp_path):  # noqa: F811
+    """A first visit (nothing stored for these model files): no subject's scan is looked for or hashed."""
+    cohort, pre, dirs = setup
+    store = ResultStore(tmp_path / "store.sqlite")
+    looked = []
+    scan_for = lambda ptid: looked.append(ptid)  # noqa: E731
+    assert not store.holds("prediction", "any model")  # no file yet
+    empty = cached_rows(cohort, {m: dirs[m] for m in MODELS}, scan_for=scan_for, store=store)
+    assert empty.empty and list(empty.columns)[-1] == "cached" and looked == []
+    ptid = cohort.table["PTID"].iloc[0]
+    _all(score_cohort(Predictor({"tabular_only": dirs["tabular_only"]}), cohort, ptids=[ptid], store=store))
+    found = cached_rows(cohort, {m: dirs[m] for m in MODELS}, scan_for=scan_for, store=store)
+    assert set(found["model"]) == {"tabular_only"} and list(found["PTID"]) == [ptid] and looked
