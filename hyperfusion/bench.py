@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hyperfusion.errors import HyperFusionError
+from hyperfusion.serve import wait_for_port  # noqa: F401 - the benchmarks' name for it
 
 
 @dataclass
@@ -151,20 +152,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> bool:
-    """Whether 127.0.0.1:``port`` answers within ``timeout`` s (False at once when ``proc`` has ended)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def stop(proc: subprocess.Popen) -> None:

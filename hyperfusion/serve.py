@@ -66,18 +66,27 @@ def warm(modules=WARM_MODULES) -> list[str]:
     return failed
 
 
-def _after_listening(port: int, timeout: float = 60.0) -> None:
-    """Warm the imports once the server listens on ``port`` (not before: they would delay its start)."""
+def wait_for_port(port: int, timeout: float = 60.0, proc=None) -> bool:
+    """Whether 127.0.0.1:``port`` answers within ``timeout`` s (False at once when the subprocess ``proc`` has
+    ended)."""
     import socket
     import time
 
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
+                return True
         except OSError:
             time.sleep(0.05)
+    return False
+
+
+def _after_listening(port: int, timeout: float = 60.0) -> None:
+    """Warm the imports once the server listens on ``port`` (not before: they would delay its start)."""
+    wait_for_port(port, timeout)
     warm()
 
 
