@@ -155,3 +155,16 @@ def test_the_record_waterfall_adds_up_and_follows_an_edit(app_env):
     assert after["APOE4"] == pytest.approx(ra.attributes["APOE4"], abs=1e-5)
     assert after["this record"] == pytest.approx(ra.output, abs=1e-5)
     assert any("record's share" in c.value and "ensemble" in c.value for c in at.caption)
+
+
+def test_without_a_model_the_form_is_still_shown_and_the_page_says_where_to_add_one(
+    app_env, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("HYPERFUSION_MODELS", str(tmp_path / "no_models"))
+    at = AppTest.from_file(str(HOME), default_timeout=60).run()
+    at.switch_page("views/1_Subject.py").run()
+    assert not at.exception
+    assert any("No model for this cohort" in i.value for i in at.info)
+    assert at.number_input(key="value_AGE").value is not None  # the record is there to read and edit
+    at.number_input(key="value_AGE").set_value(66.0).run()
+    assert not at.exception and at.session_state["edited_record"]["record"]["AGE"] == 66.0
