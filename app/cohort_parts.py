@@ -18,7 +18,7 @@ from hyperfusion.pages import cohort as C
 from hyperfusion.pages import plain
 
 REFRESH_S = 1.0  # how often a running job's rows are shown anew
-FIRST_ROWS_S = 3.0  # how long the Predictions tab waits for a new job's first rows before refreshing instead
+FIRST_ROWS_S = 3.0  # until a job is this old, its tab waits for the first rows (then it refreshes instead)
 _RUNNING: dict[str, list] = {"predictions": [], "importance": []}  # kind -> jobs started (older ones stopped)
 _LOCK = threading.Lock()
 
@@ -72,7 +72,7 @@ def predictions_section(job, view, truth, class_name: str) -> bool:
             progress(job, "subject × model predictions")
             st.caption("The models' probabilities appear here as soon as the first rows are computed.")
             st.dataframe(view.reset_index(drop=True), hide_index=True, key="cohort_subjects")
-        if not job.wait_for_rows(FIRST_ROWS_S):
+        if not job.wait_for_rows(FIRST_ROWS_S, from_start=True):
             return True
         holder.empty()
     running = progress(job, "subject × model predictions")

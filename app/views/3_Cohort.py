@@ -60,7 +60,7 @@ tabs = st.tabs(C.TABS, key="cohort_tab", on_change="rerun")
 job = cp.prediction_job(key, paths, demo, cohort)
 if tabs[0].open:
     with tabs[0]:
-        job.wait_for_rows(0.5)  # rows already stored show at once, not a refresh later
+        job.wait_for_rows(0.5, from_start=True)  # rows already stored show at once, not a refresh later
         cp.refresh_while(not job.finished, cp.predictions_section, job, view, truth, class_name)
 if tabs[1].open:
     with tabs[1]:

@@ -23,6 +23,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -365,9 +366,11 @@ class BackgroundJob:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.error: str | None = None
+        self.started: float | None = None  # time.monotonic() at start
         self.thread = threading.Thread(target=self._run, daemon=True, name="hyperfusion-cohort")
 
     def start(self) -> BackgroundJob:
+        self.started = time.monotonic()
         self.thread.start()
         _LIVE.add(self)
         return self
@@ -398,12 +401,13 @@ class BackgroundJob:
         self.thread.join(timeout)
         return self.finished
 
-    def wait_for_rows(self, timeout: float) -> bool:
+    def wait_for_rows(self, timeout: float, from_start: bool = False) -> bool:
         """Wait up to ``timeout`` seconds for the first units (or the end); True when some are done. A page
-        that waits a moment shows rows already stored at once instead of on its next refresh."""
-        import time
-
-        deadline = time.monotonic() + timeout
+        that waits a moment shows rows already stored at once instead of on its next refresh. With
+        ``from_start`` the seconds count from the job's start: a page that waits on each of its refreshes is
+        held only while the job is new, not every second on a machine too slow to give rows in time."""
+        start = self.started if from_start and self.started is not None else time.monotonic()
+        deadline = start + timeout
         while self._done == 0 and not self.finished and time.monotonic() < deadline:
             time.sleep(0.02)
         return self._done > 0

@@ -241,6 +241,10 @@ def test_waiting_for_the_first_rows_returns_when_they_come_or_at_the_timeout():
     late = BackgroundJob(slow(3.0), total=2).start()
     t0 = time.monotonic()
     assert not late.wait_for_rows(0.3) and time.monotonic() - t0 < 1.5  # gave up at its timeout
+    # counted from the job's start: a page refreshing every second is held only while the job is new
+    time.sleep(0.4)
+    t0 = time.monotonic()
+    assert not late.wait_for_rows(0.5, from_start=True) and time.monotonic() - t0 < 0.2
     late.wait()
 
 
