@@ -67,7 +67,7 @@ def refresh_while(running: bool, section, *args) -> None:
 def predictions_section(job, view, truth, class_name: str) -> bool:
     """The rows done so far (a click on a row opens the subject); before the first rows, the subjects at once,
     replaced by the models' columns as soon as they are computed (waiting up to ``FIRST_ROWS_S``)."""
-    if job.snapshot()[1] == 0 and not job.finished:
+    if job.done == 0 and not job.finished:
         with (holder := st.empty()).container():
             progress(job, "subject × model predictions")
             st.caption("The models' probabilities appear here as soon as the first rows are computed.")

@@ -393,6 +393,11 @@ class BackgroundJob:
         self._stop.set()
 
     @property
+    def done(self) -> int:
+        """Units done so far (without joining the tables, as :meth:`snapshot` does)."""
+        return self._done
+
+    @property
     def finished(self) -> bool:
         return self.thread.ident is not None and not self.thread.is_alive()
 

@@ -120,7 +120,7 @@ def importance_job(cohort: Cohort, paths: tuple, n: int, class_name: str, first)
     ptids = sample_subjects(cohort, n)
 
     def frames():
-        while first.predictor is None or first.snapshot()[1] < min(first.total, 15 * len(paths)):
+        while first.predictor is None or first.done < min(first.total, 15 * len(paths)):
             if first.finished:
                 return
             time.sleep(0.5)
@@ -138,7 +138,7 @@ def importance_job(cohort: Cohort, paths: tuple, n: int, class_name: str, first)
 
 def progress_text(job, what: str) -> tuple[float, str]:
     """A job's progress as (fraction, words)."""
-    _, done = job.snapshot()
+    done = job.done
     state = "computing in the background" if not job.finished else "done"
     return min(done / max(job.total, 1), 1.0), f"{what}: {done} of {job.total} ({state})"
 

@@ -189,7 +189,7 @@ def test_background_job_collects_frames_and_reports_errors():
     job = BackgroundJob(frames, total=6).start()
     assert job.wait(10)
     rows, done = job.snapshot()
-    assert done == 6 and len(rows) == 6 and job.error is None
+    assert done == job.done == 6 and len(rows) == 6 and job.error is None
 
     def failing():
         yield pd.DataFrame({"x": [1]})
@@ -197,7 +197,7 @@ def test_background_job_collects_frames_and_reports_errors():
 
     job = BackgroundJob(failing, total=2).start()
     assert job.wait(10)
-    assert job.snapshot()[1] == 1 and job.error == "scan unreadable"
+    assert job.snapshot()[1] == job.done == 1 and job.error == "scan unreadable"
 
 
 def test_jobs_still_running_at_exit_are_stopped_and_joined():
